@@ -1,0 +1,85 @@
+//! Entry points for the fuzz targets: each decodes arbitrary input and checks the properties
+//! that must hold for every input. Not part of the API.
+
+use crate::rest::*;
+use crate::{ClientMessage, ConnectQuery, ServerEvent};
+
+/// Decodes `data` as a client message; a decoded message must re-encode to a frame that
+/// decodes to the same message.
+pub fn fuzz_client_message(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(message) = ClientMessage::decode(text) {
+        let encoded = message.encode();
+        let again = ClientMessage::decode(&encoded);
+        assert_eq!(
+            again.as_ref().ok(),
+            Some(&message),
+            "re-encoding changed {text:?}"
+        );
+    }
+}
+
+/// Decodes `data` as a server event; a decoded event must re-encode to a frame that decodes
+/// to the same event, payload normalized.
+pub fn fuzz_server_event(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(event) = ServerEvent::decode(text) {
+        let encoded = event.encode();
+        let again =
+            ServerEvent::decode(&encoded).map(|e| e.message_payload.map(|p| p.as_str().to_owned()));
+        let normalized = event
+            .message_payload
+            .as_ref()
+            .map(|p| p.normalized().into_owned());
+        assert_eq!(again.ok(), Some(normalized), "re-encoding changed {text:?}");
+    }
+}
+
+/// Decodes `data` as every REST body; a decoded body must re-encode to bytes that decode to
+/// the same body.
+pub fn fuzz_rest_bodies(data: &[u8]) {
+    fn round_trip<T: JsonBody + PartialEq + std::fmt::Debug>(data: &[u8]) {
+        if let Ok(body) = T::decode(data) {
+            let again = T::decode(&body.encode());
+            assert_eq!(again.as_ref().ok(), Some(&body));
+        }
+    }
+    round_trip::<CreateSignalingChannelRequest>(data);
+    round_trip::<DescribeSignalingChannelRequest>(data);
+    round_trip::<DescribeSignalingChannelResponse>(data);
+    round_trip::<ListSignalingChannelsRequest>(data);
+    round_trip::<ListSignalingChannelsResponse>(data);
+    round_trip::<UpdateSignalingChannelRequest>(data);
+    round_trip::<DeleteSignalingChannelRequest>(data);
+    round_trip::<GetSignalingChannelEndpointRequest>(data);
+    round_trip::<GetSignalingChannelEndpointResponse>(data);
+    round_trip::<TagResourceRequest>(data);
+    round_trip::<UntagResourceRequest>(data);
+    round_trip::<ListTagsForResourceRequest>(data);
+    round_trip::<ListTagsForResourceResponse>(data);
+    round_trip::<GetIceServerConfigRequest>(data);
+    round_trip::<GetIceServerConfigResponse>(data);
+    round_trip::<SendAlexaOfferToMasterRequest>(data);
+    round_trip::<SendAlexaOfferToMasterResponse>(data);
+    let _ = ErrorBody::decode(data);
+}
+
+/// Parses `data` as a connect query string and an ARN.
+pub fn fuzz_connect_query(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(query) = ConnectQuery::parse(text) {
+        assert_eq!(
+            query.role() == crate::Role::Viewer,
+            query.client_id.is_some()
+        );
+    }
+    if let Ok(arn) = crate::ChannelArn::new(text) {
+        assert!(text.ends_with(arn.suffix()) && text.contains(arn.channel_name()));
+    }
+}

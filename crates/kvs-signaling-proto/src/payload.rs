@@ -101,6 +101,12 @@ impl<'a> MessagePayload<'a> {
         }
     }
 
+    /// Whether the text borrows from the decoded input.
+    #[cfg(test)]
+    pub(crate) fn is_borrowed(&self) -> bool {
+        matches!(self.text, Cow::Borrowed(_))
+    }
+
     /// The bytes the text encodes.
     pub fn decode(&self) -> Result<Vec<u8>, Error> {
         LENIENT.decode(self.normalized().as_bytes()).map_err(|err| {

@@ -8,7 +8,7 @@ use crate::limits;
 use crate::text::{bad_char_at, check_length, string_newtype};
 
 /// The allowed set of tag keys and values, in words.
-const TAG_CHARS: &str = r"Unicode letters, separators and numbers (\p{L}, \p{Z}, \p{N}), '_', '.', ':', '/', '=', '+', '-', '@'";
+pub(crate) const TAG_CHARS: &str = r"Unicode letters, separators and numbers (\p{L}, \p{Z}, \p{N}), '_', '.', ':', '/', '=', '+', '-', '@'";
 
 /// `[\p{L}\p{Z}\p{N}_.:/=+\-@]`.
 fn is_tag_char(ch: char) -> bool {

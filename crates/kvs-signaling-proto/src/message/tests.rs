@@ -1,1 +1,383 @@
+use super::*;
 
+const PAYLOAD: &str = "eyJ0eXBlIjoib2ZmZXIiLCJzZHAiOiJ2PTAifQ==";
+
+fn decode(text: &str) -> Result<ClientMessage<'_>, ClientMessageError> {
+    ClientMessage::decode(text)
+}
+
+fn failure(
+    error: Error,
+    correlation_id: Option<&str>,
+    action: Option<Action>,
+) -> Result<(), ClientMessageError> {
+    Err(ClientMessageError {
+        error,
+        correlation_id: correlation_id.map(|id| CorrelationId::new(id).unwrap()),
+        action,
+    })
+}
+
+#[test]
+fn decodes_every_sender_dialect() {
+    let cases = [
+        // JS: camelCase, absent keys omitted.
+        format!(
+            r#"{{"action":"SDP_OFFER","messagePayload":"{PAYLOAD}","correlationId":"1697058567743"}}"#
+        ),
+        // C SDK: PascalCase keys, tab-indented, IceServerList appended.
+        format!(
+            "{{\n\t\"action\":\t\"SDP_OFFER\",\n\t\"RecipientClientId\":\t\"ProducerMaster\",\n\t\"MessagePayload\":\t\"{PAYLOAD}\",\n\t\"CorrelationId\":\t\"1697058567743\",\n\t\"IceServerList\":\t[{{\"Password\":\"p\",\"Ttl\":240,\"Uris\":[\"turn:h:443\"],\"Username\":\"u\"}}]\n}}"
+        ),
+        // Android: empty recipient, its own senderClientId, both ignored.
+        format!(
+            r#"{{"action":"SDP_OFFER","recipientClientId":"","senderClientId":"","messagePayload":"{PAYLOAD}","correlationId":"1697058567743"}}"#
+        ),
+        // Keys in odd cases, null optional members.
+        format!(
+            r#"{{"ACTION":"SDP_OFFER","recipientclientid":null,"messagepayload":"{PAYLOAD}","CORRELATIONID":"1697058567743"}}"#
+        ),
+    ];
+    for text in &cases {
+        let message = decode(text).unwrap_or_else(|err| panic!("{text}: {err}"));
+        assert_eq!(message.action, Action::SdpOffer, "{text}");
+        assert_eq!(message.message_payload.as_str(), PAYLOAD, "{text}");
+        assert_eq!(
+            message.correlation_id.as_ref().map(CorrelationId::as_str),
+            Some("1697058567743")
+        );
+        assert!(message.message_payload.is_borrowed(), "{text}");
+    }
+    assert_eq!(
+        decode(&cases[1])
+            .unwrap()
+            .recipient_client_id
+            .unwrap()
+            .as_str(),
+        "ProducerMaster"
+    );
+    assert_eq!(decode(&cases[2]).unwrap().recipient_client_id, None);
+}
+
+#[test]
+fn escaped_payloads_decode_owned() {
+    let message = decode(r#"{"action":"ICE_CANDIDATE","messagePayload":"ab\/cd+=="}"#).unwrap();
+    assert_eq!(message.message_payload.as_str(), "ab/cd+==");
+    assert!(!message.message_payload.is_borrowed());
+}
+
+#[test]
+fn failures_keep_the_correlation_id_when_it_is_valid() {
+    let missing = |field| Error::Missing {
+        field: Field::new(field),
+    };
+    let cases: Vec<(&str, Result<(), ClientMessageError>)> = vec![
+        (
+            r#"{"messagePayload":"QQ==","correlationId":"c1"}"#,
+            failure(missing("action"), Some("c1"), None),
+        ),
+        (
+            r#"{"correlationId":"c1","action":"SDP_OFFER"}"#,
+            failure(
+                missing("messagePayload"),
+                Some("c1"),
+                Some(Action::SdpOffer),
+            ),
+        ),
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":"","correlationId":"c1"}"#,
+            failure(
+                missing("messagePayload"),
+                Some("c1"),
+                Some(Action::SdpOffer),
+            ),
+        ),
+        (
+            r#"{"action":"sdp_offer","messagePayload":"QQ==","correlationId":"c1"}"#,
+            failure(
+                Error::invalid(
+                    Field::new("action"),
+                    Violation::UnknownValue {
+                        found: "sdp_offer".to_owned(),
+                        allowed: "SDP_OFFER, SDP_ANSWER, ICE_CANDIDATE",
+                    },
+                ),
+                Some("c1"),
+                None,
+            ),
+        ),
+        (
+            r#"{"action":"GO_AWAY","messagePayload":"QQ==","correlationId":"c1"}"#,
+            failure(
+                Error::invalid(
+                    Field::new("action"),
+                    Violation::UnknownValue {
+                        found: "GO_AWAY".to_owned(),
+                        allowed: "SDP_OFFER, SDP_ANSWER, ICE_CANDIDATE",
+                    },
+                ),
+                Some("c1"),
+                None,
+            ),
+        ),
+        (
+            r#"{"action":"SDP_ANSWER","recipientClientId":"bad id","messagePayload":"QQ==","correlationId":"c1"}"#,
+            failure(
+                Error::invalid(
+                    Field::new("recipientClientId"),
+                    Violation::Character {
+                        ch: ' ',
+                        position: 3,
+                        allowed: crate::text::ID_CHARS,
+                    },
+                ),
+                Some("c1"),
+                Some(Action::SdpAnswer),
+            ),
+        ),
+        (
+            r#"{"action":"SDP_ANSWER","messagePayload":42,"correlationId":"c1"}"#,
+            failure(
+                Error::WrongType {
+                    field: Field::new("messagePayload"),
+                    expected: JsonType::String,
+                    found: JsonType::Number,
+                },
+                Some("c1"),
+                Some(Action::SdpAnswer),
+            ),
+        ),
+        (
+            r#"{"action":"SDP_ANSWER","messagePayload":"QQ==","MessagePayload":"QQ==","correlationId":"c1"}"#,
+            failure(
+                Error::Duplicate {
+                    field: Field::new("messagePayload"),
+                },
+                Some("c1"),
+                None,
+            ),
+        ),
+        // An invalid correlation id cannot be answered to.
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":"QQ==","correlationId":"c 1"}"#,
+            failure(
+                Error::invalid(
+                    Field::new("correlationId"),
+                    Violation::Character {
+                        ch: ' ',
+                        position: 1,
+                        allowed: crate::text::ID_CHARS,
+                    },
+                ),
+                None,
+                None,
+            ),
+        ),
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":"QQ==","correlationId":{"a":1}}"#,
+            failure(
+                Error::WrongType {
+                    field: Field::new("correlationId"),
+                    expected: JsonType::String,
+                    found: JsonType::Object,
+                },
+                None,
+                None,
+            ),
+        ),
+        (
+            r#"["action","SDP_OFFER"]"#,
+            failure(
+                Error::WrongType {
+                    field: Field::new("message"),
+                    expected: JsonType::Object,
+                    found: JsonType::Array,
+                },
+                None,
+                None,
+            ),
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(decode(text).map(|_| ()), expected, "{text}");
+    }
+}
+
+#[test]
+fn syntax_errors_carry_no_correlation_id() {
+    for text in [
+        "",
+        "{",
+        r#"{"action":"SDP_OFFER","correlationId":"c1""#,
+        r#"{"action":"SDP_OFFER"} trailing"#,
+        "not json",
+        "\u{0}",
+    ] {
+        let err = decode(text).unwrap_err();
+        assert!(
+            matches!(err.error, Error::Syntax { .. }),
+            "{text:?}: {err:?}"
+        );
+        assert_eq!(err.correlation_id, None);
+        assert_eq!(err.status_response(), None);
+    }
+}
+
+#[test]
+fn payload_cap_is_configurable() {
+    let big = format!(
+        r#"{{"action":"SDP_OFFER","messagePayload":"{}"}}"#,
+        "A".repeat(12_000)
+    );
+    let err = decode(&big).unwrap_err();
+    assert_eq!(
+        err.error,
+        Error::invalid(
+            Field::new("messagePayload"),
+            Violation::Length {
+                min: 1,
+                max: 10_240,
+                found: 12_000
+            }
+        )
+    );
+    assert!(ClientMessage::decode_with_max_payload(&big, 18_750).is_ok());
+}
+
+#[test]
+fn status_response_for_a_failure() {
+    let err = decode(r#"{"action":"SDP_OFFER","correlationId":"abc"}"#).unwrap_err();
+    assert_eq!(
+        err.status_response().unwrap().encode(),
+        r#"{"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"abc","errorType":"InvalidArgumentException","statusCode":"400","description":"messagePayload: is required but missing","success":false}}"#
+    );
+}
+
+#[test]
+fn client_message_encodes_camel_case() {
+    let mut message = ClientMessage::new(Action::SdpAnswer, MessagePayload::new("QQ==").unwrap());
+    assert_eq!(
+        message.encode(),
+        r#"{"action":"SDP_ANSWER","messagePayload":"QQ=="}"#
+    );
+    message.recipient_client_id = Some(PeerId::new("viewer-1").unwrap());
+    message.correlation_id = Some(CorrelationId::new("7").unwrap());
+    let text = message.encode();
+    assert_eq!(
+        text,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"viewer-1","messagePayload":"QQ==","correlationId":"7"}"#
+    );
+    assert_eq!(decode(&text).unwrap(), message);
+}
+
+#[test]
+fn server_events_encode_as_clients_parse_them() {
+    let viewer = PeerId::new("viewer-1").unwrap();
+    let cases = [
+        (
+            ServerEvent::relay(
+                MessageType::SdpOffer,
+                Some(&viewer),
+                MessagePayload::new("QQ==").unwrap(),
+            ),
+            r#"{"senderClientId":"viewer-1","messageType":"SDP_OFFER","messagePayload":"QQ=="}"#,
+        ),
+        (
+            // From the master: no sender; Android's URL-safe payload goes out standard.
+            ServerEvent::relay(
+                MessageType::IceCandidate,
+                None,
+                MessagePayload::new("-_8").unwrap(),
+            ),
+            r#"{"messageType":"ICE_CANDIDATE","messagePayload":"+/8="}"#,
+        ),
+        (ServerEvent::go_away(), r#"{"messageType":"GO_AWAY"}"#),
+        (
+            ServerEvent::reconnect_ice_server(),
+            r#"{"messageType":"RECONNECT_ICE_SERVER"}"#,
+        ),
+        (
+            ServerEvent::status_response(StatusResponse::new(
+                CorrelationId::new("1").unwrap(),
+                ErrorType::ClientLimitExceededException,
+                "SDP_OFFER: more than 5 per second \"quoted\"",
+            )),
+            r#"{"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"1","errorType":"ClientLimitExceededException","statusCode":"400","description":"SDP_OFFER: more than 5 per second \"quoted\"","success":false}}"#,
+        ),
+    ];
+    for (event, expected) in cases {
+        let text = event.encode();
+        assert_eq!(text, expected);
+        let back = ServerEvent::decode(&text).unwrap();
+        assert_eq!(back.message_type, event.message_type);
+        assert_eq!(back.status_response, event.status_response);
+        assert_eq!(back.sender_client_id, event.sender_client_id);
+    }
+}
+
+#[test]
+fn status_description_is_capped() {
+    let status = StatusResponse::new(
+        CorrelationId::new("1").unwrap(),
+        ErrorType::InvalidArgumentException,
+        "é".repeat(2000),
+    );
+    assert_eq!(status.description.unwrap().chars().count(), 1024);
+}
+
+#[test]
+fn server_event_decoding() {
+    let event = ServerEvent::decode(
+        r#"{"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"1697058567743","errorType":"InvalidArgumentException","statusCode":"400","success":false}}"#,
+    )
+    .unwrap();
+    let status = event.status_response.unwrap();
+    assert_eq!(status.status_code, 400);
+    assert_eq!(
+        status.known_error_type(),
+        Some(ErrorType::InvalidArgumentException)
+    );
+    assert_eq!(status.description, None);
+
+    let numeric = ServerEvent::decode(
+        r#"{"MessageType":"STATUS_RESPONSE","StatusResponse":{"errorType":"X","statusCode":403}}"#,
+    )
+    .unwrap();
+    assert_eq!(numeric.status_response.unwrap().status_code, 403);
+
+    let cases = [
+        (
+            r#"{"messageType":"SOMETHING_NEW"}"#,
+            Error::invalid(
+                Field::new("messageType"),
+                Violation::UnknownValue {
+                    found: "SOMETHING_NEW".to_owned(),
+                    allowed: "SDP_OFFER, SDP_ANSWER, ICE_CANDIDATE, STATUS_RESPONSE, GO_AWAY, RECONNECT_ICE_SERVER",
+                },
+            ),
+        ),
+        (
+            r#"{"senderClientId":"a"}"#,
+            Error::Missing {
+                field: Field::new("messageType"),
+            },
+        ),
+        (
+            r#"{"messageType":"STATUS_RESPONSE","statusResponse":"oops"}"#,
+            Error::WrongType {
+                field: Field::new("statusResponse"),
+                expected: JsonType::Object,
+                found: JsonType::String,
+            },
+        ),
+        (
+            r#"{"messageType":"STATUS_RESPONSE","statusResponse":{"errorType":"X"}}"#,
+            Error::Missing {
+                field: Field::new("statusResponse.statusCode"),
+            },
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(ServerEvent::decode(text), Err(expected), "{text}");
+    }
+}

@@ -32,7 +32,7 @@
 //! let event = ServerEvent::relay(MessageType::SdpOffer, Some(&viewer), message.message_payload);
 //! assert_eq!(
 //!     event.encode(),
-//!     r#"{"senderClientId":"viewer-1","messageType":"SDP_OFFER","messagePayload":"eyJ0eXBlIjoib2ZmZXIifQ=="}"#
+//!     r#"{"messagePayload":"eyJ0eXBlIjoib2ZmZXIifQ==","messageType":"SDP_OFFER","senderClientId":"viewer-1"}"#
 //! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -51,7 +51,8 @@
 //!      alphabet: letters, digits, '+' and '/' (or URL-safe '-' and '_'), '=' padding"
 //! );
 //! let answer = err.status_response().unwrap().encode();
-//! assert!(answer.starts_with(r#"{"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"7","errorType":"InvalidArgumentException","statusCode":"400""#));
+//! assert!(answer.starts_with(r#"{"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"7","description":"messagePayload: character"#));
+//! assert!(answer.ends_with(r#"","errorType":"InvalidArgumentException","statusCode":"400","success":false}}"#));
 //! ```
 
 #![warn(clippy::indexing_slicing)]
@@ -93,6 +94,11 @@ pub use rest::{
 };
 pub use sdp::{IceCandidate, PayloadJson, SdpType, SessionDescription};
 pub use tags::{Tag, TagKey, TagValue};
+
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod proptests;
 
 /// Entry points for the fuzz targets. Not part of the API.
 #[doc(hidden)]

@@ -296,8 +296,9 @@ const EVENT_KEYS: [&str; 4] = [
 /// An event the service sends over the WebSocket:
 /// `{"senderClientId", "messageType", "messagePayload", "statusResponse"}`.
 ///
-/// Encoding writes what every official client parses: `messageType` always, camelCase keys,
-/// absent fields omitted (never `null`), and the payload in standard padded base64.
+/// Encoding writes what every official client parses, as the service writes it: compact JSON
+/// with keys sorted by name, `messageType` always, camelCase keys, absent fields omitted
+/// (never `null`), and the payload in standard padded base64.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerEvent<'a> {
@@ -357,21 +358,22 @@ impl<'a> ServerEvent<'a> {
     }
 
     /// Encodes the event. A relayed payload that is not standard base64 is normalized; one
-    /// that is goes out byte for byte.
+    /// that is goes out byte for byte. Keys come in the order the service writes them, sorted
+    /// by name: some clients read a key only after another one.
     pub fn encode(&self) -> String {
         let payload_len = self.message_payload.as_ref().map_or(0, |p| p.len() + 2);
         let mut out = String::with_capacity(64 + payload_len);
         out.push('{');
-        if let Some(sender) = &self.sender_client_id {
-            out.push_str("\"senderClientId\":\"");
-            out.push_str(sender.as_str());
+        if let Some(payload) = &self.message_payload {
+            out.push_str("\"messagePayload\":\"");
+            out.push_str(&payload.normalized());
             out.push_str("\",");
         }
         out.push_str("\"messageType\":\"");
         out.push_str(self.message_type.as_str());
         out.push('"');
-        if let Some(payload) = &self.message_payload {
-            push_member(&mut out, "messagePayload", &payload.normalized());
+        if let Some(sender) = &self.sender_client_id {
+            push_member(&mut out, "senderClientId", sender.as_str());
         }
         if let Some(status) = &self.status_response {
             out.push_str(",\"statusResponse\":");
@@ -505,14 +507,14 @@ impl StatusResponse {
             key(out, "correlationId");
             push_json_string(out, id.as_str());
         }
-        key(out, "errorType");
-        push_json_string(out, &self.error_type);
-        key(out, "statusCode");
-        let _ = write!(out, "\"{}\"", self.status_code);
         if let Some(description) = &self.description {
             key(out, "description");
             push_json_string(out, description);
         }
+        key(out, "errorType");
+        push_json_string(out, &self.error_type);
+        key(out, "statusCode");
+        let _ = write!(out, "\"{}\"", self.status_code);
         if let Some(success) = self.success {
             key(out, "success");
             out.push_str(if success { "true" } else { "false" });

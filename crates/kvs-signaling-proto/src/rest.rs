@@ -316,18 +316,19 @@ json_object! {
 }
 
 json_object! {
-    /// A channel's description.
+    /// A channel's description. Members are declared in the order the service writes them,
+    /// sorted by name.
     pub struct ChannelInfo {
         required {}
         optional {
-            /// The name.
-            channel_name: ChannelName = "ChannelName",
             /// The ARN.
             channel_arn: ChannelArn = "ChannelARN",
-            /// The type.
-            channel_type: ChannelType = "ChannelType",
+            /// The name.
+            channel_name: ChannelName = "ChannelName",
             /// The status.
             channel_status: ChannelStatus = "ChannelStatus",
+            /// The type.
+            channel_type: ChannelType = "ChannelType",
             /// When it was created.
             creation_time: Timestamp = "CreationTime",
             /// Its message TTL.

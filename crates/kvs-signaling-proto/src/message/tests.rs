@@ -249,7 +249,7 @@ fn status_response_for_a_failure() {
     let err = decode(r#"{"action":"SDP_OFFER","correlationId":"abc"}"#).unwrap_err();
     assert_eq!(
         err.status_response().unwrap().encode(),
-        r#"{"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"abc","errorType":"InvalidArgumentException","statusCode":"400","description":"messagePayload: is required but missing","success":false}}"#
+        r#"{"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"abc","description":"messagePayload: is required but missing","errorType":"InvalidArgumentException","statusCode":"400","success":false}}"#
     );
 }
 
@@ -280,7 +280,7 @@ fn server_events_encode_as_clients_parse_them() {
                 Some(&viewer),
                 MessagePayload::new("QQ==").unwrap(),
             ),
-            r#"{"senderClientId":"viewer-1","messageType":"SDP_OFFER","messagePayload":"QQ=="}"#,
+            r#"{"messagePayload":"QQ==","messageType":"SDP_OFFER","senderClientId":"viewer-1"}"#,
         ),
         (
             // From the master: no sender; Android's URL-safe payload goes out standard.
@@ -289,7 +289,7 @@ fn server_events_encode_as_clients_parse_them() {
                 None,
                 MessagePayload::new("-_8").unwrap(),
             ),
-            r#"{"messageType":"ICE_CANDIDATE","messagePayload":"+/8="}"#,
+            r#"{"messagePayload":"+/8=","messageType":"ICE_CANDIDATE"}"#,
         ),
         (ServerEvent::go_away(), r#"{"messageType":"GO_AWAY"}"#),
         (
@@ -302,7 +302,7 @@ fn server_events_encode_as_clients_parse_them() {
                 ErrorType::ClientLimitExceededException,
                 "SDP_OFFER: more than 5 per second \"quoted\"",
             )),
-            r#"{"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"1","errorType":"ClientLimitExceededException","statusCode":"400","description":"SDP_OFFER: more than 5 per second \"quoted\"","success":false}}"#,
+            r#"{"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"1","description":"SDP_OFFER: more than 5 per second \"quoted\"","errorType":"ClientLimitExceededException","statusCode":"400","success":false}}"#,
         ),
     ];
     for (event, expected) in cases {

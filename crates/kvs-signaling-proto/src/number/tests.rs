@@ -67,7 +67,8 @@ fn message_ttl_seconds() {
 
 #[test]
 fn other_ranges() {
-    let cases: [(fn(u32) -> Result<u32, Error>, u32, u32); 3] = [
+    type New = fn(u32) -> Result<u32, Error>;
+    let cases: [(New, u32, u32); 3] = [
         (|v| IceServerTtl::new(v).map(IceServerTtl::get), 30, 86_400),
         (|v| MaxResults::new(v).map(MaxResults::get), 1, 10_000),
         (

@@ -296,7 +296,7 @@ fn channel_info_encodes_integers_and_epoch_seconds() {
     assert_eq!(
         text,
         format!(
-            r#"{{"ChannelInfo":{{"ChannelName":"demo","ChannelARN":"{ARN}","ChannelType":"SINGLE_MASTER","ChannelStatus":"ACTIVE","CreationTime":1657142193.914,"SingleMasterConfiguration":{{"MessageTtlSeconds":60}},"Version":"abc123XYZ"}}}}"#
+            r#"{{"ChannelInfo":{{"ChannelARN":"{ARN}","ChannelName":"demo","ChannelStatus":"ACTIVE","ChannelType":"SINGLE_MASTER","CreationTime":1657142193.914,"SingleMasterConfiguration":{{"MessageTtlSeconds":60}},"Version":"abc123XYZ"}}}}"#
         )
     );
     assert_eq!(

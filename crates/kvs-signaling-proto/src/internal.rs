@@ -10,7 +10,13 @@ pub fn fuzz_client_message(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(message) = ClientMessage::decode(text) {
+    let general = ClientMessage::decode_general(text, crate::limits::MAX_MESSAGE_PAYLOAD_LEN);
+    assert_eq!(
+        ClientMessage::decode(text),
+        general,
+        "the fast and general decoders disagree on {text:?}"
+    );
+    if let Ok(message) = general {
         let encoded = message.encode();
         let again = ClientMessage::decode(&encoded);
         assert_eq!(

@@ -197,6 +197,22 @@ impl<'a> ClientMessage<'a> {
         text: &'a str,
         max_payload_len: usize,
     ) -> Result<Self, ClientMessageError> {
+        match Self::decode_fast(text, max_payload_len) {
+            Some(message) => Ok(message),
+            None => Self::decode_general(text, max_payload_len),
+        }
+    }
+
+    /// The fast path of decoding: flat, valid envelopes only (see [`fast`]).
+    pub(crate) fn decode_fast(text: &'a str, max_payload_len: usize) -> Option<Self> {
+        fast::decode(text, max_payload_len)
+    }
+
+    /// The general path of decoding, which handles every frame and names every error.
+    pub(crate) fn decode_general(
+        text: &'a str,
+        max_payload_len: usize,
+    ) -> Result<Self, ClientMessageError> {
         let fail = |error| ClientMessageError {
             error,
             correlation_id: None,
@@ -816,5 +832,6 @@ fn optional_id<T>(
     }
 }
 
+mod fast;
 #[cfg(test)]
 mod tests;

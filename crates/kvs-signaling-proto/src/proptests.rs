@@ -105,7 +105,12 @@ proptest! {
         message.recipient_client_id = recipient;
         message.correlation_id = correlation;
         let text = message.encode();
-        prop_assert_eq!(ClientMessage::decode(&text), Ok(message));
+        let fast = ClientMessage::decode_fast(&text, limits::MAX_MESSAGE_PAYLOAD_LEN);
+        prop_assert_eq!(fast.as_ref(), Some(&message));
+        prop_assert_eq!(
+            ClientMessage::decode_general(&text, limits::MAX_MESSAGE_PAYLOAD_LEN),
+            Ok(message)
+        );
     }
 
     #[test]

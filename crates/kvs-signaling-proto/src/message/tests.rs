@@ -381,3 +381,98 @@ fn server_event_decoding() {
         assert_eq!(ServerEvent::decode(text), Err(expected), "{text}");
     }
 }
+
+#[test]
+fn fast_path_takes_the_common_frames_and_agrees_with_the_general_path() {
+    let max = limits::MAX_MESSAGE_PAYLOAD_LEN;
+    let cases = [
+        (
+            format!(r#"{{"action":"SDP_OFFER","messagePayload":"{PAYLOAD}","correlationId":"1"}}"#),
+            true,
+        ),
+        (
+            format!(
+                "{{\n\t\"action\":\t\"SDP_OFFER\",\n\t\"RecipientClientId\":\t\"ProducerMaster\",\n\t\"MessagePayload\":\t\"{PAYLOAD}\",\n\t\"IceServerList\":\t[{{\"Uris\":[\"turn:h\"],\"Ttl\":240}}]\n}}"
+            ),
+            true,
+        ),
+        (
+            format!(
+                r#"{{"action":"ICE_CANDIDATE","messagePayload":"-_8","senderClientId":null,"x":1.5e3}}"#
+            ),
+            true,
+        ),
+        (
+            format!(
+                r#"{{"action":"SDP_OFFER","recipientClientId":null,"messagePayload":"{PAYLOAD}"}}"#
+            ),
+            true,
+        ),
+        // Left to the general path: escapes, empty strings, errors of every kind.
+        (
+            format!(
+                r#"{{"action":"SDP_OFFER","recipientClientId":"","messagePayload":"{PAYLOAD}"}}"#
+            ),
+            false,
+        ),
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":"QU\/D"}"#.to_owned(),
+            false,
+        ),
+        (
+            r#"{"act\u0069on":"SDP_OFFER","messagePayload":"QUJD"}"#.to_owned(),
+            false,
+        ),
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":"QUJD","action":"SDP_OFFER"}"#.to_owned(),
+            false,
+        ),
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":"Q=JD"}"#.to_owned(),
+            false,
+        ),
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":"QUJDQ"}"#.to_owned(),
+            false,
+        ),
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":"QU+D-A=="}"#.to_owned(),
+            false,
+        ),
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":"QQ==="}"#.to_owned(),
+            false,
+        ),
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":"QUJD"} x"#.to_owned(),
+            false,
+        ),
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":"QUJD","correlationId":"a b"}"#.to_owned(),
+            false,
+        ),
+        (
+            r#"{"action":"SDP_OFFER","messagePayload":7}"#.to_owned(),
+            false,
+        ),
+        ("{}".to_owned(), false),
+    ];
+    for (frame, fast) in &cases {
+        assert_eq!(
+            ClientMessage::decode_fast(frame, max).is_some(),
+            *fast,
+            "{frame}"
+        );
+        assert_eq!(
+            ClientMessage::decode(frame),
+            ClientMessage::decode_general(frame, max),
+            "{frame}"
+        );
+    }
+    let long = format!(
+        r#"{{"action":"SDP_OFFER","messagePayload":"{}"}}"#,
+        "A".repeat(max + 4)
+    );
+    assert_eq!(ClientMessage::decode_fast(&long, max), None);
+    assert!(ClientMessage::decode_fast(&long, max + 4).is_some());
+}

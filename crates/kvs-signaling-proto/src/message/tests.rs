@@ -397,9 +397,8 @@ fn fast_path_takes_the_common_frames_and_agrees_with_the_general_path() {
             true,
         ),
         (
-            format!(
-                r#"{{"action":"ICE_CANDIDATE","messagePayload":"-_8","senderClientId":null,"x":1.5e3}}"#
-            ),
+            r#"{"action":"ICE_CANDIDATE","messagePayload":"-_8","senderClientId":null,"x":1.5e3}"#
+                .to_owned(),
             true,
         ),
         (

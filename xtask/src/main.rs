@@ -1,2 +1,278 @@
-//! Project automation.
-fn main() {}
+//! Project automation, run as `cargo xtask <command>`:
+//!
+//! - `ci`: everything CI checks, in order: formatting, clippy, tests, docs, benchmark builds,
+//!   fuzz smoke. Ends with one line, `ci: N passed, N failed`, counting every test.
+//! - `fuzz [TARGET] [--time SECS] [--replay]`: runs the cargo-fuzz targets.
+//! - `bench [--save NAME | --baseline NAME] [FILTER]`: runs the criterion benchmarks.
+//!
+//! It has no dependencies, so it builds in seconds on a bare machine.
+
+mod flags;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::io::{BufRead as _, BufReader};
+
+use flags::Flags;
+
+fn main() -> ExitCode {
+    let flags = match Flags::parse(std::env::args().skip(1)) {
+        Ok(flags) => flags,
+        Err(message) => {
+            eprintln!("xtask: {message}\n\n{}", flags::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match flags {
+        Flags::Help => {
+            eprintln!("{}", flags::USAGE);
+            Ok(())
+        }
+        Flags::Ci { fuzz_seconds } => ci(fuzz_seconds),
+        Flags::Fuzz {
+            target,
+            seconds,
+            replay,
+        } => fuzz(target.as_deref(), seconds, replay),
+        Flags::Bench { criterion_args } => bench(&criterion_args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs `cmd`, echoing it first; an error names the step.
+fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
+    eprintln!("\n==> {step}: {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|err| format!("{step}: could not start: {err}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
+/// Test counts summed over every `test result:` line of cargo test's output.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    passed: u64,
+    failed: u64,
+}
+
+impl Counts {
+    /// Adds the counts of one `test result: ok. 3 passed; 0 failed; ...` line.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split([';', '.']) {
+            let mut words = part.split_whitespace();
+            let (Some(number), Some(label)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(number) = number.parse::<u64>() else {
+                continue;
+            };
+            match label {
+                "passed" => self.passed += number,
+                "failed" => self.failed += number,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs cargo test, passing its output through while counting the results.
+fn test(counts: &mut Counts) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--locked"]).stdout(Stdio::piped());
+    eprintln!("\n==> test: {cmd:?}");
+    let mut child = cmd.spawn().map_err(|err| format!("test: could not start: {err}"))?;
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            counts.add_line(&line);
+            eprintln!("{line}");
+        }
+    }
+    let status = child.wait().map_err(|err| format!("test: {err}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("test failed ({status})"))
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "the closing line CI reads goes to stdout")]
+fn ci(fuzz_seconds: u64) -> Result<(), String> {
+    let mut counts = Counts::default();
+    let result = (|| {
+        run("fmt", cargo().args(["fmt", "--all", "--check"]))?;
+        run(
+            "fmt fuzz",
+            cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]),
+        )?;
+        run(
+            "clippy",
+            cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )?;
+        test(&mut counts)?;
+        run(
+            "doc",
+            cargo()
+                .args(["doc", "--workspace", "--no-deps", "--locked"])
+                .env("RUSTDOCFLAGS", "-D warnings"),
+        )?;
+        run(
+            "bench build",
+            cargo().args(["bench", "--workspace", "--no-run", "--locked"]),
+        )?;
+        fuzz(None, fuzz_seconds, false)
+    })();
+    // The closing line CI reads: every test counted, whatever step failed.
+    println!("ci: {} passed, {} failed", counts.passed, counts.failed);
+    result
+}
+
+/// The fuzz targets, as `fuzz/Cargo.toml` lists them.
+fn fuzz_targets() -> Result<Vec<String>, String> {
+    let manifest = std::fs::read_to_string(root().join("fuzz/Cargo.toml"))
+        .map_err(|err| format!("reading fuzz/Cargo.toml: {err}"))?;
+    Ok(manifest
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("name = \""))
+        .filter_map(|rest| rest.strip_suffix('"'))
+        .filter(|name| *name != "kvs-signaling-fuzz")
+        .map(str::to_owned)
+        .collect())
+}
+
+fn ensure_cargo_fuzz() -> Result<(), String> {
+    let installed = cargo()
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if installed {
+        return Ok(());
+    }
+    run(
+        "install cargo-fuzz",
+        cargo().args(["install", "cargo-fuzz", "--locked"]),
+    )
+}
+
+/// Runs each fuzz target (or `only`) for `seconds`, or replays the committed corpus. New
+/// inputs go to a scratch directory so that the committed corpus stays as reviewed.
+fn fuzz(only: Option<&str>, seconds: u64, replay: bool) -> Result<(), String> {
+    ensure_cargo_fuzz()?;
+    let targets = fuzz_targets()?;
+    if let Some(name) = only.filter(|name| !targets.iter().any(|t| t == name)) {
+        return Err(format!(
+            "no fuzz target {name}; there are {}",
+            targets.join(", ")
+        ));
+    }
+    let fuzz_cmd = || {
+        let mut cmd = cargo();
+        // Only a stable toolchain is available: let it accept cargo-fuzz's -Z flags.
+        cmd.env("RUSTC_BOOTSTRAP", "1").current_dir(root().join("fuzz"));
+        cmd
+    };
+    let target_dir = std::env::var("CARGO_TARGET_DIR").map_or_else(
+        |_| root().join("fuzz/target"),
+        |dir| PathBuf::from(dir).join("fuzz"),
+    );
+    run(
+        "fuzz build",
+        fuzz_cmd()
+            .args(["fuzz", "build", "-O", "--target-dir"])
+            .arg(&target_dir),
+    )?;
+    for target in targets.iter().filter(|t| only.is_none_or(|name| name == *t)) {
+        let corpus = root().join("fuzz/corpus").join(target);
+        let scratch = std::env::temp_dir().join(format!("kvs-fuzz-{target}-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch).map_err(|err| format!("{}: {err}", scratch.display()))?;
+        let mut cmd = fuzz_cmd();
+        cmd.args(["fuzz", "run", "-O", "--target-dir"])
+            .arg(&target_dir)
+            .arg(target)
+            .arg(&scratch)
+            .arg(&corpus)
+            .arg("--")
+            .arg("-max_len=16384");
+        if replay {
+            cmd.arg("-runs=0");
+        } else {
+            cmd.arg(format!("-max_total_time={seconds}"));
+        }
+        let result = run(&format!("fuzz {target}"), &mut cmd);
+        let _ = std::fs::remove_dir_all(&scratch);
+        result?;
+    }
+    Ok(())
+}
+
+fn bench(criterion_args: &[String]) -> Result<(), String> {
+    run(
+        "bench",
+        cargo()
+            .args(["bench", "--workspace", "--locked", "--"])
+            .args(criterion_args),
+    )
+}
+
+#[cfg(test)]
+mod tidy;
+
+#[cfg(test)]
+mod tests {
+    use super::Counts;
+
+    #[test]
+    fn counts_sum_every_result_line() {
+        let mut counts = Counts::default();
+        for line in [
+            "test result: ok. 64 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.81s",
+            "running 2 tests",
+            "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+            "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s",
+        ] {
+            counts.add_line(line);
+        }
+        assert_eq!(
+            counts,
+            Counts {
+                passed: 65,
+                failed: 2
+            }
+        );
+    }
+}

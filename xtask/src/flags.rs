@@ -1,0 +1,143 @@
+//! The command line of `cargo xtask`.
+
+/// How to call it.
+pub(crate) const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci [--fuzz-time SECS]              fmt, clippy, tests, docs, bench build, fuzz smoke (10 s per target)
+  fuzz [TARGET] [--time SECS] [--replay]
+                                     run every fuzz target (or one) for SECS (default 60),
+                                     or replay the committed corpus only
+  bench [--save NAME | --baseline NAME] [FILTER]
+                                     run the criterion benchmarks";
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flags {
+    Help,
+    Ci {
+        fuzz_seconds: u64,
+    },
+    Fuzz {
+        target: Option<String>,
+        seconds: u64,
+        replay: bool,
+    },
+    Bench {
+        criterion_args: Vec<String>,
+    },
+}
+
+fn seconds(value: Option<String>, flag: &str) -> Result<u64, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs a number of seconds"))?;
+    value
+        .parse()
+        .map_err(|_| format!("{flag} takes a number of seconds, not {value:?}"))
+}
+
+impl Flags {
+    pub(crate) fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let Some(command) = args.next() else {
+            return Ok(Self::Help);
+        };
+        match command.as_str() {
+            "help" | "-h" | "--help" => Ok(Self::Help),
+            "ci" => {
+                let mut fuzz_seconds = 10;
+                while let Some(arg) = args.next() {
+                    match arg.as_str() {
+                        "--fuzz-time" => fuzz_seconds = seconds(args.next(), "--fuzz-time")?,
+                        other => return Err(format!("ci: unknown argument {other:?}")),
+                    }
+                }
+                Ok(Self::Ci { fuzz_seconds })
+            }
+            "fuzz" => {
+                let (mut target, mut secs, mut replay) = (None, 60, false);
+                while let Some(arg) = args.next() {
+                    match arg.as_str() {
+                        "--time" => secs = seconds(args.next(), "--time")?,
+                        "--replay" => replay = true,
+                        other if other.starts_with('-') => {
+                            return Err(format!("fuzz: unknown flag {other:?}"));
+                        }
+                        other => target = Some(other.to_owned()),
+                    }
+                }
+                Ok(Self::Fuzz {
+                    target,
+                    seconds: secs,
+                    replay,
+                })
+            }
+            "bench" => {
+                let mut criterion_args = Vec::new();
+                while let Some(arg) = args.next() {
+                    match arg.as_str() {
+                        "--save" | "--baseline" => {
+                            let name = args
+                                .next()
+                                .ok_or_else(|| format!("{arg} needs a baseline name"))?;
+                            let flag = if arg == "--save" {
+                                "--save-baseline"
+                            } else {
+                                "--baseline"
+                            };
+                            criterion_args.extend([flag.to_owned(), name]);
+                        }
+                        filter => criterion_args.push(filter.to_owned()),
+                    }
+                }
+                Ok(Self::Bench { criterion_args })
+            }
+            other => Err(format!("unknown command {other:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Flags;
+
+    fn parse(line: &str) -> Result<Flags, String> {
+        Flags::parse(line.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse(""), Ok(Flags::Help));
+        assert_eq!(parse("ci"), Ok(Flags::Ci { fuzz_seconds: 10 }));
+        assert_eq!(
+            parse("ci --fuzz-time 3"),
+            Ok(Flags::Ci { fuzz_seconds: 3 })
+        );
+        assert_eq!(
+            parse("fuzz client_message --time 5"),
+            Ok(Flags::Fuzz {
+                target: Some("client_message".to_owned()),
+                seconds: 5,
+                replay: false
+            })
+        );
+        assert_eq!(
+            parse("fuzz --replay"),
+            Ok(Flags::Fuzz {
+                target: None,
+                seconds: 60,
+                replay: true
+            })
+        );
+        assert_eq!(
+            parse("bench --save main codec"),
+            Ok(Flags::Bench {
+                criterion_args: vec!["--save-baseline".into(), "main".into(), "codec".into()]
+            })
+        );
+        assert_eq!(
+            parse("fuzz --time x"),
+            Err("--time takes a number of seconds, not \"x\"".to_owned())
+        );
+        assert!(parse("deploy").is_err());
+    }
+}

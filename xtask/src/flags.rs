@@ -108,10 +108,7 @@ mod tests {
     fn commands() {
         assert_eq!(parse(""), Ok(Flags::Help));
         assert_eq!(parse("ci"), Ok(Flags::Ci { fuzz_seconds: 10 }));
-        assert_eq!(
-            parse("ci --fuzz-time 3"),
-            Ok(Flags::Ci { fuzz_seconds: 3 })
-        );
+        assert_eq!(parse("ci --fuzz-time 3"), Ok(Flags::Ci { fuzz_seconds: 3 }));
         assert_eq!(
             parse("fuzz client_message --time 5"),
             Ok(Flags::Fuzz {

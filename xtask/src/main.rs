@@ -9,9 +9,9 @@
 
 mod flags;
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::io::{BufRead as _, BufReader};
 
 use flags::Flags;
 
@@ -104,9 +104,12 @@ impl Counts {
 /// Runs cargo test, passing its output through while counting the results.
 fn test(counts: &mut Counts) -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--locked"]).stdout(Stdio::piped());
+    cmd.args(["test", "--workspace", "--locked"])
+        .stdout(Stdio::piped());
     eprintln!("\n==> test: {cmd:?}");
-    let mut child = cmd.spawn().map_err(|err| format!("test: could not start: {err}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|err| format!("test: could not start: {err}"))?;
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             counts.add_line(&line);
@@ -121,7 +124,10 @@ fn test(counts: &mut Counts) -> Result<(), String> {
     }
 }
 
-#[expect(clippy::print_stdout, reason = "the closing line CI reads goes to stdout")]
+#[expect(
+    clippy::print_stdout,
+    reason = "the closing line CI reads goes to stdout"
+)]
 fn ci(fuzz_seconds: u64) -> Result<(), String> {
     let mut counts = Counts::default();
     let result = (|| {
@@ -203,7 +209,8 @@ fn fuzz(only: Option<&str>, seconds: u64, replay: bool) -> Result<(), String> {
     let fuzz_cmd = || {
         let mut cmd = cargo();
         // Only a stable toolchain is available: let it accept cargo-fuzz's -Z flags.
-        cmd.env("RUSTC_BOOTSTRAP", "1").current_dir(root().join("fuzz"));
+        cmd.env("RUSTC_BOOTSTRAP", "1")
+            .current_dir(root().join("fuzz"));
         cmd
     };
     let target_dir = std::env::var("CARGO_TARGET_DIR").map_or_else(
@@ -216,9 +223,13 @@ fn fuzz(only: Option<&str>, seconds: u64, replay: bool) -> Result<(), String> {
             .args(["fuzz", "build", "-O", "--target-dir"])
             .arg(&target_dir),
     )?;
-    for target in targets.iter().filter(|t| only.is_none_or(|name| name == *t)) {
+    for target in targets
+        .iter()
+        .filter(|t| only.is_none_or(|name| name == *t))
+    {
         let corpus = root().join("fuzz/corpus").join(target);
-        let scratch = std::env::temp_dir().join(format!("kvs-fuzz-{target}-{}", std::process::id()));
+        let scratch =
+            std::env::temp_dir().join(format!("kvs-fuzz-{target}-{}", std::process::id()));
         std::fs::create_dir_all(&scratch).map_err(|err| format!("{}: {err}", scratch.display()))?;
         let mut cmd = fuzz_cmd();
         cmd.args(["fuzz", "run", "-O", "--target-dir"])

@@ -74,7 +74,10 @@ fn no_debugging_leftovers_or_untracked_todos() {
             }
             for marker in ["TODO", "FIXME"] {
                 if line.contains(marker) {
-                    assert!(line.contains("(#"), "{at}: {marker} without an issue number");
+                    assert!(
+                        line.contains("(#"),
+                        "{at}: {marker} without an issue number"
+                    );
                 }
             }
         }
@@ -85,10 +88,16 @@ fn no_debugging_leftovers_or_untracked_todos() {
 fn every_fuzz_target_is_listed_and_seeded() {
     let targets = super::fuzz_targets().unwrap();
     let files = files(&root().join("fuzz/fuzz_targets"), ".rs");
-    assert_eq!(targets.len(), files.len(), "fuzz/Cargo.toml lists {targets:?}");
+    assert_eq!(
+        targets.len(),
+        files.len(),
+        "fuzz/Cargo.toml lists {targets:?}"
+    );
     for target in &targets {
         assert!(
-            root().join(format!("fuzz/fuzz_targets/{target}.rs")).is_file(),
+            root()
+                .join(format!("fuzz/fuzz_targets/{target}.rs"))
+                .is_file(),
             "fuzz target {target} has no source"
         );
         let seeds = std::fs::read_dir(root().join("fuzz/corpus").join(target))

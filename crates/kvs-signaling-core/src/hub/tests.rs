@@ -1,0 +1,737 @@
+//! Scenario tests: one short script per rule, each asserting the exact transcript of outputs.
+//! `UPDATE_EXPECT=1 cargo test -p kvs-signaling-core hub` rewrites the transcripts; review the
+//! diff.
+
+use std::time::Duration;
+
+use expect_test::{Expect, expect};
+
+use crate::hub::HubConfig;
+use crate::testing::Sim;
+use crate::throttle::Rate;
+
+fn check(script: &str, expected: Expect) {
+    check_with(HubConfig::default(), script, expected);
+}
+
+fn check_with(config: HubConfig, script: &str, expected: Expect) {
+    expected.assert_eq(&Sim::new(config).run(script));
+}
+
+#[test]
+fn roles_viewer_to_master_and_master_to_named_viewer() {
+    check(
+        r#"
+        open m master c1
+        open v1 viewer c1 v1
+        open v2 viewer c1 v2
+        send v1 {"action":"SDP_OFFER","recipientClientId":"v2","messagePayload":"QQ=="}
+        send m {"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"Qg=="}
+        send v2 {"action":"ICE_CANDIDATE","RecipientClientId":"v1","MessagePayload":"-_8"}
+        send m {"action":"ICE_CANDIDATE","messagePayload":"Qw==","correlationId":"c7"}
+        send m {"action":"ICE_CANDIDATE","messagePayload":"Qw=="}
+        "#,
+        expect![[r#"
+            > open m master c1
+              opened m
+            > open v1 viewer c1 v1
+              opened v1
+            > open v2 viewer c1 v2
+              opened v2
+            > send v1 {"action":"SDP_OFFER","recipientClientId":"v2","messagePayload":"QQ=="}
+              deliver m {"messagePayload":"QQ==","messageType":"SDP_OFFER","senderClientId":"v1"}
+            > send m {"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"Qg=="}
+              deliver v1 {"messagePayload":"Qg==","messageType":"SDP_ANSWER"}
+            > send v2 {"action":"ICE_CANDIDATE","RecipientClientId":"v1","MessagePayload":"-_8"}
+              deliver m {"messagePayload":"+/8=","messageType":"ICE_CANDIDATE","senderClientId":"v2"}
+            > send m {"action":"ICE_CANDIDATE","messagePayload":"Qw==","correlationId":"c7"}
+              deliver m {"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"c7","description":"recipientClientId: is required on…(222 bytes)
+            > send m {"action":"ICE_CANDIDATE","messagePayload":"Qw=="}
+        "#]],
+    );
+}
+
+#[test]
+fn buffered_for_an_absent_master_in_order_with_offer_overwrite() {
+    check(
+        r#"
+        open v1 viewer c1 v1
+        open v2 viewer c1 v2
+        send v1 {"action":"SDP_OFFER","messagePayload":"b2xk"}
+        send v1 {"action":"ICE_CANDIDATE","messagePayload":"MQ=="}
+        send v2 {"action":"SDP_OFFER","messagePayload":"djI="}
+        send v1 {"action":"SDP_OFFER","messagePayload":"bmV3"}
+        send v1 {"action":"ICE_CANDIDATE","messagePayload":"Mg=="}
+        advance 30s
+        open m master c1
+        "#,
+        expect![[r#"
+            > open v1 viewer c1 v1
+              opened v1
+            > open v2 viewer c1 v2
+              opened v2
+            > send v1 {"action":"SDP_OFFER","messagePayload":"b2xk"}
+            > send v1 {"action":"ICE_CANDIDATE","messagePayload":"MQ=="}
+            > send v2 {"action":"SDP_OFFER","messagePayload":"djI="}
+            > send v1 {"action":"SDP_OFFER","messagePayload":"bmV3"}
+            > send v1 {"action":"ICE_CANDIDATE","messagePayload":"Mg=="}
+            > advance 30s
+            > open m master c1
+              opened m
+              deliver m {"messagePayload":"MQ==","messageType":"ICE_CANDIDATE","senderClientId":"v1"}
+              deliver m {"messagePayload":"djI=","messageType":"SDP_OFFER","senderClientId":"v2"}
+              deliver m {"messagePayload":"bmV3","messageType":"SDP_OFFER","senderClientId":"v1"}
+              deliver m {"messagePayload":"Mg==","messageType":"ICE_CANDIDATE","senderClientId":"v1"}
+        "#]],
+    );
+}
+
+#[test]
+fn buffered_for_an_absent_viewer_expire_after_the_channel_ttl() {
+    check(
+        r#"
+        open m master c1 ttl=5
+        send m {"action":"SDP_OFFER","recipientClientId":"late","messagePayload":"QQ=="}
+        send m {"action":"SDP_OFFER","recipientClientId":"never","messagePayload":"QQ=="}
+        advance 4s
+        open late viewer c1 late
+        advance 2s
+        open never viewer c1 never
+        "#,
+        expect![[r#"
+            > open m master c1 ttl=5
+              opened m
+            > send m {"action":"SDP_OFFER","recipientClientId":"late","messagePayload":"QQ=="}
+            > send m {"action":"SDP_OFFER","recipientClientId":"never","messagePayload":"QQ=="}
+            > advance 4s
+            > open late viewer c1 late
+              opened late
+              deliver late {"messagePayload":"QQ==","messageType":"SDP_OFFER"}
+            > advance 2s
+            > open never viewer c1 never
+              opened never
+        "#]],
+    );
+}
+
+#[test]
+fn a_new_master_replaces_the_old_which_lingers_then_closes() {
+    check(
+        r#"
+        open m1 master c1
+        open v1 viewer c1 v1
+        advance 1s
+        open m2 master c1
+        send v1 {"action":"SDP_OFFER","messagePayload":"QQ=="}
+        send m1 {"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"QQ==","correlationId":"1"}
+        send m2 {"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"Qg=="}
+        keepalive m1
+        advance 9m
+        keepalive v1
+        keepalive m2
+        advance 1m
+        "#,
+        expect![[r#"
+            > open m1 master c1
+              opened m1
+            > open v1 viewer c1 v1
+              opened v1
+            > advance 1s
+            > open m2 master c1
+              opened m2
+            > send v1 {"action":"SDP_OFFER","messagePayload":"QQ=="}
+              deliver m2 {"messagePayload":"QQ==","messageType":"SDP_OFFER","senderClientId":"v1"}
+            > send m1 {"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"QQ==","correlationId":"1"}
+            > send m2 {"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"Qg=="}
+              deliver v1 {"messagePayload":"Qg==","messageType":"SDP_ANSWER"}
+            > keepalive m1
+            > advance 9m
+            > keepalive v1
+            > keepalive m2
+            > advance 1m
+              [601s] close m1 1000 replaced by a newer connection
+        "#]],
+    );
+}
+
+#[test]
+fn a_viewer_reconnecting_with_its_id_takes_over() {
+    check(
+        r#"
+        open m master c1
+        open a viewer c1 v1
+        open b viewer c1 v1
+        send m {"action":"SDP_OFFER","recipientClientId":"v1","messagePayload":"QQ=="}
+        close a
+        send m {"action":"SDP_OFFER","recipientClientId":"v1","messagePayload":"Qg=="}
+        close b
+        send m {"action":"SDP_OFFER","recipientClientId":"v1","messagePayload":"Qw=="}
+        open c viewer c1 v1
+        "#,
+        expect![[r#"
+            > open m master c1
+              opened m
+            > open a viewer c1 v1
+              opened a
+            > open b viewer c1 v1
+              opened b
+            > send m {"action":"SDP_OFFER","recipientClientId":"v1","messagePayload":"QQ=="}
+              deliver b {"messagePayload":"QQ==","messageType":"SDP_OFFER"}
+            > close a
+            > send m {"action":"SDP_OFFER","recipientClientId":"v1","messagePayload":"Qg=="}
+              deliver b {"messagePayload":"Qg==","messageType":"SDP_OFFER"}
+            > close b
+            > send m {"action":"SDP_OFFER","recipientClientId":"v1","messagePayload":"Qw=="}
+            > open c viewer c1 v1
+              opened c
+              deliver c {"messagePayload":"Qw==","messageType":"SDP_OFFER"}
+        "#]],
+    );
+}
+
+#[test]
+fn viewer_limit_counts_distinct_live_ids() {
+    check_with(
+        HubConfig::default()
+            .max_viewers_per_channel(2)
+            .connect_rate(Rate::per_second(100)),
+        r#"
+        open a viewer c1 a
+        open b viewer c1 b
+        open c viewer c1 c
+        open a2 viewer c1 a
+        close b
+        open c viewer c1 c
+        "#,
+        expect![[r#"
+            > open a viewer c1 a
+              opened a
+            > open b viewer c1 b
+              opened b
+            > open c viewer c1 c
+              refused c: ClientLimitExceededException: ConnectAsViewer: the channel already has 2 viewers
+            > open a2 viewer c1 a
+              opened a2
+            > close b
+            > open c viewer c1 c
+              opened c
+        "#]],
+    );
+}
+
+#[test]
+fn connect_rate_per_channel_and_role() {
+    check(
+        r#"
+        open m1 master c1
+        open m2 master c1
+        open m3 master c1
+        open m4 master c1
+        open v1 viewer c1 v1
+        open m5 master c2
+        advance 400ms
+        open m6 master c1
+        "#,
+        expect![[r#"
+            > open m1 master c1
+              opened m1
+            > open m2 master c1
+              opened m2
+            > open m3 master c1
+              opened m3
+            > open m4 master c1
+              refused m4: ClientLimitExceededException: ConnectAsMaster: more than 3 connects per second on this channel
+            > open v1 viewer c1 v1
+              opened v1
+            > open m5 master c2
+              opened m5
+            > advance 400ms
+            > open m6 master c1
+              opened m6
+        "#]],
+    );
+}
+
+#[test]
+fn send_rates_per_connection_and_action() {
+    let offers: String = (0..6)
+        .map(|i| format!("send v {{\"action\":\"SDP_OFFER\",\"messagePayload\":\"QQ==\",\"correlationId\":\"o{i}\"}}\n"))
+        .collect();
+    let candidates: String = (0..21)
+        .map(|_| "send v {\"action\":\"ICE_CANDIDATE\",\"messagePayload\":\"QQ==\"}\n")
+        .collect();
+    let script = format!(
+        "open m master c1\nopen v viewer c1 v\n{offers}{candidates}advance 200ms\n{}",
+        offers.lines().next().unwrap_or_default()
+    );
+    let mut sim = Sim::new(HubConfig::default());
+    let transcript = sim.run(&script);
+    let delivered = transcript.matches("deliver m ").count();
+    let throttled = transcript.matches("STATUS_RESPONSE").count();
+    // 5 offers and 20 candidates pass, then one more offer after 200 ms refills a token.
+    assert_eq!((delivered, throttled), (26, 1), "{transcript}");
+    assert!(
+        transcript.contains(r#""correlationId":"o5","description":"SDP_OFFER: more than 5 per"#)
+    );
+    assert_eq!(sim.hub.counters().status_responses, 1);
+    assert_eq!(sim.hub.counters().throttled, 2);
+    assert_eq!(sim.hub.counters().rejected_silently, 1);
+}
+
+#[test]
+fn invalid_messages_get_a_status_response_only_with_a_correlation_id() {
+    let big = "A".repeat(10_244);
+    check(
+        &format!(
+            r#"
+        open m master c1
+        open v viewer c1 v
+        send v {{"action":"SDP_OFFER","messagePayload":"{big}","correlationId":"big"}}
+        send v {{"action":"SDP_OFFER","messagePayload":"a$b","correlationId":"bad"}}
+        send v {{"action":"GO_AWAY","messagePayload":"QQ==","correlationId":"act"}}
+        send v not json at all
+        send v {{"action":"SDP_OFFER","messagePayload":"a$b"}}
+        "#
+        ),
+        expect![[r#"
+            > open m master c1
+              opened m
+            > open v viewer c1 v
+              opened v
+            > send v {"action":"SDP_OFFER","messagePayload":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA…(10315 bytes)
+              deliver v {"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"big","description":"messagePayload: must be 1 to 102…(228 bytes)
+            > send v {"action":"SDP_OFFER","messagePayload":"a$b","correlationId":"bad"}
+              deliver v {"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"bad","description":"messagePayload: character '$' (U…(331 bytes)
+            > send v {"action":"GO_AWAY","messagePayload":"QQ==","correlationId":"act"}
+              deliver v {"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"act","description":"action: \"GO_AWAY\" is not one o…(235 bytes)
+            > send v not json at all
+            > send v {"action":"SDP_OFFER","messagePayload":"a$b"}
+        "#]],
+    );
+}
+
+#[test]
+fn payload_cap_is_configurable() {
+    let payload = "A".repeat(12_000);
+    check_with(
+        HubConfig::default().max_payload_len(12_000),
+        &format!(
+            "open m master c1\nopen v viewer c1 v\nsend v {{\"action\":\"SDP_OFFER\",\"messagePayload\":\"{payload}\"}}"
+        ),
+        expect![[r#"
+            > open m master c1
+              opened m
+            > open v viewer c1 v
+              opened v
+            > send v {"action":"SDP_OFFER","messagePayload":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA…(12049 bytes)
+              deliver m {"messagePayload":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA…(12068 bytes)
+        "#]],
+    );
+}
+
+#[test]
+fn idle_connections_close_and_any_frame_keeps_them() {
+    check(
+        r#"
+        open m master c1
+        open v viewer c1 v
+        advance 5m
+        keepalive m
+        send v {"action":"ICE_CANDIDATE","messagePayload":"QQ=="}
+        advance 9m
+        advance 2m
+        "#,
+        expect![[r#"
+            > open m master c1
+              opened m
+            > open v viewer c1 v
+              opened v
+            > advance 5m
+            > keepalive m
+            > send v {"action":"ICE_CANDIDATE","messagePayload":"QQ=="}
+              deliver m {"messagePayload":"QQ==","messageType":"ICE_CANDIDATE","senderClientId":"v"}
+            > advance 9m
+            > advance 2m
+              [900s] close m 1000 idle timeout
+              [900s] close v 1000 idle timeout
+        "#]],
+    );
+}
+
+#[test]
+fn go_away_before_the_one_hour_cap() {
+    check(
+        r#"
+        open m master c1
+        advance 9m
+        keepalive m
+        advance 9m
+        keepalive m
+        advance 9m
+        keepalive m
+        advance 9m
+        keepalive m
+        advance 9m
+        keepalive m
+        advance 9m
+        keepalive m
+        open v viewer c1 v
+        advance 5m
+        keepalive m
+        send m {"action":"SDP_OFFER","recipientClientId":"v","messagePayload":"QQ=="}
+        advance 1m
+        "#,
+        expect![[r#"
+            > open m master c1
+              opened m
+            > advance 9m
+            > keepalive m
+            > advance 9m
+            > keepalive m
+            > advance 9m
+            > keepalive m
+            > advance 9m
+            > keepalive m
+            > advance 9m
+            > keepalive m
+            > advance 9m
+            > keepalive m
+            > open v viewer c1 v
+              opened v
+            > advance 5m
+              [3540s] deliver m {"messageType":"GO_AWAY"}
+            > keepalive m
+            > send m {"action":"SDP_OFFER","recipientClientId":"v","messagePayload":"QQ=="}
+              deliver v {"messagePayload":"QQ==","messageType":"SDP_OFFER"}
+            > advance 1m
+              [3600s] close m 1001 maximum connection duration reached
+        "#]],
+    );
+}
+
+#[test]
+fn drain_sends_go_away_then_closes_and_refuses_connects() {
+    check(
+        r#"
+        open m master c1
+        open v viewer c1 v
+        open x master c2
+        drain
+        open y viewer c1 y
+        advance 59s
+        advance 1s
+        "#,
+        expect![[r#"
+            > open m master c1
+              opened m
+            > open v viewer c1 v
+              opened v
+            > open x master c2
+              opened x
+            > drain
+              deliver m {"messageType":"GO_AWAY"}
+              deliver v {"messageType":"GO_AWAY"}
+              deliver x {"messageType":"GO_AWAY"}
+            > open y viewer c1 y
+              refused y: InternalFailure: the server is shutting down; connect again
+            > advance 59s
+            > advance 1s
+              [60s] close m 1001 server going away
+              [60s] close v 1001 server going away
+              [60s] close x 1001 server going away
+        "#]],
+    );
+}
+
+#[test]
+fn reconnect_ice_server_goes_to_the_channels_current_connections() {
+    check(
+        r#"
+        open m master c1
+        open v viewer c1 v
+        open old viewer c1 w
+        open w viewer c1 w
+        open other master c2
+        reconnect-ice c1
+        reconnect-ice-all
+        "#,
+        expect![[r#"
+            > open m master c1
+              opened m
+            > open v viewer c1 v
+              opened v
+            > open old viewer c1 w
+              opened old
+            > open w viewer c1 w
+              opened w
+            > open other master c2
+              opened other
+            > reconnect-ice c1
+              deliver m {"messageType":"RECONNECT_ICE_SERVER"}
+              deliver v {"messageType":"RECONNECT_ICE_SERVER"}
+              deliver w {"messageType":"RECONNECT_ICE_SERVER"}
+            > reconnect-ice-all
+              deliver m {"messageType":"RECONNECT_ICE_SERVER"}
+              deliver v {"messageType":"RECONNECT_ICE_SERVER"}
+              deliver w {"messageType":"RECONNECT_ICE_SERVER"}
+              deliver other {"messageType":"RECONNECT_ICE_SERVER"}
+        "#]],
+    );
+}
+
+#[test]
+fn alexa_offer_answered_by_the_master() {
+    check(
+        r#"
+        open m master c1
+        alexa c1 AWS_ALEXA QQ==
+        send m {"action":"ICE_CANDIDATE","recipientClientId":"AWS_ALEXA","messagePayload":"Yw=="}
+        send m {"action":"SDP_ANSWER","recipientClientId":"AWS_ALEXA","messagePayload":"-_8"}
+        "#,
+        expect![[r#"
+            > open m master c1
+              opened m
+            > alexa c1 AWS_ALEXA QQ==
+              alexa #1 pending
+              deliver m {"messagePayload":"QQ==","messageType":"SDP_OFFER","senderClientId":"AWS_ALEXA"}
+            > send m {"action":"ICE_CANDIDATE","recipientClientId":"AWS_ALEXA","messagePayload":"Yw=="}
+            > send m {"action":"SDP_ANSWER","recipientClientId":"AWS_ALEXA","messagePayload":"-_8"}
+              alexa #1 answered +/8=
+        "#]],
+    );
+}
+
+#[test]
+fn alexa_offer_waits_for_a_master_then_times_out() {
+    check(
+        r#"
+        alexa c1 alexa1 QQ==
+        advance 3s
+        open m master c1
+        advance 7s
+        alexa c1 alexa2 Qg==
+        alexa c1 alexa2 Qw==
+        close m
+        advance 10s
+        "#,
+        expect![[r#"
+            > alexa c1 alexa1 QQ==
+              alexa #1 pending
+            > advance 3s
+            > open m master c1
+              opened m
+              deliver m {"messagePayload":"QQ==","messageType":"SDP_OFFER","senderClientId":"alexa1"}
+            > advance 7s
+              [10s] alexa #1 failed ResourceNotFoundException: the channel's master did not answer in time
+            > alexa c1 alexa2 Qg==
+              alexa #2 pending
+              deliver m {"messagePayload":"Qg==","messageType":"SDP_OFFER","senderClientId":"alexa2"}
+            > alexa c1 alexa2 Qw==
+              alexa #3 pending
+              alexa #2 failed ClientLimitExceededException: superseded by a newer offer from the same sender
+              deliver m {"messagePayload":"Qw==","messageType":"SDP_OFFER","senderClientId":"alexa2"}
+            > close m
+            > advance 10s
+              [20s] alexa #3 failed ResourceNotFoundException: no master is connected to the channel
+        "#]],
+    );
+}
+
+#[test]
+fn deleting_a_channel_closes_its_connections_and_fails_its_calls() {
+    check(
+        r#"
+        open m master c1
+        open v viewer c1 v
+        open x master c2
+        send m {"action":"SDP_OFFER","recipientClientId":"gone","messagePayload":"QQ=="}
+        alexa c1 a QQ==
+        delete c1
+        send x {"action":"SDP_OFFER","recipientClientId":"v","messagePayload":"QQ=="}
+        "#,
+        expect![[r#"
+            > open m master c1
+              opened m
+            > open v viewer c1 v
+              opened v
+            > open x master c2
+              opened x
+            > send m {"action":"SDP_OFFER","recipientClientId":"gone","messagePayload":"QQ=="}
+            > alexa c1 a QQ==
+              alexa #1 pending
+              deliver m {"messagePayload":"QQ==","messageType":"SDP_OFFER","senderClientId":"a"}
+            > delete c1
+              alexa #1 failed ResourceNotFoundException: the channel was deleted
+              close m 1000 channel deleted
+              close v 1000 channel deleted
+            > send x {"action":"SDP_OFFER","recipientClientId":"v","messagePayload":"QQ=="}
+        "#]],
+    );
+}
+
+#[test]
+fn ttl_updates_apply_to_later_messages() {
+    check(
+        r#"
+        open m master c1 ttl=60
+        send m {"action":"SDP_OFFER","recipientClientId":"a","messagePayload":"QQ=="}
+        update c1 ttl=5
+        send m {"action":"SDP_OFFER","recipientClientId":"b","messagePayload":"QQ=="}
+        advance 6s
+        open b viewer c1 b
+        open a viewer c1 a
+        "#,
+        expect![[r#"
+            > open m master c1 ttl=60
+              opened m
+            > send m {"action":"SDP_OFFER","recipientClientId":"a","messagePayload":"QQ=="}
+            > update c1 ttl=5
+            > send m {"action":"SDP_OFFER","recipientClientId":"b","messagePayload":"QQ=="}
+            > advance 6s
+            > open b viewer c1 b
+              opened b
+            > open a viewer c1 a
+              opened a
+              deliver a {"messagePayload":"QQ==","messageType":"SDP_OFFER"}
+        "#]],
+    );
+}
+
+#[test]
+fn buffers_are_bounded() {
+    check_with(
+        HubConfig::default()
+            .max_pending_per_recipient(2)
+            .max_pending_recipients_per_channel(2)
+            .sdp_rate(Rate::per_second(100)),
+        r#"
+        open m master c1
+        send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"MQ=="}
+        send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"Mg=="}
+        send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"Mw==","correlationId":"full"}
+        send m {"action":"SDP_OFFER","recipientClientId":"b","messagePayload":"QQ=="}
+        send m {"action":"SDP_OFFER","recipientClientId":"c","messagePayload":"QQ==","correlationId":"many"}
+        "#,
+        expect![[r#"
+            > open m master c1
+              opened m
+            > send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"MQ=="}
+            > send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"Mg=="}
+            > send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"Mw==","correlationId":"full"}
+              deliver m {"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"full","description":"the recipient has 2 undelivered…(234 bytes)
+            > send m {"action":"SDP_OFFER","recipientClientId":"b","messagePayload":"QQ=="}
+            > send m {"action":"SDP_OFFER","recipientClientId":"c","messagePayload":"QQ==","correlationId":"many"}
+              deliver m {"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"many","description":"too many recipients with undeli…(243 bytes)
+        "#]],
+    );
+}
+
+#[test]
+fn inputs_for_closed_connections_are_ignored() {
+    let mut sim = Sim::new(HubConfig::default());
+    sim.run("open m master c1\nopen v viewer c1 v\nclose v");
+    let v = sim.conn("v");
+    let now = sim.now;
+    sim.hub
+        .handle_frame(now, v, r#"{"action":"SDP_OFFER","messagePayload":"QQ=="}"#);
+    sim.hub.handle_keepalive(now, v);
+    sim.hub.handle_close(now, v);
+    assert_eq!(sim.hub.poll_output(), None);
+    assert_eq!(sim.hub.counters().closed_by_client, 1);
+    assert_eq!(sim.hub.connection_count(), 1);
+    // A new connection in the freed slot is a different id.
+    sim.run("open v2 viewer c1 v");
+    assert_ne!(sim.conn("v2"), v);
+    assert!(!sim.hub.is_current(v));
+    assert!(sim.hub.is_current(sim.conn("v2")));
+}
+
+#[test]
+fn empty_channels_are_forgotten() {
+    let mut sim = Sim::new(HubConfig::default());
+    sim.run("open m master c1\nsend m {\"action\":\"SDP_OFFER\",\"recipientClientId\":\"a\",\"messagePayload\":\"QQ==\"}\nclose m");
+    assert_eq!(sim.hub.channel_count(), 1, "the buffered message keeps it");
+    sim.advance(Duration::from_secs(60));
+    assert_eq!(sim.hub.channel_count(), 0);
+    assert_eq!(sim.hub.buffered_count(), 0);
+    assert_eq!(sim.hub.poll_timeout(), None);
+    assert_eq!(sim.hub.counters().expired, 1);
+}
+
+#[test]
+fn config_is_checked() {
+    assert!(
+        crate::Hub::new(HubConfig::default().go_away_grace(Duration::from_secs(3600))).is_err()
+    );
+    assert!(crate::Hub::new(HubConfig::default().max_pending_per_recipient(0)).is_err());
+}
+
+mod model {
+    use proptest::prelude::*;
+
+    use crate::testing::model::{Transition, run};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(384))]
+
+        /// Random sequences against the reference model; the same sequence twice gives the
+        /// same transcript.
+        #[test]
+        fn hub_agrees_with_the_model(bytes in proptest::collection::vec(any::<u8>(), 0..900)) {
+            let transitions = Transition::decode_all(&bytes);
+            let first = run(&transitions);
+            let second = run(&transitions);
+            prop_assert_eq!(first, second);
+        }
+    }
+
+    /// The random sequences reach every interesting state, or the model test proves little.
+    #[test]
+    fn sequences_reach_every_rule() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+        let mut runner = TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+        );
+        let strategy = proptest::collection::vec(any::<u8>(), 600..900);
+        let mut total = crate::Counters::default();
+        for _ in 0..200 {
+            let bytes = strategy.new_tree(&mut runner).unwrap().current();
+            let (_, c) = crate::testing::model::run_counted(&Transition::decode_all(&bytes));
+            total.delivered += c.delivered;
+            total.buffered += c.buffered;
+            total.overwritten += c.overwritten;
+            total.expired += c.expired;
+            total.superseded += c.superseded;
+            total.throttled += c.throttled;
+            total.buffer_full += c.buffer_full;
+            total.closed_by_hub += c.closed_by_hub;
+            total.refused += c.refused;
+            total.status_responses += c.status_responses;
+            total.go_aways += c.go_aways;
+            total.dropped_channel_deleted += c.dropped_channel_deleted;
+        }
+        eprintln!("{total:#?}");
+        for (name, value) in [
+            ("delivered", total.delivered),
+            ("buffered", total.buffered),
+            ("overwritten", total.overwritten),
+            ("expired", total.expired),
+            ("superseded", total.superseded),
+            ("throttled", total.throttled),
+            ("buffer_full", total.buffer_full),
+            ("closed_by_hub", total.closed_by_hub),
+            ("refused", total.refused),
+            ("status_responses", total.status_responses),
+            ("go_aways", total.go_aways),
+            ("dropped_channel_deleted", total.dropped_channel_deleted),
+        ] {
+            assert!(
+                value >= 5,
+                "random sequences reached {name} only {value} times"
+            );
+        }
+    }
+}

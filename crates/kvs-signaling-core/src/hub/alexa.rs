@@ -1,0 +1,137 @@
+//! SendAlexaOfferToMaster: an offer from outside the channel, answered by its master.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use kvs_signaling_proto::{Action, ErrorType, MessageType, PeerId, ServerEvent};
+
+use super::{
+    AlexaOffer, ConnId, Frame, Hub, Output, Pending, Recipient, Refused, RequestId, Timer,
+};
+
+impl Hub {
+    /// A SendAlexaOfferToMaster call: the offer goes to the master (or waits for it for the
+    /// channel's TTL), and the call completes with the master's answer to the sender, or with
+    /// an error after [`HubConfig::alexa_timeout`].
+    pub fn handle_alexa_offer(
+        &mut self,
+        now: Instant,
+        offer: AlexaOffer,
+    ) -> Result<RequestId, Refused> {
+        if self.draining {
+            return Err(Refused::new(
+                ErrorType::InternalFailure,
+                "the server is shutting down; call again",
+            ));
+        }
+        let index = self.channel_for(now, &offer.channel_arn, offer.message_ttl);
+        let config = &self.config;
+        let Some(channel) = self.channels.at_mut(index) else {
+            return Err(Refused::new(ErrorType::InternalFailure, "channel lost"));
+        };
+        if !channel.alexa_calls.try_take(config.alexa_rate, now) {
+            self.counters.throttled += 1;
+            let message = format!(
+                "SendAlexaOfferToMaster: more than {} calls per second on this channel",
+                config.alexa_rate.per_second
+            );
+            self.release_channel_if_unused(index);
+            return Err(Refused::new(
+                ErrorType::ClientLimitExceededException,
+                message,
+            ));
+        }
+        self.next_request += 1;
+        let request = RequestId(self.next_request);
+        if let Some(older) = channel
+            .alexa
+            .insert(offer.sender_client_id.clone(), request)
+        {
+            self.counters.alexa_failed += 1;
+            self.outputs.push_back(Output::AlexaAnswer {
+                request: older,
+                result: Err(Refused::new(
+                    ErrorType::ClientLimitExceededException,
+                    "superseded by a newer offer from the same sender",
+                )),
+            });
+        }
+        let generation = channel.generation;
+        let deadline = now + config.alexa_timeout;
+        let master = channel.master;
+        let frame = Frame(Cow::Owned(
+            ServerEvent::relay(
+                MessageType::SdpOffer,
+                Some(&offer.sender_client_id),
+                offer.payload,
+            )
+            .encode(),
+        ));
+        self.schedule(
+            deadline,
+            Timer::Alexa {
+                channel: index,
+                generation,
+                sender: offer.sender_client_id.clone(),
+                request,
+            },
+        );
+        match master {
+            Some(slot) => {
+                let to = ConnId {
+                    slot,
+                    generation: self.conns.generation(slot),
+                };
+                self.deliver(to, frame);
+            }
+            None => {
+                // Nobody to answer a refusal to: the call's own timeout reports it.
+                let nobody = ConnId {
+                    slot: u32::MAX,
+                    generation: u32::MAX,
+                };
+                self.buffer(
+                    now,
+                    nobody,
+                    index,
+                    Recipient::Master,
+                    Pending {
+                        frame,
+                        sender: Some(offer.sender_client_id),
+                        action: Action::SdpOffer,
+                        expires: now,
+                    },
+                    None,
+                );
+            }
+        }
+        Ok(request)
+    }
+
+    pub(super) fn alexa_timeout(
+        &mut self,
+        index: u32,
+        generation: u32,
+        sender: &PeerId,
+        request: RequestId,
+    ) {
+        let Some(channel) = self.channels.get_mut(index, generation) else {
+            return;
+        };
+        if channel.alexa.get(sender) != Some(&request) {
+            return;
+        }
+        channel.alexa.remove(sender);
+        let message = if channel.master.is_some() {
+            "the channel's master did not answer in time"
+        } else {
+            "no master is connected to the channel"
+        };
+        self.counters.alexa_failed += 1;
+        self.outputs.push_back(Output::AlexaAnswer {
+            request,
+            result: Err(Refused::new(ErrorType::ResourceNotFoundException, message)),
+        });
+        self.release_channel_if_unused(index);
+    }
+}

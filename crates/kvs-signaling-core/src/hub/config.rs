@@ -1,0 +1,149 @@
+//! The hub's limits.
+
+use std::time::Duration;
+
+use kvs_signaling_proto::limits;
+
+use crate::throttle::Rate;
+
+/// The hub's limits. The defaults are the real service's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// Concurrent viewers (distinct client ids) per channel: 10.
+    pub max_viewers_per_channel: usize,
+    /// Longest `messagePayload`, in characters: 10,240 ("10K").
+    pub max_payload_len: usize,
+    /// SDP offers and answers per connection: 5 a second.
+    pub sdp_rate: Rate,
+    /// ICE candidates per connection: 20 a second.
+    pub ice_candidate_rate: Rate,
+    /// ConnectAsMaster, and separately ConnectAsViewer, per channel: 3 a second.
+    pub connect_rate: Rate,
+    /// SendAlexaOfferToMaster per channel: 5 a second.
+    pub alexa_rate: Rate,
+    /// A connection with no frame (ping and pong included) for this long is closed: 10 minutes.
+    pub idle_timeout: Duration,
+    /// A connection is closed this long after it opened: 1 hour. It gets GO_AWAY
+    /// [`HubConfig::go_away_grace`] before.
+    pub max_connection_duration: Duration,
+    /// Time between GO_AWAY and the close: 1 minute.
+    pub go_away_grace: Duration,
+    /// How long a connection superseded by a newer one with the same identity may linger
+    /// before it is closed: 10 minutes, the idle timeout.
+    pub superseded_linger: Duration,
+    /// Undelivered messages held per recipient: 64. More are refused with
+    /// ClientLimitExceededException.
+    pub max_pending_per_recipient: usize,
+    /// Recipients with undelivered messages per channel: 32 (the master and up to 31 viewer
+    /// ids). Messages for more are refused with ClientLimitExceededException.
+    pub max_pending_recipients_per_channel: usize,
+    /// How long SendAlexaOfferToMaster waits for the master's answer: 10 seconds.
+    pub alexa_timeout: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            max_viewers_per_channel: 10,
+            max_payload_len: limits::MAX_MESSAGE_PAYLOAD_LEN,
+            sdp_rate: Rate::per_second(5),
+            ice_candidate_rate: Rate::per_second(20),
+            connect_rate: Rate::per_second(3),
+            alexa_rate: Rate::per_second(5),
+            idle_timeout: Duration::from_secs(600),
+            max_connection_duration: Duration::from_secs(3600),
+            go_away_grace: Duration::from_secs(60),
+            superseded_linger: Duration::from_secs(600),
+            max_pending_per_recipient: 64,
+            max_pending_recipients_per_channel: 32,
+            alexa_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$meta:meta])* $name:ident: $ty:ty) => {
+        $(#[$meta])*
+        #[must_use]
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$name = value;
+            self
+        }
+    };
+}
+
+impl HubConfig {
+    setter!(
+        /// Sets [`HubConfig::max_viewers_per_channel`].
+        max_viewers_per_channel: usize
+    );
+    setter!(
+        /// Sets [`HubConfig::max_payload_len`].
+        max_payload_len: usize
+    );
+    setter!(
+        /// Sets [`HubConfig::sdp_rate`].
+        sdp_rate: Rate
+    );
+    setter!(
+        /// Sets [`HubConfig::ice_candidate_rate`].
+        ice_candidate_rate: Rate
+    );
+    setter!(
+        /// Sets [`HubConfig::connect_rate`].
+        connect_rate: Rate
+    );
+    setter!(
+        /// Sets [`HubConfig::alexa_rate`].
+        alexa_rate: Rate
+    );
+    setter!(
+        /// Sets [`HubConfig::idle_timeout`].
+        idle_timeout: Duration
+    );
+    setter!(
+        /// Sets [`HubConfig::max_connection_duration`].
+        max_connection_duration: Duration
+    );
+    setter!(
+        /// Sets [`HubConfig::go_away_grace`].
+        go_away_grace: Duration
+    );
+    setter!(
+        /// Sets [`HubConfig::superseded_linger`].
+        superseded_linger: Duration
+    );
+    setter!(
+        /// Sets [`HubConfig::max_pending_per_recipient`].
+        max_pending_per_recipient: usize
+    );
+    setter!(
+        /// Sets [`HubConfig::max_pending_recipients_per_channel`].
+        max_pending_recipients_per_channel: usize
+    );
+    setter!(
+        /// Sets [`HubConfig::alexa_timeout`].
+        alexa_timeout: Duration
+    );
+}
+
+/// A configuration the hub cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The GO_AWAY grace period must be shorter than the longest connection.
+    #[error("go_away_grace ({grace:?}) must be shorter than max_connection_duration ({max:?})")]
+    GraceNotShorterThanDuration {
+        /// The grace period.
+        grace: Duration,
+        /// The longest connection.
+        max: Duration,
+    },
+    /// A limit that must be at least 1 is 0.
+    #[error("{name} must be at least 1")]
+    Zero {
+        /// The setting.
+        name: &'static str,
+    },
+}

@@ -1,0 +1,316 @@
+//! Routing: relayed messages from a connection to their recipient, now or from the buffer,
+//! and the STATUS_RESPONSE answers to refused ones.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use kvs_signaling_proto::{
+    Action, ClientMessage, CorrelationId, ErrorType, PeerId, Role, ServerEvent, StatusResponse,
+};
+
+use super::{ConnId, Frame, Hub, Output, Pending, Recipient, Standing, Timer};
+
+impl Hub {
+    /// A text frame arrived on `conn`.
+    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, text: &str) {
+        let Some(c) = self.conns.get_mut(conn.slot, conn.generation) else {
+            return;
+        };
+        c.last_activity = now;
+        if c.standing != Standing::Current {
+            self.counters.dropped_from_superseded += 1;
+            return;
+        }
+        let message =
+            match ClientMessage::decode_with_max_payload(text, self.config.max_payload_len) {
+                Ok(message) => message,
+                Err(err) => {
+                    self.counters.invalid += 1;
+                    let (error_type, description) = (err.error.error_type(), err.error.to_string());
+                    self.reject(conn, err.correlation_id, error_type, description);
+                    return;
+                }
+            };
+        let (rate, bucket) = match message.action {
+            Action::SdpOffer | Action::SdpAnswer => (self.config.sdp_rate, &mut c.sdp),
+            Action::IceCandidate => (self.config.ice_candidate_rate, &mut c.ice),
+        };
+        if !bucket.try_take(rate, now) {
+            self.counters.throttled += 1;
+            let description = format!(
+                "{}: more than {} per second on this connection",
+                message.action, rate.per_second
+            );
+            self.reject(
+                conn,
+                message.correlation_id,
+                ErrorType::ClientLimitExceededException,
+                description,
+            );
+            return;
+        }
+        let (channel_index, role, sender) = (c.channel, c.role, c.client_id.clone());
+        match role {
+            Role::Viewer => self.route_to_master(now, conn, channel_index, sender, message),
+            Role::Master => self.route_to_viewer(now, conn, channel_index, message),
+        }
+    }
+
+    fn route_to_master(
+        &mut self,
+        now: Instant,
+        from: ConnId,
+        channel_index: u32,
+        sender: Option<PeerId>,
+        message: ClientMessage<'_>,
+    ) {
+        let frame = ServerEvent::relay(
+            message.action.message_type(),
+            sender.as_ref(),
+            message.message_payload,
+        )
+        .encode();
+        let master = self.channels.at(channel_index).and_then(|ch| ch.master);
+        match master {
+            Some(slot) => {
+                let to = ConnId {
+                    slot,
+                    generation: self.conns.generation(slot),
+                };
+                self.deliver(to, Frame(Cow::Owned(frame)));
+            }
+            None => self.buffer(
+                now,
+                from,
+                channel_index,
+                Recipient::Master,
+                Pending {
+                    frame: Frame(Cow::Owned(frame)),
+                    sender,
+                    action: message.action,
+                    expires: now,
+                },
+                message.correlation_id,
+            ),
+        }
+    }
+
+    fn route_to_viewer(
+        &mut self,
+        now: Instant,
+        from: ConnId,
+        channel_index: u32,
+        message: ClientMessage<'_>,
+    ) {
+        let Some(recipient) = message.recipient_client_id else {
+            self.counters.invalid += 1;
+            self.reject(
+                from,
+                message.correlation_id,
+                ErrorType::InvalidArgumentException,
+                "recipientClientId: is required on messages from the master".to_owned(),
+            );
+            return;
+        };
+        let Some(channel) = self.channels.at_mut(channel_index) else {
+            return;
+        };
+        if message.action == Action::SdpAnswer
+            && let Some(request) = channel.alexa.remove(&recipient)
+        {
+            self.counters.alexa_answered += 1;
+            self.outputs.push_back(Output::AlexaAnswer {
+                request,
+                result: Ok(message.message_payload.into_normalized().into_owned()),
+            });
+            self.release_channel_if_unused(channel_index);
+            return;
+        }
+        let frame = Frame(Cow::Owned(
+            ServerEvent::relay(message.action.message_type(), None, message.message_payload)
+                .encode(),
+        ));
+        match channel.viewers.get(&recipient) {
+            Some(&slot) => {
+                let to = ConnId {
+                    slot,
+                    generation: self.conns.generation(slot),
+                };
+                self.deliver(to, frame);
+            }
+            None => self.buffer(
+                now,
+                from,
+                channel_index,
+                Recipient::Viewer(recipient),
+                Pending {
+                    frame,
+                    sender: None,
+                    action: message.action,
+                    expires: now,
+                },
+                message.correlation_id,
+            ),
+        }
+    }
+
+    pub(super) fn deliver(&mut self, to: ConnId, frame: Frame) {
+        self.counters.delivered += 1;
+        self.outputs.push_back(Output::Deliver { conn: to, frame });
+    }
+
+    /// Keeps `pending` for `recipient` for the channel's TTL; `pending.expires` is set here.
+    pub(super) fn buffer(
+        &mut self,
+        now: Instant,
+        from: ConnId,
+        channel_index: u32,
+        recipient: Recipient,
+        mut pending: Pending,
+        correlation_id: Option<CorrelationId>,
+    ) {
+        let config = &self.config;
+        let Some(channel) = self.channels.at_mut(channel_index) else {
+            return;
+        };
+        pending.expires = now + channel.ttl;
+        let known = channel.pending.contains_key(&recipient);
+        if !known && channel.pending.len() >= config.max_pending_recipients_per_channel {
+            self.counters.buffer_full += 1;
+            let description = format!(
+                "too many recipients with undelivered messages on this channel (at most {})",
+                config.max_pending_recipients_per_channel
+            );
+            self.reject(
+                from,
+                correlation_id,
+                ErrorType::ClientLimitExceededException,
+                description,
+            );
+            return;
+        }
+        let queue = channel.pending.entry(recipient.clone()).or_default();
+        // A newer offer (or answer) from the same sender replaces an undelivered one.
+        if matches!(pending.action, Action::SdpOffer | Action::SdpAnswer)
+            && let Some(at) = queue
+                .iter()
+                .position(|p| p.action == pending.action && p.sender == pending.sender)
+        {
+            queue.remove(at);
+            self.counters.overwritten += 1;
+        }
+        if queue.len() >= config.max_pending_per_recipient {
+            self.counters.buffer_full += 1;
+            let description = format!(
+                "the recipient has {} undelivered messages, the most that are kept",
+                config.max_pending_per_recipient
+            );
+            if queue.is_empty() {
+                channel.pending.remove(&recipient);
+            }
+            self.reject(
+                from,
+                correlation_id,
+                ErrorType::ClientLimitExceededException,
+                description,
+            );
+            return;
+        }
+        let first = queue.is_empty();
+        let expires = pending.expires;
+        queue.push_back(pending);
+        self.counters.buffered += 1;
+        if first {
+            let generation = channel.generation;
+            self.schedule(
+                expires,
+                Timer::Expiry {
+                    channel: channel_index,
+                    generation,
+                    recipient,
+                },
+            );
+        }
+    }
+
+    /// Delivers what waits for `recipient`, in order, to `to`.
+    pub(super) fn flush_pending(
+        &mut self,
+        now: Instant,
+        channel_index: u32,
+        recipient: &Recipient,
+        to: ConnId,
+    ) {
+        let Some(queue) = self
+            .channels
+            .at_mut(channel_index)
+            .and_then(|ch| ch.pending.remove(recipient))
+        else {
+            return;
+        };
+        for pending in queue {
+            if pending.expires > now {
+                self.deliver(to, pending.frame);
+            } else {
+                self.counters.expired += 1;
+            }
+        }
+    }
+
+    /// Answers a refused message with a STATUS_RESPONSE when it had a correlation id.
+    pub(super) fn reject(
+        &mut self,
+        conn: ConnId,
+        correlation_id: Option<CorrelationId>,
+        error_type: ErrorType,
+        description: String,
+    ) {
+        match correlation_id {
+            Some(id) => {
+                self.counters.status_responses += 1;
+                let event =
+                    ServerEvent::status_response(StatusResponse::new(id, error_type, description));
+                self.outputs.push_back(Output::Deliver {
+                    conn,
+                    frame: Frame(Cow::Owned(event.encode())),
+                });
+            }
+            None => self.counters.rejected_silently += 1,
+        }
+    }
+
+    pub(super) fn expire(
+        &mut self,
+        now: Instant,
+        channel_index: u32,
+        generation: u32,
+        recipient: Recipient,
+    ) {
+        let Some(channel) = self.channels.get_mut(channel_index, generation) else {
+            return;
+        };
+        let Some(queue) = channel.pending.get_mut(&recipient) else {
+            return;
+        };
+        while queue.front().is_some_and(|p| p.expires <= now) {
+            queue.pop_front();
+            self.counters.expired += 1;
+        }
+        match queue.front().map(|p| p.expires) {
+            Some(next) => {
+                self.schedule(
+                    next,
+                    Timer::Expiry {
+                        channel: channel_index,
+                        generation,
+                        recipient,
+                    },
+                );
+            }
+            None => {
+                channel.pending.remove(&recipient);
+                self.release_channel_if_unused(channel_index);
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The values that cross the hub's boundary: connection and request ids, frames, outputs,
+//! inputs, refusals and counters.
+
+use std::borrow::Cow;
+
+use kvs_signaling_proto::{
+    ChannelArn, ClientId, ErrorType, MessagePayload, MessageTtlSeconds, PeerId, Role,
+};
+
+/// A connection, as the hub knows it. Ids of closed connections are never reused for the
+/// hub's lifetime: an input for a closed connection is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(super) slot: u32,
+    pub(super) generation: u32,
+}
+
+/// A SendAlexaOfferToMaster call waiting for the master's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub(super) u64);
+
+/// A text frame to send, already encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(pub(super) Cow<'static, str>);
+
+impl Frame {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+/// Why the hub closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// No frame for [`HubConfig::idle_timeout`].
+    IdleTimeout,
+    /// Open for [`HubConfig::max_connection_duration`].
+    MaxDuration,
+    /// The hub is draining; GO_AWAY was sent a grace period before.
+    Drained,
+    /// A newer connection with the same identity took over, and the lingering time is over.
+    Superseded,
+    /// The channel was deleted.
+    ChannelDeleted,
+}
+
+impl CloseReason {
+    /// The WebSocket close code: 1001 (going away) when the client should reconnect at once,
+    /// 1000 otherwise. Official clients only log it.
+    pub const fn code(self) -> u16 {
+        match self {
+            Self::MaxDuration | Self::Drained => 1001,
+            Self::IdleTimeout | Self::Superseded | Self::ChannelDeleted => 1000,
+        }
+    }
+
+    /// A short text for the close frame.
+    pub const fn description(self) -> &'static str {
+        match self {
+            Self::IdleTimeout => "idle timeout",
+            Self::MaxDuration => "maximum connection duration reached",
+            Self::Drained => "server going away",
+            Self::Superseded => "replaced by a newer connection",
+            Self::ChannelDeleted => "channel deleted",
+        }
+    }
+}
+
+/// A connect, or an Alexa offer, that the hub refuses, with the service's error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error_type}: {message}")]
+#[non_exhaustive]
+pub struct Refused {
+    /// The service's error.
+    pub error_type: ErrorType,
+    /// What happened.
+    pub message: String,
+}
+
+impl Refused {
+    pub(super) fn new(error_type: ErrorType, message: impl Into<String>) -> Self {
+        Self {
+            error_type,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Send `frame` as a text frame on `conn`.
+    Deliver {
+        /// The connection.
+        conn: ConnId,
+        /// The frame.
+        frame: Frame,
+    },
+    /// Close `conn` with `reason`. The hub has forgotten it already.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Complete the SendAlexaOfferToMaster call `request`: with the master's answer payload,
+    /// or with the error to answer.
+    AlexaAnswer {
+        /// The call.
+        request: RequestId,
+        /// The answer or the error.
+        result: Result<MessagePayload<'static>, Refused>,
+    },
+}
+
+/// A connection that opened, with its identity as the connect URL gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenConnection {
+    /// The channel.
+    pub channel_arn: ChannelArn,
+    /// Master or viewer.
+    pub role: Role,
+    /// The viewer's client id; masters have none.
+    pub client_id: Option<ClientId>,
+    /// The channel's message TTL now.
+    pub message_ttl: MessageTtlSeconds,
+}
+
+impl OpenConnection {
+    /// The channel's master.
+    pub fn master(channel_arn: ChannelArn, message_ttl: MessageTtlSeconds) -> Self {
+        Self {
+            channel_arn,
+            role: Role::Master,
+            client_id: None,
+            message_ttl,
+        }
+    }
+
+    /// A viewer with `client_id`.
+    pub fn viewer(
+        channel_arn: ChannelArn,
+        client_id: ClientId,
+        message_ttl: MessageTtlSeconds,
+    ) -> Self {
+        Self {
+            channel_arn,
+            role: Role::Viewer,
+            client_id: Some(client_id),
+            message_ttl,
+        }
+    }
+}
+
+/// A SendAlexaOfferToMaster call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AlexaOffer {
+    /// The channel.
+    pub channel_arn: ChannelArn,
+    /// The sender, which the master answers to.
+    pub sender_client_id: PeerId,
+    /// The base64 SDP offer.
+    pub payload: MessagePayload<'static>,
+    /// The channel's message TTL now.
+    pub message_ttl: MessageTtlSeconds,
+}
+
+impl AlexaOffer {
+    /// An offer from `sender_client_id`.
+    pub fn new(
+        channel_arn: ChannelArn,
+        sender_client_id: PeerId,
+        payload: MessagePayload<'static>,
+        message_ttl: MessageTtlSeconds,
+    ) -> Self {
+        Self {
+            channel_arn,
+            sender_client_id,
+            payload,
+            message_ttl,
+        }
+    }
+}
+
+/// What the hub has done, counted since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Connections opened.
+    pub opened: u64,
+    /// Connects refused (limits, rates, draining, bad identity).
+    pub refused: u64,
+    /// Connections closed by their client.
+    pub closed_by_client: u64,
+    /// Connections closed by the hub.
+    pub closed_by_hub: u64,
+    /// Connections superseded by a newer one with the same identity.
+    pub superseded: u64,
+    /// Relayed messages delivered to a connection (at once or from the buffer).
+    pub delivered: u64,
+    /// Messages buffered for a recipient that was not connected.
+    pub buffered: u64,
+    /// Undelivered messages replaced by a newer offer or answer from the same sender.
+    pub overwritten: u64,
+    /// Buffered messages dropped when their TTL ran out.
+    pub expired: u64,
+    /// Buffered messages dropped because their channel was deleted.
+    pub dropped_channel_deleted: u64,
+    /// Messages refused because a rate limit was exceeded.
+    pub throttled: u64,
+    /// Messages refused because a recipient's buffer was full.
+    pub buffer_full: u64,
+    /// Messages refused as invalid (malformed, wrong field, no recipient).
+    pub invalid: u64,
+    /// Refused messages answered with a STATUS_RESPONSE.
+    pub status_responses: u64,
+    /// Refused messages dropped silently, having no correlation id.
+    pub rejected_silently: u64,
+    /// Frames from superseded connections, dropped.
+    pub dropped_from_superseded: u64,
+    /// GO_AWAY events sent.
+    pub go_aways: u64,
+    /// RECONNECT_ICE_SERVER events sent.
+    pub reconnect_ice_servers: u64,
+    /// SendAlexaOfferToMaster calls answered by the master.
+    pub alexa_answered: u64,
+    /// SendAlexaOfferToMaster calls that failed (timeout, superseded, channel deleted).
+    pub alexa_failed: u64,
+}

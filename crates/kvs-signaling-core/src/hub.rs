@@ -70,12 +70,14 @@ mod config;
 mod routing;
 mod slab;
 mod types;
+mod viewers;
 
 pub use config::{ConfigError, HubConfig};
 use slab::Slab;
 pub use types::{
     AlexaOffer, CloseReason, ConnId, Counters, Frame, OpenConnection, Output, Refused, RequestId,
 };
+use viewers::Viewers;
 
 /// Whom a buffered message is for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -94,15 +96,18 @@ struct Pending {
     expires: Instant,
 }
 
+/// A channel's state. Declared in order, hot fields first: routing reads the master and the
+/// viewers of a channel for every message, the rest only on connects, buffering and timers.
 #[derive(Debug)]
+#[repr(C)]
 struct Channel {
+    /// The current master.
+    master: Option<ConnId>,
+    /// The current connection of each viewer id.
+    viewers: Viewers,
     generation: u32,
     arn: ChannelArn,
     ttl: Duration,
-    /// The current master's slot.
-    master: Option<u32>,
-    /// The current connection of each viewer id.
-    viewers: BTreeMap<PeerId, u32>,
     /// Every connection attached to the channel, superseded ones included.
     members: BTreeSet<u32>,
     pending: BTreeMap<Recipient, VecDeque<Pending>>,
@@ -324,7 +329,7 @@ impl Hub {
             Role::Viewer
                 if client_id
                     .as_ref()
-                    .is_some_and(|id| !channel.viewers.contains_key(id))
+                    .is_some_and(|id| !channel.viewers.contains(id.as_str()))
                     && channel.viewers.len() >= config.max_viewers_per_channel =>
             {
                 Some(format!(
@@ -361,22 +366,18 @@ impl Hub {
         };
         channel.members.insert(slot);
         let (previous, recipient) = match client_id {
-            None => (channel.master.replace(slot), Recipient::Master),
-            Some(id) => (
-                channel.viewers.insert(id.clone(), slot),
-                Recipient::Viewer(id),
+            None => (channel.master.replace(id), Recipient::Master),
+            Some(peer) => (
+                channel.viewers.insert(peer.clone(), id),
+                Recipient::Viewer(peer),
             ),
         };
         if let Some(previous) = previous
-            && let Some(old) = self.conns.at_mut(previous)
+            && let Some(old) = self.conns.get_mut(previous.slot, previous.generation)
         {
             old.standing = Standing::Superseded(now);
             self.counters.superseded += 1;
-            let old_id = ConnId {
-                slot: previous,
-                generation: self.conns.generation(previous),
-            };
-            self.schedule_conn(old_id);
+            self.schedule_conn(previous);
         }
         self.schedule_conn(id);
         self.flush_pending(now, channel_index, &recipient, id);
@@ -398,7 +399,7 @@ impl Hub {
             arn: arn.clone(),
             ttl,
             master: None,
-            viewers: BTreeMap::new(),
+            viewers: Viewers::default(),
             members: BTreeSet::new(),
             pending: BTreeMap::new(),
             master_connects: Bucket::full(config.connect_rate, now),
@@ -448,15 +449,11 @@ impl Hub {
             if removed.standing == Standing::Current {
                 match &removed.client_id {
                     None => {
-                        if channel.master == Some(conn.slot) {
+                        if channel.master == Some(conn) {
                             channel.master = None;
                         }
                     }
-                    Some(id) => {
-                        if channel.viewers.get(id) == Some(&conn.slot) {
-                            channel.viewers.remove(id);
-                        }
-                    }
+                    Some(id) => channel.viewers.remove_if(id.as_str(), conn),
                 }
             }
         }
@@ -638,11 +635,8 @@ impl Hub {
         let targets: Vec<ConnId> = channel
             .master
             .iter()
-            .chain(channel.viewers.values())
-            .map(|&slot| ConnId {
-                slot,
-                generation: self.conns.generation(slot),
-            })
+            .copied()
+            .chain(channel.viewers.conns())
             .collect();
         for conn in targets {
             self.counters.reconnect_ice_servers += 1;

@@ -1,109 +1,8 @@
 //! The client side: [`ClientSession`], the state machine a KVS signaling client (master or
-//! viewer) runs.
-//!
-//! The session decides, the transport acts. It asks for the control-plane and data-plane calls
-//! (DescribeSignalingChannel, CreateSignalingChannel, GetSignalingChannelEndpoint,
-//! GetIceServerConfig) and for the WebSocket connect as [`SessionOutput`]s; the transport
-//! performs them and feeds each result back through the matching `handle_*` method. Relayed
-//! offers, answers and candidates are the application's business: the transport hands them to
-//! the application directly, and [`ClientSession::handle_event`] ignores them.
-//!
-//! # The drive loop
-//!
-//! After every `handle_*` call or command, drain [`ClientSession::poll_output`] until it
-//! returns `None`, then sleep until [`ClientSession::poll_timeout`] and call
-//! [`ClientSession::handle_timeout`]. A new session starts on its first timeout, which is due at
-//! once, so the ordinary loop also starts it.
-//!
-//! ```
-//! use std::time::{Duration, Instant};
-//!
-//! use kvs_signaling_core::{
-//!     ClientSession, ClientSessionConfig, Endpoints, SessionOutput, SessionState, SplitMix64,
-//! };
-//! use kvs_signaling_proto::{ChannelArn, ChannelInfo, ChannelName, ClientId, IceServer, Role};
-//!
-//! let arn = ChannelArn::new("arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo/1")?;
-//! let config = ClientSessionConfig::new(ChannelName::new("demo")?, Role::Viewer)
-//!     .client_id(ClientId::new("viewer-1")?);
-//! // Only the runtime reads the clock; the session is handed the time.
-//! let mut now = Instant::now();
-//! let mut session = ClientSession::new(config, SplitMix64::new(7), now)?;
-//!
-//! while session.state() != SessionState::Connected {
-//!     // Carry out what the session asks for; this fake transport answers at once.
-//!     while let Some(output) = session.poll_output() {
-//!         match output {
-//!             SessionOutput::DescribeChannel { id, .. } => {
-//!                 let mut info = ChannelInfo::new();
-//!                 info.channel_arn = Some(arn.clone());
-//!                 session.handle_describe(now, id, Ok(info));
-//!             }
-//!             SessionOutput::GetEndpoints { id, .. } => {
-//!                 let endpoints = Endpoints::new("wss://v-1.example", "https://r-1.example");
-//!                 session.handle_endpoints(now, id, Ok(endpoints));
-//!             }
-//!             SessionOutput::GetIceConfig { id, .. } => {
-//!                 session.handle_ice_config(now, id, Ok(vec![IceServer::new()]));
-//!             }
-//!             SessionOutput::Connect { id, .. } => session.handle_connected(now, id),
-//!             _ => {}
-//!         }
-//!     }
-//!     // Sleep until the next deadline, then tell the session.
-//!     let Some(deadline) = session.poll_timeout() else { break };
-//!     now = now.max(deadline);
-//!     session.handle_timeout(now);
-//! }
-//! assert_eq!(session.state(), SessionState::Connected);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! # Behaviour
-//!
-//! The session follows the C SDK's state machine (spec §6.2): Describe (404 → Create →
-//! Describe) → GetEndpoints → GetIceConfig → Connect → Connected.
-//!
-//! - **Request ids.** Every request output carries a fresh [`SessionRequestId`] and its result
-//!   must come back with it. A result whose id is not the one the session waits for (it timed
-//!   out, the session moved on or was closed) is ignored, so late results are harmless. A socket
-//!   is named by the id of the `Connect` that opened it.
-//! - **Failures** follow the C SDK: 401/403 → [`SessionEvent::CredentialsRejected`] (refreshing
-//!   credentials is the transport's business) and restart from Describe with every cache
-//!   dropped; 404 on Describe → Create when [`ClientSessionConfig::create_if_missing`] is set,
-//!   otherwise [`FailureReason::ChannelNotFound`]; 404 elsewhere → restart from Describe;
-//!   400, 5xx, network errors and timeouts → GetEndpoints again (Describe again when the ARN is
-//!   not known yet). Every retry waits for a backoff first.
-//! - **Backoff**: the n-th consecutive failure waits `initial · multiplier^(n-1)`, capped at
-//!   `backoff_max`, with jitter drawn from the injected [`Rng`] ([`BackoffJitter::Equal`] by
-//!   default: between half and all of that delay). An unexpected socket close counts as a
-//!   failure. The count returns to zero when a connection ends after having been up for
-//!   `backoff_reset_after`; after `max_reconnect_attempts` retries the session gives up with
-//!   [`FailureReason::AttemptsExhausted`].
-//! - **Endpoint cache**: the ARN and endpoints are kept, and a reconnect after a close or a
-//!   GO_AWAY skips Describe and GetEndpoints while they are cached; the error rules above drop
-//!   them. Turn it off with [`ClientSessionConfig::endpoint_cache`] to re-run Describe on
-//!   every reconnect, as the C SDK does by default. A reconnect also skips GetIceConfig while the
-//!   ICE configuration it has is fresh (not yet due for refresh).
-//! - **GO_AWAY**: [`SessionEvent::GoAway`], close the socket and reconnect from Describe at
-//!   once, as the C SDK does (through the caches above). A connection that received GO_AWAY
-//!   sooner than `backoff_reset_after` after it opened counts as a failure and reconnects after
-//!   a backoff, so a server that keeps sending GO_AWAY cannot make the client spin.
-//! - **RECONNECT_ICE_SERVER**: the relay (TURN) servers are going away, not the signaling
-//!   socket. The session emits [`SessionEvent::ReconnectIceServer`], keeps the socket up and
-//!   fetches a fresh ICE configuration in the background, then emits
-//!   [`SessionEvent::IceServersUpdated`] so the application can restart ICE. (The C SDK also
-//!   drops and reopens its socket, a side effect of its linear state machine that loses
-//!   messages in flight; we do not.)
-//! - **ICE refresh**: while connected, the ICE configuration is fetched again in the background
-//!   at `fetched + min(Ttl) − ice_refresh_grace` (270 s for a 300 s Ttl, as in the C SDK), but
-//!   never sooner than half the Ttl. A failed background refresh is retried after a backoff and
-//!   never drops the socket.
-//! - **Timeouts**: `request_timeout` on each REST call and `connect_timeout` on the connect;
-//!   a connect that times out is abandoned with [`SessionOutput::CloseSocket`].
-//!
-//! The output queue holds what one input produced (at most [`MAX_QUEUED_OUTPUTS`] for a caller
-//! that drains after every input, which debug builds assert).
+//! viewer) runs: Describe (and Create), GetEndpoints, GetIceConfig, connect, reconnect with
+//! backoff, GO_AWAY, RECONNECT_ICE_SERVER and ICE configuration refresh. The module is private,
+//! so the drive loop and the behaviour are documented on [`ClientSession`], where rustdoc shows
+//! them.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -115,13 +14,6 @@ use kvs_signaling_proto::{
 };
 
 use crate::rng::Rng;
-
-/// The most outputs the queue holds when the caller drains it after every input: one input
-/// produces at most a handful (for example an event, a close, a state change and a request).
-pub const MAX_QUEUED_OUTPUTS: usize = 16;
-
-/// The longest duration a [`ClientSessionConfig`] accepts, so deadlines never overflow.
-pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How many passes [`ClientSession::handle_timeout`] makes over due timers; each pass either
 /// moves a timer past `now` or leaves a zero-length backoff that the next pass starts.
@@ -181,6 +73,9 @@ pub struct ClientSessionConfig {
 }
 
 impl ClientSessionConfig {
+    /// The longest duration a setting accepts, so deadlines never overflow.
+    pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
     /// The defaults for joining `channel_name` as `role`. A viewer also needs
     /// [`ClientSessionConfig::client_id`].
     pub fn new(channel_name: ChannelName, role: Role) -> Self {
@@ -321,7 +216,7 @@ impl ClientSessionConfig {
             ),
         ];
         for (field, value, min) in durations {
-            if value < min || value > MAX_CONFIG_DURATION {
+            if value < min || value > Self::MAX_DURATION {
                 return Err(SessionConfigError::DurationOutOfRange { field, value, min });
             }
         }
@@ -351,7 +246,7 @@ pub enum SessionConfigError {
         /// The id given.
         client_id: ClientId,
     },
-    /// A duration is below its minimum or above [`MAX_CONFIG_DURATION`].
+    /// A duration is below its minimum or above [`ClientSessionConfig::MAX_DURATION`].
     #[error("{field}: must be {min:?} to 24 h, found {value:?}")]
     DurationOutOfRange {
         /// The setting.
@@ -743,8 +638,113 @@ enum Refresh {
     RetryAt(Instant),
 }
 
-/// The state machine of a KVS signaling client; see the [module docs](self) for the drive
-/// loop and the behaviour.
+/// The state machine of a KVS signaling client (master or viewer).
+///
+/// The session decides, the transport acts. It asks for the control-plane and data-plane calls
+/// (DescribeSignalingChannel, CreateSignalingChannel, GetSignalingChannelEndpoint,
+/// GetIceServerConfig) and for the WebSocket connect as [`SessionOutput`]s; the transport
+/// performs them and feeds each result back through the matching `handle_*` method. Relayed
+/// offers, answers and candidates are the application's business: the transport hands them to
+/// the application directly, and [`ClientSession::handle_event`] ignores them.
+///
+/// # The drive loop
+///
+/// After every `handle_*` call or command, drain [`ClientSession::poll_output`] until it
+/// returns `None`, then sleep until [`ClientSession::poll_timeout`] and call
+/// [`ClientSession::handle_timeout`]. A new session starts on its first timeout, which is due at
+/// once, so the ordinary loop also starts it.
+///
+/// ```
+/// use std::time::Instant;
+///
+/// use kvs_signaling_core::{
+///     ClientSession, ClientSessionConfig, Endpoints, SessionOutput, SessionState, SplitMix64,
+/// };
+/// use kvs_signaling_proto::{ChannelArn, ChannelInfo, ChannelName, ClientId, IceServer, Role};
+///
+/// let arn = ChannelArn::new("arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo/1")?;
+/// let config = ClientSessionConfig::new(ChannelName::new("demo")?, Role::Viewer)
+///     .client_id(ClientId::new("viewer-1")?);
+/// // Only the runtime reads the clock; the session is handed the time.
+/// let mut now = Instant::now();
+/// let mut session = ClientSession::new(config, SplitMix64::new(7), now)?;
+///
+/// while session.state() != SessionState::Connected {
+///     // Carry out what the session asks for; this fake transport answers at once.
+///     while let Some(output) = session.poll_output() {
+///         match output {
+///             SessionOutput::DescribeChannel { id, .. } => {
+///                 let mut info = ChannelInfo::new();
+///                 info.channel_arn = Some(arn.clone());
+///                 session.handle_describe(now, id, Ok(info));
+///             }
+///             SessionOutput::GetEndpoints { id, .. } => {
+///                 let endpoints = Endpoints::new("wss://v-1.example", "https://r-1.example");
+///                 session.handle_endpoints(now, id, Ok(endpoints));
+///             }
+///             SessionOutput::GetIceConfig { id, .. } => {
+///                 session.handle_ice_config(now, id, Ok(vec![IceServer::new()]));
+///             }
+///             SessionOutput::Connect { id, .. } => session.handle_connected(now, id),
+///             _ => {}
+///         }
+///     }
+///     // Sleep until the next deadline, then tell the session.
+///     let Some(deadline) = session.poll_timeout() else { break };
+///     now = now.max(deadline);
+///     session.handle_timeout(now);
+/// }
+/// assert_eq!(session.state(), SessionState::Connected);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Behaviour
+///
+/// The session follows the C SDK's state machine (spec §6.2): Describe (404 → Create →
+/// Describe) → GetEndpoints → GetIceConfig → Connect → Connected.
+///
+/// - **Request ids.** Every request output carries a fresh [`SessionRequestId`] and its result
+///   must come back with it. A result whose id is not the one the session waits for (it timed
+///   out, the session moved on or was closed) is ignored, so late results are harmless. A socket
+///   is named by the id of the `Connect` that opened it.
+/// - **Failures** follow the C SDK: 401/403 → [`SessionEvent::CredentialsRejected`] (refreshing
+///   credentials is the transport's business) and restart from Describe with every cache
+///   dropped; 404 on Describe → Create when [`ClientSessionConfig::create_if_missing`] is set,
+///   otherwise [`FailureReason::ChannelNotFound`]; 404 elsewhere → restart from Describe;
+///   400, 5xx, network errors and timeouts → GetEndpoints again (Describe again when the ARN is
+///   not known yet). Every retry waits for a backoff first.
+/// - **Backoff**: the n-th consecutive failure waits `initial · multiplier^(n-1)`, capped at
+///   `backoff_max`, with jitter drawn from the injected [`Rng`] ([`BackoffJitter::Equal`] by
+///   default: between half and all of that delay). An unexpected socket close counts as a
+///   failure. The count returns to zero when a connection ends after having been up for
+///   `backoff_reset_after`; after `max_reconnect_attempts` retries the session gives up with
+///   [`FailureReason::AttemptsExhausted`].
+/// - **Endpoint cache**: the ARN and endpoints are kept, and a reconnect after a close or a
+///   GO_AWAY skips Describe and GetEndpoints while they are cached; the error rules above drop
+///   them. Turn it off with [`ClientSessionConfig::endpoint_cache`] to re-run Describe on
+///   every reconnect, as the C SDK does without its cache. A reconnect also skips GetIceConfig
+///   while the ICE configuration it has is fresh (not yet due for refresh); RECONNECT_ICE_SERVER
+///   marks it stale.
+/// - **GO_AWAY**: [`SessionEvent::GoAway`], close the socket and reconnect from Describe at
+///   once, as the C SDK does (through the caches above). A connection that received GO_AWAY
+///   sooner than `backoff_reset_after` after it opened counts as a failure and reconnects after
+///   a backoff, so a server that keeps sending GO_AWAY cannot make the client spin.
+/// - **RECONNECT_ICE_SERVER**: the relay (TURN) servers are going away, not the signaling
+///   socket. The session emits [`SessionEvent::ReconnectIceServer`], keeps the socket up and
+///   fetches a fresh ICE configuration in the background, then emits
+///   [`SessionEvent::IceServersUpdated`] so the application can restart ICE. (The C SDK also
+///   drops and reopens its socket, a side effect of its linear state machine that loses
+///   messages in flight; we do not.)
+/// - **ICE refresh**: while connected, the ICE configuration is fetched again in the background
+///   at `fetched + min(Ttl) − ice_refresh_grace` (270 s for a 300 s Ttl, as in the C SDK), but
+///   never sooner than half the Ttl. A failed background refresh is retried after a backoff and
+///   never drops the socket.
+/// - **Timeouts**: `request_timeout` on each REST call and `connect_timeout` on the connect;
+///   a connect that times out is abandoned with [`SessionOutput::CloseSocket`].
+///
+/// The output queue only holds what one input produced: at most
+/// [`ClientSession::MAX_QUEUED_OUTPUTS`] for a caller that drains after every input, which
+/// debug builds assert.
 pub struct ClientSession {
     config: ClientSessionConfig,
     rng: Box<dyn Rng>,
@@ -775,6 +775,10 @@ impl fmt::Debug for ClientSession {
 }
 
 impl ClientSession {
+    /// The most outputs the queue holds when the caller drains it after every input: one input
+    /// produces a handful at most (for example an event, a close, a state change and a request).
+    pub const MAX_QUEUED_OUTPUTS: usize = 16;
+
     /// A session that starts at `now` (its first timeout), drawing jitter from `rng`.
     pub fn new(
         config: ClientSessionConfig,
@@ -1017,7 +1021,7 @@ impl ClientSession {
     }
 
     /// An event received on the open socket. GO_AWAY, RECONNECT_ICE_SERVER and STATUS_RESPONSE
-    /// are acted on (see the module docs); relayed messages are the application's and are
+    /// are acted on (see the type docs); relayed messages are the application's and are
     /// ignored, as is anything received while not connected.
     pub fn handle_event(&mut self, now: Instant, event: &ServerEvent<'_>) {
         let Phase::Connected { socket, since } = self.phase else {
@@ -1077,7 +1081,7 @@ impl ClientSession {
     fn push(&mut self, output: SessionOutput) {
         self.outputs.push_back(output);
         debug_assert!(
-            self.outputs.len() <= MAX_QUEUED_OUTPUTS,
+            self.outputs.len() <= Self::MAX_QUEUED_OUTPUTS,
             "drain poll_output after every input"
         );
     }
@@ -1294,12 +1298,12 @@ impl ClientSession {
 
     /// Starts a background GetIceConfig while connected, superseding one in flight.
     fn start_refresh(&mut self, now: Instant) {
+        let id = self.next_id();
+        // Both are in hand while connected: the connect used them.
         let (Some(arn), Some(endpoints)) = (&self.arn, &self.endpoints) else {
             return;
         };
-        let id = SessionRequestId(self.next_id.wrapping_add(1));
         let output = self.ice_request(id, arn, endpoints);
-        self.next_id = id.0;
         self.refresh = Refresh::InFlight {
             id,
             deadline: later(now, self.config.request_timeout),

@@ -77,11 +77,7 @@ impl Hub {
             },
         );
         match master {
-            Some(slot) => {
-                let to = ConnId {
-                    slot,
-                    generation: self.conns.generation(slot),
-                };
+            Some(to) => {
                 self.deliver(to, frame);
             }
             None => {

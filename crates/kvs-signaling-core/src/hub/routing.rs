@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::time::Instant;
 
 use kvs_signaling_proto::{
-    Action, ClientMessage, CorrelationId, ErrorType, PeerId, Role, ServerEvent, StatusResponse,
+    Action, ClientMessage, CorrelationId, ErrorType, Role, ServerEvent, StatusResponse,
 };
 
 use super::{ConnId, Frame, Hub, Output, Pending, Recipient, Standing, Timer};
@@ -49,9 +49,25 @@ impl Hub {
             );
             return;
         }
-        let (channel_index, role, sender) = (c.channel, c.role, c.client_id.clone());
-        match role {
-            Role::Viewer => self.route_to_master(now, conn, channel_index, sender, message),
+        let channel_index = c.channel;
+        match c.role {
+            Role::Viewer => {
+                // The viewer's id goes into the frame; it is copied only if the frame waits.
+                let frame = ServerEvent::relay(
+                    message.action.message_type(),
+                    c.client_id.as_ref(),
+                    message.message_payload,
+                )
+                .encode();
+                self.route_to_master(
+                    now,
+                    conn,
+                    channel_index,
+                    frame,
+                    message.action,
+                    message.correlation_id,
+                );
+            }
             Role::Master => self.route_to_viewer(now, conn, channel_index, message),
         }
     }
@@ -61,37 +77,32 @@ impl Hub {
         now: Instant,
         from: ConnId,
         channel_index: u32,
-        sender: Option<PeerId>,
-        message: ClientMessage<'_>,
+        frame: String,
+        action: Action,
+        correlation_id: Option<CorrelationId>,
     ) {
-        let frame = ServerEvent::relay(
-            message.action.message_type(),
-            sender.as_ref(),
-            message.message_payload,
-        )
-        .encode();
         let master = self.channels.at(channel_index).and_then(|ch| ch.master);
         match master {
-            Some(slot) => {
-                let to = ConnId {
-                    slot,
-                    generation: self.conns.generation(slot),
-                };
-                self.deliver(to, Frame(Cow::Owned(frame)));
+            Some(to) => self.deliver(to, Frame(Cow::Owned(frame))),
+            None => {
+                let sender = self
+                    .conns
+                    .get(from.slot, from.generation)
+                    .and_then(|c| c.client_id.clone());
+                self.buffer(
+                    now,
+                    from,
+                    channel_index,
+                    Recipient::Master,
+                    Pending {
+                        frame: Frame(Cow::Owned(frame)),
+                        sender,
+                        action,
+                        expires: now,
+                    },
+                    correlation_id,
+                );
             }
-            None => self.buffer(
-                now,
-                from,
-                channel_index,
-                Recipient::Master,
-                Pending {
-                    frame: Frame(Cow::Owned(frame)),
-                    sender,
-                    action: message.action,
-                    expires: now,
-                },
-                message.correlation_id,
-            ),
         }
     }
 
@@ -130,14 +141,8 @@ impl Hub {
             ServerEvent::relay(message.action.message_type(), None, message.message_payload)
                 .encode(),
         ));
-        match channel.viewers.get(&recipient) {
-            Some(&slot) => {
-                let to = ConnId {
-                    slot,
-                    generation: self.conns.generation(slot),
-                };
-                self.deliver(to, frame);
-            }
+        match channel.viewers.get(recipient.as_str()) {
+            Some(to) => self.deliver(to, frame),
             None => self.buffer(
                 now,
                 from,

@@ -383,7 +383,7 @@ fn handle_outputs(sim: &mut Sim, model: &mut Model, transcript: &mut String) -> 
             Output::Deliver { conn, frame } => {
                 assert!(
                     model.open.iter().any(|c| c.id == conn),
-                    "delivery to a closed connection {conn:?}: {}",
+                    "delivery to a closed connection {conn:?}: {}\n{transcript}",
                     frame.as_str()
                 );
                 if let Some((id, event)) = message_id(frame.as_str()) {

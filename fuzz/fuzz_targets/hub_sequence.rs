@@ -6,5 +6,9 @@ use kvs_signaling_core::testing::model::{Transition, run};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let transitions = Transition::decode_all(data);
-    assert_eq!(run(&transitions), run(&transitions), "the same sequence ran differently");
+    assert_eq!(
+        run(&transitions),
+        run(&transitions),
+        "the same sequence ran differently"
+    );
 });

@@ -1,61 +1,4 @@
-//! The hub: live routing for a set of channels.
-//!
-//! A [`Hub`] owns the connections of the channels of one shard. The caller tells it what
-//! happened (a connection opened or closed, a text frame arrived, time passed, an Alexa offer
-//! came in) and pulls out what to do: deliver these bytes to connection N, close connection N,
-//! answer Alexa request R. Every rule of the service lives here:
-//!
-//! - A viewer's message always goes to the channel's master; a master's message goes only to
-//!   the viewer it names. A viewer can never reach another viewer.
-//! - One master per channel, one connection per viewer id: the newest connection wins. The
-//!   superseded one gets nothing more and is not told: closing it or sending it GO_AWAY would
-//!   make an official C SDK client reconnect and evict the newer one, and two such clients would
-//!   take turns forever. It is closed after [`HubConfig::superseded_linger`], or earlier if its
-//!   client closes it.
-//! - Messages for a recipient that is not connected wait for the channel's message TTL and are
-//!   delivered in order when it connects; a newer offer (or answer) from the same sender replaces
-//!   an undelivered one.
-//! - The service's limits, each configurable ([`HubConfig`]), with the errors it gives.
-//! - A failure is answered with a STATUS_RESPONSE when the message carried a correlation id, and
-//!   dropped (and counted) otherwise.
-//!
-//! # Driving it
-//!
-//! After every input, drain [`Hub::poll_output`] until it returns `None`, then wait until
-//! [`Hub::poll_timeout`] and call [`Hub::handle_timeout`].
-//!
-//! ```
-//! use std::time::{Duration, Instant};
-//! use kvs_signaling_core::{Hub, HubConfig, OpenConnection, Output};
-//! use kvs_signaling_proto::{ChannelArn, ClientId, MessageTtlSeconds};
-//!
-//! let mut hub = Hub::new(HubConfig::default())?;
-//! # #[allow(clippy::disallowed_methods)]
-//! let now = Instant::now(); // A runtime passes its clock's time; tests pass a simulated one.
-//! let arn = ChannelArn::new("arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo/1")?;
-//! let ttl = MessageTtlSeconds::default();
-//! let master = hub.handle_open(now, OpenConnection::master(arn.clone(), ttl)).unwrap();
-//! let viewer = hub
-//!     .handle_open(now, OpenConnection::viewer(arn, ClientId::new("v1")?, ttl))
-//!     .unwrap();
-//! hub.handle_frame(now, viewer, r#"{"action":"SDP_OFFER","messagePayload":"e30="}"#);
-//! while let Some(output) = hub.poll_output() {
-//!     match output {
-//!         Output::Deliver { conn, frame } => {
-//!             assert_eq!(conn, master);
-//!             assert_eq!(
-//!                 frame.as_str(),
-//!                 r#"{"messagePayload":"e30=","messageType":"SDP_OFFER","senderClientId":"v1"}"#
-//!             );
-//!         }
-//!         other => panic!("unexpected {other:?}"),
-//!     }
-//! }
-//! let next = hub.poll_timeout().unwrap(); // The viewer's idle timeout, ten minutes on.
-//! assert_eq!(next, now + Duration::from_secs(600));
-//! hub.handle_timeout(next);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! The hub: live routing for a set of channels. Its behaviour is documented on [`Hub`].
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -168,7 +111,64 @@ enum Timer {
     },
 }
 
-/// Live routing for a set of channels. See the [module docs](self).
+/// The hub: live routing for a set of channels.
+///
+/// A [`Hub`] owns the connections of the channels of one shard. The caller tells it what
+/// happened (a connection opened or closed, a text frame arrived, time passed, an Alexa offer
+/// came in) and pulls out what to do: deliver these bytes to connection N, close connection N,
+/// answer Alexa request R. Every rule of the service lives here:
+///
+/// - A viewer's message always goes to the channel's master; a master's message goes only to
+///   the viewer it names. A viewer can never reach another viewer.
+/// - One master per channel, one connection per viewer id: the newest connection wins. The
+///   superseded one gets nothing more and is not told: closing it or sending it GO_AWAY would
+///   make an official C SDK client reconnect and evict the newer one, and two such clients would
+///   take turns forever. It is closed after [`HubConfig::superseded_linger`], or earlier if its
+///   client closes it.
+/// - Messages for a recipient that is not connected wait for the channel's message TTL and are
+///   delivered in order when it connects; a newer offer (or answer) from the same sender replaces
+///   an undelivered one.
+/// - The service's limits, each configurable ([`HubConfig`]), with the errors it gives.
+/// - A failure is answered with a STATUS_RESPONSE when the message carried a correlation id, and
+///   dropped (and counted) otherwise.
+///
+/// # Driving it
+///
+/// After every input, drain [`Hub::poll_output`] until it returns `None`, then wait until
+/// [`Hub::poll_timeout`] and call [`Hub::handle_timeout`].
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use kvs_signaling_core::{Hub, HubConfig, OpenConnection, Output};
+/// use kvs_signaling_proto::{ChannelArn, ClientId, MessageTtlSeconds};
+///
+/// let mut hub = Hub::new(HubConfig::default())?;
+/// # #[allow(clippy::disallowed_methods)]
+/// let now = Instant::now(); // A runtime passes its clock's time; tests pass a simulated one.
+/// let arn = ChannelArn::new("arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo/1")?;
+/// let ttl = MessageTtlSeconds::default();
+/// let master = hub.handle_open(now, OpenConnection::master(arn.clone(), ttl)).unwrap();
+/// let viewer = hub
+///     .handle_open(now, OpenConnection::viewer(arn, ClientId::new("v1")?, ttl))
+///     .unwrap();
+/// hub.handle_frame(now, viewer, r#"{"action":"SDP_OFFER","messagePayload":"e30="}"#);
+/// while let Some(output) = hub.poll_output() {
+///     match output {
+///         Output::Deliver { conn, frame } => {
+///             assert_eq!(conn, master);
+///             assert_eq!(
+///                 frame.as_str(),
+///                 r#"{"messagePayload":"e30=","messageType":"SDP_OFFER","senderClientId":"v1"}"#
+///             );
+///         }
+///         other => panic!("unexpected {other:?}"),
+///     }
+/// }
+/// let next = hub.poll_timeout().unwrap(); // The viewer's idle timeout, ten minutes on.
+/// assert_eq!(next, now + Duration::from_secs(600));
+/// hub.handle_timeout(next);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Hub {
     config: HubConfig,

@@ -12,7 +12,7 @@ use super::{
 impl Hub {
     /// A SendAlexaOfferToMaster call: the offer goes to the master (or waits for it for the
     /// channel's TTL), and the call completes with the master's answer to the sender, or with
-    /// an error after [`HubConfig::alexa_timeout`].
+    /// an error after [`HubConfig::alexa_timeout`](crate::HubConfig::alexa_timeout).
     pub fn handle_alexa_offer(
         &mut self,
         now: Instant,

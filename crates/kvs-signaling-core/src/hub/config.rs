@@ -25,7 +25,7 @@ pub struct HubConfig {
     /// A connection with no frame (ping and pong included) for this long is closed: 10 minutes.
     pub idle_timeout: Duration,
     /// A connection is closed this long after it opened: 1 hour. It gets GO_AWAY
-    /// [`HubConfig::go_away_grace`] before.
+    /// [`HubConfig::go_away_grace`](crate::HubConfig::go_away_grace) before.
     pub max_connection_duration: Duration,
     /// Time between GO_AWAY and the close: 1 minute.
     pub go_away_grace: Duration,
@@ -75,55 +75,55 @@ macro_rules! setter {
 
 impl HubConfig {
     setter!(
-        /// Sets [`HubConfig::max_viewers_per_channel`].
+        /// Sets [`HubConfig::max_viewers_per_channel`](crate::HubConfig::max_viewers_per_channel).
         max_viewers_per_channel: usize
     );
     setter!(
-        /// Sets [`HubConfig::max_payload_len`].
+        /// Sets [`HubConfig::max_payload_len`](crate::HubConfig::max_payload_len).
         max_payload_len: usize
     );
     setter!(
-        /// Sets [`HubConfig::sdp_rate`].
+        /// Sets [`HubConfig::sdp_rate`](crate::HubConfig::sdp_rate).
         sdp_rate: Rate
     );
     setter!(
-        /// Sets [`HubConfig::ice_candidate_rate`].
+        /// Sets [`HubConfig::ice_candidate_rate`](crate::HubConfig::ice_candidate_rate).
         ice_candidate_rate: Rate
     );
     setter!(
-        /// Sets [`HubConfig::connect_rate`].
+        /// Sets [`HubConfig::connect_rate`](crate::HubConfig::connect_rate).
         connect_rate: Rate
     );
     setter!(
-        /// Sets [`HubConfig::alexa_rate`].
+        /// Sets [`HubConfig::alexa_rate`](crate::HubConfig::alexa_rate).
         alexa_rate: Rate
     );
     setter!(
-        /// Sets [`HubConfig::idle_timeout`].
+        /// Sets [`HubConfig::idle_timeout`](crate::HubConfig::idle_timeout).
         idle_timeout: Duration
     );
     setter!(
-        /// Sets [`HubConfig::max_connection_duration`].
+        /// Sets [`HubConfig::max_connection_duration`](crate::HubConfig::max_connection_duration).
         max_connection_duration: Duration
     );
     setter!(
-        /// Sets [`HubConfig::go_away_grace`].
+        /// Sets [`HubConfig::go_away_grace`](crate::HubConfig::go_away_grace).
         go_away_grace: Duration
     );
     setter!(
-        /// Sets [`HubConfig::superseded_linger`].
+        /// Sets [`HubConfig::superseded_linger`](crate::HubConfig::superseded_linger).
         superseded_linger: Duration
     );
     setter!(
-        /// Sets [`HubConfig::max_pending_per_recipient`].
+        /// Sets [`HubConfig::max_pending_per_recipient`](crate::HubConfig::max_pending_per_recipient).
         max_pending_per_recipient: usize
     );
     setter!(
-        /// Sets [`HubConfig::max_pending_recipients_per_channel`].
+        /// Sets [`HubConfig::max_pending_recipients_per_channel`](crate::HubConfig::max_pending_recipients_per_channel).
         max_pending_recipients_per_channel: usize
     );
     setter!(
-        /// Sets [`HubConfig::alexa_timeout`].
+        /// Sets [`HubConfig::alexa_timeout`](crate::HubConfig::alexa_timeout).
         alexa_timeout: Duration
     );
 }

@@ -39,9 +39,9 @@ impl Frame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CloseReason {
-    /// No frame for [`HubConfig::idle_timeout`].
+    /// No frame for [`HubConfig::idle_timeout`](crate::HubConfig::idle_timeout).
     IdleTimeout,
-    /// Open for [`HubConfig::max_connection_duration`].
+    /// Open for [`HubConfig::max_connection_duration`](crate::HubConfig::max_connection_duration).
     MaxDuration,
     /// The hub is draining; GO_AWAY was sent a grace period before.
     Drained,

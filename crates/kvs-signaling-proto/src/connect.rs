@@ -168,18 +168,7 @@ const AUTH_PARAMS: [&str; 6] = [
 impl ConnectQuery {
     /// Parses a query string (without the leading `?`).
     pub fn parse(query: &str) -> Result<Self, Error> {
-        let mut params: Vec<(String, String)> = Vec::new();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let name = percent_decode(name, &Field::new("query parameter name"))?;
-            let value = percent_decode(value, &Field::new(leak_free_name(&name)))?;
-            if params.iter().any(|(seen, _)| *seen == name) {
-                return Err(Error::Duplicate {
-                    field: Field::new(leak_free_name(&name)),
-                });
-            }
-            params.push((name, value));
-        }
+        let params = parse_query(query)?;
         let get = |name: &str| {
             params
                 .iter()
@@ -194,11 +183,7 @@ impl ConnectQuery {
         let client_id = get("X-Amz-ClientId")
             .map(|id| ClientId::new(id).map_err(|err| err.with_field(Field::new("X-Amz-ClientId"))))
             .transpose()?;
-        let presign = if AUTH_PARAMS.iter().any(|name| get(name).is_some()) {
-            Some(parse_presign(&get)?)
-        } else {
-            None
-        };
+        let presign = PresignParams::from_params(&params)?;
         Ok(Self {
             channel_arn,
             client_id,
@@ -214,6 +199,49 @@ impl ConnectQuery {
         } else {
             Role::Master
         }
+    }
+}
+
+/// Splits a query string (without the leading `?`) into percent-decoded name and value pairs,
+/// in order. A name that appears twice is an error: SigV4 canonicalization and the connect
+/// semantics both need each parameter once.
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, Error> {
+    let mut params: Vec<(String, String)> = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name, &Field::new("query parameter name"))?;
+        let value = percent_decode(value, &Field::new(leak_free_name(&name)))?;
+        if params.iter().any(|(seen, _)| *seen == name) {
+            return Err(Error::Duplicate {
+                field: Field::new(leak_free_name(&name)),
+            });
+        }
+        params.push((name, value));
+    }
+    Ok(params)
+}
+
+impl PresignParams {
+    /// The SigV4 parameters among `params` (as [`parse_query`] gives them): `None` when none
+    /// of them is present, an error when some are missing or invalid.
+    pub fn from_params(params: &[(String, String)]) -> Result<Option<Self>, Error> {
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(seen, _)| seen == name)
+                .map(|(_, value)| value.as_str())
+        };
+        if AUTH_PARAMS.iter().any(|name| get(name).is_some()) {
+            parse_presign(&get).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Whether `name` is one of the parameters presigning adds (the signature, the
+    /// credential, the token, ...), which a verifier leaves out when it recomputes.
+    pub fn is_auth_param(name: &str) -> bool {
+        AUTH_PARAMS.contains(&name) || name == "X-Amz-Security-Token"
     }
 }
 

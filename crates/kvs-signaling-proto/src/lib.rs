@@ -70,7 +70,7 @@ mod sdp;
 mod tags;
 mod text;
 
-pub use connect::{AmzDate, ConnectQuery, Credential, PresignParams, Role};
+pub use connect::{AmzDate, ConnectQuery, Credential, PresignParams, Role, parse_query};
 pub use error::{Error, ErrorType, Field, JsonType, Violation};
 pub use ids::{ChannelArn, ChannelName, ClientId, CorrelationId, NextToken, PeerId, Version};
 pub use message::{

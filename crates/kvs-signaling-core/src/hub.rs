@@ -4,7 +4,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use kvs_signaling_proto::{Action, ChannelArn, ErrorType, MessageTtlSeconds, PeerId, Role};
+use kvs_signaling_proto::{
+    Action, ChannelArn, DecodeOptions, ErrorType, MessageTtlSeconds, PeerId, Role,
+};
 
 use crate::throttle::Bucket;
 
@@ -41,6 +43,14 @@ struct Pending {
 
 /// A channel's state. Declared in order, hot fields first: routing reads the master and the
 /// viewers of a channel for every message, the rest only on connects, buffering and timers.
+/// The messages waiting for one recipient, oldest first, and the key of their one expiry
+/// timer (due when the oldest expires).
+#[derive(Debug, Default)]
+struct Queue {
+    messages: VecDeque<Pending>,
+    timer: Option<(Instant, u64)>,
+}
+
 #[derive(Debug)]
 #[repr(C)]
 struct Channel {
@@ -53,7 +63,7 @@ struct Channel {
     ttl: Duration,
     /// Every connection attached to the channel, superseded ones included.
     members: BTreeSet<u32>,
-    pending: BTreeMap<Recipient, VecDeque<Pending>>,
+    pending: BTreeMap<Recipient, Queue>,
     master_connects: Bucket,
     viewer_connects: Bucket,
     alexa_calls: Bucket,
@@ -172,6 +182,9 @@ enum Timer {
 #[derive(Debug)]
 pub struct Hub {
     config: HubConfig,
+    /// How frames from masters, and from viewers, are decoded.
+    master_decoding: DecodeOptions,
+    viewer_decoding: DecodeOptions,
     conns: Slab<Conn>,
     channels: Slab<Channel>,
     by_arn: BTreeMap<ChannelArn, u32>,
@@ -189,6 +202,20 @@ const RECONNECT_ICE_SERVER: &str = r#"{"messageType":"RECONNECT_ICE_SERVER"}"#;
 impl Hub {
     /// A hub with no channels.
     pub fn new(config: HubConfig) -> Result<Self, ConfigError> {
+        for (name, value) in [
+            ("idle_timeout", config.idle_timeout),
+            ("max_connection_duration", config.max_connection_duration),
+            ("go_away_grace", config.go_away_grace),
+            ("superseded_linger", config.superseded_linger),
+            ("alexa_timeout", config.alexa_timeout),
+        ] {
+            if value > HubConfig::MAX_DURATION {
+                return Err(ConfigError::TooLong {
+                    name,
+                    max: HubConfig::MAX_DURATION,
+                });
+            }
+        }
         if config.go_away_grace >= config.max_connection_duration {
             return Err(ConfigError::GraceNotShorterThanDuration {
                 grace: config.go_away_grace,
@@ -210,8 +237,12 @@ impl Hub {
                 return Err(ConfigError::Zero { name });
             }
         }
+        let master_decoding = DecodeOptions::default().max_payload_len(config.max_payload_len);
+        let viewer_decoding = master_decoding.clone().ignore_recipient(true);
         Ok(Self {
             config,
+            master_decoding,
+            viewer_decoding,
             conns: Slab::new(),
             channels: Slab::new(),
             by_arn: BTreeMap::new(),
@@ -251,8 +282,15 @@ impl Hub {
             .iter()
             .filter_map(|slot| slot.value.as_ref())
             .flat_map(|channel| channel.pending.values())
-            .map(VecDeque::len)
+            .map(|queue| queue.messages.len())
             .sum()
+    }
+
+    /// Pending timers: one per connection, one per recipient with buffered messages, one per
+    /// Alexa call (and transiently a few that fired early and are rescheduled). For
+    /// diagnostics and tests.
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
     }
 
     /// Whether `conn` is open and is its identity's current connection.
@@ -510,7 +548,7 @@ impl Hub {
         match (c.close_due, c.standing) {
             (Some((at, reason)), _) => consider(at, Deadline::Close(reason)),
             (None, Standing::Current) => consider(
-                c.opened + config.max_connection_duration - config.go_away_grace,
+                c.opened + (config.max_connection_duration - config.go_away_grace),
                 Deadline::GoAway,
             ),
             (None, Standing::Superseded(_)) => {}
@@ -672,11 +710,16 @@ impl Hub {
         let Some(channel) = self.channels.at_mut(index) else {
             return;
         };
-        let dropped: usize = channel.pending.values().map(VecDeque::len).sum();
+        let dropped: usize = channel.pending.values().map(|q| q.messages.len()).sum();
+        let timers: Vec<(Instant, u64)> =
+            channel.pending.values().filter_map(|q| q.timer).collect();
         channel.pending.clear();
         let alexa = std::mem::take(&mut channel.alexa);
         let members: Vec<u32> = channel.members.iter().copied().collect();
         self.counters.dropped_channel_deleted += dropped as u64;
+        for key in timers {
+            self.timers.remove(&key);
+        }
         for (_, request) in alexa {
             self.counters.alexa_failed += 1;
             self.outputs.push_back(Output::AlexaAnswer {

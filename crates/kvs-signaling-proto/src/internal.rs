@@ -10,7 +10,13 @@ pub fn fuzz_client_message(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let general = ClientMessage::decode_general(text, crate::limits::MAX_MESSAGE_PAYLOAD_LEN);
+    let viewer = crate::DecodeOptions::default().ignore_recipient(true);
+    assert_eq!(
+        ClientMessage::decode_with(text, &viewer),
+        ClientMessage::decode_general(text, &viewer),
+        "the fast and general decoders disagree on {text:?} from a viewer"
+    );
+    let general = ClientMessage::decode_general(text, &crate::DecodeOptions::default());
     assert_eq!(
         ClientMessage::decode(text),
         general,

@@ -74,7 +74,8 @@ pub use connect::{AmzDate, ConnectQuery, Credential, PresignParams, Role, parse_
 pub use error::{Error, ErrorType, Field, JsonType, Violation};
 pub use ids::{ChannelArn, ChannelName, ClientId, CorrelationId, NextToken, PeerId, Version};
 pub use message::{
-    Action, ClientMessage, ClientMessageError, MessageType, ServerEvent, StatusResponse,
+    Action, ClientMessage, ClientMessageError, DecodeOptions, MessageType, ServerEvent,
+    StatusResponse,
 };
 pub use number::{IceServerTtl, MaxResults, MessageTtlSeconds, PresignExpires};
 pub use payload::MessagePayload;

@@ -125,6 +125,42 @@ impl fmt::Display for MessageType {
     }
 }
 
+/// How [`ClientMessage::decode_with`] decodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DecodeOptions {
+    /// The longest `messagePayload`, in characters: 10,240 by default.
+    pub max_payload_len: usize,
+    /// Whether to ignore `recipientClientId` altogether (not even validate it), as the service
+    /// does on messages from viewers, which always go to the master. Off by default.
+    pub ignore_recipient: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            max_payload_len: limits::MAX_MESSAGE_PAYLOAD_LEN,
+            ignore_recipient: false,
+        }
+    }
+}
+
+impl DecodeOptions {
+    /// Sets [`DecodeOptions::max_payload_len`].
+    #[must_use]
+    pub fn max_payload_len(mut self, max: usize) -> Self {
+        self.max_payload_len = max;
+        self
+    }
+
+    /// Sets [`DecodeOptions::ignore_recipient`].
+    #[must_use]
+    pub fn ignore_recipient(mut self, ignore: bool) -> Self {
+        self.ignore_recipient = ignore;
+        self
+    }
+}
+
 /// A message a client sends over the WebSocket:
 /// `{"action", "recipientClientId", "messagePayload", "correlationId"}`.
 ///
@@ -197,22 +233,31 @@ impl<'a> ClientMessage<'a> {
         text: &'a str,
         max_payload_len: usize,
     ) -> Result<Self, ClientMessageError> {
-        match Self::decode_fast(text, max_payload_len) {
+        Self::decode_with(
+            text,
+            &DecodeOptions::default().max_payload_len(max_payload_len),
+        )
+    }
+
+    /// Decodes a text frame with `options`.
+    pub fn decode_with(text: &'a str, options: &DecodeOptions) -> Result<Self, ClientMessageError> {
+        match Self::decode_fast(text, options) {
             Some(message) => Ok(message),
-            None => Self::decode_general(text, max_payload_len),
+            None => Self::decode_general(text, options),
         }
     }
 
     /// The fast path of decoding: flat, valid envelopes only (see [`fast`]).
-    pub(crate) fn decode_fast(text: &'a str, max_payload_len: usize) -> Option<Self> {
-        fast::decode(text, max_payload_len)
+    pub(crate) fn decode_fast(text: &'a str, options: &DecodeOptions) -> Option<Self> {
+        fast::decode(text, options)
     }
 
     /// The general path of decoding, which handles every frame and names every error.
     pub(crate) fn decode_general(
         text: &'a str,
-        max_payload_len: usize,
+        options: &DecodeOptions,
     ) -> Result<Self, ClientMessageError> {
+        let max_payload_len = options.max_payload_len;
         let fail = |error| ClientMessageError {
             error,
             correlation_id: None,
@@ -229,7 +274,11 @@ impl<'a> ClientMessage<'a> {
             correlation_id: correlation_id.clone(),
             action: None,
         };
-        if let Some(index) = raw.duplicate {
+        let ignored = |index: usize| options.ignore_recipient && index == 1;
+        let duplicates = raw.duplicates;
+        if let Some(index) = (0..CLIENT_KEYS.len())
+            .find(|&i| duplicates.get(i).copied().unwrap_or(false) && !ignored(i))
+        {
             return Err(fail(Error::Duplicate {
                 field: Field::new(CLIENT_KEYS.get(index).copied().unwrap_or_default()),
             }));
@@ -242,8 +291,11 @@ impl<'a> ClientMessage<'a> {
             correlation_id: correlation_id.clone(),
             action: Some(action),
         };
-        let recipient_client_id =
-            optional_id(recipient.take(), "recipientClientId", PeerId::new).map_err(fail)?;
+        let recipient_client_id = if options.ignore_recipient {
+            None
+        } else {
+            optional_id(recipient.take(), "recipientClientId", PeerId::new).map_err(fail)?
+        };
         let payload = required_str(payload.take(), "messagePayload").map_err(fail)?;
         let message_payload =
             MessagePayload::with_max_len(payload, max_payload_len).map_err(fail)?;
@@ -408,7 +460,7 @@ impl<'a> ServerEvent<'a> {
     /// Decodes an event, accepting payloads of at most `max_payload_len` characters.
     pub fn decode_with_max_payload(text: &'a str, max_payload_len: usize) -> Result<Self, Error> {
         let mut raw = RawObject::parse(text, &EVENT_KEYS)?;
-        if let Some(index) = raw.duplicate {
+        if let Some(index) = (0..EVENT_KEYS.len()).find(|&i| raw.is_duplicate(i)) {
             return Err(Error::Duplicate {
                 field: Field::new(EVENT_KEYS.get(index).copied().unwrap_or_default()),
             });
@@ -672,8 +724,8 @@ impl<'de> Deserialize<'de> for Raw<'de> {
 /// are skipped without being stored.
 struct RawObject<'a, const N: usize> {
     values: [Option<Raw<'a>>; N],
-    /// The index of the first known key seen twice.
-    duplicate: Option<usize>,
+    /// Which known keys were seen more than once.
+    duplicates: [bool; N],
 }
 
 /// The top level of a frame: an object, or the kind of value it was instead.
@@ -683,6 +735,10 @@ enum TopLevel<'a, const N: usize> {
 }
 
 impl<'a, const N: usize> RawObject<'a, N> {
+    fn is_duplicate(&self, index: usize) -> bool {
+        self.duplicates.get(index).copied().unwrap_or(false)
+    }
+
     fn parse(text: &'a str, keys: &'static [&'static str; N]) -> Result<Self, Error> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let top = ObjectSeed { keys }
@@ -722,7 +778,7 @@ impl<'de, const N: usize> Visitor<'de> for ObjectSeed<N> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut object = RawObject {
             values: std::array::from_fn(|_| None),
-            duplicate: None,
+            duplicates: [false; N],
         };
         while let Some(key) = map.next_key_seed(KeySeed { keys: self.keys })? {
             let Some(index) = key else {
@@ -733,7 +789,9 @@ impl<'de, const N: usize> Visitor<'de> for ObjectSeed<N> {
             match object.values.get_mut(index) {
                 Some(slot @ None) => *slot = Some(value),
                 Some(Some(_)) => {
-                    object.duplicate.get_or_insert(index);
+                    if let Some(flag) = object.duplicates.get_mut(index) {
+                        *flag = true;
+                    }
                 }
                 None => {}
             }

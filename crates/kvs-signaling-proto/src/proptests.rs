@@ -105,10 +105,10 @@ proptest! {
         message.recipient_client_id = recipient;
         message.correlation_id = correlation;
         let text = message.encode();
-        let fast = ClientMessage::decode_fast(&text, limits::MAX_MESSAGE_PAYLOAD_LEN);
+        let fast = ClientMessage::decode_fast(&text, &DecodeOptions::default());
         prop_assert_eq!(fast.as_ref(), Some(&message));
         prop_assert_eq!(
-            ClientMessage::decode_general(&text, limits::MAX_MESSAGE_PAYLOAD_LEN),
+            ClientMessage::decode_general(&text, &DecodeOptions::default()),
             Ok(message)
         );
     }

@@ -5,9 +5,7 @@ use std::time::Instant;
 
 use kvs_signaling_proto::{Action, ErrorType, MessageType, PeerId, ServerEvent};
 
-use super::{
-    AlexaOffer, ConnId, Frame, Hub, Output, Pending, Recipient, Refused, RequestId, Timer,
-};
+use super::{AlexaOffer, Frame, Hub, Output, Pending, Recipient, Refused, RequestId, Timer};
 
 impl Hub {
     /// A SendAlexaOfferToMaster call: the offer goes to the master (or waits for it for the
@@ -41,8 +39,39 @@ impl Hub {
                 message,
             ));
         }
+        let master = channel.master;
+        let frame = Frame(Cow::Owned(
+            ServerEvent::relay(
+                MessageType::SdpOffer,
+                Some(&offer.sender_client_id),
+                offer.payload,
+            )
+            .encode(),
+        ));
+        match master {
+            Some(to) => self.deliver(to, frame),
+            None => {
+                let pending = Pending {
+                    frame,
+                    sender: Some(offer.sender_client_id.clone()),
+                    action: Action::SdpOffer,
+                    expires: now,
+                };
+                if let Err(description) = self.buffer(now, index, Recipient::Master, pending) {
+                    self.counters.buffer_full += 1;
+                    self.release_channel_if_unused(index);
+                    return Err(Refused::new(
+                        ErrorType::ClientLimitExceededException,
+                        description,
+                    ));
+                }
+            }
+        }
         self.next_request += 1;
         let request = RequestId(self.next_request);
+        let Some(channel) = self.channels.at_mut(index) else {
+            return Err(Refused::new(ErrorType::InternalFailure, "channel lost"));
+        };
         if let Some(older) = channel
             .alexa
             .insert(offer.sender_client_id.clone(), request)
@@ -57,51 +86,33 @@ impl Hub {
             });
         }
         let generation = channel.generation;
-        let deadline = now + config.alexa_timeout;
-        let master = channel.master;
-        let frame = Frame(Cow::Owned(
-            ServerEvent::relay(
-                MessageType::SdpOffer,
-                Some(&offer.sender_client_id),
-                offer.payload,
-            )
-            .encode(),
-        ));
+        let deadline = now + self.config.alexa_timeout;
         self.schedule(
             deadline,
             Timer::Alexa {
                 channel: index,
                 generation,
-                sender: offer.sender_client_id.clone(),
+                sender: offer.sender_client_id,
                 request,
             },
         );
-        match master {
-            Some(to) => {
-                self.deliver(to, frame);
-            }
-            None => {
-                // Nobody to answer a refusal to: the call's own timeout reports it.
-                let nobody = ConnId {
-                    slot: u32::MAX,
-                    generation: u32::MAX,
-                };
-                self.buffer(
-                    now,
-                    nobody,
-                    index,
-                    Recipient::Master,
-                    Pending {
-                        frame,
-                        sender: Some(offer.sender_client_id),
-                        action: Action::SdpOffer,
-                        expires: now,
-                    },
-                    None,
-                );
-            }
-        }
         Ok(request)
+    }
+
+    /// Drops the offer of `sender` still waiting for the master, once its call is over.
+    fn drop_alexa_offer(&mut self, index: u32, sender: &PeerId) {
+        let Some(queue) = self
+            .channels
+            .at_mut(index)
+            .and_then(|ch| ch.pending.get_mut(&Recipient::Master))
+        else {
+            return;
+        };
+        let before = queue.messages.len();
+        queue
+            .messages
+            .retain(|p| !(p.action == Action::SdpOffer && p.sender.as_ref() == Some(sender)));
+        self.counters.expired += (before - queue.messages.len()) as u64;
     }
 
     pub(super) fn alexa_timeout(
@@ -118,7 +129,9 @@ impl Hub {
             return;
         }
         channel.alexa.remove(sender);
-        let message = if channel.master.is_some() {
+        let master_connected = channel.master.is_some();
+        self.drop_alexa_offer(index, sender);
+        let message = if master_connected {
             "the channel's master did not answer in time"
         } else {
             "no master is connected to the channel"

@@ -74,6 +74,10 @@ macro_rules! setter {
 }
 
 impl HubConfig {
+    /// The longest duration any setting may have: a week. Longer ones are refused, so that
+    /// adding them to a time never overflows.
+    pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
     setter!(
         /// Sets [`HubConfig::max_viewers_per_channel`](crate::HubConfig::max_viewers_per_channel).
         max_viewers_per_channel: usize
@@ -138,6 +142,14 @@ pub enum ConfigError {
         /// The grace period.
         grace: Duration,
         /// The longest connection.
+        max: Duration,
+    },
+    /// A duration longer than [`HubConfig::MAX_DURATION`].
+    #[error("{name} must be at most {max:?}")]
+    TooLong {
+        /// The setting.
+        name: &'static str,
+        /// The limit.
         max: Duration,
     },
     /// A limit that must be at least 1 is 0.

@@ -21,16 +21,20 @@ impl Hub {
             self.counters.dropped_from_superseded += 1;
             return;
         }
-        let message =
-            match ClientMessage::decode_with_max_payload(text, self.config.max_payload_len) {
-                Ok(message) => message,
-                Err(err) => {
-                    self.counters.invalid += 1;
-                    let (error_type, description) = (err.error.error_type(), err.error.to_string());
-                    self.reject(conn, err.correlation_id, error_type, description);
-                    return;
-                }
-            };
+        // A viewer's recipient is ignored: its messages always go to the master.
+        let options = match c.role {
+            Role::Viewer => &self.viewer_decoding,
+            Role::Master => &self.master_decoding,
+        };
+        let message = match ClientMessage::decode_with(text, options) {
+            Ok(message) => message,
+            Err(err) => {
+                self.counters.invalid += 1;
+                let (error_type, description) = (err.error.error_type(), err.error.to_string());
+                self.reject(conn, err.correlation_id, error_type, description);
+                return;
+            }
+        };
         let (rate, bucket) = match message.action {
             Action::SdpOffer | Action::SdpAnswer => (self.config.sdp_rate, &mut c.sdp),
             Action::IceCandidate => (self.config.ice_candidate_rate, &mut c.ice),
@@ -89,7 +93,7 @@ impl Hub {
                     .conns
                     .get(from.slot, from.generation)
                     .and_then(|c| c.client_id.clone());
-                self.buffer(
+                self.buffer_or_refuse(
                     now,
                     from,
                     channel_index,
@@ -137,13 +141,18 @@ impl Hub {
             self.release_channel_if_unused(channel_index);
             return;
         }
+        if channel.alexa.contains_key(&recipient) {
+            // The HTTP call of SendAlexaOfferToMaster carries only the answer.
+            self.counters.dropped_for_alexa += 1;
+            return;
+        }
         let frame = Frame(Cow::Owned(
             ServerEvent::relay(message.action.message_type(), None, message.message_payload)
                 .encode(),
         ));
         match channel.viewers.get(recipient.as_str()) {
             Some(to) => self.deliver(to, frame),
-            None => self.buffer(
+            None => self.buffer_or_refuse(
                 now,
                 from,
                 channel_index,
@@ -164,76 +173,95 @@ impl Hub {
         self.outputs.push_back(Output::Deliver { conn: to, frame });
     }
 
-    /// Keeps `pending` for `recipient` for the channel's TTL; `pending.expires` is set here.
+    /// Keeps `pending` for `recipient` for the channel's TTL (`pending.expires` is set here),
+    /// or says why it cannot: the recipient's queue or the channel's recipients are at their
+    /// limit.
     pub(super) fn buffer(
         &mut self,
         now: Instant,
-        from: ConnId,
         channel_index: u32,
         recipient: Recipient,
         mut pending: Pending,
-        correlation_id: Option<CorrelationId>,
-    ) {
+    ) -> Result<(), String> {
         let config = &self.config;
         let Some(channel) = self.channels.at_mut(channel_index) else {
-            return;
+            return Err("the channel is gone".to_owned());
         };
         pending.expires = now + channel.ttl;
+        // Messages that expired but wait behind newer ones (after a TTL decrease) do not
+        // count against the limits.
+        if let Some(queue) = channel.pending.get_mut(&recipient) {
+            let before = queue.messages.len();
+            queue.messages.retain(|p| p.expires > now);
+            self.counters.expired += (before - queue.messages.len()) as u64;
+        }
         let known = channel.pending.contains_key(&recipient);
         if !known && channel.pending.len() >= config.max_pending_recipients_per_channel {
-            self.counters.buffer_full += 1;
-            let description = format!(
+            return Err(format!(
                 "too many recipients with undelivered messages on this channel (at most {})",
                 config.max_pending_recipients_per_channel
-            );
-            self.reject(
-                from,
-                correlation_id,
-                ErrorType::ClientLimitExceededException,
-                description,
-            );
-            return;
+            ));
         }
         let queue = channel.pending.entry(recipient.clone()).or_default();
         // A newer offer (or answer) from the same sender replaces an undelivered one.
         if matches!(pending.action, Action::SdpOffer | Action::SdpAnswer)
             && let Some(at) = queue
+                .messages
                 .iter()
                 .position(|p| p.action == pending.action && p.sender == pending.sender)
         {
-            queue.remove(at);
+            queue.messages.remove(at);
             self.counters.overwritten += 1;
         }
-        if queue.len() >= config.max_pending_per_recipient {
-            self.counters.buffer_full += 1;
-            let description = format!(
+        if queue.messages.len() >= config.max_pending_per_recipient {
+            return Err(format!(
                 "the recipient has {} undelivered messages, the most that are kept",
                 config.max_pending_per_recipient
-            );
-            if queue.is_empty() {
-                channel.pending.remove(&recipient);
+            ));
+        }
+        queue.messages.push_back(pending);
+        self.counters.buffered += 1;
+        if queue.timer.is_none() {
+            let first_expiry = queue.messages.front().map(|p| p.expires);
+            let generation = channel.generation;
+            if let Some(at) = first_expiry {
+                let key = self.schedule(
+                    at,
+                    Timer::Expiry {
+                        channel: channel_index,
+                        generation,
+                        recipient: recipient.clone(),
+                    },
+                );
+                if let Some(queue) = self
+                    .channels
+                    .at_mut(channel_index)
+                    .and_then(|ch| ch.pending.get_mut(&recipient))
+                {
+                    queue.timer = Some(key);
+                }
             }
+        }
+        Ok(())
+    }
+
+    /// Buffers a relayed message, answering a refusal to its sender.
+    fn buffer_or_refuse(
+        &mut self,
+        now: Instant,
+        from: ConnId,
+        channel_index: u32,
+        recipient: Recipient,
+        pending: Pending,
+        correlation_id: Option<CorrelationId>,
+    ) {
+        if let Err(description) = self.buffer(now, channel_index, recipient, pending) {
+            self.counters.buffer_full += 1;
             self.reject(
                 from,
                 correlation_id,
                 ErrorType::ClientLimitExceededException,
                 description,
-            );
-            return;
-        }
-        let first = queue.is_empty();
-        let expires = pending.expires;
-        queue.push_back(pending);
-        self.counters.buffered += 1;
-        if first {
-            let generation = channel.generation;
-            self.schedule(
-                expires,
-                Timer::Expiry {
-                    channel: channel_index,
-                    generation,
-                    recipient,
-                },
             );
         }
     }
@@ -253,7 +281,10 @@ impl Hub {
         else {
             return;
         };
-        for pending in queue {
+        if let Some(key) = queue.timer {
+            self.timers.remove(&key);
+        }
+        for pending in queue.messages {
             if pending.expires > now {
                 self.deliver(to, pending.frame);
             } else {
@@ -284,6 +315,7 @@ impl Hub {
         }
     }
 
+    /// A queue's expiry timer fired: drops its expired head and waits for the next expiry.
     pub(super) fn expire(
         &mut self,
         now: Instant,
@@ -297,20 +329,28 @@ impl Hub {
         let Some(queue) = channel.pending.get_mut(&recipient) else {
             return;
         };
-        while queue.front().is_some_and(|p| p.expires <= now) {
-            queue.pop_front();
+        queue.timer = None; // It just fired.
+        while queue.messages.front().is_some_and(|p| p.expires <= now) {
+            queue.messages.pop_front();
             self.counters.expired += 1;
         }
-        match queue.front().map(|p| p.expires) {
+        match queue.messages.front().map(|p| p.expires) {
             Some(next) => {
-                self.schedule(
+                let key = self.schedule(
                     next,
                     Timer::Expiry {
                         channel: channel_index,
                         generation,
-                        recipient,
+                        recipient: recipient.clone(),
                     },
                 );
+                if let Some(queue) = self
+                    .channels
+                    .at_mut(channel_index)
+                    .and_then(|ch| ch.pending.get_mut(&recipient))
+                {
+                    queue.timer = Some(key);
+                }
             }
             None => {
                 channel.pending.remove(&recipient);

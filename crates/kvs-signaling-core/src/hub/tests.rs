@@ -528,8 +528,8 @@ fn alexa_offer_waits_for_a_master_then_times_out() {
               deliver m {"messagePayload":"Qg==","messageType":"SDP_OFFER","senderClientId":"alexa2"}
             > alexa c1 alexa2 Qw==
               alexa #3 pending
-              alexa #2 failed ClientLimitExceededException: superseded by a newer offer from the same sender
               deliver m {"messagePayload":"Qw==","messageType":"SDP_OFFER","senderClientId":"alexa2"}
+              alexa #2 failed ClientLimitExceededException: superseded by a newer offer from the same sender
             > close m
             > advance 10s
               [20s] alexa #3 failed ResourceNotFoundException: no master is connected to the channel
@@ -734,4 +734,145 @@ mod model {
             );
         }
     }
+}
+
+/// Regressions found in review: a viewer's recipient is ignored, not validated.
+#[test]
+fn a_viewers_invalid_recipient_is_ignored() {
+    check(
+        r#"
+        open m master c1
+        open v viewer c1 v
+        send v {"action":"SDP_OFFER","recipientClientId":"not valid!","messagePayload":"QQ==","correlationId":"1"}
+        send v {"action":"ICE_CANDIDATE","RecipientClientId":"x","recipientClientId":"y","messagePayload":"Qg=="}
+        "#,
+        expect![[r#"
+            > open m master c1
+              opened m
+            > open v viewer c1 v
+              opened v
+            > send v {"action":"SDP_OFFER","recipientClientId":"not valid!","messagePayload":"QQ==","correlationId":"1"}
+              deliver m {"messagePayload":"QQ==","messageType":"SDP_OFFER","senderClientId":"v"}
+            > send v {"action":"ICE_CANDIDATE","RecipientClientId":"x","recipientClientId":"y","messagePayload":"Qg=="}
+              deliver m {"messagePayload":"Qg==","messageType":"ICE_CANDIDATE","senderClientId":"v"}
+        "#]],
+    );
+}
+
+/// Overwritten offers keep one expiry timer per recipient, not one per message.
+#[test]
+fn timers_stay_one_per_queue() {
+    let mut sim = Sim::new(HubConfig::default().sdp_rate(Rate::per_second(100)));
+    sim.run("open m master c1");
+    for i in 0..10 {
+        sim.run(&format!(
+            "send m {{\"action\":\"SDP_OFFER\",\"recipientClientId\":\"absent\",\"messagePayload\":\"{}\"}}",
+            kvs_signaling_proto::MessagePayload::encode(&[i]).as_str()
+        ));
+    }
+    assert_eq!(sim.hub.buffered_count(), 1);
+    assert_eq!(sim.hub.counters().overwritten, 9);
+    assert_eq!(
+        sim.hub.timer_count(),
+        2,
+        "the master's timer and the queue's"
+    );
+    // Delivery cancels the queue's timer.
+    sim.run("open absent viewer c1 absent");
+    assert_eq!(sim.hub.timer_count(), 2, "the master's and the viewer's");
+}
+
+/// An Alexa offer that cannot wait for the master is refused at once, and one whose call is
+/// over no longer waits.
+#[test]
+fn alexa_offers_do_not_outlive_their_calls() {
+    check_with(
+        HubConfig::default().max_pending_per_recipient(1),
+        r#"
+        alexa c1 first QQ==
+        alexa c1 second Qg==
+        advance 10s
+        open m master c1
+        "#,
+        expect![[r#"
+            > alexa c1 first QQ==
+              alexa #1 pending
+            > alexa c1 second Qg==
+              alexa #2 refused ClientLimitExceededException: the recipient has 1 undelivered messages, the most that are kept
+            > advance 10s
+              [10s] alexa #1 failed ResourceNotFoundException: no master is connected to the channel
+            > open m master c1
+              opened m
+        "#]],
+    );
+    check(
+        r#"
+        open m master c1
+        alexa c1 AWS_ALEXA QQ==
+        send m {"action":"ICE_CANDIDATE","recipientClientId":"AWS_ALEXA","messagePayload":"Yw=="}
+        "#,
+        expect![[r#"
+            > open m master c1
+              opened m
+            > alexa c1 AWS_ALEXA QQ==
+              alexa #1 pending
+              deliver m {"messagePayload":"QQ==","messageType":"SDP_OFFER","senderClientId":"AWS_ALEXA"}
+            > send m {"action":"ICE_CANDIDATE","recipientClientId":"AWS_ALEXA","messagePayload":"Yw=="}
+        "#]],
+    );
+}
+
+/// After a TTL decrease, expired messages behind newer ones do not fill the buffer.
+#[test]
+fn expired_messages_do_not_count_against_the_buffer() {
+    check_with(
+        HubConfig::default()
+            .max_pending_per_recipient(2)
+            .sdp_rate(Rate::per_second(100)),
+        r#"
+        open m master c1 ttl=60
+        send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"MQ=="}
+        update c1 ttl=5
+        send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"Mg=="}
+        advance 6s
+        send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"Mw==","correlationId":"x"}
+        open a viewer c1 a
+        "#,
+        expect![[r#"
+            > open m master c1 ttl=60
+              opened m
+            > send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"MQ=="}
+            > update c1 ttl=5
+            > send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"Mg=="}
+            > advance 6s
+            > send m {"action":"ICE_CANDIDATE","recipientClientId":"a","messagePayload":"Mw==","correlationId":"x"}
+            > open a viewer c1 a
+              opened a
+              deliver a {"messagePayload":"MQ==","messageType":"ICE_CANDIDATE"}
+              deliver a {"messagePayload":"Mw==","messageType":"ICE_CANDIDATE"}
+        "#]],
+    );
+}
+
+#[test]
+fn durations_are_bounded() {
+    for config in [
+        HubConfig::default().idle_timeout(Duration::MAX),
+        HubConfig::default().max_connection_duration(Duration::MAX),
+        HubConfig::default().superseded_linger(Duration::from_secs(8 * 24 * 3600)),
+        HubConfig::default().alexa_timeout(Duration::MAX),
+    ] {
+        assert!(matches!(
+            crate::Hub::new(config),
+            Err(crate::HubConfigError::TooLong { .. })
+        ));
+    }
+    let longest = HubConfig::default()
+        .idle_timeout(HubConfig::MAX_DURATION)
+        .max_connection_duration(HubConfig::MAX_DURATION)
+        .superseded_linger(HubConfig::MAX_DURATION)
+        .alexa_timeout(HubConfig::MAX_DURATION);
+    let mut sim = Sim::new(longest);
+    sim.run("open m master c1\nopen v viewer c1 v\nopen v2 viewer c1 v\nalexa c1 a QQ==");
+    assert!(sim.hub.poll_timeout().is_some());
 }

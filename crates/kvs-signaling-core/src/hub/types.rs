@@ -232,6 +232,9 @@ pub struct Counters {
     pub go_aways: u64,
     /// RECONNECT_ICE_SERVER events sent.
     pub reconnect_ice_servers: u64,
+    /// Messages from the master to the sender of a pending SendAlexaOfferToMaster call, other
+    /// than its answer (ICE candidates, which the HTTP call cannot carry), dropped.
+    pub dropped_for_alexa: u64,
     /// SendAlexaOfferToMaster calls answered by the master.
     pub alexa_answered: u64,
     /// SendAlexaOfferToMaster calls that failed (timeout, superseded, channel deleted).

@@ -443,6 +443,14 @@ fn check_state(sim: &Sim, model: &Model) {
         model.pending.len(),
         "buffered messages"
     );
+    // One timer per connection and per recipient with buffered messages, at most.
+    assert!(
+        sim.hub.timer_count() <= sim.hub.connection_count() + sim.hub.buffered_count(),
+        "{} timers for {} connections and {} buffered messages",
+        sim.hub.timer_count(),
+        sim.hub.connection_count(),
+        sim.hub.buffered_count()
+    );
     let config = sim.hub.config();
     let mut per_recipient: BTreeMap<(u8, To), usize> = BTreeMap::new();
     for m in &model.pending {

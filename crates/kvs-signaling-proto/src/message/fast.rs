@@ -11,12 +11,12 @@
 
 use serde::de::IgnoredAny;
 
-use super::{Action, CLIENT_KEYS, ClientMessage};
+use super::{Action, CLIENT_KEYS, ClientMessage, DecodeOptions};
 use crate::ids::{CorrelationId, PeerId};
 use crate::payload::{self, MessagePayload};
 
 /// Decodes `text` when it is a well-formed, valid, flat envelope.
-pub(super) fn decode(text: &str, max_payload_len: usize) -> Option<ClientMessage<'_>> {
+pub(super) fn decode<'a>(text: &'a str, options: &DecodeOptions) -> Option<ClientMessage<'a>> {
     let mut cursor = Cursor {
         bytes: text.as_bytes(),
         at: 0,
@@ -85,10 +85,12 @@ pub(super) fn decode(text: &str, max_payload_len: usize) -> Option<ClientMessage
     };
     let action = Action::from_wire(action?).ok()?;
     let recipient_client_id = match non_empty(recipient)? {
+        _ if options.ignore_recipient => None,
         Some(id) => Some(PeerId::new(id).ok()?),
         None => None,
     };
-    let message_payload = MessagePayload::from_scan(payload?, payload_scan?, max_payload_len)?;
+    let message_payload =
+        MessagePayload::from_scan(payload?, payload_scan?, options.max_payload_len)?;
     Some(ClientMessage {
         action,
         recipient_client_id,

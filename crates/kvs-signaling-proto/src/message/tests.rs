@@ -458,13 +458,14 @@ fn fast_path_takes_the_common_frames_and_agrees_with_the_general_path() {
     ];
     for (frame, fast) in &cases {
         assert_eq!(
-            ClientMessage::decode_fast(frame, max).is_some(),
+            ClientMessage::decode_fast(frame, &DecodeOptions::default().max_payload_len(max))
+                .is_some(),
             *fast,
             "{frame}"
         );
         assert_eq!(
             ClientMessage::decode(frame),
-            ClientMessage::decode_general(frame, max),
+            ClientMessage::decode_general(frame, &DecodeOptions::default().max_payload_len(max)),
             "{frame}"
         );
     }
@@ -472,6 +473,37 @@ fn fast_path_takes_the_common_frames_and_agrees_with_the_general_path() {
         r#"{{"action":"SDP_OFFER","messagePayload":"{}"}}"#,
         "A".repeat(max + 4)
     );
-    assert_eq!(ClientMessage::decode_fast(&long, max), None);
-    assert!(ClientMessage::decode_fast(&long, max + 4).is_some());
+    assert_eq!(
+        ClientMessage::decode_fast(&long, &DecodeOptions::default().max_payload_len(max)),
+        None
+    );
+    assert!(
+        ClientMessage::decode_fast(&long, &DecodeOptions::default().max_payload_len(max + 4))
+            .is_some()
+    );
+}
+
+#[test]
+fn a_viewers_recipient_is_ignored_entirely() {
+    let options = DecodeOptions::default().ignore_recipient(true);
+    let long = format!(
+        r#"{{"action":"SDP_OFFER","recipientClientId":"{}","messagePayload":"QQ=="}}"#,
+        "r".repeat(300)
+    );
+    for frame in [
+        r#"{"action":"SDP_OFFER","recipientClientId":"a$b","messagePayload":"QQ=="}"#,
+        r#"{"action":"SDP_OFFER","recipientClientId":7,"messagePayload":"QQ=="}"#,
+        r#"{"action":"SDP_OFFER","RecipientClientId":"x","recipientClientId":"y","messagePayload":"QQ=="}"#,
+        long.as_str(),
+    ] {
+        let message = ClientMessage::decode_with(frame, &options).unwrap();
+        assert_eq!(message.recipient_client_id, None, "{frame}");
+        assert_eq!(message.message_payload.as_str(), "QQ==");
+        assert_eq!(
+            ClientMessage::decode_general(frame, &options).map(|m| m.recipient_client_id),
+            Ok(None)
+        );
+        // Decoding for a master still checks it.
+        assert!(ClientMessage::decode(frame).is_err(), "{frame}");
+    }
 }

@@ -19,11 +19,23 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kvs_signaling_core::testing::{arn, origin};
 use kvs_signaling_core::{ConnId, Hub, HubConfig, OpenConnection, Rate};
 use kvs_signaling_proto::{
-    ClientId, ClientMessage, MessagePayload, MessageTtlSeconds, PeerId, ServerEvent,
+    ChannelArn, ClientId, ClientMessage, MessagePayload, MessageTtlSeconds, PeerId, ServerEvent,
 };
+
+fn arn(name: &str) -> ChannelArn {
+    ChannelArn::new(format!(
+        "arn:aws:kinesisvideo:us-west-2:123456789012:channel/{name}/1"
+    ))
+    .unwrap()
+}
+
+/// The benchmark's one clock read: the hub sees this instant throughout.
+#[allow(clippy::disallowed_methods, reason = "the benchmark's fixed time")]
+fn origin() -> Instant {
+    Instant::now()
+}
 
 const CHANNELS: usize = 10_000;
 const VIEWERS: usize = 10;

@@ -17,10 +17,11 @@ mod slab;
 mod types;
 mod viewers;
 
-pub use config::{ConfigError, HubConfig};
+pub use config::{HubConfig, HubConfigError};
 use slab::Slab;
 pub use types::{
-    AlexaOffer, CloseReason, ConnId, Counters, Frame, OpenConnection, Output, Refused, RequestId,
+    AlexaOffer, AlexaRequestId, CloseReason, ConnId, Counters, Frame, OpenConnection, Output,
+    Refused,
 };
 use viewers::Viewers;
 
@@ -67,7 +68,7 @@ struct Channel {
     master_connects: Bucket,
     viewer_connects: Bucket,
     alexa_calls: Bucket,
-    alexa: BTreeMap<PeerId, RequestId>,
+    alexa: BTreeMap<PeerId, AlexaRequestId>,
 }
 
 impl Channel {
@@ -117,7 +118,7 @@ enum Timer {
         channel: u32,
         generation: u32,
         sender: PeerId,
-        request: RequestId,
+        request: AlexaRequestId,
     },
 }
 
@@ -201,7 +202,7 @@ const RECONNECT_ICE_SERVER: &str = r#"{"messageType":"RECONNECT_ICE_SERVER"}"#;
 
 impl Hub {
     /// A hub with no channels.
-    pub fn new(config: HubConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: HubConfig) -> Result<Self, HubConfigError> {
         for (name, value) in [
             ("idle_timeout", config.idle_timeout),
             ("max_connection_duration", config.max_connection_duration),
@@ -210,14 +211,14 @@ impl Hub {
             ("alexa_timeout", config.alexa_timeout),
         ] {
             if value > HubConfig::MAX_DURATION {
-                return Err(ConfigError::TooLong {
+                return Err(HubConfigError::TooLong {
                     name,
                     max: HubConfig::MAX_DURATION,
                 });
             }
         }
         if config.go_away_grace >= config.max_connection_duration {
-            return Err(ConfigError::GraceNotShorterThanDuration {
+            return Err(HubConfigError::GraceNotShorterThanDuration {
                 grace: config.go_away_grace,
                 max: config.max_connection_duration,
             });
@@ -234,7 +235,7 @@ impl Hub {
             ),
         ] {
             if value == 0 {
-                return Err(ConfigError::Zero { name });
+                return Err(HubConfigError::Zero { name });
             }
         }
         let master_decoding = DecodeOptions::default().max_payload_len(config.max_payload_len);

@@ -22,13 +22,22 @@ mod session;
 mod throttle;
 
 pub use hub::{
-    AlexaOffer, CloseReason, ConfigError as HubConfigError, ConnId, Counters, Frame, Hub,
-    HubConfig, OpenConnection, Output, Refused, RequestId,
+    AlexaOffer, AlexaRequestId, CloseReason, ConnId, Counters, Frame, Hub, HubConfig,
+    HubConfigError, OpenConnection, Output, Refused,
 };
-pub use registry::*;
+pub use registry::{
+    ChannelRecord, Registry, RegistryConfig, RegistryConfigError, RegistryError, RegistrySnapshot,
+    RestoreError,
+};
 pub use rng::{Rng, SplitMix64};
-pub use session::*;
+pub use session::{
+    BackoffJitter, ClientSession, ClientSessionConfig, Endpoints, FailureReason, RequestError,
+    RequestKind, SessionConfigError, SessionEvent, SessionOutput, SessionRequestId, SessionState,
+};
 pub use throttle::Rate;
 
+/// The simulation harness and reference model of the tests and the fuzz target. It reads the
+/// clock once, for a simulation's origin, so it exists only in test and fuzzing builds.
+#[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod testing;

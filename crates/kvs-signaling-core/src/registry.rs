@@ -41,6 +41,8 @@ pub struct RegistryConfig {
     pub max_channels: usize,
     /// The message TTL of channels created without one: 60 seconds.
     pub default_message_ttl: MessageTtlSeconds,
+    /// How many tags one channel may carry: 50.
+    pub max_tags_per_resource: usize,
 }
 
 impl Default for RegistryConfig {
@@ -51,6 +53,7 @@ impl Default for RegistryConfig {
             account_id: "123456789012".to_owned(),
             max_channels: 10_000,
             default_message_ttl: MessageTtlSeconds::default(),
+            max_tags_per_resource: MAX_TAGS_PER_RESOURCE,
         }
     }
 }
@@ -88,6 +91,13 @@ impl RegistryConfig {
     #[must_use]
     pub fn default_message_ttl(mut self, ttl: MessageTtlSeconds) -> Self {
         self.default_message_ttl = ttl;
+        self
+    }
+
+    /// Sets how many tags one channel may carry.
+    #[must_use]
+    pub fn max_tags_per_resource(mut self, max: usize) -> Self {
+        self.max_tags_per_resource = max;
         self
     }
 
@@ -272,7 +282,19 @@ pub enum RestoreError {
         /// Its ARN.
         arn: ChannelArn,
     },
-    /// A channel carries more than 50 tags.
+    /// A channel is not an active single-master channel, the only kind the registry makes.
+    #[error(
+        "channel {name} is {status} {channel_type}; only ACTIVE SINGLE_MASTER channels are restored"
+    )]
+    UnsupportedState {
+        /// The channel's name.
+        name: ChannelName,
+        /// Its status.
+        status: ChannelStatus,
+        /// Its type.
+        channel_type: ChannelType,
+    },
+    /// A channel carries more tags than allowed.
     #[error("channel {name} carries {found} tags; at most {max} are allowed")]
     TooManyTags {
         /// The channel's name.
@@ -286,7 +308,7 @@ pub enum RestoreError {
 
 /// A signaling channel as the registry keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Channel {
+pub struct ChannelRecord {
     name: ChannelName,
     arn: ChannelArn,
     channel_type: ChannelType,
@@ -297,7 +319,7 @@ pub struct Channel {
     tags: BTreeMap<TagKey, TagValue>,
 }
 
-impl Channel {
+impl ChannelRecord {
     /// The name, unique in the registry.
     pub fn name(&self) -> &ChannelName {
         &self.name
@@ -360,7 +382,7 @@ impl Channel {
 #[non_exhaustive]
 pub struct RegistrySnapshot {
     /// The channels, sorted by name.
-    pub channels: Vec<Channel>,
+    pub channels: Vec<ChannelRecord>,
 }
 
 /// The signaling channels of one account in one region, and the control-plane operations on
@@ -399,7 +421,7 @@ pub struct RegistrySnapshot {
 /// - A channel's ARN ends with its creation time in epoch milliseconds. A channel re-created
 ///   with a deleted channel's name in the same millisecond gets the next free millisecond, so
 ///   an ARN never names two channels.
-/// - [`Registry::delete`] returns the removed [`Channel`]: the caller tells the hub to close
+/// - [`Registry::delete`] returns the removed [`ChannelRecord`]: the caller tells the hub to close
 ///   that channel's connections.
 /// - Duplicate tag keys in one request: the last value wins, as if the tags were applied in
 ///   order.
@@ -413,7 +435,7 @@ pub struct RegistrySnapshot {
 pub struct Registry {
     config: RegistryConfig,
     rng: Box<dyn Rng>,
-    channels: BTreeMap<ChannelName, Channel>,
+    channels: BTreeMap<ChannelName, ChannelRecord>,
     /// The ARN creation millis of deleted channels that a new channel of the same name could
     /// still collide with; entries older than the latest creation time are dropped.
     retired: BTreeMap<ChannelName, u64>,
@@ -463,11 +485,23 @@ impl Registry {
                     arn: channel.arn,
                 });
             }
-            if channel.tags.len() > MAX_TAGS_PER_RESOURCE {
+            let max_tags = registry.config.max_tags_per_resource;
+            if channel.tags.len() > max_tags {
                 return Err(RestoreError::TooManyTags {
                     name: channel.name,
-                    max: MAX_TAGS_PER_RESOURCE,
+                    max: max_tags,
                     found: channel.tags.len(),
+                });
+            }
+            // The official C SDK refuses a DELETING channel forever; only what create makes
+            // is restored.
+            if channel.status != ChannelStatus::Active
+                || channel.channel_type != ChannelType::SingleMaster
+            {
+                return Err(RestoreError::UnsupportedState {
+                    name: channel.name,
+                    status: channel.status,
+                    channel_type: channel.channel_type,
                 });
             }
             if registry.channels.contains_key(&channel.name) {
@@ -501,18 +535,18 @@ impl Registry {
     }
 
     /// Every channel, sorted by name.
-    pub fn channels(&self) -> impl Iterator<Item = &Channel> {
+    pub fn channels(&self) -> impl Iterator<Item = &ChannelRecord> {
         self.channels.values()
     }
 
     /// The channel with this name.
-    pub fn channel_by_name(&self, name: &ChannelName) -> Option<&Channel> {
+    pub fn channel_by_name(&self, name: &ChannelName) -> Option<&ChannelRecord> {
         self.channels.get(name)
     }
 
     /// The channel with this ARN. An ARN of a deleted channel finds nothing, even when a
     /// channel of the same name exists.
-    pub fn channel_by_arn(&self, arn: &ChannelArn) -> Option<&Channel> {
+    pub fn channel_by_arn(&self, arn: &ChannelArn) -> Option<&ChannelRecord> {
         self.channels
             .get(arn.channel_name())
             .filter(|channel| channel.arn == *arn)
@@ -546,6 +580,12 @@ impl Registry {
             .flatten()
             .map(|tag| (tag.key.clone(), tag.value.clone()))
             .collect();
+        if tags.len() > self.config.max_tags_per_resource {
+            return Err(RegistryError::TooManyTags {
+                max: self.config.max_tags_per_resource,
+                found: tags.len(),
+            });
+        }
         let message_ttl = request
             .single_master_configuration
             .as_ref()
@@ -561,7 +601,7 @@ impl Registry {
             None => now_millis,
         };
         let arn = self.config.mint_arn(name, creation_millis)?;
-        let channel = Channel {
+        let channel = ChannelRecord {
             name: name.clone(),
             arn: arn.clone(),
             channel_type: ChannelType::SingleMaster,
@@ -618,14 +658,14 @@ impl Registry {
             .range::<str, _>((start, Bound::Unbounded))
             .map(|(_, channel)| channel)
             .take_while(|channel| channel.name.as_str().starts_with(prefix));
-        let page: Vec<&Channel> = matching.by_ref().take(max).collect();
+        let page: Vec<&ChannelRecord> = matching.by_ref().take(max).collect();
         let mut response = ListSignalingChannelsResponse::new();
         if matching.next().is_some()
             && let Some(last) = page.last()
         {
             response.next_token = Some(encode_token(&last.name)?);
         }
-        response.channel_info_list = Some(page.into_iter().map(Channel::info).collect());
+        response.channel_info_list = Some(page.into_iter().map(ChannelRecord::info).collect());
         Ok(response)
     }
 
@@ -654,7 +694,7 @@ impl Registry {
     pub fn delete(
         &mut self,
         request: &DeleteSignalingChannelRequest,
-    ) -> Result<Channel, RegistryError> {
+    ) -> Result<ChannelRecord, RegistryError> {
         let arn = &request.channel_arn;
         let channel = self
             .channel_by_arn(arn)
@@ -685,9 +725,9 @@ impl Registry {
                 .iter()
                 .map(|tag| (tag.key.clone(), tag.value.clone())),
         );
-        if tags.len() > MAX_TAGS_PER_RESOURCE {
+        if tags.len() > self.config.max_tags_per_resource {
             return Err(RegistryError::TooManyTags {
-                max: MAX_TAGS_PER_RESOURCE,
+                max: self.config.max_tags_per_resource,
                 found: tags.len(),
             });
         }
@@ -748,7 +788,7 @@ impl Registry {
         &self,
         name: Option<&ChannelName>,
         arn: Option<&ChannelArn>,
-    ) -> Result<&Channel, RegistryError> {
+    ) -> Result<&ChannelRecord, RegistryError> {
         match (name, arn) {
             (None, None) => Err(RegistryError::NameOrArnRequired),
             (Some(name), Some(arn)) if arn.channel_name() != name.as_str() => {
@@ -769,10 +809,10 @@ impl Registry {
 
 /// The channel `arn` names, or the not-found error about the request member `field`.
 fn find_mut<'a>(
-    channels: &'a mut BTreeMap<ChannelName, Channel>,
+    channels: &'a mut BTreeMap<ChannelName, ChannelRecord>,
     field: &'static str,
     arn: &ChannelArn,
-) -> Result<&'a mut Channel, RegistryError> {
+) -> Result<&'a mut ChannelRecord, RegistryError> {
     channels
         .get_mut(arn.channel_name())
         .filter(|channel| channel.arn == *arn)
@@ -781,19 +821,20 @@ fn find_mut<'a>(
 
 /// A random version of 20 characters of `[A-Za-z0-9]`, different from `previous`.
 fn mint_version(rng: &mut dyn Rng, previous: Option<&Version>) -> Result<Version, RegistryError> {
-    loop {
-        let text: String = (0..VERSION_LEN)
-            .map(|_| {
-                // Below 62, so the cast is lossless.
-                let index = u8::try_from(rng.below(62)).unwrap_or(0);
-                char::from(alphanumeric(index))
-            })
-            .collect();
-        let version = Version::new(text)?;
-        if previous != Some(&version) {
-            return Ok(version);
-        }
+    let mut text: String = (0..VERSION_LEN)
+        .map(|_| {
+            // Below 62, so the cast is lossless.
+            let index = u8::try_from(rng.below(62)).unwrap_or(0);
+            char::from(alphanumeric(index))
+        })
+        .collect();
+    if previous.is_some_and(|p| p.as_str() == text) {
+        // Only a generator that repeats itself gets here: change the last character, so that
+        // the version still changes, without drawing again (which could loop forever).
+        let last = text.pop().unwrap_or('a');
+        text.push(if last == 'a' { 'b' } else { 'a' });
     }
+    Ok(Version::new(text)?)
 }
 
 fn check_version(given: &Version, current: &Version) -> Result<(), RegistryError> {

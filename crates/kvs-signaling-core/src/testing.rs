@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kvs_signaling_proto::{ChannelArn, ClientId, MessagePayload, MessageTtlSeconds, PeerId};
 
-use crate::hub::{AlexaOffer, ConnId, Hub, HubConfig, OpenConnection, Output, RequestId};
+use crate::hub::{AlexaOffer, AlexaRequestId, ConnId, Hub, HubConfig, OpenConnection, Output};
 
 pub mod model;
 
@@ -47,7 +47,7 @@ pub struct Sim {
     pub start: Instant,
     labels: BTreeMap<String, ConnId>,
     names: BTreeMap<ConnId, String>,
-    requests: BTreeMap<RequestId, usize>,
+    requests: BTreeMap<AlexaRequestId, usize>,
 }
 
 impl Sim {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use kvs_signaling_proto::{Action, ErrorType, MessageType, PeerId, ServerEvent};
 
-use super::{AlexaOffer, Frame, Hub, Output, Pending, Recipient, Refused, RequestId, Timer};
+use super::{AlexaOffer, AlexaRequestId, Frame, Hub, Output, Pending, Recipient, Refused, Timer};
 
 impl Hub {
     /// A SendAlexaOfferToMaster call: the offer goes to the master (or waits for it for the
@@ -15,7 +15,7 @@ impl Hub {
         &mut self,
         now: Instant,
         offer: AlexaOffer,
-    ) -> Result<RequestId, Refused> {
+    ) -> Result<AlexaRequestId, Refused> {
         if self.draining {
             return Err(Refused::new(
                 ErrorType::InternalFailure,
@@ -68,7 +68,7 @@ impl Hub {
             }
         }
         self.next_request += 1;
-        let request = RequestId(self.next_request);
+        let request = AlexaRequestId(self.next_request);
         let Some(channel) = self.channels.at_mut(index) else {
             return Err(Refused::new(ErrorType::InternalFailure, "channel lost"));
         };
@@ -120,7 +120,7 @@ impl Hub {
         index: u32,
         generation: u32,
         sender: &PeerId,
-        request: RequestId,
+        request: AlexaRequestId,
     ) {
         let Some(channel) = self.channels.get_mut(index, generation) else {
             return;

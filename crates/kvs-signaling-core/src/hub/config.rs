@@ -135,7 +135,7 @@ impl HubConfig {
 /// A configuration the hub cannot run with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum HubConfigError {
     /// The GO_AWAY grace period must be shorter than the longest connection.
     #[error("go_away_grace ({grace:?}) must be shorter than max_connection_duration ({max:?})")]
     GraceNotShorterThanDuration {

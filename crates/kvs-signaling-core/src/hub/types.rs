@@ -7,8 +7,9 @@ use kvs_signaling_proto::{
     ChannelArn, ClientId, ErrorType, MessagePayload, MessageTtlSeconds, PeerId, Role,
 };
 
-/// A connection, as the hub knows it. Ids of closed connections are never reused for the
-/// hub's lifetime: an input for a closed connection is ignored.
+/// A connection, as the hub knows it. An id carries its slot's generation, so an input for a
+/// closed connection is ignored, not applied to the slot's next connection (until the
+/// generation wraps after 2^32 connections in the same slot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     pub(super) slot: u32,
@@ -17,7 +18,7 @@ pub struct ConnId {
 
 /// A SendAlexaOfferToMaster call waiting for the master's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub(super) u64);
+pub struct AlexaRequestId(pub(super) u64);
 
 /// A text frame to send, already encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +116,7 @@ pub enum Output {
     /// or with the error to answer.
     AlexaAnswer {
         /// The call.
-        request: RequestId,
+        request: AlexaRequestId,
         /// The answer or the error.
         result: Result<MessagePayload<'static>, Refused>,
     },

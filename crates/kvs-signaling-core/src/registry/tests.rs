@@ -941,3 +941,56 @@ fn versions_are_deterministic_alphanumeric_and_20_long() {
         );
     }
 }
+
+/// Regressions found in review.
+mod review {
+    use super::*;
+
+    /// A generator that repeats itself cannot make an update loop forever.
+    #[derive(Debug)]
+    struct Stuck;
+
+    impl Rng for Stuck {
+        fn next_u64(&mut self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn a_repeating_rng_still_changes_the_version() {
+        let mut registry = Registry::new(RegistryConfig::default(), Stuck).unwrap();
+        let name = ChannelName::new("demo").unwrap();
+        let now = UNIX_EPOCH + Duration::from_millis(1_657_142_193_914);
+        let arn = registry
+            .create(now, &CreateSignalingChannelRequest::new(name.clone()))
+            .unwrap()
+            .channel_arn
+            .unwrap();
+        let before = registry.channel_by_name(&name).unwrap().version().clone();
+        registry
+            .update(&UpdateSignalingChannelRequest::new(arn, before.clone()))
+            .unwrap();
+        let after = registry.channel_by_name(&name).unwrap().version().clone();
+        assert_ne!(before, after);
+    }
+
+    #[test]
+    fn the_tag_limit_is_configurable() {
+        let mut registry = Registry::new(
+            RegistryConfig::default().max_tags_per_resource(1),
+            SplitMix64::new(1),
+        )
+        .unwrap();
+        let mut request = CreateSignalingChannelRequest::new(ChannelName::new("demo").unwrap());
+        request.tags = Some(vec![
+            Tag::new(TagKey::new("a").unwrap(), TagValue::new("1").unwrap()),
+            Tag::new(TagKey::new("b").unwrap(), TagValue::new("2").unwrap()),
+        ]);
+        let err = registry.create(UNIX_EPOCH, &request).unwrap_err();
+        assert_eq!(
+            err.error_type(),
+            ErrorType::TagsPerResourceExceededLimitException
+        );
+        assert!(registry.is_empty());
+    }
+}

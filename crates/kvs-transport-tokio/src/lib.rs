@@ -1,9 +1,23 @@
 //! Tokio and WebSocket IO for KVS WebRTC signaling.
 //!
-//! This crate will hold the IO that carries out the decisions of `kvs-signaling-core`: on the
-//! server side, a reader and a writer task per upgraded WebSocket connection feeding a shard's
-//! `Hub` through bounded queues (a peer that cannot keep up is closed, never buffered); on the
-//! client side, `SignalingClient`, which presigns the connect URL with SigV4 as the official SDKs
-//! do and drives `ClientSession`. It makes no routing decisions of its own.
+//! The server side carries out the decisions of `kvs-signaling-core`'s `Hub`:
 //!
-//! Nothing is implemented yet; see the workspace's `ARCHITECTURE.md`.
+//! - [`spawn`] starts a shard task that owns a hub by value, fed through one bounded queue by
+//!   the connections' readers; after every input it drains the hub's outputs into each
+//!   connection's own bounded queue. A connection whose queue is full is closed
+//!   ([`SLOW_CONSUMER_CLOSE_CODE`]) rather than buffered for, and no lock is shared with the hub.
+//! - [`ShardHandle::open`] registers a connection (or returns the hub's refusal, to answer the
+//!   upgrade request with), and [`serve_websocket`] serves its socket with a reader and a
+//!   writer task.
+//!
+//! The transport makes no routing decision of its own. The Rust signaling client will live here
+//! too.
+
+mod shard;
+mod ws;
+
+pub use shard::{
+    CloseCommand, Registration, SLOW_CONSUMER_CLOSE_CODE, ShardConfig, ShardHandle, ShardStopped,
+    spawn,
+};
+pub use ws::{serve_websocket, websocket_config};

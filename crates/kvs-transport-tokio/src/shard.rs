@@ -1,0 +1,424 @@
+//! The shard task: one task owns a [`Hub`] by value and drives it, fed by the connections'
+//! reader tasks through one bounded queue, answering through each connection's own bounded
+//! queue. No lock is shared with the hub.
+
+use std::collections::HashMap;
+use std::time::Instant as StdInstant;
+
+use kvs_signaling_core::{
+    AlexaOffer, AlexaRequestId, CloseReason, ConnId, Counters, Hub, OpenConnection, Output, Refused,
+};
+use kvs_signaling_proto::{ChannelArn, MessagePayload, MessageTtlSeconds};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// The sizes of the shard's queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardConfig {
+    /// Inputs waiting for the shard task, from every connection: 4096. A full queue makes the
+    /// readers wait, which pushes back on their clients through TCP.
+    pub inbound_capacity: usize,
+    /// Frames waiting for one connection's writer: 64. A connection whose queue is full reads
+    /// slower than its peers write to it; it is closed (1008, "slow consumer") rather than
+    /// buffered for.
+    pub outbound_capacity: usize,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        Self {
+            inbound_capacity: 4096,
+            outbound_capacity: 64,
+        }
+    }
+}
+
+impl ShardConfig {
+    /// Sets [`ShardConfig::inbound_capacity`].
+    #[must_use]
+    pub fn inbound_capacity(mut self, capacity: usize) -> Self {
+        self.inbound_capacity = capacity.max(1);
+        self
+    }
+
+    /// Sets [`ShardConfig::outbound_capacity`].
+    #[must_use]
+    pub fn outbound_capacity(mut self, capacity: usize) -> Self {
+        self.outbound_capacity = capacity.max(1);
+        self
+    }
+}
+
+/// The close code of a connection closed for reading too slowly: 1008, policy violation.
+pub const SLOW_CONSUMER_CLOSE_CODE: u16 = 1008;
+
+/// How a connection's writer is told to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseCommand {
+    /// The WebSocket close code.
+    pub code: u16,
+    /// The close reason.
+    pub reason: &'static str,
+}
+
+impl From<CloseReason> for CloseCommand {
+    fn from(reason: CloseReason) -> Self {
+        Self {
+            code: reason.code(),
+            reason: reason.description(),
+        }
+    }
+}
+
+/// The shard has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the shard task has stopped")]
+#[non_exhaustive]
+pub struct ShardStopped;
+
+enum Command {
+    Open {
+        open: OpenConnection,
+        outbound: mpsc::Sender<Utf8Bytes>,
+        close: oneshot::Sender<CloseCommand>,
+        reply: oneshot::Sender<Result<ConnId, Refused>>,
+    },
+    Frame(ConnId, Utf8Bytes),
+    Keepalive(ConnId),
+    Closed(ConnId),
+    Alexa {
+        offer: AlexaOffer,
+        reply: oneshot::Sender<Result<MessagePayload<'static>, Refused>>,
+    },
+    Drain,
+    ReconnectIceServers(Option<ChannelArn>),
+    ChannelUpdated(ChannelArn, MessageTtlSeconds),
+    ChannelDeleted(ChannelArn),
+    Counters(oneshot::Sender<Counters>),
+}
+
+/// A way to talk to a shard task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ShardHandle {
+    commands: mpsc::Sender<Command>,
+    outbound_capacity: usize,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Open { .. } => "Open",
+            Self::Frame(..) => "Frame",
+            Self::Keepalive(_) => "Keepalive",
+            Self::Closed(_) => "Closed",
+            Self::Alexa { .. } => "Alexa",
+            Self::Drain => "Drain",
+            Self::ReconnectIceServers(_) => "ReconnectIceServers",
+            Self::ChannelUpdated(..) => "ChannelUpdated",
+            Self::ChannelDeleted(_) => "ChannelDeleted",
+            Self::Counters(_) => "Counters",
+        })
+    }
+}
+
+/// A connection the hub accepted, before or while its socket is served. Dropping it tells the
+/// hub the connection closed.
+#[derive(Debug)]
+pub struct Registration {
+    pub(crate) conn: ConnId,
+    pub(crate) shard: ShardHandle,
+    pub(crate) outbound: mpsc::Receiver<Utf8Bytes>,
+    pub(crate) close: oneshot::Receiver<CloseCommand>,
+}
+
+impl Registration {
+    /// The hub's id of the connection.
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    /// Waits for the next frame the hub sends this connection, or for the hub's order to
+    /// close it. For callers that carry frames themselves; [`crate::serve_websocket`] does it
+    /// for a WebSocket.
+    pub async fn next(&mut self) -> Option<Result<Utf8Bytes, CloseCommand>> {
+        tokio::select! {
+            biased;
+            close = &mut self.close => close.ok().map(Err),
+            frame = self.outbound.recv() => frame.map(Ok),
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // Harmless when the hub closed the connection itself: it ignores closed ids.
+        self.shard.notify_closed(self.conn);
+    }
+}
+
+impl ShardHandle {
+    /// Registers a connection with the hub; a refusal carries the service's error, to answer
+    /// the upgrade request with.
+    pub async fn open(
+        &self,
+        open: OpenConnection,
+    ) -> Result<Result<Registration, Refused>, ShardStopped> {
+        let (outbound_tx, outbound_rx) = mpsc::channel(self.outbound_capacity);
+        let (close_tx, close_rx) = oneshot::channel();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.send(Command::Open {
+            open,
+            outbound: outbound_tx,
+            close: close_tx,
+            reply: reply_tx,
+        })
+        .await?;
+        let result = reply_rx.await.map_err(|_| ShardStopped)?;
+        Ok(result.map(|conn| Registration {
+            conn,
+            shard: self.clone(),
+            outbound: outbound_rx,
+            close: close_rx,
+        }))
+    }
+
+    /// Passes a text frame from `conn` to the hub, waiting while the shard's queue is full.
+    pub async fn frame(&self, conn: ConnId, text: Utf8Bytes) -> Result<(), ShardStopped> {
+        self.send(Command::Frame(conn, text)).await
+    }
+
+    /// Tells the hub `conn` closed.
+    pub async fn closed(&self, conn: ConnId) -> Result<(), ShardStopped> {
+        self.send(Command::Closed(conn)).await
+    }
+
+    /// Tells the hub `conn` is active (a ping or pong arrived).
+    pub async fn keepalive(&self, conn: ConnId) -> Result<(), ShardStopped> {
+        self.send(Command::Keepalive(conn)).await
+    }
+
+    /// A SendAlexaOfferToMaster call: waits for the master's answer or the hub's error.
+    pub async fn alexa_offer(
+        &self,
+        offer: AlexaOffer,
+    ) -> Result<Result<MessagePayload<'static>, Refused>, ShardStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Alexa { offer, reply }).await?;
+        answer.await.map_err(|_| ShardStopped)
+    }
+
+    /// Sends GO_AWAY to every connection and closes each a grace period later.
+    pub async fn drain(&self) -> Result<(), ShardStopped> {
+        self.send(Command::Drain).await
+    }
+
+    /// Sends RECONNECT_ICE_SERVER to the connections of `channel`, or of every channel.
+    pub async fn reconnect_ice_servers(
+        &self,
+        channel: Option<ChannelArn>,
+    ) -> Result<(), ShardStopped> {
+        self.send(Command::ReconnectIceServers(channel)).await
+    }
+
+    /// The channel's message TTL changed.
+    pub async fn channel_updated(
+        &self,
+        arn: ChannelArn,
+        ttl: MessageTtlSeconds,
+    ) -> Result<(), ShardStopped> {
+        self.send(Command::ChannelUpdated(arn, ttl)).await
+    }
+
+    /// The channel was deleted: its connections are closed.
+    pub async fn channel_deleted(&self, arn: ChannelArn) -> Result<(), ShardStopped> {
+        self.send(Command::ChannelDeleted(arn)).await
+    }
+
+    /// The hub's counters now.
+    pub async fn counters(&self) -> Result<Counters, ShardStopped> {
+        let (reply, counters) = oneshot::channel();
+        self.send(Command::Counters(reply)).await?;
+        counters.await.map_err(|_| ShardStopped)
+    }
+
+    async fn send(&self, command: Command) -> Result<(), ShardStopped> {
+        self.commands.send(command).await.map_err(|_| ShardStopped)
+    }
+
+    /// Tells the hub `conn` closed, from a context that cannot wait (a `Drop`).
+    fn notify_closed(&self, conn: ConnId) {
+        match self.commands.try_send(Command::Closed(conn)) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                let commands = self.commands.clone();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let _ = commands.send(command).await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Starts a shard task driving `hub` on the current tokio runtime.
+pub fn spawn(hub: Hub, config: ShardConfig) -> (ShardHandle, JoinHandle<()>) {
+    let (commands, inbound) = mpsc::channel(config.inbound_capacity.max(1));
+    let handle = ShardHandle {
+        commands,
+        outbound_capacity: config.outbound_capacity.max(1),
+    };
+    let task = tokio::spawn(run(hub, inbound));
+    (handle, task)
+}
+
+struct Peer {
+    outbound: mpsc::Sender<Utf8Bytes>,
+    close: Option<oneshot::Sender<CloseCommand>>,
+}
+
+/// The time now, on tokio's clock, so that tests can pause it.
+fn now() -> StdInstant {
+    Instant::now().into_std()
+}
+
+async fn run(mut hub: Hub, mut inbound: mpsc::Receiver<Command>) {
+    let mut peers: HashMap<ConnId, Peer> = HashMap::new();
+    let mut alexa: HashMap<
+        AlexaRequestId,
+        oneshot::Sender<Result<MessagePayload<'static>, Refused>>,
+    > = HashMap::new();
+    loop {
+        let deadline = hub.poll_timeout();
+        tokio::select! {
+            command = inbound.recv() => {
+                let Some(command) = command else { break };
+                handle(&mut hub, &mut peers, &mut alexa, command);
+            }
+            () = sleep_until(deadline), if deadline.is_some() => {
+                let at = now();
+                hub.handle_timeout(at);
+                debug_assert!(hub.poll_timeout().is_none_or(|next| next > at), "timers must move");
+            }
+        }
+        while let Some(output) = hub.poll_output() {
+            dispatch(&mut hub, &mut peers, &mut alexa, output);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<StdInstant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(Instant::from_std(deadline)).await;
+    }
+}
+
+type AlexaReplies =
+    HashMap<AlexaRequestId, oneshot::Sender<Result<MessagePayload<'static>, Refused>>>;
+
+fn handle(
+    hub: &mut Hub,
+    peers: &mut HashMap<ConnId, Peer>,
+    alexa: &mut AlexaReplies,
+    command: Command,
+) {
+    let now = now();
+    match command {
+        Command::Open {
+            open,
+            outbound,
+            close,
+            reply,
+        } => {
+            let result = hub.handle_open(now, open);
+            if let Ok(conn) = result {
+                peers.insert(
+                    conn,
+                    Peer {
+                        outbound,
+                        close: Some(close),
+                    },
+                );
+            }
+            if let Err(Ok(conn)) = reply.send(result) {
+                // The connection went away while waiting: forget it at once.
+                peers.remove(&conn);
+                hub.handle_close(now, conn);
+            }
+        }
+        Command::Frame(conn, text) => hub.handle_frame(now, conn, text.as_str()),
+        Command::Keepalive(conn) => hub.handle_keepalive(now, conn),
+        Command::Closed(conn) => {
+            peers.remove(&conn);
+            hub.handle_close(now, conn);
+        }
+        Command::Alexa { offer, reply } => match hub.handle_alexa_offer(now, offer) {
+            Ok(request) => {
+                alexa.insert(request, reply);
+            }
+            Err(refused) => {
+                let _ = reply.send(Err(refused));
+            }
+        },
+        Command::Drain => hub.drain(now),
+        Command::ReconnectIceServers(Some(arn)) => hub.reconnect_ice_servers(now, &arn),
+        Command::ReconnectIceServers(None) => hub.reconnect_ice_servers_all(now),
+        Command::ChannelUpdated(arn, ttl) => hub.handle_channel_updated(now, &arn, ttl),
+        Command::ChannelDeleted(arn) => hub.handle_channel_deleted(now, &arn),
+        Command::Counters(reply) => {
+            let _ = reply.send(hub.counters().clone());
+        }
+    }
+}
+
+fn dispatch(
+    hub: &mut Hub,
+    peers: &mut HashMap<ConnId, Peer>,
+    alexa: &mut AlexaReplies,
+    output: Output,
+) {
+    match output {
+        Output::Deliver { conn, frame } => {
+            let Some(peer) = peers.get_mut(&conn) else {
+                return;
+            };
+            match peer.outbound.try_send(Utf8Bytes::from(frame.into_string())) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // A slow reader is closed, not buffered for.
+                    tracing::debug!(?conn, "closing a slow consumer");
+                    if let Some(mut peer) = peers.remove(&conn)
+                        && let Some(close) = peer.close.take()
+                    {
+                        let _ = close.send(CloseCommand {
+                            code: SLOW_CONSUMER_CLOSE_CODE,
+                            reason: "slow consumer",
+                        });
+                    }
+                    hub.handle_close(now(), conn);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    peers.remove(&conn);
+                    hub.handle_close(now(), conn);
+                }
+            }
+        }
+        Output::Close { conn, reason } => {
+            if let Some(mut peer) = peers.remove(&conn)
+                && let Some(close) = peer.close.take()
+            {
+                let _ = close.send(reason.into());
+            }
+        }
+        Output::AlexaAnswer { request, result } => {
+            if let Some(reply) = alexa.remove(&request) {
+                let _ = reply.send(result);
+            }
+        }
+        other => tracing::warn!(?other, "unknown hub output"),
+    }
+}

@@ -1,7 +1,39 @@
 //! A self-hostable KVS WebRTC signaling server.
 //!
-//! This crate will be the composition root: configuration, the command line, one listener for
-//! the control plane, the HTTPS data plane and the WebSocket connect, persistence, TLS, metrics
-//! and graceful shutdown. It ships the `kvs-signaling` binary.
+//! One listener serves the control plane (the channel operations of the Kinesis Video API, at
+//! the paths and with the bodies of the real service), the HTTPS data plane
+//! (GetIceServerConfig, SendAlexaOfferToMaster) and the WebSocket connect of masters and
+//! viewers, with SigV4 verification of every call. Channels live in a `Registry`, live
+//! connections in a `Hub` driven by a shard task; both come from `kvs-signaling-core`.
 //!
-//! Nothing is implemented yet; see the workspace's `ARCHITECTURE.md`.
+//! ```no_run
+//! use kvs_ice_rest::{Credentials, TurnConfig};
+//! use kvs_signaling_proto::{IceServerTtl, IceUri};
+//! use kvs_signaling_server::{Server, ServerConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let ice = TurnConfig::new(vec![], vec![IceUri::new("stun:127.0.0.1:3478")?], vec![], IceServerTtl::default())?;
+//! let config = ServerConfig::new(
+//!     "127.0.0.1:8080".parse()?,
+//!     vec![Credentials::new("AKIDEXAMPLE", "secret")],
+//!     ice,
+//! );
+//! let server = Server::start(config).await?;
+//! println!("listening on {}", server.public_url());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Not there yet: TLS, persistence of channels across restarts, a configuration file.
+
+mod app;
+mod config;
+mod connect;
+mod control;
+mod http;
+
+pub use app::{Server, StartError};
+pub use config::{AuthMode, ServerConfig};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,326 @@
+//! The one listener: routing of the control plane, the HTTPS data plane, the WebSocket connect,
+//! health and metrics.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use kvs_ice_rest::{AuthError, HeaderSignedRequest, Verifier};
+use kvs_signaling_core::{Hub, Registry, SplitMix64};
+use kvs_signaling_proto::{ErrorType, Operation};
+use kvs_transport_tokio::ShardHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{AuthMode, ServerConfig};
+use crate::http::{HttpResponse, rest_error, text};
+
+/// The shared state of every request.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) config: ServerConfig,
+    pub(crate) registry: Mutex<Registry>,
+    pub(crate) shard: ShardHandle,
+    pub(crate) verifier: Verifier,
+    /// `scheme://host[:port]` of this server as clients reach it.
+    pub(crate) public_url: String,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    public_url: String,
+    shutdown: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+    shard: ShardHandle,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The hub's configuration is invalid.
+    #[error("hub configuration: {0}")]
+    Hub(#[from] kvs_signaling_core::HubConfigError),
+    /// The registry's configuration is invalid.
+    #[error("registry configuration: {0}")]
+    Registry(#[from] kvs_signaling_core::RegistryConfigError),
+}
+
+impl Server {
+    /// Binds the listener and starts serving on the current tokio runtime.
+    pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local_addr}"));
+        if config.auth == AuthMode::DisabledInsecure {
+            tracing::warn!(
+                "SIGNATURE VERIFICATION IS OFF: anyone who can reach {local_addr} can create, \
+                 delete and join channels. Use this only for throwaway local testing."
+            );
+        }
+        let hub = Hub::new(config.hub.clone())?;
+        let (shard, _shard_task) = kvs_transport_tokio::spawn(hub, config.shard);
+        // The registry's only randomness is channel versions; seed it from the clock at the
+        // edge, as the core takes no randomness of its own.
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let registry_config = config.registry.clone().region(config.region.clone());
+        let registry = Registry::new(registry_config, SplitMix64::new(seed))?;
+        let verifier = Verifier::new(config.region.clone(), config.credentials.clone());
+        let app = Arc::new(App {
+            config,
+            registry: Mutex::new(registry),
+            shard: shard.clone(),
+            verifier,
+            public_url: public_url.clone(),
+        });
+        let (shutdown, stop) = watch::channel(false);
+        let accept = tokio::spawn(accept_loop(listener, app, stop));
+        Ok(Self {
+            local_addr,
+            public_url,
+            shutdown,
+            accept,
+            shard,
+        })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The URL clients reach the server at.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Stops taking connections and sends GO_AWAY to every WebSocket; the hub closes them a
+    /// grace period later.
+    pub async fn drain(&self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.shard.drain().await;
+    }
+
+    /// Stops the listener at once.
+    pub fn abort(&self) {
+        self.accept.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(%err, "accept failed");
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let app = Arc::clone(&app);
+                async move { Ok::<_, Infallible>(handle(app, request).await) }
+            });
+            let connection = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, %err, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn handle(app: Arc<App>, request: Request<Incoming>) -> HttpResponse {
+    let path = request.uri().path().to_owned();
+    match (request.method().clone(), path.as_str()) {
+        (Method::GET, "/health") => text(StatusCode::OK, "ok\n".to_owned()),
+        (Method::GET, "/metrics") => metrics(&app).await,
+        (Method::GET, _) if is_upgrade(&request) => crate::connect::connect(app, request).await,
+        (Method::POST, path) => match Operation::from_path(path) {
+            Some(operation) => rest(app, operation, request).await,
+            None => rest_error(
+                ErrorType::ResourceNotFoundException,
+                format!("no operation at {path}"),
+            ),
+        },
+        (method, path) => text(
+            StatusCode::NOT_FOUND,
+            format!("no route for {method} {path}\n"),
+        ),
+    }
+}
+
+fn is_upgrade(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The host a client addressed, as SigV4 signed it.
+pub(crate) fn host(request: &Request<Incoming>) -> String {
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default()
+}
+
+async fn rest(app: Arc<App>, operation: Operation, request: Request<Incoming>) -> HttpResponse {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, app.config.max_body_len).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => {
+            return rest_error(
+                ErrorType::InvalidArgumentException,
+                format!(
+                    "request body: at most {} bytes are accepted ({err})",
+                    app.config.max_body_len
+                ),
+            );
+        }
+    };
+    if app.config.auth == AuthMode::Verify {
+        let headers: Vec<(&str, &str)> = parts
+            .headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+            .collect();
+        let mut signed =
+            HeaderSignedRequest::new(parts.method.as_str(), parts.uri.path(), &headers, &body);
+        signed.query = parts.uri.query().unwrap_or("");
+        if let Err(err) = app.verifier.verify_header(SystemTime::now(), &signed) {
+            return auth_error(&err);
+        }
+    }
+    crate::control::dispatch(&app, operation, body).await
+}
+
+fn auth_error(err: &AuthError) -> HttpResponse {
+    let error_type = err.error_type();
+    crate::http::error(error_type, 403, err.message.clone())
+}
+
+async fn metrics(app: &App) -> HttpResponse {
+    let Ok(counters) = app.shard.counters().await else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hub has stopped\n".to_owned(),
+        );
+    };
+    let channels = app
+        .registry
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .len();
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP kvs_{name} {help}");
+        let _ = writeln!(out, "# TYPE kvs_{name} counter");
+        let _ = writeln!(out, "kvs_{name} {value}");
+    };
+    counter(
+        "connections_opened_total",
+        "WebSocket connections opened.",
+        counters.opened,
+    );
+    counter(
+        "connections_refused_total",
+        "WebSocket connects refused.",
+        counters.refused,
+    );
+    counter(
+        "connections_closed_total",
+        "WebSocket connections closed, by their client or by the server.",
+        counters.closed_by_client + counters.closed_by_hub,
+    );
+    counter(
+        "messages_delivered_total",
+        "Relayed messages delivered.",
+        counters.delivered,
+    );
+    counter(
+        "messages_buffered_total",
+        "Messages buffered for an absent recipient.",
+        counters.buffered,
+    );
+    counter(
+        "messages_expired_total",
+        "Buffered messages dropped at their TTL.",
+        counters.expired,
+    );
+    counter(
+        "messages_throttled_total",
+        "Messages refused by a rate limit.",
+        counters.throttled,
+    );
+    counter(
+        "messages_invalid_total",
+        "Messages refused as invalid.",
+        counters.invalid,
+    );
+    counter(
+        "messages_dropped_total",
+        "Messages dropped: refused without a correlation id, from superseded connections, or for a full buffer.",
+        counters.rejected_silently + counters.dropped_from_superseded + counters.buffer_full,
+    );
+    counter(
+        "status_responses_total",
+        "STATUS_RESPONSE errors sent.",
+        counters.status_responses,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP kvs_channels Signaling channels in the registry."
+    );
+    let _ = writeln!(out, "# TYPE kvs_channels gauge");
+    let _ = writeln!(out, "kvs_channels {channels}");
+    let mut response = text(StatusCode::OK, out);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}

@@ -1,0 +1,92 @@
+//! The server's configuration.
+
+use std::net::SocketAddr;
+
+use kvs_ice_rest::{Credentials, TurnConfig};
+use kvs_signaling_core::{HubConfig, RegistryConfig};
+use kvs_transport_tokio::ShardConfig;
+
+/// Whether requests must carry a valid SigV4 signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthMode {
+    /// Every REST call and WebSocket connect is verified: the default.
+    Verify,
+    /// Nothing is verified. For throwaway local use only; the server says so loudly at start.
+    DisabledInsecure,
+}
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Where to listen: `127.0.0.1:8080` by default.
+    pub listen: SocketAddr,
+    /// The URL clients reach this server at, as `scheme://host[:port]` without a trailing
+    /// slash; the endpoints GetSignalingChannelEndpoint returns are built from it. Derived
+    /// from [`ServerConfig::listen`] when absent (for deployments behind a proxy, set it).
+    pub public_url: Option<String>,
+    /// The region in ARNs and in SigV4 scopes: `us-west-2`.
+    pub region: String,
+    /// The access keys the server accepts.
+    pub credentials: Vec<Credentials>,
+    /// Whether signatures are verified.
+    pub auth: AuthMode,
+    /// The hub's limits.
+    pub hub: HubConfig,
+    /// The shard's queues.
+    pub shard: ShardConfig,
+    /// The registry's settings (account, limits). Its region follows
+    /// [`ServerConfig::region`].
+    pub registry: RegistryConfig,
+    /// The ICE servers GetIceServerConfig hands out.
+    pub ice: TurnConfig,
+    /// The largest request body accepted, in bytes: 64 KiB.
+    pub max_body_len: usize,
+}
+
+impl ServerConfig {
+    /// A configuration listening on `listen`, accepting `credentials`, handing out `ice`.
+    pub fn new(listen: SocketAddr, credentials: Vec<Credentials>, ice: TurnConfig) -> Self {
+        Self {
+            listen,
+            public_url: None,
+            region: "us-west-2".to_owned(),
+            credentials,
+            auth: AuthMode::Verify,
+            hub: HubConfig::default(),
+            shard: ShardConfig::default(),
+            registry: RegistryConfig::default(),
+            ice,
+            max_body_len: 64 * 1024,
+        }
+    }
+
+    /// Sets [`ServerConfig::public_url`].
+    #[must_use]
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Sets [`ServerConfig::auth`].
+    #[must_use]
+    pub fn auth(mut self, auth: AuthMode) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Sets [`ServerConfig::hub`].
+    #[must_use]
+    pub fn hub(mut self, hub: HubConfig) -> Self {
+        self.hub = hub;
+        self
+    }
+
+    /// Sets [`ServerConfig::region`].
+    #[must_use]
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+}

@@ -1,0 +1,215 @@
+//! The control plane and the HTTPS data plane: each operation's body decoded by proto, run on
+//! the registry (and the hub, where live connections are concerned), answered as the service
+//! answers.
+
+#![allow(
+    clippy::result_large_err,
+    reason = "the error of these helpers is the ready HTTP answer, returned once per request"
+)]
+
+use std::sync::{MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use kvs_signaling_core::{AlexaOffer, Registry, RegistryError};
+use kvs_signaling_proto::{
+    ChannelArn, ChannelProtocol, CreateSignalingChannelRequest, DeleteSignalingChannelRequest,
+    DescribeMediaStorageConfigurationRequest, DescribeSignalingChannelRequest, EmptyResponse,
+    ErrorType, GetIceServerConfigRequest, GetSignalingChannelEndpointRequest, JsonBody,
+    ListSignalingChannelsRequest, ListTagsForResourceRequest, MessageTtlSeconds, Operation,
+    ResourceEndpointListItem, Role, SendAlexaOfferToMasterRequest, SendAlexaOfferToMasterResponse,
+    TagResourceRequest, UntagResourceRequest, UpdateSignalingChannelRequest,
+};
+
+use crate::app::App;
+use crate::http::{HttpResponse, json, rest_error};
+
+fn registry(app: &App) -> MutexGuard<'_, Registry> {
+    // A panic while holding the lock cannot leave the registry half-changed: every method
+    // checks before it changes anything.
+    app.registry.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn registry_error(err: &RegistryError) -> HttpResponse {
+    rest_error(err.error_type(), err.to_string())
+}
+
+fn decode<T: JsonBody>(body: &Bytes) -> Result<T, HttpResponse> {
+    T::decode(body).map_err(|err| rest_error(err.error_type(), err.to_string()))
+}
+
+fn answer<T: JsonBody>(result: Result<T, RegistryError>) -> HttpResponse {
+    match result {
+        Ok(body) => json(body.encode()),
+        Err(err) => registry_error(&err),
+    }
+}
+
+/// The channel named by `arn` and its TTL, or the service's 404.
+fn channel_ttl(app: &App, arn: &ChannelArn) -> Result<MessageTtlSeconds, HttpResponse> {
+    registry(app)
+        .channel_by_arn(arn)
+        .map(|channel| channel.message_ttl())
+        .ok_or_else(|| {
+            rest_error(
+                ErrorType::ResourceNotFoundException,
+                format!("The requested channel is not found or not active: ChannelARN {arn}"),
+            )
+        })
+}
+
+macro_rules! try_response {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(response) => return response,
+        }
+    };
+}
+
+/// Runs `operation` on `body`.
+pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> HttpResponse {
+    let now = SystemTime::now();
+    match operation {
+        Operation::CreateSignalingChannel => {
+            let request: CreateSignalingChannelRequest = try_response!(decode(&body));
+            answer(registry(app).create(now, &request))
+        }
+        Operation::DescribeSignalingChannel => {
+            let request: DescribeSignalingChannelRequest = try_response!(decode(&body));
+            answer(registry(app).describe(&request))
+        }
+        Operation::ListSignalingChannels => {
+            let request: ListSignalingChannelsRequest = try_response!(decode(&body));
+            answer(registry(app).list(&request))
+        }
+        Operation::UpdateSignalingChannel => {
+            let request: UpdateSignalingChannelRequest = try_response!(decode(&body));
+            let result = {
+                let mut registry = registry(app);
+                registry.update(&request).map(|response| {
+                    let ttl = registry
+                        .channel_by_arn(&request.channel_arn)
+                        .map(|channel| channel.message_ttl());
+                    (response, ttl)
+                })
+            };
+            match result {
+                Ok((response, ttl)) => {
+                    if let Some(ttl) = ttl {
+                        let _ = app.shard.channel_updated(request.channel_arn, ttl).await;
+                    }
+                    json(response.encode())
+                }
+                Err(err) => registry_error(&err),
+            }
+        }
+        Operation::DeleteSignalingChannel => {
+            let request: DeleteSignalingChannelRequest = try_response!(decode(&body));
+            let result = registry(app).delete(&request);
+            match result {
+                Ok(removed) => {
+                    let _ = app.shard.channel_deleted(removed.arn().clone()).await;
+                    json(EmptyResponse::new().encode())
+                }
+                Err(err) => registry_error(&err),
+            }
+        }
+        Operation::GetSignalingChannelEndpoint => {
+            let request: GetSignalingChannelEndpointRequest = try_response!(decode(&body));
+            try_response!(channel_ttl(app, &request.channel_arn));
+            endpoints(app, &request)
+        }
+        Operation::TagResource => {
+            let request: TagResourceRequest = try_response!(decode(&body));
+            answer(registry(app).tag_resource(&request))
+        }
+        Operation::UntagResource => {
+            let request: UntagResourceRequest = try_response!(decode(&body));
+            answer(registry(app).untag_resource(&request))
+        }
+        Operation::ListTagsForResource => {
+            let request: ListTagsForResourceRequest = try_response!(decode(&body));
+            answer(registry(app).list_tags_for_resource(&request))
+        }
+        Operation::DescribeMediaStorageConfiguration => {
+            let request: DescribeMediaStorageConfigurationRequest = try_response!(decode(&body));
+            answer(registry(app).describe_media_storage_configuration(&request))
+        }
+        Operation::GetIceServerConfig => {
+            let request: GetIceServerConfigRequest = try_response!(decode(&body));
+            try_response!(channel_ttl(app, &request.channel_arn));
+            json(
+                app.config
+                    .ice
+                    .ice_server_config(now, &request.channel_arn)
+                    .encode(),
+            )
+        }
+        Operation::SendAlexaOfferToMaster => {
+            let request: SendAlexaOfferToMasterRequest = try_response!(decode(&body));
+            let ttl = try_response!(channel_ttl(app, &request.channel_arn));
+            let offer = AlexaOffer::new(
+                request.channel_arn,
+                request.sender_client_id,
+                request.message_payload,
+                ttl,
+            );
+            match app.shard.alexa_offer(offer).await {
+                Ok(Ok(answer)) => {
+                    let mut response = SendAlexaOfferToMasterResponse::new();
+                    response.answer = Some(answer.as_str().to_owned());
+                    json(response.encode())
+                }
+                Ok(Err(refused)) => rest_error(refused.error_type, refused.message),
+                Err(_) => rest_error(ErrorType::InternalFailure, "the hub has stopped"),
+            }
+        }
+        other => rest_error(
+            ErrorType::InvalidArgumentException,
+            format!("{other:?} is not served here"),
+        ),
+    }
+}
+
+/// This server's own endpoints: the WebSocket at the public URL with `ws`/`wss` in place of
+/// `http`/`https`, and the HTTPS data plane at the public URL itself (no trailing slash: the
+/// C SDK appends its paths).
+fn endpoints(app: &App, request: &GetSignalingChannelEndpointRequest) -> HttpResponse {
+    let config = request
+        .single_master_channel_endpoint_configuration
+        .as_ref();
+    let protocols = config
+        .and_then(|c| c.protocols.clone())
+        .unwrap_or_else(|| vec![ChannelProtocol::Wss, ChannelProtocol::Https]);
+    let _role = config.and_then(|c| c.role).unwrap_or(Role::Master);
+    let https = app.public_url.clone();
+    let wss = match https.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}"),
+        Some((_, rest)) => format!("ws://{rest}"),
+        None => format!("ws://{https}"),
+    };
+    let mut list = Vec::new();
+    for protocol in protocols {
+        let endpoint = match protocol {
+            ChannelProtocol::Wss => wss.clone(),
+            ChannelProtocol::Https => https.clone(),
+            _ => {
+                return rest_error(
+                    ErrorType::InvalidArgumentException,
+                    format!(
+                        "SingleMasterChannelEndpointConfiguration.Protocols: {protocol} needs a \
+                         channel with media storage, which this server does not offer"
+                    ),
+                );
+            }
+        };
+        let mut item = ResourceEndpointListItem::new();
+        item.protocol = Some(protocol);
+        item.resource_endpoint = Some(endpoint);
+        list.push(item);
+    }
+    let mut response = kvs_signaling_proto::GetSignalingChannelEndpointResponse::new();
+    response.resource_endpoint_list = Some(list);
+    json(response.encode())
+}

@@ -1,0 +1,442 @@
+//! The server over real sockets on loopback: REST calls signed as the official C SDK signs
+//! them, WebSocket connects presigned as the official JavaScript SDK presigns them.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials as AwsCredentials;
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use futures_util::{SinkExt as _, StreamExt as _};
+use kvs_ice_rest::{Credentials, TurnConfig, TurnSecret};
+use kvs_signaling_core::HubConfig;
+use kvs_signaling_proto::{IceServerTtl, IceUri};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{Server, ServerConfig};
+
+const KEY: &str = "AKIDTESTKEY";
+const SECRET: &str = "test-secret";
+
+async fn start() -> Server {
+    let ice = TurnConfig::new(
+        vec![IceUri::new("turn:127.0.0.1:3478?transport=udp").unwrap()],
+        vec![IceUri::new("stun:127.0.0.1:3478").unwrap()],
+        vec![TurnSecret::new("turn-secret")],
+        IceServerTtl::default(),
+    )
+    .unwrap();
+    let config = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![Credentials::new(KEY, SECRET)],
+        ice,
+    )
+    .hub(HubConfig::default().max_viewers_per_channel(2));
+    Server::start(config).await.unwrap()
+}
+
+fn identity(secret: &str) -> Identity {
+    AwsCredentials::new(KEY, secret, None, None, "test").into()
+}
+
+struct Answer {
+    status: u16,
+    error_type: Option<String>,
+    body: String,
+}
+
+/// A POST signed with `host;x-amz-date`, as the official C SDK signs its calls.
+async fn call(server: &Server, path: &str, body: &str, secret: Option<&str>) -> Answer {
+    let host = server.local_addr().to_string();
+    let mut headers = vec![("host".to_owned(), host.clone())];
+    if let Some(secret) = secret {
+        let identity = identity(secret);
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::Headers;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-west-2")
+            .name("kinesisvideo")
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into();
+        let url = format!("http://{host}{path}");
+        let request = SignableRequest::new(
+            "POST",
+            url,
+            [("host", host.as_str())].into_iter(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .unwrap();
+        let (instructions, _) = sign(request, &params).unwrap().into_parts();
+        for (name, value) in instructions.headers() {
+            headers.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    let mut request = format!("POST {path} HTTP/1.1\r\n");
+    for (name, value) in &headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!(
+        "content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let error_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-amzn-errortype: "))
+        .map(|v| v.split(':').next().unwrap().to_owned());
+    Answer {
+        status,
+        error_type,
+        body: body.to_owned(),
+    }
+}
+
+/// A WebSocket URL presigned as the official JavaScript SDK presigns it.
+fn presign(server: &Server, arn: &str, client_id: Option<&str>, secret: &str) -> String {
+    let host = server.local_addr().to_string();
+    let identity = identity(secret);
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(Duration::from_secs(299));
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-west-2")
+        .name("kinesisvideo")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let mut query = format!("X-Amz-ChannelARN={}", encode(arn));
+    if let Some(id) = client_id {
+        query.push_str(&format!("&X-Amz-ClientId={}", encode(id)));
+    }
+    let url = format!("http://{host}/?{query}");
+    let request = SignableRequest::new(
+        "GET",
+        url,
+        [("host", host.as_str())].into_iter(),
+        SignableBody::Bytes(b""),
+    )
+    .unwrap();
+    let (instructions, _) = sign(request, &params).unwrap().into_parts();
+    for (name, value) in instructions.params() {
+        query.push_str(&format!("&{name}={}", encode(value)));
+    }
+    format!("ws://{host}/?{query}")
+}
+
+fn json_field(body: &str, key: &str) -> String {
+    let start = body.find(&format!("\"{key}\":\"")).unwrap() + key.len() + 4;
+    body[start..].split('"').next().unwrap().to_owned()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            Message::Text(text) => return text.as_str().to_owned(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// The HTTP status of a refused connect.
+async fn refused_status(url: &str) -> u16 {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Ok(_) => panic!("the connect was accepted"),
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+#[tokio::test]
+async fn control_plane_and_data_plane() {
+    let server = start().await;
+    let created = call(
+        &server,
+        "/createSignalingChannel",
+        r#"{"ChannelName":"demo"}"#,
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let arn = json_field(&created.body, "ChannelARN");
+    assert!(
+        arn.starts_with("arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo/"),
+        "{arn}"
+    );
+
+    let described = call(
+        &server,
+        "/describeSignalingChannel",
+        r#"{"ChannelName":"demo"}"#,
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(described.status, 200);
+    assert!(
+        described.body.contains(r#""ChannelStatus":"ACTIVE""#),
+        "{}",
+        described.body
+    );
+    assert!(
+        described.body.contains(r#""MessageTtlSeconds":60"#),
+        "{}",
+        described.body
+    );
+
+    let endpoints = call(
+        &server,
+        "/getSignalingChannelEndpoint",
+        &format!(r#"{{"ChannelARN":"{arn}","SingleMasterChannelEndpointConfiguration":{{"Protocols":["WSS","HTTPS"],"Role":"VIEWER"}}}}"#),
+        Some(SECRET),
+    )
+    .await;
+    let base = server.public_url().trim_start_matches("http://").to_owned();
+    assert_eq!(
+        endpoints.body,
+        format!(
+            r#"{{"ResourceEndpointList":[{{"Protocol":"WSS","ResourceEndpoint":"ws://{base}"}},{{"Protocol":"HTTPS","ResourceEndpoint":"http://{base}"}}]}}"#
+        )
+    );
+
+    let ice = call(
+        &server,
+        "/v1/get-ice-server-config",
+        &format!(r#"{{"ChannelARN":"{arn}","ClientId":"v1","Service":"TURN"}}"#),
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(ice.status, 200, "{}", ice.body);
+    assert!(
+        ice.body
+            .contains(r#""Uris":["turn:127.0.0.1:3478?transport=udp"]"#),
+        "{}",
+        ice.body
+    );
+    assert!(ice.body.contains(r#""Ttl":300"#));
+
+    // Errors: the service's status, type header and a message naming the field.
+    let unsigned = call(&server, "/listSignalingChannels", "{}", None).await;
+    assert_eq!(
+        (unsigned.status, unsigned.error_type.as_deref()),
+        (403, Some("AccessDeniedException"))
+    );
+    let forged = call(&server, "/listSignalingChannels", "{}", Some("wrong")).await;
+    assert_eq!(
+        (forged.status, forged.error_type.as_deref()),
+        (403, Some("InvalidSignatureException"))
+    );
+    let bad = call(
+        &server,
+        "/createSignalingChannel",
+        r#"{"ChannelName":"a b"}"#,
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(
+        (bad.status, bad.error_type.as_deref()),
+        (400, Some("InvalidArgumentException"))
+    );
+    assert!(
+        bad.body.contains("ChannelName: character ' '"),
+        "{}",
+        bad.body
+    );
+    let taken = call(
+        &server,
+        "/createSignalingChannel",
+        r#"{"ChannelName":"demo"}"#,
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(taken.error_type.as_deref(), Some("ResourceInUseException"));
+    let missing = call(
+        &server,
+        "/describeSignalingChannel",
+        r#"{"ChannelName":"nope"}"#,
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(
+        (missing.status, missing.error_type.as_deref()),
+        (404, Some("ResourceNotFoundException"))
+    );
+    assert!(missing.body.contains(r#""Message":"#), "{}", missing.body);
+}
+
+#[tokio::test]
+async fn websocket_connects_relay_and_refuse_before_the_upgrade() {
+    let server = start().await;
+    let created = call(
+        &server,
+        "/createSignalingChannel",
+        r#"{"ChannelName":"live"}"#,
+        Some(SECRET),
+    )
+    .await;
+    let arn = json_field(&created.body, "ChannelARN");
+
+    let (mut master, _) = tokio_tungstenite::connect_async(presign(&server, &arn, None, SECRET))
+        .await
+        .unwrap();
+    let (mut viewer, _) =
+        tokio_tungstenite::connect_async(presign(&server, &arn, Some("v1"), SECRET))
+            .await
+            .unwrap();
+    viewer
+        .send(Message::Text(
+            r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#.into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut master).await,
+        r#"{"messagePayload":"b2ZmZXI=","messageType":"SDP_OFFER","senderClientId":"v1"}"#
+    );
+    master
+        .send(Message::Text(
+            r#"{"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"YW5z"}"#.into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut viewer).await,
+        r#"{"messagePayload":"YW5z","messageType":"SDP_ANSWER"}"#
+    );
+
+    // Refusals are plain HTTP answers before the upgrade.
+    assert_eq!(
+        refused_status(&presign(&server, &arn, Some("v2"), "wrong")).await,
+        403
+    );
+    let other = arn.replace("/live/", "/gone/");
+    assert_eq!(
+        refused_status(&presign(&server, &other, Some("v2"), SECRET)).await,
+        404
+    );
+    assert_eq!(
+        refused_status(&presign(&server, &arn, Some("AWS_v"), SECRET)).await,
+        400
+    );
+    let (_v2, _) = tokio_tungstenite::connect_async(presign(&server, &arn, Some("v2"), SECRET))
+        .await
+        .unwrap();
+    // The viewer limit is two in this test.
+    assert_eq!(
+        refused_status(&presign(&server, &arn, Some("v3"), SECRET)).await,
+        400
+    );
+
+    // Deleting the channel closes its sockets.
+    let deleted = call(
+        &server,
+        "/deleteSignalingChannel",
+        &format!(r#"{{"ChannelARN":"{arn}"}}"#),
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    match tokio::time::timeout(Duration::from_secs(5), master.next())
+        .await
+        .unwrap()
+    {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(frame.reason.as_str(), "channel deleted")
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn send_alexa_offer_to_master_waits_for_the_answer() {
+    let server = start().await;
+    let created = call(
+        &server,
+        "/createSignalingChannel",
+        r#"{"ChannelName":"alexa"}"#,
+        Some(SECRET),
+    )
+    .await;
+    let arn = json_field(&created.body, "ChannelARN");
+    let (mut master, _) = tokio_tungstenite::connect_async(presign(&server, &arn, None, SECRET))
+        .await
+        .unwrap();
+    let body = format!(
+        r#"{{"ChannelARN":"{arn}","SenderClientId":"AWS_ALEXA","MessagePayload":"b2ZmZXI="}}"#
+    );
+    // The call waits for the master's answer: run both sides at once.
+    let (answer, ()) = tokio::join!(
+        call(
+            &server,
+            "/v1/send-alexa-offer-to-master",
+            &body,
+            Some(SECRET)
+        ),
+        async {
+            assert_eq!(
+                next_text(&mut master).await,
+                r#"{"messagePayload":"b2ZmZXI=","messageType":"SDP_OFFER","senderClientId":"AWS_ALEXA"}"#
+            );
+            master
+                .send(Message::Text(r#"{"action":"SDP_ANSWER","recipientClientId":"AWS_ALEXA","messagePayload":"YW5z"}"#.into()))
+                .await
+                .unwrap();
+        }
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, r#"{"Answer":"YW5z"}"#);
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let server = start().await;
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("kvs_connections_opened_total 0"),
+        "{response}"
+    );
+    assert!(response.contains("kvs_channels 0"), "{response}");
+}

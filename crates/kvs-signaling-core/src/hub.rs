@@ -135,7 +135,9 @@ enum Timer {
 ///   superseded one gets nothing more and is not told: closing it or sending it GO_AWAY would
 ///   make an official C SDK client reconnect and evict the newer one, and two such clients would
 ///   take turns forever. It is closed after [`HubConfig::superseded_linger`], or earlier if its
-///   client closes it.
+///   client closes it. Its frames are dropped and counted, even those with a correlation id: a
+///   STATUS_RESPONSE would tell an app its connection still matters, when the newer one is the
+///   one relayed to.
 /// - Messages for a recipient that is not connected wait for the channel's message TTL and are
 ///   delivered in order when it connects; a newer offer (or answer) from the same sender replaces
 ///   an undelivered one.

@@ -225,21 +225,7 @@ impl Hub {
             let first_expiry = queue.messages.front().map(|p| p.expires);
             let generation = channel.generation;
             if let Some(at) = first_expiry {
-                let key = self.schedule(
-                    at,
-                    Timer::Expiry {
-                        channel: channel_index,
-                        generation,
-                        recipient: recipient.clone(),
-                    },
-                );
-                if let Some(queue) = self
-                    .channels
-                    .at_mut(channel_index)
-                    .and_then(|ch| ch.pending.get_mut(&recipient))
-                {
-                    queue.timer = Some(key);
-                }
+                self.arm_expiry(at, channel_index, generation, &recipient);
             }
         }
         Ok(())
@@ -315,6 +301,32 @@ impl Hub {
         }
     }
 
+    /// Schedules the one expiry timer of `recipient`'s queue at `at`, and records its key in
+    /// the queue so that delivering the queue cancels it.
+    fn arm_expiry(
+        &mut self,
+        at: Instant,
+        channel_index: u32,
+        generation: u32,
+        recipient: &Recipient,
+    ) {
+        let key = self.schedule(
+            at,
+            Timer::Expiry {
+                channel: channel_index,
+                generation,
+                recipient: recipient.clone(),
+            },
+        );
+        if let Some(queue) = self
+            .channels
+            .at_mut(channel_index)
+            .and_then(|ch| ch.pending.get_mut(recipient))
+        {
+            queue.timer = Some(key);
+        }
+    }
+
     /// A queue's expiry timer fired: drops its expired head and waits for the next expiry.
     pub(super) fn expire(
         &mut self,
@@ -335,23 +347,7 @@ impl Hub {
             self.counters.expired += 1;
         }
         match queue.messages.front().map(|p| p.expires) {
-            Some(next) => {
-                let key = self.schedule(
-                    next,
-                    Timer::Expiry {
-                        channel: channel_index,
-                        generation,
-                        recipient: recipient.clone(),
-                    },
-                );
-                if let Some(queue) = self
-                    .channels
-                    .at_mut(channel_index)
-                    .and_then(|ch| ch.pending.get_mut(&recipient))
-                {
-                    queue.timer = Some(key);
-                }
-            }
+            Some(next) => self.arm_expiry(next, channel_index, generation, &recipient),
             None => {
                 channel.pending.remove(&recipient);
                 self.release_channel_if_unused(channel_index);

@@ -26,14 +26,25 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 
-# Refresh the package lists only when they are missing or do not know coturn yet.
+install_coturn() {
+    "${SUDO[@]}" apt-get install -y --no-install-recommends coturn
+}
+
+# Refresh the package lists only when they are missing or do not know coturn yet, or when
+# they are stale and the install fails on a package the mirror no longer has.
 if ! apt-cache show coturn >/dev/null 2>&1; then
     "${SUDO[@]}" apt-get update
+    install_coturn
+elif ! install_coturn; then
+    "${SUDO[@]}" apt-get update
+    install_coturn
 fi
 
-# The Debian package does not start the daemon unless /etc/default/coturn enables it,
-# and policy-rc.d-less containers have no init to start it anyway.
-"${SUDO[@]}" apt-get install -y --no-install-recommends coturn
+# The package enables coturn.service, and on a host running systemd its postinst starts it
+# with the stock /etc/turnserver.conf on port 3478. The tests start their own; stop that one.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    "${SUDO[@]}" systemctl disable --now coturn.service || true
+fi
 
 if ! command -v turnserver >/dev/null 2>&1; then
     echo "install-test-deps: coturn installed but turnserver is not on PATH" >&2

@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `ci`: everything CI checks, in order: formatting, clippy, tests, docs, benchmark builds,
-//!   fuzz smoke. Ends with one line, `ci: N passed, N failed`, counting every test.
+//! - `ci`: everything CI checks, in order: the tools tests need (coturn, installed by
+//!   `scripts/install-test-deps.sh` when missing), formatting, clippy, tests, docs, benchmark
+//!   builds, fuzz smoke. Ends with one line, `ci: N passed, N failed`, counting every test.
 //! - `fuzz [TARGET] [--time SECS] [--replay]`: runs the cargo-fuzz targets.
 //! - `bench [--save NAME | --baseline NAME] [FILTER]`: runs the criterion benchmarks.
 //!
@@ -131,6 +132,10 @@ fn test(counts: &mut Counts) -> Result<(), String> {
 fn ci(fuzz_seconds: u64) -> Result<(), String> {
     let mut counts = Counts::default();
     let result = (|| {
+        run(
+            "install test dependencies (coturn)",
+            Command::new(root().join("scripts/install-test-deps.sh")).current_dir(root()),
+        )?;
         run("fmt", cargo().args(["fmt", "--all", "--check"]))?;
         run(
             "fmt fuzz",

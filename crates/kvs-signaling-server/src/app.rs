@@ -31,6 +31,7 @@ pub(crate) struct App {
     pub(crate) registry: Mutex<Registry>,
     pub(crate) shard: ShardHandle,
     pub(crate) verifier: Verifier,
+    pub(crate) store: crate::store::Store,
     /// `scheme://host[:port]` of this server as clients reach it.
     pub(crate) public_url: String,
 }
@@ -64,6 +65,12 @@ pub enum StartError {
     /// The registry's configuration is invalid.
     #[error("registry configuration: {0}")]
     Registry(#[from] kvs_signaling_core::RegistryConfigError),
+    /// The saved channels cannot be read or no longer fit the configuration.
+    #[error("saved channels: {0}")]
+    Restore(String),
+    /// The store cannot be opened.
+    #[error("channel store: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Server {
@@ -98,13 +105,21 @@ impl Server {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let registry_config = config.registry.clone().region(config.region.clone());
-        let registry = Registry::new(registry_config, SplitMix64::new(seed))?;
+        let store = crate::store::Store::open(config.data_dir.as_deref())?;
+        let snapshot = store.load()?;
+        let restored = snapshot.channels.len();
+        let registry = Registry::restore(registry_config, SplitMix64::new(seed), snapshot)
+            .map_err(|err| StartError::Restore(err.to_string()))?;
+        if let Some(path) = store.path() {
+            tracing::info!(channels = restored, path = %path.display(), "channels restored");
+        }
         let verifier = Verifier::new(config.region.clone(), config.credentials.clone());
         let app = Arc::new(App {
             config,
             registry: Mutex::new(registry),
             shard: shard.clone(),
             verifier,
+            store,
             public_url: public_url.clone(),
         });
         let (shutdown, stop) = watch::channel(false);
@@ -138,6 +153,13 @@ impl Server {
     /// Stops the listener at once.
     pub fn abort(&self) {
         self.accept.abort();
+    }
+
+    /// Stops the listener and waits until it has let go of the store, so that another server
+    /// can open the same data directory.
+    pub async fn stop(self) {
+        self.accept.abort();
+        let _ = self.accept.await;
     }
 }
 

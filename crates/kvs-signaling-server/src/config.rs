@@ -1,6 +1,7 @@
 //! The server's configuration.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use kvs_ice_rest::{Credentials, TurnConfig};
 use kvs_signaling_core::{HubConfig, RegistryConfig};
@@ -43,6 +44,8 @@ pub struct ServerConfig {
     pub ice: TurnConfig,
     /// The largest request body accepted, in bytes: 64 KiB.
     pub max_body_len: usize,
+    /// Where channels are kept across restarts; in memory only when absent.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -59,6 +62,7 @@ impl ServerConfig {
             registry: RegistryConfig::default(),
             ice,
             max_body_len: 64 * 1024,
+            data_dir: None,
         }
     }
 
@@ -80,6 +84,13 @@ impl ServerConfig {
     #[must_use]
     pub fn hub(mut self, hub: HubConfig) -> Self {
         self.hub = hub;
+        self
+    }
+
+    /// Sets [`ServerConfig::data_dir`].
+    #[must_use]
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
         self
     }
 

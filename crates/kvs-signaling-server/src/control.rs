@@ -30,6 +30,30 @@ fn registry(app: &App) -> MutexGuard<'_, Registry> {
     app.registry.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Saves what a control-plane call changed: the channel now at `name`, or its absence.
+fn persist(
+    app: &App,
+    registry: &Registry,
+    name: &kvs_signaling_proto::ChannelName,
+) -> Result<(), HttpResponse> {
+    let saved = match registry.channel_by_name(name) {
+        Some(channel) => app.store.put(channel),
+        None => app.store.remove(name),
+    };
+    saved.map_err(|err| {
+        tracing::error!(%err, channel = %name, "a control-plane change was not saved");
+        rest_error(
+            ErrorType::InternalFailure,
+            format!("the change to channel {name} could not be saved: {err}"),
+        )
+    })
+}
+
+/// The channel an ARN names, for saving it after a change.
+fn name_of(registry: &Registry, arn: &ChannelArn) -> Option<kvs_signaling_proto::ChannelName> {
+    registry.channel_by_arn(arn).map(|c| c.name().clone())
+}
+
 fn registry_error(err: &RegistryError) -> HttpResponse {
     rest_error(err.error_type(), err.to_string())
 }
@@ -73,7 +97,12 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
     match operation {
         Operation::CreateSignalingChannel => {
             let request: CreateSignalingChannelRequest = try_response!(decode(&body));
-            answer(registry(app).create(now, &request))
+            let mut registry = registry(app);
+            let result = registry.create(now, &request);
+            if result.is_ok() {
+                try_response!(persist(app, &registry, &request.channel_name));
+            }
+            answer(result)
         }
         Operation::DescribeSignalingChannel => {
             let request: DescribeSignalingChannelRequest = try_response!(decode(&body));
@@ -87,12 +116,18 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
             let request: UpdateSignalingChannelRequest = try_response!(decode(&body));
             let result = {
                 let mut registry = registry(app);
-                registry.update(&request).map(|response| {
+                let result = registry.update(&request).map(|response| {
                     let ttl = registry
                         .channel_by_arn(&request.channel_arn)
                         .map(|channel| channel.message_ttl());
                     (response, ttl)
-                })
+                });
+                if result.is_ok()
+                    && let Some(name) = name_of(&registry, &request.channel_arn)
+                {
+                    try_response!(persist(app, &registry, &name));
+                }
+                result
             };
             match result {
                 Ok((response, ttl)) => {
@@ -106,7 +141,14 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
         }
         Operation::DeleteSignalingChannel => {
             let request: DeleteSignalingChannelRequest = try_response!(decode(&body));
-            let result = registry(app).delete(&request);
+            let result = {
+                let mut registry = registry(app);
+                let result = registry.delete(&request);
+                if let Ok(removed) = &result {
+                    try_response!(persist(app, &registry, removed.name()));
+                }
+                result
+            };
             match result {
                 Ok(removed) => {
                     let _ = app.shard.channel_deleted(removed.arn().clone()).await;
@@ -122,11 +164,25 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
         }
         Operation::TagResource => {
             let request: TagResourceRequest = try_response!(decode(&body));
-            answer(registry(app).tag_resource(&request))
+            let mut registry = registry(app);
+            let result = registry.tag_resource(&request);
+            if result.is_ok()
+                && let Some(name) = name_of(&registry, &request.resource_arn)
+            {
+                try_response!(persist(app, &registry, &name));
+            }
+            answer(result)
         }
         Operation::UntagResource => {
             let request: UntagResourceRequest = try_response!(decode(&body));
-            answer(registry(app).untag_resource(&request))
+            let mut registry = registry(app);
+            let result = registry.untag_resource(&request);
+            if result.is_ok()
+                && let Some(name) = name_of(&registry, &request.resource_arn)
+            {
+                try_response!(persist(app, &registry, &name));
+            }
+            answer(result)
         }
         Operation::ListTagsForResource => {
             let request: ListTagsForResourceRequest = try_response!(decode(&body));

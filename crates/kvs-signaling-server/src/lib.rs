@@ -24,16 +24,21 @@
 //! # }
 //! ```
 //!
-//! Not there yet: TLS, persistence of channels across restarts, a configuration file.
+//! With a data directory, channels and their tags are kept in a redb database there and
+//! survive restarts; without one they live in memory.
+//!
+//! Not there yet: TLS, a configuration file.
 
 mod app;
 mod config;
 mod connect;
 mod control;
 mod http;
+mod store;
 
 pub use app::{Server, StartError};
 pub use config::{AuthMode, ServerConfig};
+pub use store::StoreError;
 
 #[cfg(test)]
 mod tests;

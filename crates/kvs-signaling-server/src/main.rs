@@ -26,6 +26,8 @@ options (each may also come from the environment variable in brackets):
   --turn-secret SECRET       coturn's static-auth-secret          [KVS_TURN_SECRET]
                              (generated and printed when absent)
   --stun-uri URI             a stun: URI to hand out              (stun:127.0.0.1:3478)
+  --data-dir DIR             where channels are kept              [KVS_DATA_DIR] (.kvs-signaling)
+  --in-memory                keep channels in memory only (lost when the server stops)
   --insecure-no-auth         accept unsigned requests: throwaway local use only
   -h, --help                 this text
 ";
@@ -40,6 +42,7 @@ struct Options {
     turn_uris: Vec<String>,
     turn_secret: Option<String>,
     stun_uri: String,
+    data_dir: Option<String>,
     insecure: bool,
 }
 
@@ -66,6 +69,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         turn_uris: Vec::new(),
         turn_secret: env("KVS_TURN_SECRET"),
         stun_uri: "stun:127.0.0.1:3478".to_owned(),
+        data_dir: Some(env("KVS_DATA_DIR").unwrap_or_else(|| ".kvs-signaling".to_owned())),
         insecure: false,
     };
     while let Some(flag) = args.next() {
@@ -84,6 +88,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
             "--turn-uri" => options.turn_uris.push(value()?),
             "--turn-secret" => options.turn_secret = Some(value()?),
             "--stun-uri" => options.stun_uri = value()?,
+            "--data-dir" => options.data_dir = Some(value()?),
+            "--in-memory" => options.data_dir = None,
             "--insecure-no-auth" => options.insecure = true,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown option {other:?}")),
@@ -152,6 +158,9 @@ fn config(options: &Options) -> Result<(ServerConfig, Credentials, Option<String
     if options.insecure {
         config = config.auth(AuthMode::DisabledInsecure);
     }
+    if let Some(dir) = &options.data_dir {
+        config = config.data_dir(dir.clone());
+    }
     Ok((config, credentials, turn_secret))
 }
 
@@ -163,6 +172,7 @@ async fn serve(options: Options) -> Result<(), String> {
     let (config, credentials, turn_secret) = config(&options)?;
     let grace = config.hub.go_away_grace;
     let region = config.region.clone();
+    let data_dir = config.data_dir.clone();
     let server = Server::start(config).await.map_err(|err| err.to_string())?;
     println!(
         "kvs-signaling {} is serving on {}",
@@ -182,9 +192,15 @@ async fn serve(options: Options) -> Result<(), String> {
         println!("  TURN static-auth-secret (for coturn): {secret}");
     }
     println!();
-    println!(
-        "Channels live in memory and are lost when the server stops. Ctrl-C drains and stops."
-    );
+    match data_dir {
+        Some(dir) => println!(
+            "Channels are kept in {}. Ctrl-C drains and stops.",
+            dir.display()
+        ),
+        None => println!(
+            "Channels live in memory and are lost when the server stops. Ctrl-C drains and stops."
+        ),
+    }
     tokio::signal::ctrl_c()
         .await
         .map_err(|err| format!("waiting for Ctrl-C: {err}"))?;

@@ -440,3 +440,92 @@ async fn health_and_metrics() {
     );
     assert!(response.contains("kvs_channels 0"), "{response}");
 }
+
+#[tokio::test]
+async fn channels_and_tags_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("kvs-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let start_in = |dir: std::path::PathBuf| async move {
+        let ice = TurnConfig::new(
+            vec![],
+            vec![IceUri::new("stun:127.0.0.1:3478").unwrap()],
+            vec![],
+            IceServerTtl::default(),
+        )
+        .unwrap();
+        let config = ServerConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![Credentials::new(KEY, SECRET)],
+            ice,
+        )
+        .data_dir(dir);
+        Server::start(config).await.unwrap()
+    };
+    let server = start_in(dir.clone()).await;
+    let created = call(
+        &server,
+        "/createSignalingChannel",
+        r#"{"ChannelName":"kept","Tags":[{"Key":"env","Value":"dev"}]}"#,
+        Some(SECRET),
+    )
+    .await;
+    let arn = json_field(&created.body, "ChannelARN");
+    call(
+        &server,
+        "/createSignalingChannel",
+        r#"{"ChannelName":"dropped"}"#,
+        Some(SECRET),
+    )
+    .await;
+    let dropped = call(
+        &server,
+        "/describeSignalingChannel",
+        r#"{"ChannelName":"dropped"}"#,
+        Some(SECRET),
+    )
+    .await;
+    let dropped_arn = json_field(&dropped.body, "ChannelARN");
+    call(
+        &server,
+        "/deleteSignalingChannel",
+        &format!(r#"{{"ChannelARN":"{dropped_arn}"}}"#),
+        Some(SECRET),
+    )
+    .await;
+    call(
+        &server,
+        "/TagResource",
+        &format!(r#"{{"ResourceARN":"{arn}","Tags":[{{"Key":"team","Value":"a"}}]}}"#),
+        Some(SECRET),
+    )
+    .await;
+    server.stop().await;
+
+    let server = start_in(dir.clone()).await;
+    let described = call(
+        &server,
+        "/describeSignalingChannel",
+        r#"{"ChannelName":"kept"}"#,
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(json_field(&described.body, "ChannelARN"), arn);
+    let tags = call(
+        &server,
+        "/ListTagsForResource",
+        &format!(r#"{{"ResourceARN":"{arn}"}}"#),
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(tags.body, r#"{"Tags":{"env":"dev","team":"a"}}"#);
+    let gone = call(
+        &server,
+        "/describeSignalingChannel",
+        r#"{"ChannelName":"dropped"}"#,
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(gone.status, 404);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

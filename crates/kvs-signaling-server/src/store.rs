@@ -1,0 +1,137 @@
+//! Where channels are kept: in memory, or in a redb database in the data directory, so that
+//! channels and tags survive a restart and a `kill -9`.
+//!
+//! redb is a maintained, pure-Rust embedded key-value store with ACID transactions: a commit is
+//! durable when it returns, and a crash mid-write leaves the previous state. Each channel is
+//! one record (its name to its JSON), so a control-plane call writes one small record.
+
+use std::path::{Path, PathBuf};
+
+use kvs_signaling_core::{ChannelRecord, RegistrySnapshot};
+use kvs_signaling_proto::ChannelName;
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+
+const CHANNELS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("channels");
+
+/// The file in the data directory.
+const FILE: &str = "channels.redb";
+
+/// The store failed: the change was not saved.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(String);
+
+impl StoreError {
+    fn new(what: &str, err: impl std::fmt::Display) -> Self {
+        Self(format!("{what}: {err}"))
+    }
+}
+
+/// Channel persistence.
+#[derive(Debug)]
+pub(crate) enum Store {
+    /// Nothing survives the process.
+    Memory,
+    /// A redb database.
+    Redb { db: Database, path: PathBuf },
+}
+
+impl Store {
+    /// The store in `data_dir` (created when missing), or memory only.
+    pub(crate) fn open(data_dir: Option<&Path>) -> Result<Self, StoreError> {
+        let Some(dir) = data_dir else {
+            return Ok(Self::Memory);
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|err| StoreError::new(&format!("creating {}", dir.display()), err))?;
+        let path = dir.join(FILE);
+        let db = Database::create(&path)
+            .map_err(|err| StoreError::new(&format!("opening {}", path.display()), err))?;
+        // Make sure the table exists, so that reading an empty store works.
+        let tx = db
+            .begin_write()
+            .map_err(|err| StoreError::new("starting a write", err))?;
+        tx.open_table(CHANNELS)
+            .map_err(|err| StoreError::new("creating the channels table", err))?;
+        tx.commit()
+            .map_err(|err| StoreError::new("committing", err))?;
+        Ok(Self::Redb { db, path })
+    }
+
+    /// Where the data lives, if anywhere.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Memory => None,
+            Self::Redb { path, .. } => Some(path),
+        }
+    }
+
+    /// Every saved channel.
+    pub(crate) fn load(&self) -> Result<RegistrySnapshot, StoreError> {
+        let mut snapshot = RegistrySnapshot::default();
+        let Self::Redb { db, path } = self else {
+            return Ok(snapshot);
+        };
+        let tx = db
+            .begin_read()
+            .map_err(|err| StoreError::new("starting a read", err))?;
+        let table = tx
+            .open_table(CHANNELS)
+            .map_err(|err| StoreError::new("opening the channels table", err))?;
+        for entry in table
+            .iter()
+            .map_err(|err| StoreError::new("reading channels", err))?
+        {
+            let (name, record) = entry.map_err(|err| StoreError::new("reading a channel", err))?;
+            let channel: ChannelRecord = serde_json::from_slice(record.value()).map_err(|err| {
+                StoreError::new(
+                    &format!("channel {} in {} is damaged", name.value(), path.display()),
+                    err,
+                )
+            })?;
+            snapshot.channels.push(channel);
+        }
+        Ok(snapshot)
+    }
+
+    /// Saves `channel`, replacing what was saved under its name.
+    pub(crate) fn put(&self, channel: &ChannelRecord) -> Result<(), StoreError> {
+        let Self::Redb { db, .. } = self else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec(channel).map_err(|err| StoreError::new("encoding", err))?;
+        let tx = db
+            .begin_write()
+            .map_err(|err| StoreError::new("starting a write", err))?;
+        {
+            let mut table = tx
+                .open_table(CHANNELS)
+                .map_err(|err| StoreError::new("opening the channels table", err))?;
+            table
+                .insert(channel.name().as_str(), json.as_slice())
+                .map_err(|err| StoreError::new("writing the channel", err))?;
+        }
+        tx.commit()
+            .map_err(|err| StoreError::new("committing", err))
+    }
+
+    /// Forgets the channel `name`.
+    pub(crate) fn remove(&self, name: &ChannelName) -> Result<(), StoreError> {
+        let Self::Redb { db, .. } = self else {
+            return Ok(());
+        };
+        let tx = db
+            .begin_write()
+            .map_err(|err| StoreError::new("starting a write", err))?;
+        {
+            let mut table = tx
+                .open_table(CHANNELS)
+                .map_err(|err| StoreError::new("opening the channels table", err))?;
+            table
+                .remove(name.as_str())
+                .map_err(|err| StoreError::new("removing the channel", err))?;
+        }
+        tx.commit()
+            .map_err(|err| StoreError::new("committing", err))
+    }
+}

@@ -1,5 +1,7 @@
 //! Channels survive `kill -9` of the `kvs-signaling` binary.
 
+#![cfg(test)]
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

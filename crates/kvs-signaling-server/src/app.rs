@@ -29,7 +29,8 @@ use crate::http::{HttpResponse, rest_error, text};
 pub(crate) struct App {
     pub(crate) config: ServerConfig,
     pub(crate) registry: Mutex<Registry>,
-    pub(crate) shard: ShardHandle,
+    /// One hub per shard; a channel lives on the shard its ARN hashes to.
+    pub(crate) shards: Shards,
     pub(crate) verifier: Verifier,
     pub(crate) store: crate::store::Store,
     /// `scheme://host[:port]` of this server as clients reach it.
@@ -43,7 +44,34 @@ pub struct Server {
     public_url: String,
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<()>,
-    shard: ShardHandle,
+    shards: Shards,
+}
+
+/// The shards of a server. Channels are independent, so each lives on one shard, chosen by a
+/// stable hash of its ARN; no state is shared between shards.
+#[derive(Debug, Clone)]
+pub(crate) struct Shards(Vec<ShardHandle>);
+
+impl Shards {
+    /// The shard of `arn`.
+    pub(crate) fn of(&self, arn: &kvs_signaling_proto::ChannelArn) -> &ShardHandle {
+        // FNV-1a: stable across runs and platforms.
+        let hash = arn
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let len = self.0.len().max(1) as u64;
+        let index = usize::try_from(hash % len).unwrap_or(0);
+        // `Server::start` makes at least one shard.
+        &self.0[index]
+    }
+
+    /// Every shard.
+    pub(crate) fn all(&self) -> &[ShardHandle] {
+        &self.0
+    }
 }
 
 /// Why the server could not start.
@@ -97,8 +125,13 @@ impl Server {
                  delete and join channels. Use this only for throwaway local testing."
             );
         }
-        let hub = Hub::new(config.hub.clone())?;
-        let (shard, _shard_task) = kvs_transport_tokio::spawn(hub, config.shard);
+        let mut shards = Vec::with_capacity(config.shards.max(1));
+        for _ in 0..config.shards.max(1) {
+            let hub = Hub::new(config.hub.clone())?;
+            let (shard, _task) = kvs_transport_tokio::spawn(hub, config.shard);
+            shards.push(shard);
+        }
+        let shards = Shards(shards);
         // The registry's only randomness is channel versions; seed it from the clock at the
         // edge, as the core takes no randomness of its own.
         let seed = SystemTime::now()
@@ -117,7 +150,7 @@ impl Server {
         let app = Arc::new(App {
             config,
             registry: Mutex::new(registry),
-            shard: shard.clone(),
+            shards: shards.clone(),
             verifier,
             store,
             public_url: public_url.clone(),
@@ -129,7 +162,7 @@ impl Server {
             public_url,
             shutdown,
             accept,
-            shard,
+            shards,
         })
     }
 
@@ -147,7 +180,9 @@ impl Server {
     /// grace period later.
     pub async fn drain(&self) {
         let _ = self.shutdown.send(true);
-        let _ = self.shard.drain().await;
+        for shard in self.shards.all() {
+            let _ = shard.drain().await;
+        }
     }
 
     /// Stops the listener at once.
@@ -266,12 +301,28 @@ fn auth_error(err: &AuthError) -> HttpResponse {
 }
 
 async fn metrics(app: &App) -> HttpResponse {
-    let Ok(counters) = app.shard.counters().await else {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the hub has stopped\n".to_owned(),
-        );
-    };
+    let mut counters = kvs_signaling_core::Counters::default();
+    for shard in app.shards.all() {
+        let Ok(c) = shard.counters().await else {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "a hub has stopped\n".to_owned(),
+            );
+        };
+        counters.opened += c.opened;
+        counters.refused += c.refused;
+        counters.closed_by_client += c.closed_by_client;
+        counters.closed_by_hub += c.closed_by_hub;
+        counters.delivered += c.delivered;
+        counters.buffered += c.buffered;
+        counters.expired += c.expired;
+        counters.throttled += c.throttled;
+        counters.invalid += c.invalid;
+        counters.rejected_silently += c.rejected_silently;
+        counters.dropped_from_superseded += c.dropped_from_superseded;
+        counters.buffer_full += c.buffer_full;
+        counters.status_responses += c.status_responses;
+    }
     let channels = app
         .registry
         .lock()

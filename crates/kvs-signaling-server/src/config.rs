@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub hub: HubConfig,
     /// The shard's queues.
     pub shard: ShardConfig,
+    /// How many shards (hubs, each its own task) share the channels: the number of CPUs.
+    pub shards: usize,
     /// The registry's settings (account, limits). Its region follows
     /// [`ServerConfig::region`].
     pub registry: RegistryConfig,
@@ -59,6 +61,7 @@ impl ServerConfig {
             auth: AuthMode::Verify,
             hub: HubConfig::default(),
             shard: ShardConfig::default(),
+            shards: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             registry: RegistryConfig::default(),
             ice,
             max_body_len: 64 * 1024,
@@ -91,6 +94,13 @@ impl ServerConfig {
     #[must_use]
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets [`ServerConfig::shards`] (at least one).
+    #[must_use]
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards.max(1);
         self
     }
 

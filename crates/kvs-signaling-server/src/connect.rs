@@ -68,7 +68,7 @@ pub(crate) async fn connect(app: Arc<App>, mut request: Request<Incoming>) -> Ht
         Some(client_id) => OpenConnection::viewer(connect.channel_arn, client_id, ttl),
         None => OpenConnection::master(connect.channel_arn, ttl),
     };
-    let registration = match app.shard.open(open).await {
+    let registration = match app.shards.of(&open.channel_arn).open(open).await {
         Ok(Ok(registration)) => registration,
         Ok(Err(refused)) => return refuse(refused.error_type, refused.message),
         Err(_) => return refuse(ErrorType::InternalFailure, "the hub has stopped"),

@@ -132,7 +132,8 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
             match result {
                 Ok((response, ttl)) => {
                     if let Some(ttl) = ttl {
-                        let _ = app.shard.channel_updated(request.channel_arn, ttl).await;
+                        let shard = app.shards.of(&request.channel_arn);
+                        let _ = shard.channel_updated(request.channel_arn, ttl).await;
                     }
                     json(response.encode())
                 }
@@ -151,7 +152,11 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
             };
             match result {
                 Ok(removed) => {
-                    let _ = app.shard.channel_deleted(removed.arn().clone()).await;
+                    let _ = app
+                        .shards
+                        .of(removed.arn())
+                        .channel_deleted(removed.arn().clone())
+                        .await;
                     json(EmptyResponse::new().encode())
                 }
                 Err(err) => registry_error(&err),
@@ -211,7 +216,8 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
                 request.message_payload,
                 ttl,
             );
-            match app.shard.alexa_offer(offer).await {
+            let shard = app.shards.of(&offer.channel_arn);
+            match shard.alexa_offer(offer).await {
                 Ok(Ok(answer)) => {
                     let mut response = SendAlexaOfferToMasterResponse::new();
                     response.answer = Some(answer.as_str().to_owned());

@@ -529,3 +529,59 @@ async fn channels_and_tags_survive_a_restart() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn channels_spread_over_shards_and_metrics_sum_them() {
+    let ice = TurnConfig::new(
+        vec![],
+        vec![IceUri::new("stun:127.0.0.1:3478").unwrap()],
+        vec![],
+        IceServerTtl::default(),
+    )
+    .unwrap();
+    let config = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![Credentials::new(KEY, SECRET)],
+        ice,
+    )
+    .shards(4);
+    let server = Server::start(config).await.unwrap();
+    let mut sockets = Vec::new();
+    let mut used = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let created = call(
+            &server,
+            "/createSignalingChannel",
+            &format!(r#"{{"ChannelName":"c{i}"}}"#),
+            Some(SECRET),
+        )
+        .await;
+        let arn = json_field(&created.body, "ChannelARN");
+        used.insert(
+            kvs_signaling_proto::ChannelArn::new(arn.clone())
+                .map(|a| {
+                    let hash = a.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                    });
+                    hash % 4
+                })
+                .unwrap(),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(presign(&server, &arn, None, SECRET))
+            .await
+            .unwrap();
+        sockets.push(ws);
+    }
+    assert!(used.len() > 1, "twelve channels all hashed to one shard");
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.contains("kvs_connections_opened_total 12"),
+        "{response}"
+    );
+}

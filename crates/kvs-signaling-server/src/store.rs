@@ -96,27 +96,30 @@ impl Store {
 
     /// Saves `channel`, replacing what was saved under its name.
     pub(crate) fn put(&self, channel: &ChannelRecord) -> Result<(), StoreError> {
-        let Self::Redb { db, .. } = self else {
-            return Ok(());
-        };
         let json = serde_json::to_vec(channel).map_err(|err| StoreError::new("encoding", err))?;
-        let tx = db
-            .begin_write()
-            .map_err(|err| StoreError::new("starting a write", err))?;
-        {
-            let mut table = tx
-                .open_table(CHANNELS)
-                .map_err(|err| StoreError::new("opening the channels table", err))?;
+        self.write("writing the channel", |table| {
             table
                 .insert(channel.name().as_str(), json.as_slice())
-                .map_err(|err| StoreError::new("writing the channel", err))?;
-        }
-        tx.commit()
-            .map_err(|err| StoreError::new("committing", err))
+                .map(drop)
+        })
     }
 
     /// Forgets the channel `name`.
     pub(crate) fn remove(&self, name: &ChannelName) -> Result<(), StoreError> {
+        self.write("removing the channel", |table| {
+            table.remove(name.as_str()).map(drop)
+        })
+    }
+
+    /// Runs `change` on the channels table in one write transaction and commits it; in memory,
+    /// does nothing.
+    fn write(
+        &self,
+        what: &str,
+        change: impl FnOnce(
+            &mut redb::Table<'_, &'static str, &'static [u8]>,
+        ) -> Result<(), redb::StorageError>,
+    ) -> Result<(), StoreError> {
         let Self::Redb { db, .. } = self else {
             return Ok(());
         };
@@ -127,9 +130,7 @@ impl Store {
             let mut table = tx
                 .open_table(CHANNELS)
                 .map_err(|err| StoreError::new("opening the channels table", err))?;
-            table
-                .remove(name.as_str())
-                .map_err(|err| StoreError::new("removing the channel", err))?;
+            change(&mut table).map_err(|err| StoreError::new(what, err))?;
         }
         tx.commit()
             .map_err(|err| StoreError::new("committing", err))

@@ -99,6 +99,9 @@ pub enum StartError {
     /// The store cannot be opened.
     #[error("channel store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Server {
@@ -115,10 +118,12 @@ impl Server {
             addr: config.listen,
             source,
         })?;
+        let acceptor = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
         let public_url = config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{local_addr}"));
+            .unwrap_or_else(|| format!("{scheme}://{local_addr}"));
         if config.auth == AuthMode::DisabledInsecure {
             tracing::warn!(
                 "SIGNATURE VERIFICATION IS OFF: anyone who can reach {local_addr} can create, \
@@ -156,7 +161,7 @@ impl Server {
             public_url: public_url.clone(),
         });
         let (shutdown, stop) = watch::channel(false);
-        let accept = tokio::spawn(accept_loop(listener, app, stop));
+        let accept = tokio::spawn(accept_loop(listener, acceptor, app, stop));
         Ok(Self {
             local_addr,
             public_url,
@@ -198,7 +203,15 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    app: Arc<App>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -211,18 +224,37 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Rece
             _ = stop.changed() => break,
         };
         let app = Arc::clone(&app);
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let app = Arc::clone(&app);
-                async move { Ok::<_, Infallible>(handle(app, request).await) }
-            });
-            let connection = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(err) = connection.await {
-                tracing::debug!(%peer, %err, "connection ended with an error");
+            match acceptor {
+                None => serve(stream, app, peer).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => serve(tls, app, peer).await,
+                        Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one connection, plain or TLS.
+async fn serve<S>(stream: S, app: Arc<App>, peer: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(handle(app, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(err) = connection.await {
+        tracing::debug!(%peer, %err, "connection ended with an error");
     }
 }
 

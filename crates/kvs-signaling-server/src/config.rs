@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub max_body_len: usize,
     /// Where channels are kept across restarts; in memory only when absent.
     pub data_dir: Option<PathBuf>,
+    /// The certificate and key to serve TLS with; plain HTTP when absent.
+    pub tls: Option<crate::TlsFiles>,
 }
 
 impl ServerConfig {
@@ -66,6 +68,7 @@ impl ServerConfig {
             ice,
             max_body_len: 64 * 1024,
             data_dir: None,
+            tls: None,
         }
     }
 
@@ -87,6 +90,13 @@ impl ServerConfig {
     #[must_use]
     pub fn hub(mut self, hub: HubConfig) -> Self {
         self.hub = hub;
+        self
+    }
+
+    /// Sets [`ServerConfig::tls`].
+    #[must_use]
+    pub fn tls(mut self, files: crate::TlsFiles) -> Self {
+        self.tls = Some(files);
         self
     }
 

@@ -27,7 +27,10 @@
 //! With a data directory, channels and their tags are kept in a redb database there and
 //! survive restarts; without one they live in memory.
 //!
-//! Not there yet: TLS, a configuration file.
+//! With [`ServerConfig::tls`], the listener speaks TLS; [`dev_certificate`] makes a local
+//! development CA and certificate for `serve`'s default.
+//!
+//! Not there yet: a configuration file.
 
 mod app;
 mod config;
@@ -35,10 +38,12 @@ mod connect;
 mod control;
 mod http;
 mod store;
+mod tls;
 
 pub use app::{Server, StartError};
 pub use config::{AuthMode, ServerConfig};
 pub use store::StoreError;
+pub use tls::{DevCertificate, TlsError, TlsFiles, dev_certificate};
 
 #[cfg(test)]
 mod tests;

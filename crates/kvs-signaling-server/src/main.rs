@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use kvs_ice_rest::{Credentials, TurnConfig, TurnSecret};
 use kvs_signaling_proto::{IceServerTtl, IceUri};
-use kvs_signaling_server::{AuthMode, Server, ServerConfig};
+use std::path::{Path, PathBuf};
+
+use kvs_signaling_server::{AuthMode, Server, ServerConfig, TlsFiles, dev_certificate};
 
 const USAGE: &str = "\
 kvs-signaling: a self-hostable Amazon Kinesis Video Streams WebRTC signaling server
@@ -15,9 +17,14 @@ usage:
   kvs-signaling serve [options]
 
 options (each may also come from the environment variable in brackets):
-  --listen ADDR              where to listen                      [KVS_LISTEN] (127.0.0.1:8080)
+  --listen ADDR              where to listen                      [KVS_LISTEN] (127.0.0.1:8443)
   --public-url URL           the URL clients reach this server at [KVS_PUBLIC_URL]
-                             (http://ADDR; set it behind a proxy)
+                             (https://ADDR; set it behind a proxy)
+  --tls-cert PATH            certificate chain (PEM) to serve     [KVS_TLS_CERT]
+  --tls-key PATH             its private key (PEM)                [KVS_TLS_KEY]
+                             (without them: a local development CA and certificate,
+                             made once in DATA_DIR/tls; trust DATA_DIR/tls/ca.pem)
+  --no-tls                   serve plain HTTP
   --region REGION            region of ARNs and signatures        [KVS_REGION] (us-west-2)
   --access-key-id ID         the access key clients sign with     [KVS_ACCESS_KEY_ID]
   --secret-access-key KEY    its secret                           [KVS_SECRET_ACCESS_KEY]
@@ -43,6 +50,9 @@ struct Options {
     turn_secret: Option<String>,
     stun_uri: String,
     data_dir: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    no_tls: bool,
     insecure: bool,
 }
 
@@ -57,7 +67,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         }
         Some(other) => return Err(format!("unknown command {other:?}")),
     }
-    let listen = env("KVS_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let listen = env("KVS_LISTEN").unwrap_or_else(|| "127.0.0.1:8443".to_owned());
     let mut options = Options {
         listen: listen
             .parse()
@@ -70,6 +80,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         turn_secret: env("KVS_TURN_SECRET"),
         stun_uri: "stun:127.0.0.1:3478".to_owned(),
         data_dir: Some(env("KVS_DATA_DIR").unwrap_or_else(|| ".kvs-signaling".to_owned())),
+        tls_cert: env("KVS_TLS_CERT"),
+        tls_key: env("KVS_TLS_KEY"),
+        no_tls: false,
         insecure: false,
     };
     while let Some(flag) = args.next() {
@@ -90,6 +103,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
             "--stun-uri" => options.stun_uri = value()?,
             "--data-dir" => options.data_dir = Some(value()?),
             "--in-memory" => options.data_dir = None,
+            "--tls-cert" => options.tls_cert = Some(value()?),
+            "--tls-key" => options.tls_key = Some(value()?),
+            "--no-tls" => options.no_tls = true,
             "--insecure-no-auth" => options.insecure = true,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown option {other:?}")),
@@ -119,7 +135,25 @@ fn random_text(len: usize, alphabet: &[u8]) -> String {
         .collect()
 }
 
-fn config(options: &Options) -> Result<(ServerConfig, Credentials, Option<String>), String> {
+/// The TLS files to serve with, and the development CA to trust when they are the defaults.
+fn tls(options: &Options) -> Result<Option<(TlsFiles, Option<PathBuf>)>, String> {
+    if options.no_tls {
+        return Ok(None);
+    }
+    match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some((TlsFiles::new(cert, key), None))),
+        (None, None) => {
+            let dir = options.data_dir.as_deref().unwrap_or(".kvs-signaling");
+            let dev = dev_certificate(Path::new(dir)).map_err(|err| err.to_string())?;
+            Ok(Some((dev.files, Some(dev.ca))))
+        }
+        _ => Err("--tls-cert and --tls-key go together".to_owned()),
+    }
+}
+
+type Setup = (ServerConfig, Credentials, Option<String>, Option<PathBuf>);
+
+fn config(options: &Options) -> Result<Setup, String> {
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     const ANY: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let access_key_id = options
@@ -161,7 +195,12 @@ fn config(options: &Options) -> Result<(ServerConfig, Credentials, Option<String
     if let Some(dir) = &options.data_dir {
         config = config.data_dir(dir.clone());
     }
-    Ok((config, credentials, turn_secret))
+    let mut ca = None;
+    if let Some((files, dev_ca)) = tls(options)? {
+        config = config.tls(files);
+        ca = dev_ca;
+    }
+    Ok((config, credentials, turn_secret, ca))
 }
 
 #[expect(
@@ -169,7 +208,7 @@ fn config(options: &Options) -> Result<(ServerConfig, Credentials, Option<String
     reason = "the binary tells its user where it listens"
 )]
 async fn serve(options: Options) -> Result<(), String> {
-    let (config, credentials, turn_secret) = config(&options)?;
+    let (config, credentials, turn_secret, dev_ca) = config(&options)?;
     let grace = config.hub.go_away_grace;
     let region = config.region.clone();
     let data_dir = config.data_dir.clone();
@@ -188,6 +227,14 @@ async fn serve(options: Options) -> Result<(), String> {
         "  AWS_SECRET_ACCESS_KEY:  {}",
         credentials.secret_access_key
     );
+    if let Some(ca) = dev_ca {
+        println!(
+            "  TLS: a local development certificate; trust its CA, {} (for Node: \
+             NODE_EXTRA_CA_CERTS={})",
+            ca.display(),
+            ca.display()
+        );
+    }
     if let Some(secret) = turn_secret {
         println!("  TURN static-auth-secret (for coturn): {secret}");
     }

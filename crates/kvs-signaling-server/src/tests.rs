@@ -585,3 +585,89 @@ async fn channels_spread_over_shards_and_metrics_sum_them() {
         "{response}"
     );
 }
+
+#[tokio::test]
+async fn tls_with_the_development_certificate() {
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, ServerName};
+
+    let dir = std::env::temp_dir().join(format!("kvs-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dev = crate::dev_certificate(&dir).unwrap();
+    assert!(dev.created);
+    let again = crate::dev_certificate(&dir).unwrap();
+    assert!(!again.created, "the certificate is made once and reused");
+    assert_eq!(
+        std::fs::read(&dev.files.cert).unwrap(),
+        std::fs::read(&again.files.cert).unwrap()
+    );
+
+    let ice = TurnConfig::new(
+        vec![],
+        vec![IceUri::new("stun:127.0.0.1:3478").unwrap()],
+        vec![],
+        IceServerTtl::default(),
+    )
+    .unwrap();
+    let config = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![Credentials::new(KEY, SECRET)],
+        ice,
+    )
+    .tls(dev.files.clone());
+    let server = Server::start(config).await.unwrap();
+    assert!(
+        server.public_url().starts_with("https://127.0.0.1:"),
+        "{}",
+        server.public_url()
+    );
+
+    // A client that trusts only the development CA.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&dev.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    for name in ["127.0.0.1", "localhost"] {
+        let tcp = TcpStream::connect(server.local_addr()).await.unwrap();
+        let mut tls = connector
+            .connect(ServerName::try_from(name).unwrap().to_owned(), tcp)
+            .await
+            .unwrap_or_else(|err| panic!("TLS to {name}: {err}"));
+        tls.write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        tls.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+
+    // The WebSocket connect over TLS reaches the server's checks: an unknown channel is a 404.
+    let tcp = TcpStream::connect(server.local_addr()).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("127.0.0.1").unwrap().to_owned(), tcp)
+        .await
+        .unwrap();
+    let arn = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/none/1";
+    let url = presign(&server, arn, Some("v1"), SECRET).replacen("ws://", "wss://", 1);
+    match tokio_tungstenite::client_async(url, tls).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 404);
+        }
+        other => panic!(
+            "expected a 404 before the upgrade, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

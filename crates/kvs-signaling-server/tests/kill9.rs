@@ -20,6 +20,7 @@ impl Serve {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
+                "--no-tls",
                 "--insecure-no-auth",
                 "--data-dir",
             ])

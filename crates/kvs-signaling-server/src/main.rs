@@ -241,16 +241,14 @@ async fn serve(options: Options) -> Result<(), String> {
     println!();
     match data_dir {
         Some(dir) => println!(
-            "Channels are kept in {}. Ctrl-C drains and stops.",
+            "Channels are kept in {}. Ctrl-C or SIGTERM drains and stops.",
             dir.display()
         ),
         None => println!(
-            "Channels live in memory and are lost when the server stops. Ctrl-C drains and stops."
+            "Channels live in memory and are lost when the server stops. Ctrl-C or SIGTERM drains and stops."
         ),
     }
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|err| format!("waiting for Ctrl-C: {err}"))?;
+    shutdown_signal().await?;
     println!(
         "Draining: GO_AWAY sent to every connection; closing in {} s.",
         grace.as_secs()
@@ -259,6 +257,26 @@ async fn serve(options: Options) -> Result<(), String> {
     tokio::time::sleep(grace.min(Duration::from_secs(60))).await;
     server.abort();
     Ok(())
+}
+
+/// Waits for Ctrl-C, or SIGTERM where there are signals (as service managers stop a server).
+async fn shutdown_signal() -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|err| format!("listening for SIGTERM: {err}"))?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.map_err(|err| format!("waiting for Ctrl-C: {err}")),
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(|err| format!("waiting for Ctrl-C: {err}"))
+    }
 }
 
 fn main() -> ExitCode {

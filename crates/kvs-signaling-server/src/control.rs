@@ -17,7 +17,7 @@ use kvs_signaling_proto::{
     DescribeMediaStorageConfigurationRequest, DescribeSignalingChannelRequest, EmptyResponse,
     ErrorType, GetIceServerConfigRequest, GetSignalingChannelEndpointRequest, JsonBody,
     ListSignalingChannelsRequest, ListTagsForResourceRequest, MessageTtlSeconds, Operation,
-    ResourceEndpointListItem, Role, SendAlexaOfferToMasterRequest, SendAlexaOfferToMasterResponse,
+    ResourceEndpointListItem, SendAlexaOfferToMasterRequest, SendAlexaOfferToMasterResponse,
     TagResourceRequest, UntagResourceRequest, UpdateSignalingChannelRequest,
 };
 
@@ -244,7 +244,6 @@ fn endpoints(app: &App, request: &GetSignalingChannelEndpointRequest) -> HttpRes
     let protocols = config
         .and_then(|c| c.protocols.clone())
         .unwrap_or_else(|| vec![ChannelProtocol::Wss, ChannelProtocol::Https]);
-    let _role = config.and_then(|c| c.role).unwrap_or(Role::Master);
     let https = app.public_url.clone();
     let wss = match https.split_once("://") {
         Some(("https", rest)) => format!("wss://{rest}"),

@@ -37,6 +37,17 @@ pub(crate) struct App {
     pub(crate) public_url: String,
 }
 
+impl App {
+    /// The limits of the key `access_key_id`, when it has any.
+    pub(crate) fn caller(&self, access_key_id: String) -> Option<crate::access::Caller<'_>> {
+        let scope = self.config.scopes.get(&access_key_id)?;
+        Some(crate::access::Caller {
+            access_key_id,
+            scope,
+        })
+    }
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -311,6 +322,7 @@ async fn rest(app: Arc<App>, operation: Operation, request: Request<Incoming>) -
             );
         }
     };
+    let mut caller = None;
     if app.config.auth == AuthMode::Verify {
         let headers: Vec<(&str, &str)> = parts
             .headers
@@ -320,11 +332,12 @@ async fn rest(app: Arc<App>, operation: Operation, request: Request<Incoming>) -
         let mut signed =
             HeaderSignedRequest::new(parts.method.as_str(), parts.uri.path(), &headers, &body);
         signed.query = parts.uri.query().unwrap_or("");
-        if let Err(err) = app.verifier.verify_header(SystemTime::now(), &signed) {
-            return auth_error(&err);
+        match app.verifier.verify_header(SystemTime::now(), &signed) {
+            Ok(verified) => caller = app.caller(verified.access_key_id),
+            Err(err) => return auth_error(&err),
         }
     }
-    crate::control::dispatch(&app, operation, body).await
+    crate::control::dispatch(&app, caller.as_ref(), operation, body).await
 }
 
 fn auth_error(err: &AuthError) -> HttpResponse {

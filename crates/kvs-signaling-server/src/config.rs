@@ -1,5 +1,6 @@
 //! The server's configuration.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -33,6 +34,9 @@ pub struct ServerConfig {
     pub credentials: Vec<Credentials>,
     /// Whether signatures are verified.
     pub auth: AuthMode,
+    /// The channels and roles an access key is limited to, by access key id; a key without
+    /// an entry may do everything.
+    pub scopes: BTreeMap<String, crate::Scope>,
     /// The hub's limits.
     pub hub: HubConfig,
     /// The shard's queues.
@@ -61,6 +65,7 @@ impl ServerConfig {
             region: "us-west-2".to_owned(),
             credentials,
             auth: AuthMode::Verify,
+            scopes: BTreeMap::new(),
             hub: HubConfig::default(),
             shard: ShardConfig::default(),
             shards: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
@@ -83,6 +88,13 @@ impl ServerConfig {
     #[must_use]
     pub fn auth(mut self, auth: AuthMode) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// Limits the access key `access_key_id` to `scope` (see [`ServerConfig::scopes`]).
+    #[must_use]
+    pub fn limit(mut self, access_key_id: impl Into<String>, scope: crate::Scope) -> Self {
+        self.scopes.insert(access_key_id.into(), scope);
         self
     }
 

@@ -15,6 +15,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
 
+use crate::access::Action;
 use crate::app::{App, host};
 use crate::config::AuthMode;
 use crate::http::{HttpResponse, error};
@@ -32,11 +33,22 @@ pub(crate) async fn connect(app: Arc<App>, mut request: Request<Incoming>) -> Ht
     };
     if app.config.auth == AuthMode::Verify {
         let path = request.uri().path();
-        if let Err(err) =
+        let verified =
             app.verifier
-                .verify_presigned(SystemTime::now(), &host(&request), path, query)
-        {
-            return refuse(ErrorType::AccessDeniedException, err.message);
+                .verify_presigned(SystemTime::now(), &host(&request), path, query);
+        match verified {
+            Ok(verified) => {
+                if let Some(caller) = app.caller(verified.access_key_id) {
+                    let action = match connect.client_id {
+                        Some(_) => Action::ConnectAsViewer,
+                        None => Action::ConnectAsMaster,
+                    };
+                    if let Err(message) = caller.check(action, connect.channel_arn.channel_name()) {
+                        return refuse(ErrorType::AccessDeniedException, message);
+                    }
+                }
+            }
+            Err(err) => return refuse(ErrorType::AccessDeniedException, err.message),
         }
     }
     let Some(key) = request

@@ -21,6 +21,7 @@ use kvs_signaling_proto::{
     TagResourceRequest, UntagResourceRequest, UpdateSignalingChannelRequest,
 };
 
+use crate::access::{Action, Caller};
 use crate::app::App;
 use crate::http::{HttpResponse, json, rest_error};
 
@@ -82,6 +83,31 @@ fn channel_ttl(app: &App, arn: &ChannelArn) -> Result<MessageTtlSeconds, HttpRes
         })
 }
 
+/// Whether `caller` may run `operation` on the channel called `name`: the service's
+/// AccessDeniedException when not.
+fn allow(
+    caller: Option<&Caller<'_>>,
+    operation: Operation,
+    name: Option<&str>,
+) -> Result<(), HttpResponse> {
+    match (caller, name) {
+        (Some(caller), Some(name)) => caller
+            .check(Action::Rest(operation), name)
+            .map_err(|message| rest_error(ErrorType::AccessDeniedException, message)),
+        // Unlimited, or no channel named: the operation answers the missing name itself.
+        _ => Ok(()),
+    }
+}
+
+/// The channel a by-name-or-by-ARN request names.
+fn named<'a>(
+    name: Option<&'a kvs_signaling_proto::ChannelName>,
+    arn: Option<&'a ChannelArn>,
+) -> Option<&'a str> {
+    name.map(|n| n.as_str())
+        .or(arn.map(ChannelArn::channel_name))
+}
+
 macro_rules! try_response {
     ($result:expr) => {
         match $result {
@@ -92,11 +118,21 @@ macro_rules! try_response {
 }
 
 /// Runs `operation` on `body`.
-pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> HttpResponse {
+pub(crate) async fn dispatch(
+    app: &App,
+    caller: Option<&Caller<'_>>,
+    operation: Operation,
+    body: Bytes,
+) -> HttpResponse {
     let now = SystemTime::now();
     match operation {
         Operation::CreateSignalingChannel => {
             let request: CreateSignalingChannelRequest = try_response!(decode(&body));
+            try_response!(allow(
+                caller,
+                operation,
+                Some(request.channel_name.as_str())
+            ));
             let mut registry = registry(app);
             let result = registry.create(now, &request);
             if result.is_ok() {
@@ -106,14 +142,35 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
         }
         Operation::DescribeSignalingChannel => {
             let request: DescribeSignalingChannelRequest = try_response!(decode(&body));
+            try_response!(allow(
+                caller,
+                operation,
+                named(request.channel_name.as_ref(), request.channel_arn.as_ref())
+            ));
             answer(registry(app).describe(&request))
         }
         Operation::ListSignalingChannels => {
             let request: ListSignalingChannelsRequest = try_response!(decode(&body));
-            answer(registry(app).list(&request))
+            let mut result = registry(app).list(&request);
+            if let (Some(caller), Ok(response)) = (caller, &mut result)
+                && let Some(list) = &mut response.channel_info_list
+            {
+                // A limited key sees only its channels; pages may come out shorter.
+                list.retain(|info| {
+                    info.channel_name
+                        .as_ref()
+                        .is_some_and(|name| caller.scope.covers(name.as_str()))
+                });
+            }
+            answer(result)
         }
         Operation::UpdateSignalingChannel => {
             let request: UpdateSignalingChannelRequest = try_response!(decode(&body));
+            try_response!(allow(
+                caller,
+                operation,
+                Some(request.channel_arn.channel_name())
+            ));
             let result = {
                 let mut registry = registry(app);
                 let result = registry.update(&request).map(|response| {
@@ -142,6 +199,11 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
         }
         Operation::DeleteSignalingChannel => {
             let request: DeleteSignalingChannelRequest = try_response!(decode(&body));
+            try_response!(allow(
+                caller,
+                operation,
+                Some(request.channel_arn.channel_name())
+            ));
             let result = {
                 let mut registry = registry(app);
                 let result = registry.delete(&request);
@@ -164,11 +226,21 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
         }
         Operation::GetSignalingChannelEndpoint => {
             let request: GetSignalingChannelEndpointRequest = try_response!(decode(&body));
+            try_response!(allow(
+                caller,
+                operation,
+                Some(request.channel_arn.channel_name())
+            ));
             try_response!(channel_ttl(app, &request.channel_arn));
             endpoints(app, &request)
         }
         Operation::TagResource => {
             let request: TagResourceRequest = try_response!(decode(&body));
+            try_response!(allow(
+                caller,
+                operation,
+                Some(request.resource_arn.channel_name())
+            ));
             let mut registry = registry(app);
             let result = registry.tag_resource(&request);
             if result.is_ok()
@@ -180,6 +252,11 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
         }
         Operation::UntagResource => {
             let request: UntagResourceRequest = try_response!(decode(&body));
+            try_response!(allow(
+                caller,
+                operation,
+                Some(request.resource_arn.channel_name())
+            ));
             let mut registry = registry(app);
             let result = registry.untag_resource(&request);
             if result.is_ok()
@@ -191,14 +268,29 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
         }
         Operation::ListTagsForResource => {
             let request: ListTagsForResourceRequest = try_response!(decode(&body));
+            try_response!(allow(
+                caller,
+                operation,
+                Some(request.resource_arn.channel_name())
+            ));
             answer(registry(app).list_tags_for_resource(&request))
         }
         Operation::DescribeMediaStorageConfiguration => {
             let request: DescribeMediaStorageConfigurationRequest = try_response!(decode(&body));
+            try_response!(allow(
+                caller,
+                operation,
+                named(request.channel_name.as_ref(), request.channel_arn.as_ref())
+            ));
             answer(registry(app).describe_media_storage_configuration(&request))
         }
         Operation::GetIceServerConfig => {
             let request: GetIceServerConfigRequest = try_response!(decode(&body));
+            try_response!(allow(
+                caller,
+                operation,
+                Some(request.channel_arn.channel_name())
+            ));
             try_response!(channel_ttl(app, &request.channel_arn));
             json(
                 app.config
@@ -209,6 +301,11 @@ pub(crate) async fn dispatch(app: &App, operation: Operation, body: Bytes) -> Ht
         }
         Operation::SendAlexaOfferToMaster => {
             let request: SendAlexaOfferToMasterRequest = try_response!(decode(&body));
+            try_response!(allow(
+                caller,
+                operation,
+                Some(request.channel_arn.channel_name())
+            ));
             let ttl = try_response!(channel_ttl(app, &request.channel_arn));
             let offer = AlexaOffer::new(
                 request.channel_arn,

@@ -30,18 +30,23 @@
 //! With [`ServerConfig::tls`], the listener speaks TLS; [`dev_certificate`] makes a local
 //! development CA and certificate for `serve`'s default.
 //!
-//! Not there yet: a configuration file.
+//! `kvs-signaling serve --config FILE` reads a TOML [`FileConfig`]; access keys may be limited
+//! to channels and roles with a [`Scope`].
 
+mod access;
 mod app;
 mod config;
+mod config_file;
 mod connect;
 mod control;
 mod http;
 mod store;
 mod tls;
 
+pub use access::{Action, Grant, Scope};
 pub use app::{Server, StartError};
 pub use config::{AuthMode, ServerConfig};
+pub use config_file::{CredentialEntry, FileConfig, IceSection, LimitsSection, TlsSection};
 pub use store::StoreError;
 pub use tls::{DevCertificate, TlsError, TlsFiles, dev_certificate};
 

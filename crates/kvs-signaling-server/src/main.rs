@@ -8,7 +8,10 @@ use kvs_ice_rest::{Credentials, TurnConfig, TurnSecret};
 use kvs_signaling_proto::{IceServerTtl, IceUri};
 use std::path::{Path, PathBuf};
 
-use kvs_signaling_server::{AuthMode, Server, ServerConfig, TlsFiles, dev_certificate};
+use kvs_signaling_core::HubConfig;
+use kvs_signaling_server::{
+    AuthMode, FileConfig, LimitsSection, Scope, Server, ServerConfig, TlsFiles, dev_certificate,
+};
 
 const USAGE: &str = "\
 kvs-signaling: a self-hostable Amazon Kinesis Video Streams WebRTC signaling server
@@ -16,7 +19,12 @@ kvs-signaling: a self-hostable Amazon Kinesis Video Streams WebRTC signaling ser
 usage:
   kvs-signaling serve [options]
 
-options (each may also come from the environment variable in brackets):
+Flags win over the environment variables in brackets, which win over the config file.
+
+options:
+  --config FILE              a TOML file with any of the settings below, several access
+                             keys limited to channels and roles, and the service's limits
+                             (see kvs-signaling.example.toml)      [KVS_CONFIG]
   --listen ADDR              where to listen                      [KVS_LISTEN] (127.0.0.1:8443)
   --public-url URL           the URL clients reach this server at [KVS_PUBLIC_URL]
                              (https://ADDR; set it behind a proxy)
@@ -32,9 +40,10 @@ options (each may also come from the environment variable in brackets):
   --turn-uri URI             a turn:/turns: URI to hand out (repeatable, at most 4)
   --turn-secret SECRET       coturn's static-auth-secret          [KVS_TURN_SECRET]
                              (generated and printed when absent)
-  --stun-uri URI             a stun: URI to hand out              (stun:127.0.0.1:3478)
+  --stun-uri URI             a stun: URI to hand out (repeatable) (stun:127.0.0.1:3478)
   --data-dir DIR             where channels are kept              [KVS_DATA_DIR] (.kvs-signaling)
   --in-memory                keep channels in memory only (lost when the server stops)
+  --shards N                 hubs sharing the channels            (one per CPU)
   --insecure-no-auth         accept unsigned requests: throwaway local use only
   -h, --help                 this text
 ";
@@ -44,21 +53,168 @@ struct Options {
     listen: SocketAddr,
     public_url: Option<String>,
     region: String,
+    /// Keys from the config file, each with its limits.
+    file_credentials: Vec<(Credentials, Option<Scope>)>,
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     turn_uris: Vec<String>,
-    turn_secret: Option<String>,
-    stun_uri: String,
+    turn_secrets: Vec<String>,
+    stun_uris: Vec<String>,
+    ice_ttl: Option<u32>,
     data_dir: Option<String>,
+    shards: Option<usize>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     no_tls: bool,
     insecure: bool,
+    limits: LimitsSection,
 }
 
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match args.next().as_deref() {
+fn parse_listen(source: &str, text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{source}: {text:?} is not an address like 127.0.0.1:8080"))
+}
+
+impl Options {
+    fn defaults() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            public_url: None,
+            region: "us-west-2".to_owned(),
+            file_credentials: Vec::new(),
+            access_key_id: None,
+            secret_access_key: None,
+            turn_uris: Vec::new(),
+            turn_secrets: Vec::new(),
+            stun_uris: vec!["stun:127.0.0.1:3478".to_owned()],
+            ice_ttl: None,
+            data_dir: Some(".kvs-signaling".to_owned()),
+            shards: None,
+            tls_cert: None,
+            tls_key: None,
+            no_tls: false,
+            insecure: false,
+            limits: LimitsSection::default(),
+        }
+    }
+
+    /// What the config file sets.
+    fn apply_file(&mut self, file: FileConfig) -> Result<(), String> {
+        if let Some(listen) = &file.listen {
+            self.listen = parse_listen("listen", listen)?;
+        }
+        self.public_url = file.public_url.or(self.public_url.take());
+        if let Some(region) = file.region {
+            self.region = region;
+        }
+        if let Some(dir) = file.data_dir {
+            self.data_dir = Some(dir);
+        }
+        if file.in_memory == Some(true) {
+            self.data_dir = None;
+        }
+        self.shards = file.shards.or(self.shards);
+        self.insecure |= file.insecure_no_auth == Some(true);
+        if let Some(tls) = file.tls {
+            self.tls_cert = tls.cert.or(self.tls_cert.take());
+            self.tls_key = tls.key.or(self.tls_key.take());
+            self.no_tls |= tls.disabled == Some(true);
+        }
+        for entry in &file.credentials {
+            self.file_credentials.push(entry.resolve()?);
+        }
+        if let Some(ice) = file.ice {
+            if let Some(uris) = ice.stun_uris {
+                self.stun_uris = uris;
+            }
+            if let Some(uris) = ice.turn_uris {
+                self.turn_uris = uris;
+            }
+            if let Some(secrets) = ice.turn_secrets {
+                self.turn_secrets = secrets;
+            }
+            self.ice_ttl = ice.ttl_seconds.or(self.ice_ttl);
+        }
+        if let Some(limits) = file.limits {
+            self.limits = limits;
+        }
+        Ok(())
+    }
+
+    /// What the environment sets.
+    fn apply_env(&mut self) -> Result<(), String> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(listen) = env("KVS_LISTEN") {
+            self.listen = parse_listen("KVS_LISTEN", &listen)?;
+        }
+        self.public_url = env("KVS_PUBLIC_URL").or(self.public_url.take());
+        if let Some(region) = env("KVS_REGION") {
+            self.region = region;
+        }
+        self.access_key_id = env("KVS_ACCESS_KEY_ID").or(self.access_key_id.take());
+        self.secret_access_key = env("KVS_SECRET_ACCESS_KEY").or(self.secret_access_key.take());
+        if let Some(secret) = env("KVS_TURN_SECRET") {
+            self.turn_secrets = vec![secret];
+        }
+        if let Some(dir) = env("KVS_DATA_DIR") {
+            self.data_dir = Some(dir);
+        }
+        self.tls_cert = env("KVS_TLS_CERT").or(self.tls_cert.take());
+        self.tls_key = env("KVS_TLS_KEY").or(self.tls_key.take());
+        Ok(())
+    }
+
+    /// What the flags set.
+    fn apply_flags(&mut self, args: &[String]) -> Result<(), String> {
+        let mut args = args.iter();
+        let mut turn_uris = Vec::new();
+        let mut stun_uris = Vec::new();
+        while let Some(flag) = args.next() {
+            let mut value = || {
+                args.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--config" => {
+                    value()?; // read before the other flags
+                }
+                "--listen" => self.listen = parse_listen("--listen", &value()?)?,
+                "--public-url" => self.public_url = Some(value()?),
+                "--region" => self.region = value()?,
+                "--access-key-id" => self.access_key_id = Some(value()?),
+                "--secret-access-key" => self.secret_access_key = Some(value()?),
+                "--turn-uri" => turn_uris.push(value()?),
+                "--turn-secret" => self.turn_secrets = vec![value()?],
+                "--stun-uri" => stun_uris.push(value()?),
+                "--data-dir" => self.data_dir = Some(value()?),
+                "--in-memory" => self.data_dir = None,
+                "--shards" => {
+                    let text = value()?;
+                    self.shards = Some(text.parse().map_err(|_| {
+                        format!("--shards: {text:?} is not a number of hubs such as 2")
+                    })?);
+                }
+                "--tls-cert" => self.tls_cert = Some(value()?),
+                "--tls-key" => self.tls_key = Some(value()?),
+                "--no-tls" => self.no_tls = true,
+                "--insecure-no-auth" => self.insecure = true,
+                other => return Err(format!("unknown option {other:?}")),
+            }
+        }
+        if !turn_uris.is_empty() {
+            self.turn_uris = turn_uris;
+        }
+        if !stun_uris.is_empty() {
+            self.stun_uris = stun_uris;
+        }
+        Ok(())
+    }
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let args: Vec<String> = args.collect();
+    match args.first().map(String::as_str) {
         Some("serve") => {}
         Some("-h" | "--help") | None => return Ok(None),
         Some("--version" | "-V") => {
@@ -67,50 +223,27 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         }
         Some(other) => return Err(format!("unknown command {other:?}")),
     }
-    let listen = env("KVS_LISTEN").unwrap_or_else(|| "127.0.0.1:8443".to_owned());
-    let mut options = Options {
-        listen: listen
-            .parse()
-            .map_err(|_| format!("KVS_LISTEN: {listen:?} is not an address like 127.0.0.1:8080"))?,
-        public_url: env("KVS_PUBLIC_URL"),
-        region: env("KVS_REGION").unwrap_or_else(|| "us-west-2".to_owned()),
-        access_key_id: env("KVS_ACCESS_KEY_ID"),
-        secret_access_key: env("KVS_SECRET_ACCESS_KEY"),
-        turn_uris: Vec::new(),
-        turn_secret: env("KVS_TURN_SECRET"),
-        stun_uri: "stun:127.0.0.1:3478".to_owned(),
-        data_dir: Some(env("KVS_DATA_DIR").unwrap_or_else(|| ".kvs-signaling".to_owned())),
-        tls_cert: env("KVS_TLS_CERT"),
-        tls_key: env("KVS_TLS_KEY"),
-        no_tls: false,
-        insecure: false,
-    };
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--listen" => {
-                let text = value()?;
-                options.listen = text.parse().map_err(|_| {
-                    format!("--listen: {text:?} is not an address like 127.0.0.1:8080")
-                })?;
-            }
-            "--public-url" => options.public_url = Some(value()?),
-            "--region" => options.region = value()?,
-            "--access-key-id" => options.access_key_id = Some(value()?),
-            "--secret-access-key" => options.secret_access_key = Some(value()?),
-            "--turn-uri" => options.turn_uris.push(value()?),
-            "--turn-secret" => options.turn_secret = Some(value()?),
-            "--stun-uri" => options.stun_uri = value()?,
-            "--data-dir" => options.data_dir = Some(value()?),
-            "--in-memory" => options.data_dir = None,
-            "--tls-cert" => options.tls_cert = Some(value()?),
-            "--tls-key" => options.tls_key = Some(value()?),
-            "--no-tls" => options.no_tls = true,
-            "--insecure-no-auth" => options.insecure = true,
-            "-h" | "--help" => return Ok(None),
-            other => return Err(format!("unknown option {other:?}")),
-        }
+    let flags = &args[1..];
+    if flags.iter().any(|f| f == "-h" || f == "--help") {
+        return Ok(None);
     }
+    let config_path = flags
+        .iter()
+        .position(|f| f == "--config")
+        .map(|i| {
+            flags
+                .get(i + 1)
+                .cloned()
+                .ok_or_else(|| "--config needs a value".to_owned())
+        })
+        .transpose()?
+        .or_else(|| std::env::var("KVS_CONFIG").ok().filter(|v| !v.is_empty()));
+    let mut options = Options::defaults();
+    if let Some(path) = config_path {
+        options.apply_file(FileConfig::load(Path::new(&path))?)?;
+    }
+    options.apply_env()?;
+    options.apply_flags(flags)?;
     Ok(Some(options))
 }
 
@@ -151,41 +284,90 @@ fn tls(options: &Options) -> Result<Option<(TlsFiles, Option<PathBuf>)>, String>
     }
 }
 
-type Setup = (ServerConfig, Credentials, Option<String>, Option<PathBuf>);
+/// What `serve` prints about the keys: the one to use, when it came from flags, the
+/// environment or was generated, and the ids of the file's.
+struct Setup {
+    config: ServerConfig,
+    printed_key: Option<Credentials>,
+    file_keys: Vec<String>,
+    turn_secret: Option<String>,
+    dev_ca: Option<PathBuf>,
+}
 
 fn config(options: &Options) -> Result<Setup, String> {
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     const ANY: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let access_key_id = options
-        .access_key_id
-        .clone()
-        .unwrap_or_else(|| format!("AKIA{}", random_text(16, UPPER)));
-    let secret = options
-        .secret_access_key
-        .clone()
-        .unwrap_or_else(|| random_text(40, ANY));
-    let credentials = Credentials::new(access_key_id, secret);
+    let mut credentials: Vec<Credentials> = Vec::new();
+    let mut scopes = Vec::new();
+    for (key, scope) in &options.file_credentials {
+        if let Some(scope) = scope {
+            scopes.push((key.access_key_id.clone(), scope.clone()));
+        }
+        credentials.push(key.clone());
+    }
+    let file_keys = credentials
+        .iter()
+        .map(|c| c.access_key_id.clone())
+        .collect();
+    let printed_key = match (&options.access_key_id, &options.secret_access_key) {
+        (Some(id), Some(secret)) => Some(Credentials::new(id, secret)),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err("the access key id and its secret go together".to_owned());
+        }
+        (None, None) if credentials.is_empty() => Some(Credentials::new(
+            format!("AKIA{}", random_text(16, UPPER)),
+            random_text(40, ANY),
+        )),
+        (None, None) => None,
+    };
+    if let Some(key) = &printed_key {
+        // A key from the flags or the environment replaces the file's entry of the same id.
+        credentials.retain(|c| c.access_key_id != key.access_key_id);
+        scopes.retain(|(id, _)| *id != key.access_key_id);
+        credentials.insert(0, key.clone());
+    }
     let uri = |text: &str| IceUri::new(text).map_err(|err| format!("{text:?}: {err}"));
     let turn_uris = options
         .turn_uris
         .iter()
         .map(|u| uri(u))
         .collect::<Result<Vec<_>, _>>()?;
-    let turn_secret = match (&options.turn_secret, turn_uris.is_empty()) {
-        (Some(secret), _) => Some(secret.clone()),
-        (None, false) => Some(random_text(32, ANY)),
-        (None, true) => None,
+    let stun_uris = options
+        .stun_uris
+        .iter()
+        .map(|u| uri(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut turn_secrets = options.turn_secrets.clone();
+    let mut turn_secret = None;
+    if turn_secrets.is_empty() && !turn_uris.is_empty() {
+        let secret = random_text(32, ANY);
+        turn_secret = Some(secret.clone());
+        turn_secrets.push(secret);
+    }
+    let ttl = match options.ice_ttl {
+        Some(seconds) => IceServerTtl::new(seconds).map_err(|err| format!("ice ttl: {err}"))?,
+        None => IceServerTtl::default(),
     };
-    let secrets = turn_secret.iter().map(TurnSecret::new).collect();
     let ice = TurnConfig::new(
         turn_uris,
-        vec![uri(&options.stun_uri)?],
-        secrets,
-        IceServerTtl::default(),
+        stun_uris,
+        turn_secrets.iter().map(TurnSecret::new).collect(),
+        ttl,
     )
     .map_err(|err| err.to_string())?;
-    let mut config = ServerConfig::new(options.listen, vec![credentials.clone()], ice)
-        .region(options.region.clone());
+    let mut config = ServerConfig::new(options.listen, credentials, ice)
+        .region(options.region.clone())
+        .hub(options.limits.apply_to_hub(HubConfig::default()));
+    config.registry = options.limits.apply_to_registry(config.registry);
+    if let Some(max) = options.limits.max_body_len {
+        config.max_body_len = max;
+    }
+    for (id, scope) in scopes {
+        config = config.limit(id, scope);
+    }
+    if let Some(shards) = options.shards {
+        config = config.shards(shards);
+    }
     if let Some(url) = &options.public_url {
         config = config.public_url(url.clone());
     }
@@ -195,12 +377,18 @@ fn config(options: &Options) -> Result<Setup, String> {
     if let Some(dir) = &options.data_dir {
         config = config.data_dir(dir.clone());
     }
-    let mut ca = None;
-    if let Some((files, dev_ca)) = tls(options)? {
+    let mut dev_ca = None;
+    if let Some((files, ca)) = tls(options)? {
         config = config.tls(files);
-        ca = dev_ca;
+        dev_ca = ca;
     }
-    Ok((config, credentials, turn_secret, ca))
+    Ok(Setup {
+        config,
+        printed_key,
+        file_keys,
+        turn_secret,
+        dev_ca,
+    })
 }
 
 #[expect(
@@ -208,7 +396,13 @@ fn config(options: &Options) -> Result<Setup, String> {
     reason = "the binary tells its user where it listens"
 )]
 async fn serve(options: Options) -> Result<(), String> {
-    let (config, credentials, turn_secret, dev_ca) = config(&options)?;
+    let Setup {
+        config,
+        printed_key,
+        file_keys,
+        turn_secret,
+        dev_ca,
+    } = config(&options)?;
     let grace = config.hub.go_away_grace;
     let region = config.region.clone();
     let data_dir = config.data_dir.clone();
@@ -222,11 +416,16 @@ async fn serve(options: Options) -> Result<(), String> {
     println!("Point an AWS or KVS SDK at it with:");
     println!("  endpoint:               {}", server.public_url());
     println!("  region:                 {region}");
-    println!("  AWS_ACCESS_KEY_ID:      {}", credentials.access_key_id);
-    println!(
-        "  AWS_SECRET_ACCESS_KEY:  {}",
-        credentials.secret_access_key
-    );
+    if let Some(key) = printed_key {
+        println!("  AWS_ACCESS_KEY_ID:      {}", key.access_key_id);
+        println!("  AWS_SECRET_ACCESS_KEY:  {}", key.secret_access_key);
+    }
+    if !file_keys.is_empty() {
+        println!(
+            "  access keys from the config file: {}",
+            file_keys.join(", ")
+        );
+    }
     if let Some(ca) = dev_ca {
         println!(
             "  TLS: a local development certificate; trust its CA, {} (for Node: \
@@ -314,5 +513,98 @@ fn main() -> ExitCode {
             eprintln!("kvs-signaling: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("kvs-main-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nregion = \"eu-west-1\"\nin_memory = true\n\
+             [tls]\ndisabled = true\n\
+             [[credentials]]\naccess_key_id = \"AKIDFILE\"\nsecret_access_key = \"s\"\n\
+             channels = [\"cam-*\"]\nroles = [\"master\"]\n\
+             [limits]\nmax_viewers_per_channel = 4\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        let options =
+            parse(args(&["serve", "--config", path, "--region", "eu-central-1"]).into_iter())
+                .unwrap()
+                .unwrap();
+        let setup = config(&options).unwrap();
+        assert_eq!(setup.config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(setup.config.region, "eu-central-1");
+        assert_eq!(setup.config.data_dir, None);
+        assert!(setup.config.tls.is_none());
+        assert_eq!(setup.config.hub.max_viewers_per_channel, 4);
+        assert_eq!(setup.file_keys, vec!["AKIDFILE".to_owned()]);
+        assert!(setup.printed_key.is_none(), "the file's keys are enough");
+        assert!(setup.config.scopes["AKIDFILE"].covers("cam-1"));
+
+        // A key from the flags is added beside the file's, unlimited.
+        let options = parse(
+            args(&[
+                "serve",
+                "--config",
+                path,
+                "--access-key-id",
+                "AKIDFLAG",
+                "--secret-access-key",
+                "x",
+            ])
+            .into_iter(),
+        )
+        .unwrap()
+        .unwrap();
+        let setup = config(&options).unwrap();
+        let ids: Vec<_> = setup
+            .config
+            .credentials
+            .iter()
+            .map(|c| c.access_key_id.as_str())
+            .collect();
+        assert_eq!(ids, ["AKIDFLAG", "AKIDFILE"]);
+        assert!(!setup.config.scopes.contains_key("AKIDFLAG"));
+    }
+
+    #[test]
+    fn errors_name_the_source() {
+        let err = parse(args(&["serve", "--listen", "nowhere"]).into_iter()).unwrap_err();
+        assert!(err.contains("--listen") && err.contains("nowhere"), "{err}");
+        let err =
+            parse(args(&["serve", "--config", "/nonexistent/k.toml"]).into_iter()).unwrap_err();
+        assert!(err.contains("/nonexistent/k.toml"), "{err}");
+        let err = parse(args(&["serve", "--shards", "many"]).into_iter()).unwrap_err();
+        assert!(err.contains("--shards"), "{err}");
+        let err = parse(args(&["serve", "--bogus"]).into_iter()).unwrap_err();
+        assert!(err.contains("--bogus"), "{err}");
+        let options = parse(args(&["serve", "--no-tls", "--access-key-id", "A"]).into_iter())
+            .unwrap()
+            .unwrap();
+        let err = config(&options).err().unwrap();
+        assert!(err.contains("go together"), "{err}");
+    }
+
+    #[test]
+    fn no_keys_anywhere_makes_one_to_print() {
+        let options = parse(args(&["serve", "--no-tls", "--in-memory"]).into_iter())
+            .unwrap()
+            .unwrap();
+        let setup = config(&options).unwrap();
+        let key = setup.printed_key.unwrap();
+        assert!(key.access_key_id.starts_with("AKIA") && key.access_key_id.len() == 20);
+        assert_eq!(setup.config.credentials, vec![key]);
     }
 }

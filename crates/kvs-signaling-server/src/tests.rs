@@ -23,6 +23,10 @@ const KEY: &str = "AKIDTESTKEY";
 const SECRET: &str = "test-secret";
 
 async fn start() -> Server {
+    Server::start(config()).await.unwrap()
+}
+
+fn config() -> ServerConfig {
     let ice = TurnConfig::new(
         vec![IceUri::new("turn:127.0.0.1:3478?transport=udp").unwrap()],
         vec![IceUri::new("stun:127.0.0.1:3478").unwrap()],
@@ -30,17 +34,16 @@ async fn start() -> Server {
         IceServerTtl::default(),
     )
     .unwrap();
-    let config = ServerConfig::new(
+    ServerConfig::new(
         "127.0.0.1:0".parse().unwrap(),
         vec![Credentials::new(KEY, SECRET)],
         ice,
     )
-    .hub(HubConfig::default().max_viewers_per_channel(2));
-    Server::start(config).await.unwrap()
+    .hub(HubConfig::default().max_viewers_per_channel(2))
 }
 
-fn identity(secret: &str) -> Identity {
-    AwsCredentials::new(KEY, secret, None, None, "test").into()
+fn identity(key: &str, secret: &str) -> Identity {
+    AwsCredentials::new(key, secret, None, None, "test").into()
 }
 
 struct Answer {
@@ -51,10 +54,21 @@ struct Answer {
 
 /// A POST signed with `host;x-amz-date`, as the official C SDK signs its calls.
 async fn call(server: &Server, path: &str, body: &str, secret: Option<&str>) -> Answer {
+    call_as(server, KEY, path, body, secret).await
+}
+
+/// [`call`] signed with the access key `key`.
+async fn call_as(
+    server: &Server,
+    key: &str,
+    path: &str,
+    body: &str,
+    secret: Option<&str>,
+) -> Answer {
     let host = server.local_addr().to_string();
     let mut headers = vec![("host".to_owned(), host.clone())];
     if let Some(secret) = secret {
-        let identity = identity(secret);
+        let identity = identity(key, secret);
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::Headers;
         let params = v4::SigningParams::builder()
@@ -109,8 +123,19 @@ async fn call(server: &Server, path: &str, body: &str, secret: Option<&str>) -> 
 
 /// A WebSocket URL presigned as the official JavaScript SDK presigns it.
 fn presign(server: &Server, arn: &str, client_id: Option<&str>, secret: &str) -> String {
+    presign_as(server, KEY, arn, client_id, secret)
+}
+
+/// [`presign`] with the access key `key`.
+fn presign_as(
+    server: &Server,
+    key: &str,
+    arn: &str,
+    client_id: Option<&str>,
+    secret: &str,
+) -> String {
     let host = server.local_addr().to_string();
-    let identity = identity(secret);
+    let identity = identity(key, secret);
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
     settings.expires_in = Some(Duration::from_secs(299));
@@ -670,4 +695,179 @@ async fn tls_with_the_development_certificate() {
     }
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn keys_limited_to_channels_and_roles() {
+    use crate::{Grant, Scope};
+    let mut config = config();
+    config
+        .credentials
+        .push(Credentials::new("AKIDVIEWER", "viewer-secret"));
+    config
+        .credentials
+        .push(Credentials::new("AKIDCAMS", "cams-secret"));
+    let config = config
+        .limit(
+            "AKIDVIEWER",
+            Scope::new(vec!["door".to_owned()], vec![Grant::Viewer]).unwrap(),
+        )
+        .limit(
+            "AKIDCAMS",
+            Scope::new(vec!["cam-*".to_owned()], vec![Grant::Master, Grant::Admin]).unwrap(),
+        );
+    let server = Server::start(config).await.unwrap();
+    let viewer = |path: &'static str, body: &'static str| {
+        call_as(&server, "AKIDVIEWER", path, body, Some("viewer-secret"))
+    };
+    let cams = |path: &'static str, body: &'static str| {
+        call_as(&server, "AKIDCAMS", path, body, Some("cams-secret"))
+    };
+
+    // Creating needs admin, and the channel in scope.
+    let denied = viewer("/createSignalingChannel", r#"{"ChannelName":"door"}"#).await;
+    assert_eq!(denied.status, 401, "{}", denied.body);
+    assert_eq!(denied.error_type.as_deref(), Some("AccessDeniedException"));
+    assert!(
+        denied.body.contains(
+            "User: AKIDVIEWER is not authorized to perform: \
+             kinesisvideo:CreateSignalingChannel on channel door (the key lacks the admin role)"
+        ),
+        "{}",
+        denied.body
+    );
+    let denied = cams("/createSignalingChannel", r#"{"ChannelName":"door"}"#).await;
+    assert_eq!(denied.status, 401, "{}", denied.body);
+    assert!(
+        denied.body.contains("outside the key's channels"),
+        "{}",
+        denied.body
+    );
+    let door = call(
+        &server,
+        "/createSignalingChannel",
+        r#"{"ChannelName":"door"}"#,
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(door.status, 200, "{}", door.body);
+    let door_arn = json_field(&door.body, "ChannelARN");
+    let cam = cams("/createSignalingChannel", r#"{"ChannelName":"cam-1"}"#).await;
+    assert_eq!(cam.status, 200, "{}", cam.body);
+    let cam_arn = json_field(&cam.body, "ChannelARN");
+
+    // Reads are allowed in scope only; List shows only what the key may see.
+    assert_eq!(
+        viewer("/describeSignalingChannel", r#"{"ChannelName":"door"}"#)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        viewer("/describeSignalingChannel", r#"{"ChannelName":"cam-1"}"#)
+            .await
+            .status,
+        401
+    );
+    let listed = cams("/listSignalingChannels", "{}").await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(
+        listed.body.contains("cam-1") && !listed.body.contains("door"),
+        "{}",
+        listed.body
+    );
+    let all = call(&server, "/listSignalingChannels", "{}", Some(SECRET)).await;
+    assert!(
+        all.body.contains("cam-1") && all.body.contains("door"),
+        "{}",
+        all.body
+    );
+    let body = format!(r#"{{"ChannelARN":"{door_arn}"}}"#);
+    let ice = call_as(
+        &server,
+        "AKIDVIEWER",
+        "/v1/get-ice-server-config",
+        &body,
+        Some("viewer-secret"),
+    )
+    .await;
+    assert_eq!(ice.status, 200, "{}", ice.body);
+    let deleted = call_as(
+        &server,
+        "AKIDVIEWER",
+        "/deleteSignalingChannel",
+        &body,
+        Some("viewer-secret"),
+    )
+    .await;
+    assert_eq!(deleted.status, 401, "{}", deleted.body);
+
+    // Connects: the role and the channel are both checked before the upgrade.
+    assert_eq!(
+        refused_status(&presign_as(
+            &server,
+            "AKIDVIEWER",
+            &door_arn,
+            None,
+            "viewer-secret"
+        ))
+        .await,
+        403
+    );
+    assert_eq!(
+        refused_status(&presign_as(
+            &server,
+            "AKIDVIEWER",
+            &cam_arn,
+            Some("v"),
+            "viewer-secret"
+        ))
+        .await,
+        403
+    );
+    assert_eq!(
+        refused_status(&presign_as(
+            &server,
+            "AKIDCAMS",
+            &cam_arn,
+            Some("v"),
+            "cams-secret"
+        ))
+        .await,
+        403
+    );
+    let (mut master, _) = tokio_tungstenite::connect_async(presign_as(
+        &server,
+        "AKIDCAMS",
+        &cam_arn,
+        None,
+        "cams-secret",
+    ))
+    .await
+    .unwrap();
+    let (mut door_viewer, _) = tokio_tungstenite::connect_async(presign_as(
+        &server,
+        "AKIDVIEWER",
+        &door_arn,
+        Some("v"),
+        "viewer-secret",
+    ))
+    .await
+    .unwrap();
+    let (mut door_master, _) =
+        tokio_tungstenite::connect_async(presign(&server, &door_arn, None, SECRET))
+            .await
+            .unwrap();
+    door_viewer
+        .send(Message::Text(
+            r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#.into(),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        next_text(&mut door_master)
+            .await
+            .contains(r#""senderClientId":"v""#)
+    );
+    master.close(None).await.unwrap();
 }

@@ -1,0 +1,304 @@
+//! The TOML configuration file of `kvs-signaling serve --config FILE`.
+//!
+//! Every key is optional; what the file leaves out comes from the environment, the flags or
+//! the defaults (flags win over the environment, which wins over the file). Unknown keys are
+//! refused, so that a misspelt limit is an error and not a silent default. The annotated
+//! example, `kvs-signaling.example.toml` at the root of the repository, is parsed by this
+//! module's tests.
+
+use std::time::Duration;
+
+use kvs_signaling_core::{HubConfig, Rate, RegistryConfig};
+use serde::Deserialize;
+
+use crate::{Grant, Scope};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FileConfig {
+    /// Where to listen, such as `127.0.0.1:8443`.
+    pub listen: Option<String>,
+    /// The URL clients reach the server at.
+    pub public_url: Option<String>,
+    /// The region of ARNs and signatures.
+    pub region: Option<String>,
+    /// Where channels are kept.
+    pub data_dir: Option<String>,
+    /// Keep channels in memory only.
+    pub in_memory: Option<bool>,
+    /// How many hubs share the channels.
+    pub shards: Option<usize>,
+    /// Accept unsigned requests (throwaway local use only).
+    pub insecure_no_auth: Option<bool>,
+    /// TLS.
+    pub tls: Option<TlsSection>,
+    /// The access keys accepted, each optionally limited.
+    #[serde(default)]
+    pub credentials: Vec<CredentialEntry>,
+    /// The ICE servers handed out.
+    pub ice: Option<IceSection>,
+    /// The service limits.
+    pub limits: Option<LimitsSection>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsSection {
+    /// The certificate chain, PEM.
+    pub cert: Option<String>,
+    /// Its private key, PEM.
+    pub key: Option<String>,
+    /// Serve plain HTTP.
+    pub disabled: Option<bool>,
+}
+
+/// One `[[credentials]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CredentialEntry {
+    /// The access key id.
+    pub access_key_id: String,
+    /// Its secret.
+    pub secret_access_key: String,
+    /// The session token that must come with it, for temporary credentials.
+    pub session_token: Option<String>,
+    /// Channel names it may touch (exact, or a prefix ending in `*`): every channel when
+    /// absent.
+    pub channels: Option<Vec<String>>,
+    /// Roles it may act in (`master`, `viewer`, `admin`): all when absent.
+    pub roles: Option<Vec<String>>,
+}
+
+impl CredentialEntry {
+    /// The credentials, and the scope when the entry limits them.
+    pub fn resolve(&self) -> Result<(kvs_ice_rest::Credentials, Option<Scope>), String> {
+        let field = |name: &str| format!("credentials {:?}: {name}", self.access_key_id);
+        if self.access_key_id.is_empty() || self.secret_access_key.is_empty() {
+            return Err(field(
+                "access_key_id and secret_access_key must not be empty",
+            ));
+        }
+        let mut credentials =
+            kvs_ice_rest::Credentials::new(&self.access_key_id, &self.secret_access_key);
+        if let Some(token) = &self.session_token {
+            credentials = credentials.with_session_token(token);
+        }
+        if self.channels.is_none() && self.roles.is_none() {
+            return Ok((credentials, None));
+        }
+        let channels = self
+            .channels
+            .clone()
+            .unwrap_or_else(|| vec!["*".to_owned()]);
+        let grants = match &self.roles {
+            None => Grant::ALL.to_vec(),
+            Some(roles) => roles
+                .iter()
+                .map(|role| role.parse::<Grant>())
+                .collect::<Result<_, _>>()
+                .map_err(|err| format!("{}: {err}", field("roles")))?,
+        };
+        let scope =
+            Scope::new(channels, grants).map_err(|err| format!("{}: {err}", field("channels")))?;
+        Ok((credentials, Some(scope)))
+    }
+}
+
+/// `[ice]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IceSection {
+    /// `stun:` URIs.
+    pub stun_uris: Option<Vec<String>>,
+    /// `turn:`/`turns:` URIs, at most 4.
+    pub turn_uris: Option<Vec<String>>,
+    /// coturn's `static-auth-secret`s, newest first: the first signs, all verify.
+    pub turn_secrets: Option<Vec<String>>,
+    /// How long TURN credentials last, in seconds (60 to 86,400; 300 by default).
+    pub ttl_seconds: Option<u32>,
+}
+
+/// `[limits]`: the real service's values when absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LimitsSection {
+    /// Channels per account: 10,000.
+    pub max_channels: Option<usize>,
+    /// Concurrent viewers per channel: 10.
+    pub max_viewers_per_channel: Option<usize>,
+    /// Longest message payload, in characters: 10,240.
+    pub max_payload_len: Option<usize>,
+    /// SDP offers and answers per connection per second: 5.
+    pub sdp_per_second: Option<u32>,
+    /// ICE candidates per connection per second: 20.
+    pub ice_candidates_per_second: Option<u32>,
+    /// Connects per channel and role per second: 3.
+    pub connects_per_second: Option<u32>,
+    /// SendAlexaOfferToMaster per channel per second: 5.
+    pub alexa_offers_per_second: Option<u32>,
+    /// Seconds without a frame before a connection is closed: 600.
+    pub idle_timeout_seconds: Option<u64>,
+    /// Longest life of a connection, in seconds: 3,600.
+    pub max_connection_seconds: Option<u64>,
+    /// Seconds between GO_AWAY and the close: 60.
+    pub go_away_grace_seconds: Option<u64>,
+    /// Undelivered messages held per recipient: 64.
+    pub max_pending_per_recipient: Option<usize>,
+    /// Recipients with undelivered messages per channel: 32.
+    pub max_pending_recipients_per_channel: Option<usize>,
+    /// Seconds SendAlexaOfferToMaster waits for the answer: 10.
+    pub alexa_timeout_seconds: Option<u64>,
+    /// Largest REST request body, in bytes: 65,536.
+    pub max_body_len: Option<usize>,
+}
+
+impl LimitsSection {
+    /// `hub` with the limits this section sets.
+    pub fn apply_to_hub(&self, mut hub: HubConfig) -> HubConfig {
+        let secs = Duration::from_secs;
+        if let Some(v) = self.max_viewers_per_channel {
+            hub.max_viewers_per_channel = v;
+        }
+        if let Some(v) = self.max_payload_len {
+            hub.max_payload_len = v;
+        }
+        if let Some(v) = self.sdp_per_second {
+            hub.sdp_rate = Rate::per_second(v);
+        }
+        if let Some(v) = self.ice_candidates_per_second {
+            hub.ice_candidate_rate = Rate::per_second(v);
+        }
+        if let Some(v) = self.connects_per_second {
+            hub.connect_rate = Rate::per_second(v);
+        }
+        if let Some(v) = self.alexa_offers_per_second {
+            hub.alexa_rate = Rate::per_second(v);
+        }
+        if let Some(v) = self.idle_timeout_seconds {
+            hub.idle_timeout = secs(v);
+        }
+        if let Some(v) = self.max_connection_seconds {
+            hub.max_connection_duration = secs(v);
+        }
+        if let Some(v) = self.go_away_grace_seconds {
+            hub.go_away_grace = secs(v);
+        }
+        if let Some(v) = self.max_pending_per_recipient {
+            hub.max_pending_per_recipient = v;
+        }
+        if let Some(v) = self.max_pending_recipients_per_channel {
+            hub.max_pending_recipients_per_channel = v;
+        }
+        if let Some(v) = self.alexa_timeout_seconds {
+            hub.alexa_timeout = secs(v);
+        }
+        hub
+    }
+
+    /// `registry` with the limits this section sets.
+    pub fn apply_to_registry(&self, registry: RegistryConfig) -> RegistryConfig {
+        match self.max_channels {
+            Some(max) => registry.max_channels(max),
+            None => registry,
+        }
+    }
+}
+
+impl FileConfig {
+    /// Parses a file's text; the error names the line and the key.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|err| err.to_string())
+    }
+
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("config file {}: {err}", path.display()))?;
+        Self::parse(&text).map_err(|err| format!("config file {}: {err}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_means_what_it_says() {
+        let file = FileConfig::parse(include_str!("../../../kvs-signaling.example.toml")).unwrap();
+        assert_eq!(file.listen.as_deref(), Some("0.0.0.0:443"));
+        assert_eq!(file.credentials.len(), 3);
+        let (admin, scope) = file.credentials[0].resolve().unwrap();
+        assert_eq!(admin.access_key_id, "AKIDADMINEXAMPLE");
+        assert_eq!(scope, None);
+        let (_, scope) = file.credentials[1].resolve().unwrap();
+        let scope = scope.unwrap();
+        assert_eq!(scope.grants, vec![Grant::Master]);
+        assert!(scope.covers("camera-1") && !scope.covers("doorbell"));
+        let ice = file.ice.unwrap();
+        assert_eq!(ice.turn_secrets.map(|s| s.len()), Some(2));
+        let limits = file.limits.unwrap();
+        let hub = limits.apply_to_hub(HubConfig::default());
+        assert_eq!(hub.max_viewers_per_channel, 10);
+        assert_eq!(hub.go_away_grace, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = FileConfig::parse("listen = \"127.0.0.1:1\"\nlistne = 3\n").unwrap_err();
+        assert!(err.contains("listne"), "{err}");
+        let err = FileConfig::parse("[limits]\nmax_viewers = 3\n").unwrap_err();
+        assert!(err.contains("max_viewers"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let err = FileConfig::parse("shards = \"two\"\n").unwrap_err();
+        assert!(err.contains("shards"), "{err}");
+    }
+
+    #[test]
+    fn bad_roles_and_patterns_name_the_credential() {
+        let file = FileConfig::parse(
+            "[[credentials]]\naccess_key_id = \"K\"\nsecret_access_key = \"S\"\nroles = [\"root\"]\n",
+        )
+        .unwrap();
+        let err = file.credentials[0].resolve().unwrap_err();
+        assert!(
+            err.contains("credentials \"K\": roles") && err.contains("\"root\""),
+            "{err}"
+        );
+        let file = FileConfig::parse(
+            "[[credentials]]\naccess_key_id = \"K\"\nsecret_access_key = \"S\"\nchannels = [\"a*b\"]\n",
+        )
+        .unwrap();
+        let err = file.credentials[0].resolve().unwrap_err();
+        assert!(err.contains("channels") && err.contains("a*b"), "{err}");
+        let file =
+            FileConfig::parse("[[credentials]]\naccess_key_id = \"K\"\nsecret_access_key = \"\"\n")
+                .unwrap();
+        assert!(file.credentials[0].resolve().is_err());
+    }
+
+    #[test]
+    fn limits_override_only_what_they_name() {
+        let limits = LimitsSection {
+            max_viewers_per_channel: Some(3),
+            sdp_per_second: Some(9),
+            ..LimitsSection::default()
+        };
+        let hub = limits.apply_to_hub(HubConfig::default());
+        assert_eq!(hub.max_viewers_per_channel, 3);
+        assert_eq!(hub.sdp_rate, Rate::per_second(9));
+        assert_eq!(
+            hub.ice_candidate_rate,
+            HubConfig::default().ice_candidate_rate
+        );
+    }
+}

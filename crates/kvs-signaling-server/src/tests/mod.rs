@@ -19,6 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{Server, ServerConfig};
 
+mod aws_sdk;
+
 const KEY: &str = "AKIDTESTKEY";
 const SECRET: &str = "test-secret";
 

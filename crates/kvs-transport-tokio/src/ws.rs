@@ -23,8 +23,10 @@ pub fn websocket_config(max_message_len: usize) -> WebSocketConfig {
 }
 
 /// Serves `ws` for the hub connection `registration` until either side closes it: text frames
-/// go to the hub, ping and pong count as activity, binary frames are ignored (the protocol is
-/// text only), and what the hub sends goes out in order. Returns when the connection is over.
+/// go to the hub, ping and pong count as activity, and what the hub sends goes out in order.
+/// The protocol is text only: a binary frame closes the connection with 1003 (unsupported
+/// data), as the official C SDK tears down on one, and a message over the size limit with
+/// 1009 (message too big). Returns when the connection is over.
 pub async fn serve_websocket<S>(ws: WebSocketStream<S>, mut registration: Registration)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -32,8 +34,17 @@ where
     let (mut sink, mut stream) = ws.split();
     let shard = registration.shard.clone();
     let conn = registration.conn;
+    let (refuse, mut refused) = tokio::sync::oneshot::channel::<CloseFrame>();
     let writer = tokio::spawn(async move {
-        while let Some(next) = registration.next().await {
+        loop {
+            let next = tokio::select! {
+                next = registration.next() => next,
+                Ok(frame) = &mut refused => {
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+            };
+            let Some(next) = next else { break };
             match next {
                 Ok(text) => {
                     if sink.send(Message::Text(text)).await.is_err() {
@@ -57,7 +68,21 @@ where
         let delivered = match message {
             Ok(Message::Text(text)) => shard.frame(conn, text).await,
             Ok(Message::Ping(_) | Message::Pong(_)) => shard.keepalive(conn).await,
-            Ok(Message::Binary(_) | Message::Frame(_)) => Ok(()),
+            Ok(Message::Binary(_)) => {
+                let _ = refuse.send(CloseFrame {
+                    code: CloseCode::Unsupported,
+                    reason: "binary frames are not accepted: the protocol is JSON text".into(),
+                });
+                break;
+            }
+            Ok(Message::Frame(_)) => Ok(()),
+            Err(tokio_tungstenite::tungstenite::Error::Capacity(_)) => {
+                let _ = refuse.send(CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "a frame or message passed the size limit".into(),
+                });
+                break;
+            }
             Ok(Message::Close(_)) | Err(_) => break,
         };
         if delivered.is_err() {

@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::{Server, ServerConfig};
 
 mod aws_sdk;
+mod security;
 
 const KEY: &str = "AKIDTESTKEY";
 const SECRET: &str = "test-secret";
@@ -44,8 +45,46 @@ fn config() -> ServerConfig {
     .hub(HubConfig::default().max_viewers_per_channel(2))
 }
 
-fn identity(key: &str, secret: &str) -> Identity {
-    AwsCredentials::new(key, secret, None, None, "test").into()
+/// Who signs, and for which scope and time.
+#[derive(Clone, Copy)]
+struct Signing<'a> {
+    key: &'a str,
+    secret: &'a str,
+    region: &'a str,
+    service: &'a str,
+    time: SystemTime,
+}
+
+impl<'a> Signing<'a> {
+    fn new(key: &'a str, secret: &'a str) -> Self {
+        Self {
+            key,
+            secret,
+            region: "us-west-2",
+            service: "kinesisvideo",
+            time: SystemTime::now(),
+        }
+    }
+
+    fn params(
+        &self,
+        identity: &'a Identity,
+        location: SignatureLocation,
+    ) -> v4::SigningParams<'a, SigningSettings> {
+        let mut settings = SigningSettings::default();
+        settings.signature_location = location;
+        if location == SignatureLocation::QueryParams {
+            settings.expires_in = Some(Duration::from_secs(299));
+        }
+        v4::SigningParams::builder()
+            .identity(identity)
+            .region(self.region)
+            .name(self.service)
+            .time(self.time)
+            .settings(settings)
+            .build()
+            .unwrap()
+    }
 }
 
 struct Answer {
@@ -67,21 +106,23 @@ async fn call_as(
     body: &str,
     secret: Option<&str>,
 ) -> Answer {
+    let signing = secret.map(|secret| Signing::new(key, secret));
+    call_signed(server, path, body, signing.as_ref()).await
+}
+
+/// [`call`] signed as `signing` says, or not at all.
+async fn call_signed(
+    server: &Server,
+    path: &str,
+    body: &str,
+    signing: Option<&Signing<'_>>,
+) -> Answer {
     let host = server.local_addr().to_string();
     let mut headers = vec![("host".to_owned(), host.clone())];
-    if let Some(secret) = secret {
-        let identity = identity(key, secret);
-        let mut settings = SigningSettings::default();
-        settings.signature_location = SignatureLocation::Headers;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region("us-west-2")
-            .name("kinesisvideo")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .unwrap()
-            .into();
+    if let Some(signing) = signing {
+        let identity: Identity =
+            AwsCredentials::new(signing.key, signing.secret, None, None, "test").into();
+        let params = signing.params(&identity, SignatureLocation::Headers).into();
         let url = format!("http://{host}{path}");
         let request = SignableRequest::new(
             "POST",
@@ -136,19 +177,21 @@ fn presign_as(
     client_id: Option<&str>,
     secret: &str,
 ) -> String {
+    presign_signed(server, arn, client_id, &Signing::new(key, secret))
+}
+
+/// [`presign`] signed as `signing` says.
+fn presign_signed(
+    server: &Server,
+    arn: &str,
+    client_id: Option<&str>,
+    signing: &Signing<'_>,
+) -> String {
     let host = server.local_addr().to_string();
-    let identity = identity(key, secret);
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(Duration::from_secs(299));
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-west-2")
-        .name("kinesisvideo")
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()
-        .unwrap()
+    let identity: Identity =
+        AwsCredentials::new(signing.key, signing.secret, None, None, "test").into();
+    let params = signing
+        .params(&identity, SignatureLocation::QueryParams)
         .into();
     let encode = |text: &str| -> String {
         text.bytes()

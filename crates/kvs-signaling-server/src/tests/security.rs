@@ -314,3 +314,99 @@ async fn a_flood_from_one_connection_is_throttled_and_others_are_served() {
     let listed = call(&server, "/listSignalingChannels", "{}", Some(SECRET)).await;
     assert_eq!(listed.status, 200, "{}", listed.body);
 }
+
+#[tokio::test]
+async fn roles_ttl_delivery_replacement_and_drain_over_sockets() {
+    let server = start().await;
+    let arn = channel(&server, "semantics").await;
+
+    // TTL delivery: an offer sent before the master connects waits for it.
+    let mut early = open(&server, &arn, Some("early")).await;
+    early
+        .send(Message::Text(
+            r#"{"action":"SDP_OFFER","messagePayload":"ZWFybHk="}"#.into(),
+        ))
+        .await
+        .unwrap();
+    let mut master = open(&server, &arn, None).await;
+    let got = next_text(&mut master).await;
+    assert!(
+        got.contains(r#""messagePayload":"ZWFybHk=""#)
+            && got.contains(r#""senderClientId":"early""#),
+        "{got}"
+    );
+
+    // Several viewers; the master answers each by client id, candidates go both ways.
+    let mut late = open(&server, &arn, Some("late")).await;
+    for (viewer, id) in [(&mut early, "early"), (&mut late, "late")] {
+        viewer
+            .send(Message::Text(
+                r#"{"action":"ICE_CANDIDATE","messagePayload":"Y2FuZA=="}"#.into(),
+            ))
+            .await
+            .unwrap();
+        let got = next_text(&mut master).await;
+        assert!(
+            got.contains(&format!(r#""senderClientId":"{id}""#)),
+            "{got}"
+        );
+        master
+            .send(Message::Text(
+                format!(
+                    r#"{{"action":"ICE_CANDIDATE","recipientClientId":"{id}","messagePayload":"bWFzdGVy"}}"#
+                )
+                .into(),
+            ))
+            .await
+            .unwrap();
+        let got = next_text(viewer).await;
+        assert_eq!(
+            got,
+            r#"{"messagePayload":"bWFzdGVy","messageType":"ICE_CANDIDATE"}"#
+        );
+    }
+
+    // Role rules: the master must name a recipient; a viewer's recipient is ignored and its
+    // message still goes to the master.
+    master
+        .send(Message::Text(
+            r#"{"action":"SDP_ANSWER","messagePayload":"YQ==","correlationId":"m1"}"#.into(),
+        ))
+        .await
+        .unwrap();
+    let status = next_text(&mut master).await;
+    assert!(
+        status.contains("STATUS_RESPONSE") && status.contains("recipientClientId"),
+        "{status}"
+    );
+    late.send(Message::Text(
+        r#"{"action":"SDP_OFFER","recipientClientId":"early","messagePayload":"dG8tbWFzdGVy"}"#
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let got = next_text(&mut master).await;
+    assert!(got.contains(r#""senderClientId":"late""#), "{got}");
+
+    // Replacement: a second master takes over; the first gets nothing more.
+    let mut second = open(&server, &arn, None).await;
+    late.send(Message::Text(
+        r#"{"action":"SDP_OFFER","messagePayload":"cmVwbGFjZWQ="}"#.into(),
+    ))
+    .await
+    .unwrap();
+    let got = next_text(&mut second).await;
+    assert!(got.contains("cmVwbGFjZWQ="), "{got}");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), master.next())
+            .await
+            .is_err(),
+        "the superseded master still got a frame"
+    );
+
+    // Drain: every live connection gets GO_AWAY.
+    server.drain().await;
+    for ws in [&mut second, &mut early, &mut late] {
+        assert_eq!(next_text(ws).await, r#"{"messageType":"GO_AWAY"}"#);
+    }
+}

@@ -133,7 +133,7 @@ fn ci(fuzz_seconds: u64) -> Result<(), String> {
     let mut counts = Counts::default();
     let result = (|| {
         run(
-            "install test dependencies (coturn)",
+            "install test dependencies (coturn, Node.js and the JS SDK)",
             Command::new(root().join("scripts/install-test-deps.sh")).current_dir(root()),
         )?;
         run("fmt", cargo().args(["fmt", "--all", "--check"]))?;

@@ -234,6 +234,10 @@ async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
+        // Signaling frames are small and latency-bound: no Nagle delay between them.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %err, "TCP_NODELAY not set");
+        }
         let app = Arc::clone(&app);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {

@@ -61,7 +61,9 @@ struct Options {
     turn_secrets: Vec<String>,
     stun_uris: Vec<String>,
     ice_ttl: Option<u32>,
-    data_dir: Option<String>,
+    data_dir: String,
+    /// Keep channels in memory only; the data directory still holds the development TLS files.
+    in_memory: bool,
     shards: Option<usize>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
@@ -88,7 +90,8 @@ impl Options {
             turn_secrets: Vec::new(),
             stun_uris: vec!["stun:127.0.0.1:3478".to_owned()],
             ice_ttl: None,
-            data_dir: Some(".kvs-signaling".to_owned()),
+            data_dir: ".kvs-signaling".to_owned(),
+            in_memory: false,
             shards: None,
             tls_cert: None,
             tls_key: None,
@@ -108,11 +111,9 @@ impl Options {
             self.region = region;
         }
         if let Some(dir) = file.data_dir {
-            self.data_dir = Some(dir);
+            self.data_dir = dir;
         }
-        if file.in_memory == Some(true) {
-            self.data_dir = None;
-        }
+        self.in_memory |= file.in_memory == Some(true);
         self.shards = file.shards.or(self.shards);
         self.insecure |= file.insecure_no_auth == Some(true);
         if let Some(tls) = file.tls {
@@ -157,7 +158,7 @@ impl Options {
             self.turn_secrets = vec![secret];
         }
         if let Some(dir) = env("KVS_DATA_DIR") {
-            self.data_dir = Some(dir);
+            self.data_dir = dir;
         }
         self.tls_cert = env("KVS_TLS_CERT").or(self.tls_cert.take());
         self.tls_key = env("KVS_TLS_KEY").or(self.tls_key.take());
@@ -187,8 +188,8 @@ impl Options {
                 "--turn-uri" => turn_uris.push(value()?),
                 "--turn-secret" => self.turn_secrets = vec![value()?],
                 "--stun-uri" => stun_uris.push(value()?),
-                "--data-dir" => self.data_dir = Some(value()?),
-                "--in-memory" => self.data_dir = None,
+                "--data-dir" => self.data_dir = value()?,
+                "--in-memory" => self.in_memory = true,
                 "--shards" => {
                     let text = value()?;
                     self.shards = Some(text.parse().map_err(|_| {
@@ -276,8 +277,7 @@ fn tls(options: &Options) -> Result<Option<(TlsFiles, Option<PathBuf>)>, String>
     match (&options.tls_cert, &options.tls_key) {
         (Some(cert), Some(key)) => Ok(Some((TlsFiles::new(cert, key), None))),
         (None, None) => {
-            let dir = options.data_dir.as_deref().unwrap_or(".kvs-signaling");
-            let dev = dev_certificate(Path::new(dir)).map_err(|err| err.to_string())?;
+            let dev = dev_certificate(Path::new(&options.data_dir)).map_err(|err| err.to_string())?;
             Ok(Some((dev.files, Some(dev.ca))))
         }
         _ => Err("--tls-cert and --tls-key go together".to_owned()),
@@ -374,8 +374,8 @@ fn config(options: &Options) -> Result<Setup, String> {
     if options.insecure {
         config = config.auth(AuthMode::DisabledInsecure);
     }
-    if let Some(dir) = &options.data_dir {
-        config = config.data_dir(dir.clone());
+    if !options.in_memory {
+        config = config.data_dir(options.data_dir.clone());
     }
     let mut dev_ca = None;
     if let Some((files, ca)) = tls(options)? {

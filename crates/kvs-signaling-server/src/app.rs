@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -35,6 +36,10 @@ pub(crate) struct App {
     pub(crate) store: crate::store::Store,
     /// `scheme://host[:port]` of this server as clients reach it.
     pub(crate) public_url: String,
+    /// Requests refused for their signature or their key's limits, REST and connect.
+    pub(crate) auth_failures: AtomicU64,
+    /// REST calls answered with an error.
+    pub(crate) rest_errors: AtomicU64,
 }
 
 impl App {
@@ -170,6 +175,8 @@ impl Server {
             verifier,
             store,
             public_url: public_url.clone(),
+            auth_failures: AtomicU64::new(0),
+            rest_errors: AtomicU64::new(0),
         });
         let (shutdown, stop) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(listener, acceptor, app, stop));
@@ -338,10 +345,21 @@ async fn rest(app: Arc<App>, operation: Operation, request: Request<Incoming>) -
         signed.query = parts.uri.query().unwrap_or("");
         match app.verifier.verify_header(SystemTime::now(), &signed) {
             Ok(verified) => caller = app.caller(verified.access_key_id),
-            Err(err) => return auth_error(&err),
+            Err(err) => {
+                app.auth_failures.fetch_add(1, Ordering::Relaxed);
+                app.rest_errors.fetch_add(1, Ordering::Relaxed);
+                return auth_error(&err);
+            }
         }
     }
-    crate::control::dispatch(&app, caller.as_ref(), operation, body).await
+    let response = crate::control::dispatch(&app, caller.as_ref(), operation, body).await;
+    if response.status().is_client_error() || response.status().is_server_error() {
+        app.rest_errors.fetch_add(1, Ordering::Relaxed);
+        if response.status() == StatusCode::UNAUTHORIZED {
+            app.auth_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    response
 }
 
 fn auth_error(err: &AuthError) -> HttpResponse {
@@ -427,6 +445,16 @@ async fn metrics(app: &App) -> HttpResponse {
         "messages_dropped_total",
         "Messages dropped: refused without a correlation id, from superseded connections, or for a full buffer.",
         counters.rejected_silently + counters.dropped_from_superseded + counters.buffer_full,
+    );
+    counter(
+        "rest_errors_total",
+        "REST calls answered with an error.",
+        app.rest_errors.load(Ordering::Relaxed),
+    );
+    counter(
+        "auth_failures_total",
+        "REST calls and connects refused for their signature or their key's limits.",
+        app.auth_failures.load(Ordering::Relaxed),
     );
     counter(
         "status_responses_total",

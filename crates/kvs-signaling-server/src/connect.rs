@@ -1,6 +1,7 @@
 //! The WebSocket connect: the presigned query verified and the hub asked before the upgrade, so
 //! that every refusal is a plain HTTP answer with the service's status, as clients expect.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
 
@@ -44,11 +45,15 @@ pub(crate) async fn connect(app: Arc<App>, mut request: Request<Incoming>) -> Ht
                         None => Action::ConnectAsMaster,
                     };
                     if let Err(message) = caller.check(action, connect.channel_arn.channel_name()) {
+                        app.auth_failures.fetch_add(1, Ordering::Relaxed);
                         return refuse(ErrorType::AccessDeniedException, message);
                     }
                 }
             }
-            Err(err) => return refuse(ErrorType::AccessDeniedException, err.message),
+            Err(err) => {
+                app.auth_failures.fetch_add(1, Ordering::Relaxed);
+                return refuse(ErrorType::AccessDeniedException, err.message);
+            }
         }
     }
     let Some(key) = request

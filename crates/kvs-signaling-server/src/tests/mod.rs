@@ -496,6 +496,17 @@ async fn send_alexa_offer_to_master_waits_for_the_answer() {
 #[tokio::test]
 async fn health_and_metrics() {
     let server = start().await;
+    // One forged call, and one well-signed call that fails: both are counted.
+    let forged = call(&server, "/listSignalingChannels", "{}", Some("wrong")).await;
+    assert_eq!(forged.status, 403);
+    let missing = call(
+        &server,
+        "/describeSignalingChannel",
+        r#"{"ChannelName":"nowhere"}"#,
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(missing.status, 404);
     let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
@@ -509,6 +520,8 @@ async fn health_and_metrics() {
         "{response}"
     );
     assert!(response.contains("kvs_channels 0"), "{response}");
+    assert!(response.contains("kvs_rest_errors_total 2"), "{response}");
+    assert!(response.contains("kvs_auth_failures_total 1"), "{response}");
 }
 
 #[tokio::test]

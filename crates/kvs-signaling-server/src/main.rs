@@ -277,7 +277,8 @@ fn tls(options: &Options) -> Result<Option<(TlsFiles, Option<PathBuf>)>, String>
     match (&options.tls_cert, &options.tls_key) {
         (Some(cert), Some(key)) => Ok(Some((TlsFiles::new(cert, key), None))),
         (None, None) => {
-            let dev = dev_certificate(Path::new(&options.data_dir)).map_err(|err| err.to_string())?;
+            let dev =
+                dev_certificate(Path::new(&options.data_dir)).map_err(|err| err.to_string())?;
             Ok(Some((dev.files, Some(dev.ca))))
         }
         _ => Err("--tls-cert and --tls-key go together".to_owned()),

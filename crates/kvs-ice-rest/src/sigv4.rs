@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials as AwsCredentials;
@@ -48,6 +49,86 @@ impl Credentials {
         self.session_token = Some(session_token.into());
         self
     }
+}
+
+impl Credentials {
+    /// The credentials in the environment, as the AWS SDKs and CLI read them:
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, for temporary credentials,
+    /// `AWS_SESSION_TOKEN`. An empty variable counts as unset.
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::from_lookup(std::env::var_os)
+    }
+
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&'static str) -> Option<OsString>,
+    ) -> Result<Self, EnvError> {
+        let access_key_id = required_var(&lookup, "AWS_ACCESS_KEY_ID")?;
+        let secret_access_key = required_var(&lookup, "AWS_SECRET_ACCESS_KEY")?;
+        let credentials = Self::new(access_key_id, secret_access_key);
+        Ok(match optional_var(&lookup, "AWS_SESSION_TOKEN")? {
+            Some(token) => credentials.with_session_token(token),
+            None => credentials,
+        })
+    }
+}
+
+/// The region in the environment: `AWS_REGION`, else `AWS_DEFAULT_REGION` (which the AWS CLI
+/// reads). An empty variable counts as unset.
+pub fn region_from_env() -> Result<String, EnvError> {
+    region_from_lookup(std::env::var_os)
+}
+
+pub(crate) fn region_from_lookup(
+    lookup: impl Fn(&'static str) -> Option<OsString>,
+) -> Result<String, EnvError> {
+    match optional_var(&lookup, "AWS_REGION")? {
+        Some(region) => Ok(region),
+        None => required_var(&lookup, "AWS_DEFAULT_REGION").map_err(|err| match err {
+            EnvError::Missing { .. } => EnvError::Missing {
+                variable: "AWS_REGION (or AWS_DEFAULT_REGION)",
+            },
+            other => other,
+        }),
+    }
+}
+
+fn optional_var(
+    lookup: &impl Fn(&'static str) -> Option<OsString>,
+    variable: &'static str,
+) -> Result<Option<String>, EnvError> {
+    match lookup(variable) {
+        None => Ok(None),
+        Some(value) if value.is_empty() => Ok(None),
+        Some(value) => value
+            .into_string()
+            .map(Some)
+            .map_err(|_| EnvError::NotUnicode { variable }),
+    }
+}
+
+fn required_var(
+    lookup: &impl Fn(&'static str) -> Option<OsString>,
+    variable: &'static str,
+) -> Result<String, EnvError> {
+    optional_var(lookup, variable)?.ok_or(EnvError::Missing { variable })
+}
+
+/// A setting the environment does not provide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvError {
+    /// The variable is unset or empty.
+    #[error("the environment variable {variable} is not set")]
+    Missing {
+        /// The variable's name.
+        variable: &'static str,
+    },
+    /// The variable is not valid Unicode.
+    #[error("the environment variable {variable} is not valid Unicode")]
+    NotUnicode {
+        /// The variable's name.
+        variable: &'static str,
+    },
 }
 
 impl std::fmt::Debug for Credentials {
@@ -537,7 +618,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Appends `text` percent-encoded as SigV4 encodes query components (RFC 3986 unreserved
 /// characters kept).
-fn push_encoded(out: &mut String, text: &str) {
+pub(crate) fn push_encoded(out: &mut String, text: &str) {
     for &b in text.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(char::from(b));

@@ -364,3 +364,73 @@ fn credentials_do_not_print_their_secrets() {
         "{printed}"
     );
 }
+
+fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&'static str) -> Option<OsString> {
+    move |name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| OsString::from(*v))
+    }
+}
+
+#[test]
+fn credentials_and_region_from_the_environment() {
+    let full = env(&[
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_SESSION_TOKEN", "token"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ]);
+    assert_eq!(
+        Credentials::from_lookup(&full).unwrap(),
+        Credentials::new("AKID", "secret").with_session_token("token")
+    );
+    assert_eq!(region_from_lookup(&full).unwrap(), "eu-west-1");
+
+    // An empty token is no token; AWS_DEFAULT_REGION stands in for AWS_REGION.
+    let long_term = env(&[
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_SESSION_TOKEN", ""),
+        ("AWS_REGION", ""),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ]);
+    assert_eq!(
+        Credentials::from_lookup(&long_term).unwrap(),
+        Credentials::new("AKID", "secret")
+    );
+    assert_eq!(region_from_lookup(&long_term).unwrap(), "us-east-1");
+
+    let missing = env(&[("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "")]);
+    assert_eq!(
+        Credentials::from_lookup(&missing).unwrap_err().to_string(),
+        "the environment variable AWS_SECRET_ACCESS_KEY is not set"
+    );
+    assert_eq!(
+        Credentials::from_lookup(env(&[])).unwrap_err(),
+        EnvError::Missing {
+            variable: "AWS_ACCESS_KEY_ID"
+        }
+    );
+    assert_eq!(
+        region_from_lookup(env(&[])).unwrap_err().to_string(),
+        "the environment variable AWS_REGION (or AWS_DEFAULT_REGION) is not set"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_variable_that_is_not_unicode_is_named() {
+    use std::os::unix::ffi::OsStringExt as _;
+    let lookup = |name: &'static str| match name {
+        "AWS_ACCESS_KEY_ID" => Some(OsString::from_vec(vec![0xff])),
+        _ => Some(OsString::from("x")),
+    };
+    assert_eq!(
+        Credentials::from_lookup(lookup).unwrap_err(),
+        EnvError::NotUnicode {
+            variable: "AWS_ACCESS_KEY_ID"
+        }
+    );
+}

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use http::{Method, Request, StatusCode, header};
@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use kvs_ice_rest::{AuthError, HeaderSignedRequest, Verifier};
+use kvs_ice_rest::{AuthError, HeaderSignedRequest, TurnConfig, TurnSecret, Verifier};
 use kvs_signaling_core::{Hub, Registry, SplitMix64};
 use kvs_signaling_proto::{ErrorType, Operation};
 use kvs_transport_tokio::ShardHandle;
@@ -40,6 +40,15 @@ pub(crate) struct App {
     pub(crate) auth_failures: AtomicU64,
     /// REST calls answered with an error.
     pub(crate) rest_errors: AtomicU64,
+    /// The ICE servers GetIceServerConfig hands out; replaced when the TURN secrets rotate.
+    pub(crate) ice: Arc<RwLock<Arc<TurnConfig>>>,
+}
+
+impl App {
+    /// The ICE configuration in force.
+    pub(crate) fn ice(&self) -> Arc<TurnConfig> {
+        Arc::clone(&self.ice.read().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 impl App {
@@ -61,6 +70,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<()>,
     shards: Shards,
+    ice: Arc<RwLock<Arc<TurnConfig>>>,
 }
 
 /// The shards of a server. Channels are independent, so each lives on one shard, chosen by a
@@ -168,6 +178,7 @@ impl Server {
             tracing::info!(channels = restored, path = %path.display(), "channels restored");
         }
         let verifier = Verifier::new(config.region.clone(), config.credentials.clone());
+        let ice = Arc::new(RwLock::new(Arc::new(config.ice.clone())));
         let app = Arc::new(App {
             config,
             registry: Mutex::new(registry),
@@ -177,6 +188,7 @@ impl Server {
             public_url: public_url.clone(),
             auth_failures: AtomicU64::new(0),
             rest_errors: AtomicU64::new(0),
+            ice: Arc::clone(&ice),
         });
         let (shutdown, stop) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(listener, acceptor, app, stop));
@@ -186,6 +198,7 @@ impl Server {
             shutdown,
             accept,
             shards,
+            ice,
         })
     }
 
@@ -206,6 +219,44 @@ impl Server {
         for shard in self.shards.all() {
             let _ = shard.drain().await;
         }
+    }
+
+    /// Replaces the TURN shared secrets (newest first: the first live one signs). When the
+    /// signing secret changes, every live connection gets RECONNECT_ICE_SERVER so that its
+    /// client fetches credentials signed with the new one; returns whether it changed.
+    pub async fn set_turn_secrets(
+        &self,
+        secrets: Vec<TurnSecret>,
+    ) -> Result<bool, kvs_ice_rest::TurnConfigError> {
+        let now = SystemTime::now();
+        let signing = |config: &TurnConfig| {
+            config
+                .secrets
+                .iter()
+                .find(|s| s.retired_at.is_none_or(|at| now < at))
+                .map(|s| s.secret.clone())
+        };
+        let changed = {
+            let mut current = self.ice.write().unwrap_or_else(PoisonError::into_inner);
+            let next = TurnConfig::new(
+                current.turn_uris.clone(),
+                current.stun_uris.clone(),
+                secrets,
+                current.ttl,
+            )?;
+            let changed = signing(&current) != signing(&next);
+            *current = Arc::new(next);
+            changed
+        };
+        if changed {
+            tracing::info!(
+                "the TURN signing secret changed: RECONNECT_ICE_SERVER to every connection"
+            );
+            for shard in self.shards.all() {
+                let _ = shard.reconnect_ice_servers(None).await;
+            }
+        }
+        Ok(changed)
     }
 
     /// Stops the listener at once.

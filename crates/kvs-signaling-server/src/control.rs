@@ -293,8 +293,7 @@ pub(crate) async fn dispatch(
             ));
             try_response!(channel_ttl(app, &request.channel_arn));
             json(
-                app.config
-                    .ice
+                app.ice()
                     .ice_server_config(now, &request.channel_arn)
                     .encode(),
             )

@@ -410,3 +410,64 @@ async fn roles_ttl_delivery_replacement_and_drain_over_sockets() {
         assert_eq!(next_text(ws).await, r#"{"messageType":"GO_AWAY"}"#);
     }
 }
+
+#[tokio::test]
+async fn rotating_the_turn_secret_sends_reconnect_ice_server() {
+    use kvs_ice_rest::{TurnConfig, TurnSecret};
+    use kvs_signaling_proto::{IceServerTtl, IceUri};
+
+    let server = start().await;
+    let arn = channel(&server, "rotating").await;
+    let mut master = open(&server, &arn, None).await;
+    let mut viewer = open(&server, &arn, Some("v")).await;
+    let body = format!(r#"{{"ChannelARN":"{arn}"}}"#);
+    let credentials = |answer: &str| {
+        (
+            json_field(answer, "Username"),
+            json_field(answer, "Password"),
+        )
+    };
+    let before = call(&server, "/v1/get-ice-server-config", &body, Some(SECRET)).await;
+    let (old_user, old_password) = credentials(&before.body);
+
+    // The same signing secret again: nothing to tell anyone.
+    let same = server
+        .set_turn_secrets(vec![TurnSecret::new("turn-secret")])
+        .await
+        .unwrap();
+    assert!(!same);
+    // A new signing secret, the old one kept for verifying: RECONNECT_ICE_SERVER to all.
+    let changed = server
+        .set_turn_secrets(vec![
+            TurnSecret::new("fresh-secret"),
+            TurnSecret::new("turn-secret"),
+        ])
+        .await
+        .unwrap();
+    assert!(changed);
+    for ws in [&mut master, &mut viewer] {
+        assert_eq!(
+            next_text(ws).await,
+            r#"{"messageType":"RECONNECT_ICE_SERVER"}"#
+        );
+    }
+    let after = call(&server, "/v1/get-ice-server-config", &body, Some(SECRET)).await;
+    let (user, password) = credentials(&after.body);
+    let uris = vec![IceUri::new("turn:127.0.0.1:3478?transport=udp").unwrap()];
+    let only = |secret: &str| {
+        TurnConfig::new(
+            uris.clone(),
+            vec![],
+            vec![TurnSecret::new(secret)],
+            IceServerTtl::default(),
+        )
+        .unwrap()
+    };
+    let now = SystemTime::now();
+    assert!(only("fresh-secret").verify(now, &user, &password));
+    assert!(!only("turn-secret").verify(now, &user, &password));
+    // Credentials handed out before the rotation still verify under the old secret.
+    assert!(only("turn-secret").verify(now, &old_user, &old_password));
+    // A configuration the C SDK could not use is refused, and nothing changes.
+    assert!(server.set_turn_secrets(vec![]).await.is_err());
+}

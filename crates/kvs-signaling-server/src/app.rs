@@ -70,7 +70,10 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<()>,
     shards: Shards,
+    shard_tasks: Vec<JoinHandle<()>>,
     ice: Arc<RwLock<Arc<TurnConfig>>>,
+    /// The state every connection task holds, to know when the last one let go.
+    app: std::sync::Weak<App>,
 }
 
 /// The shards of a server. Channels are independent, so each lives on one shard, chosen by a
@@ -157,10 +160,12 @@ impl Server {
             );
         }
         let mut shards = Vec::with_capacity(config.shards.max(1));
+        let mut shard_tasks = Vec::with_capacity(config.shards.max(1));
         for _ in 0..config.shards.max(1) {
             let hub = Hub::new(config.hub.clone())?;
-            let (shard, _task) = kvs_transport_tokio::spawn(hub, config.shard);
+            let (shard, task) = kvs_transport_tokio::spawn(hub, config.shard);
             shards.push(shard);
+            shard_tasks.push(task);
         }
         let shards = Shards(shards);
         // The registry's only randomness is channel versions; seed it from the clock at the
@@ -190,6 +195,7 @@ impl Server {
             rest_errors: AtomicU64::new(0),
             ice: Arc::clone(&ice),
         });
+        let weak = Arc::downgrade(&app);
         let (shutdown, stop) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(listener, acceptor, app, stop));
         Ok(Self {
@@ -198,7 +204,9 @@ impl Server {
             shutdown,
             accept,
             shards,
+            shard_tasks,
             ice,
+            app: weak,
         })
     }
 
@@ -264,11 +272,22 @@ impl Server {
         self.accept.abort();
     }
 
-    /// Stops the listener and waits until it has let go of the store, so that another server
-    /// can open the same data directory.
+    /// Stops at once, as a crash would but cleanly: the listener, the hubs and with them every
+    /// connection (their sockets are closed). Waits, up to 5 s, until every task has let go of
+    /// the store, so that another server can open the same data directory.
     pub async fn stop(self) {
         self.accept.abort();
         let _ = self.accept.await;
+        for task in &self.shard_tasks {
+            task.abort();
+        }
+        for task in self.shard_tasks {
+            let _ = task.await;
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.app.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 

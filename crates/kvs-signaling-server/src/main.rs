@@ -9,6 +9,8 @@ use kvs_signaling_proto::{IceServerTtl, IceUri};
 use std::path::{Path, PathBuf};
 
 use kvs_signaling_core::HubConfig;
+
+mod repl;
 use kvs_signaling_server::{
     AuthMode, FileConfig, LimitsSection, Scope, Server, ServerConfig, TlsFiles, dev_certificate,
 };
@@ -18,6 +20,8 @@ kvs-signaling: a self-hostable Amazon Kinesis Video Streams WebRTC signaling ser
 
 usage:
   kvs-signaling serve [options]
+  kvs-signaling connect --channel NAME --role master|viewer [options]
+                             an interactive client (connect --help tells more)
 
 Flags win over the environment variables in brackets, which win over the config file.
 
@@ -70,6 +74,8 @@ struct Options {
     no_tls: bool,
     insecure: bool,
     limits: LimitsSection,
+    /// The config file, read again on SIGHUP for new TURN secrets.
+    config_path: Option<PathBuf>,
 }
 
 fn parse_listen(source: &str, text: &str) -> Result<SocketAddr, String> {
@@ -98,6 +104,7 @@ impl Options {
             no_tls: false,
             insecure: false,
             limits: LimitsSection::default(),
+            config_path: None,
         }
     }
 
@@ -242,6 +249,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> 
     let mut options = Options::defaults();
     if let Some(path) = config_path {
         options.apply_file(FileConfig::load(Path::new(&path))?)?;
+        options.config_path = Some(PathBuf::from(path));
     }
     options.apply_env()?;
     options.apply_flags(flags)?;
@@ -448,7 +456,11 @@ async fn serve(options: Options) -> Result<(), String> {
             "Channels live in memory and are lost when the server stops. Ctrl-C or SIGTERM drains and stops."
         ),
     }
-    shutdown_signal().await?;
+    let reload = options.config_path.clone();
+    tokio::select! {
+        result = shutdown_signal() => result?,
+        () = reload_on_hangup(&server, reload) => {}
+    }
     println!(
         "Draining: GO_AWAY sent to every connection; closing in {} s.",
         grace.as_secs()
@@ -457,6 +469,42 @@ async fn serve(options: Options) -> Result<(), String> {
     tokio::time::sleep(grace.min(Duration::from_secs(60))).await;
     server.abort();
     Ok(())
+}
+
+/// On every SIGHUP, reads the config file again and puts its `[ice] turn_secrets` in force:
+/// when the signing secret changed, every connection gets RECONNECT_ICE_SERVER. Never returns.
+async fn reload_on_hangup(server: &Server, config_path: Option<PathBuf>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return std::future::pending().await;
+        };
+        while hangup.recv().await.is_some() {
+            let Some(path) = &config_path else {
+                tracing::warn!("SIGHUP: no --config file to read TURN secrets from");
+                continue;
+            };
+            let secrets = FileConfig::load(path).map(|file| {
+                file.ice
+                    .and_then(|ice| ice.turn_secrets)
+                    .unwrap_or_default()
+            });
+            match secrets {
+                Ok(secrets) => {
+                    let secrets = secrets.iter().map(TurnSecret::new).collect();
+                    match server.set_turn_secrets(secrets).await {
+                        Ok(changed) => {
+                            tracing::info!(changed, "SIGHUP: TURN secrets read again");
+                        }
+                        Err(err) => tracing::error!(%err, "SIGHUP: TURN secrets not changed"),
+                    }
+                }
+                Err(err) => tracing::error!(%err, "SIGHUP: the config file cannot be read"),
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// Waits for Ctrl-C, or SIGTERM where there are signals (as service managers stop a server).
@@ -479,8 +527,51 @@ async fn shutdown_signal() -> Result<(), String> {
     }
 }
 
+/// `kvs-signaling connect`.
+fn connect(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        eprint!("{}", repl::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let options = match repl::parse(args) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("kvs-signaling connect: {message}\n\n{}", repl::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("kvs-signaling: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(repl::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("kvs-signaling connect: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let options = match parse(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("connect") {
+        return connect(&args[1..]);
+    }
+    let options = match parse(args.into_iter()) {
         Ok(Some(options)) => options,
         Ok(None) => {
             eprint!("{USAGE}");

@@ -10,11 +10,18 @@
 //!   upgrade request with), and [`serve_websocket`] serves its socket with a reader and a
 //!   writer task.
 //!
-//! The transport makes no routing decision of its own. The Rust signaling client will live here
-//! too.
+//! The transport makes no routing decision of its own.
+//!
+//! The client side is [`SignalingClient`]: a master or viewer driving `kvs-signaling-core`'s
+//! `ClientSession`, with the REST calls and the presigned connect URL of `kvs-ice-rest`.
 
+mod client;
 mod shard;
 mod ws;
+
+pub use client::{
+    ClientConfig, ClientError, ClientEvent, Events, Received, SendError, Sent, SignalingClient,
+};
 
 pub use shard::{
     CloseCommand, Registration, SLOW_CONSUMER_CLOSE_CODE, ShardConfig, ShardHandle, ShardStopped,

@@ -1,0 +1,370 @@
+//! `kvs-signaling connect`: an interactive signaling client for debugging, against AWS or this
+//! server. It prints every event as one line of JSON (relayed payloads decoded from base64)
+//! and sends what the user types.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use kvs_ice_rest::{Credentials, RestClient, TlsTrust};
+use kvs_signaling_core::{ClientSessionConfig, SessionEvent};
+use kvs_signaling_proto::{
+    Action, ChannelName, ClientId, ClientMessage, MessagePayload, PeerId, Role,
+};
+use kvs_transport_tokio::{ClientConfig, ClientEvent, SignalingClient};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt as _;
+
+pub(crate) const USAGE: &str = "\
+usage:
+  kvs-signaling connect --channel NAME --role master|viewer [options]
+
+Joins a signaling channel as its master or as a viewer, prints every event as a line of
+JSON (payloads decoded from base64) and sends what you type, one message a line:
+
+  offer [to=ID] JSON        an SDP offer; JSON is the payload, such as
+                            {\"type\":\"offer\",\"sdp\":\"v=0...\"}; it is base64-encoded for you
+  answer [to=ID] JSON       an SDP answer
+  candidate [to=ID] JSON    an ICE candidate, such as {\"candidate\":\"candidate:...\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}
+  raw JSON                  a whole message envelope, sent as it is
+  quit                      close and exit (so does end of input)
+
+The master must name the viewer with to=ID; a viewer's messages go to the master.
+
+options:
+  --channel NAME             the signaling channel                      (required)
+  --role master|viewer       which side to join as                      (required)
+  --client-id ID             the viewer's client id                     (viewers: required)
+  --endpoint URL             the control-plane endpoint                 [KVS_ENDPOINT]
+                             (https://kinesisvideo.REGION.amazonaws.com)
+  --region REGION            [AWS_REGION, AWS_DEFAULT_REGION] (us-west-2)
+  --ca-file PEM              also trust this CA, such as a kvs-signaling server's
+                             development CA, .kvs-signaling/tls/ca.pem
+  --create                   create the channel when it does not exist
+
+Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
+";
+
+#[derive(Debug)]
+pub(crate) struct ConnectOptions {
+    channel: ChannelName,
+    role: Role,
+    client_id: Option<ClientId>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    ca_file: Option<PathBuf>,
+    create: bool,
+}
+
+/// Parses the options of `connect`.
+pub(crate) fn parse(args: &[String]) -> Result<ConnectOptions, String> {
+    let mut channel = None;
+    let mut role = None;
+    let mut client_id = None;
+    let mut endpoint = std::env::var("KVS_ENDPOINT").ok().filter(|v| !v.is_empty());
+    let mut region = None;
+    let mut ca_file = None;
+    let mut create = false;
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--channel" => {
+                let text = value()?;
+                channel = Some(ChannelName::new(&text).map_err(|err| format!("--channel: {err}"))?);
+            }
+            "--role" => {
+                role = Some(match value()?.as_str() {
+                    "master" => Role::Master,
+                    "viewer" => Role::Viewer,
+                    other => return Err(format!("--role: {other:?} is neither master nor viewer")),
+                });
+            }
+            "--client-id" => {
+                let text = value()?;
+                client_id =
+                    Some(ClientId::new(&text).map_err(|err| format!("--client-id: {err}"))?);
+            }
+            "--endpoint" => endpoint = Some(value()?),
+            "--region" => region = Some(value()?),
+            "--ca-file" => ca_file = Some(PathBuf::from(value()?)),
+            "--create" => create = true,
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    let channel = channel.ok_or("--channel is required")?;
+    let role = role.ok_or("--role is required")?;
+    match (role, &client_id) {
+        (Role::Viewer, None) => return Err("--client-id is required for a viewer".to_owned()),
+        (Role::Master, Some(_)) => {
+            return Err("--client-id is for viewers; the master has none".to_owned());
+        }
+        _ => {}
+    }
+    Ok(ConnectOptions {
+        channel,
+        role,
+        client_id,
+        endpoint,
+        region,
+        ca_file,
+        create,
+    })
+}
+
+/// One typed line: what to send.
+fn parse_line(line: &str, is_master: bool) -> Result<Option<ClientMessage<'static>>, String> {
+    let line = line.trim();
+    let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let action = match word {
+        "" => return Ok(None),
+        "offer" => Action::SdpOffer,
+        "answer" => Action::SdpAnswer,
+        "candidate" => Action::IceCandidate,
+        "raw" => {
+            let message = ClientMessage::decode(rest.trim()).map_err(|err| err.to_string())?;
+            return Ok(Some(message.into_owned()));
+        }
+        other => {
+            return Err(format!(
+                "{other:?}: type offer, answer, candidate, raw or quit"
+            ));
+        }
+    };
+    let mut rest = rest.trim_start();
+    let mut recipient = None;
+    if let Some(after) = rest.strip_prefix("to=") {
+        let (id, tail) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+        recipient = Some(PeerId::new(id).map_err(|err| format!("to=: {err}"))?);
+        rest = tail.trim_start();
+    }
+    if is_master && recipient.is_none() {
+        return Err("the master must name the viewer: offer to=ID {...}".to_owned());
+    }
+    serde_json::from_str::<Value>(rest)
+        .map_err(|err| format!("the payload must be JSON: {err}"))?;
+    let mut message = ClientMessage::new(action, MessagePayload::encode(rest.as_bytes()));
+    message.recipient_client_id = recipient;
+    Ok(Some(message))
+}
+
+/// The payload decoded from base64, as JSON when it is JSON, else as text.
+fn decoded(payload: &MessagePayload<'_>) -> Value {
+    match payload.decode() {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(err) => json!({ "undecodable": err.to_string(), "base64": payload.as_str() }),
+    }
+}
+
+/// An event as one line of JSON.
+fn line(event: &ClientEvent) -> Value {
+    let relayed = |kind: &str, sender: &Option<PeerId>, payload: &MessagePayload<'_>| {
+        json!({
+            "event": kind,
+            "sender": sender.as_ref().map(|s| s.as_str()),
+            "payload": decoded(payload),
+        })
+    };
+    match event {
+        ClientEvent::Offer(r) => relayed("SDP_OFFER", &r.sender, &r.payload),
+        ClientEvent::Answer(r) => relayed("SDP_ANSWER", &r.sender, &r.payload),
+        ClientEvent::IceCandidate(r) => relayed("ICE_CANDIDATE", &r.sender, &r.payload),
+        ClientEvent::Undecodable {
+            message_type,
+            sender,
+            payload,
+            error,
+        } => json!({
+            "event": "undecodable",
+            "messageType": message_type.as_str(),
+            "sender": sender.as_ref().map(|s| s.as_str()),
+            "payload": payload.as_ref().map(decoded),
+            "error": error,
+        }),
+        ClientEvent::Session(SessionEvent::StatusResponse(status)) => json!({
+            "event": "STATUS_RESPONSE",
+            "correlationId": status.correlation_id.as_ref().map(|c| c.as_str()),
+            "errorType": status.error_type,
+            "statusCode": status.status_code,
+            "description": status.description,
+        }),
+        ClientEvent::Session(SessionEvent::IceServersUpdated(servers)) => json!({
+            "event": "ice-servers",
+            "servers": servers.iter().map(|s| json!({
+                "uris": s.uris.iter().flatten().map(|u| u.as_str()).collect::<Vec<_>>(),
+                "username": s.username.as_ref().map(|u| u.as_str()),
+                "ttl": s.ttl.map(|t| t.get()),
+            })).collect::<Vec<_>>(),
+        }),
+        ClientEvent::Session(other) => {
+            json!({ "event": "session", "detail": format!("{other:?}") })
+        }
+        ClientEvent::Undelivered(messages) => json!({
+            "event": "undelivered",
+            "messages": messages.iter().map(ClientMessage::encode).collect::<Vec<_>>(),
+        }),
+        other => json!({ "event": "other", "detail": format!("{other:?}") }),
+    }
+}
+
+/// Runs `connect` until the user quits or the session fails.
+#[expect(
+    clippy::print_stdout,
+    reason = "the interactive client prints its events"
+)]
+pub(crate) async fn run(options: ConnectOptions) -> Result<(), String> {
+    let credentials = Credentials::from_env().map_err(|err| err.to_string())?;
+    let region = options
+        .region
+        .or_else(|| kvs_ice_rest::region_from_env().ok())
+        .unwrap_or_else(|| "us-west-2".to_owned());
+    let endpoint = options
+        .endpoint
+        .unwrap_or_else(|| format!("https://kinesisvideo.{region}.amazonaws.com"));
+    let mut trust = TlsTrust::default();
+    if let Some(path) = &options.ca_file {
+        let pem =
+            std::fs::read(path).map_err(|err| format!("--ca-file {}: {err}", path.display()))?;
+        trust = trust
+            .with_pem(&pem)
+            .map_err(|err| format!("--ca-file {}: {err}", path.display()))?;
+    }
+    let rest =
+        RestClient::new(&endpoint, &region, credentials, trust).map_err(|err| err.to_string())?;
+    let is_master = options.role == Role::Master;
+    let mut session =
+        ClientSessionConfig::new(options.channel, options.role).create_if_missing(options.create);
+    if let Some(id) = options.client_id {
+        session = session.client_id(id);
+    }
+    let (client, mut events) =
+        SignalingClient::start(ClientConfig::new(session, rest)).map_err(|err| err.to_string())?;
+    let mut input = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdout = std::io::stdout();
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else { break };
+                let _ = writeln!(stdout, "{}", line(&event));
+                let _ = stdout.flush();
+            }
+            typed = input.next_line() => {
+                let text = match typed {
+                    Ok(Some(text)) => text,
+                    Ok(None) => break,
+                    Err(err) => return Err(format!("reading input: {err}")),
+                };
+                if text.trim() == "quit" {
+                    break;
+                }
+                match parse_line(&text, is_master) {
+                    Ok(Some(message)) => match client.send(message).await {
+                        Ok(sent) => println!("{}", json!({ "event": "sent", "how": format!("{sent:?}") })),
+                        Err(err) => println!("{}", json!({ "event": "not-sent", "error": err.to_string() })),
+                    },
+                    Ok(None) => {}
+                    Err(err) => println!("{}", json!({ "event": "input-error", "error": err })),
+                }
+            }
+        }
+    }
+    client.close().await;
+    while let Some(event) = events.next().await {
+        println!("{}", line(&event));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn options_name_what_is_missing_or_wrong() {
+        let err = parse(&args(&["--role", "viewer"])).unwrap_err();
+        assert!(err.contains("--channel"), "{err}");
+        let err = parse(&args(&["--channel", "c", "--role", "viewer"])).unwrap_err();
+        assert!(err.contains("--client-id"), "{err}");
+        let err = parse(&args(&["--channel", "c", "--role", "boss"])).unwrap_err();
+        assert!(err.contains("\"boss\""), "{err}");
+        let err = parse(&args(&["--channel", "bad name", "--role", "master"])).unwrap_err();
+        assert!(err.contains("--channel"), "{err}");
+        let ok = parse(&args(&[
+            "--channel",
+            "c",
+            "--role",
+            "viewer",
+            "--client-id",
+            "v1",
+        ]))
+        .unwrap();
+        assert_eq!(
+            ok.client_id.map(|c| c.as_str().to_owned()).as_deref(),
+            Some("v1")
+        );
+    }
+
+    #[test]
+    fn typed_lines_become_messages() {
+        let message = parse_line(r#"offer {"type":"offer","sdp":"v=0"}"#, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.action, Action::SdpOffer);
+        assert_eq!(
+            message.message_payload.decode().unwrap(),
+            br#"{"type":"offer","sdp":"v=0"}"#
+        );
+        let message = parse_line(r#"candidate to=v1 {"candidate":""}"#, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            message
+                .recipient_client_id
+                .map(|p| p.as_str().to_owned())
+                .as_deref(),
+            Some("v1")
+        );
+        assert!(
+            parse_line(r#"answer {"type":"answer"}"#, true)
+                .unwrap_err()
+                .contains("to=ID")
+        );
+        assert!(
+            parse_line("offer not json", false)
+                .unwrap_err()
+                .contains("JSON")
+        );
+        assert!(
+            parse_line("hello", false)
+                .unwrap_err()
+                .contains("\"hello\"")
+        );
+        assert_eq!(parse_line("   ", false).unwrap(), None);
+        let raw = parse_line(
+            r#"raw {"action":"SDP_OFFER","messagePayload":"e30=","correlationId":"c1"}"#,
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            raw.correlation_id.map(|c| c.as_str().to_owned()).as_deref(),
+            Some("c1")
+        );
+    }
+
+    #[test]
+    fn payloads_print_as_json() {
+        let payload = MessagePayload::encode(br#"{"type":"answer","sdp":"v=0"}"#);
+        assert_eq!(decoded(&payload), json!({"type": "answer", "sdp": "v=0"}));
+        let text = MessagePayload::encode(b"plain");
+        assert_eq!(decoded(&text), json!("plain"));
+    }
+}

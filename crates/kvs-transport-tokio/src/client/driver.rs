@@ -1,0 +1,462 @@
+//! The client's task: one loop that owns the session, the socket and the queue of messages
+//! waiting for a connection, and that carries out the session's outputs.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use kvs_signaling_core::{
+    ClientSession, Endpoints, RequestError, SessionEvent, SessionOutput, SessionRequestId,
+    SessionState, SplitMix64,
+};
+use kvs_signaling_proto::{ChannelInfo, ClientMessage, IceServer, MessageType, ServerEvent};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use super::{ClientConfig, ClientError, ClientEvent, Command, SendError, Sent, relayed};
+
+/// A byte stream a WebSocket runs over: plain TCP or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Socket = WebSocketStream<Box<dyn Io>>;
+
+/// What a spawned request reports back.
+enum Completion {
+    Describe(SessionRequestId, Result<ChannelInfo, RequestError>),
+    Create(SessionRequestId, Result<(), RequestError>),
+    Endpoints(SessionRequestId, Result<Endpoints, RequestError>),
+    IceConfig(SessionRequestId, Result<Vec<IceServer>, RequestError>),
+    Connect(SessionRequestId, Result<Box<Socket>, RequestError>),
+}
+
+/// The open socket and what the keepalive knows of it.
+struct Open {
+    id: SessionRequestId,
+    socket: Socket,
+    /// When the last frame of any kind arrived.
+    heard: Instant,
+    /// When the next ping is due.
+    ping_at: Instant,
+}
+
+pub(super) struct Driver {
+    config: ClientConfig,
+    session: ClientSession,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<ClientEvent>,
+    completions_tx: mpsc::Sender<Completion>,
+    completions: mpsc::Receiver<Completion>,
+    open: Option<Open>,
+    queued: VecDeque<ClientMessage<'static>>,
+    closing: Option<oneshot::Sender<()>>,
+}
+
+/// How long a spawned request may outlive its deadline in the session before it is dropped.
+const REQUEST_SLACK: Duration = Duration::from_secs(1);
+
+impl Driver {
+    pub(super) fn new(
+        config: ClientConfig,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<ClientEvent>,
+    ) -> Result<Self, ClientError> {
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let session = ClientSession::new(
+            config.session.clone(),
+            SplitMix64::new(seed),
+            Instant::now().into_std(),
+        )?;
+        // At most a REST call, a background ICE refresh and a connect are in flight.
+        let (completions_tx, completions) = mpsc::channel(8);
+        Ok(Self {
+            config,
+            session,
+            commands,
+            events,
+            completions_tx,
+            completions,
+            open: None,
+            queued: VecDeque::new(),
+            closing: None,
+        })
+    }
+
+    pub(super) async fn run(mut self) {
+        loop {
+            self.carry_out().await;
+            if matches!(
+                self.session.state(),
+                SessionState::Closed | SessionState::Failed
+            ) {
+                break;
+            }
+            let timeout = self.session.poll_timeout().map(Instant::from_std);
+            let ping_at = self.open.as_ref().map(|open| open.ping_at);
+            tokio::select! {
+                () = sleep_until(timeout) => {
+                    self.session.handle_timeout(Instant::now().into_std());
+                }
+                () = sleep_until(ping_at) => self.keepalive().await,
+                Some(completion) = self.completions.recv() => self.complete(completion).await,
+                frame = next_frame(&mut self.open) => self.received(frame).await,
+                command = self.commands.recv() => match command {
+                    Some(Command::Send { message, reply }) => {
+                        let _ = reply.send(self.send(message).await);
+                    }
+                    Some(Command::Close { done }) => {
+                        self.closing = Some(done);
+                        self.session.close(Instant::now().into_std());
+                    }
+                    // Every handle is gone: nobody can send or close any more.
+                    None => self.session.close(Instant::now().into_std()),
+                },
+            }
+        }
+        self.carry_out().await;
+        if let Some(mut open) = self.open.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), open.socket.close(None)).await;
+        }
+        if !self.queued.is_empty() {
+            let undelivered = self.queued.drain(..).collect();
+            let _ = self
+                .events
+                .send(ClientEvent::Undelivered(undelivered))
+                .await;
+        }
+        // Anyone still sending hears that the client stopped.
+        self.commands.close();
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Send { reply, .. } => {
+                    let _ = reply.send(Err(SendError::Closed));
+                }
+                Command::Close { done } => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        if let Some(done) = self.closing.take() {
+            let _ = done.send(());
+        }
+    }
+
+    /// Carries out everything the session asked for.
+    async fn carry_out(&mut self) {
+        while let Some(output) = self.session.poll_output() {
+            match output {
+                SessionOutput::DescribeChannel { id, name } => {
+                    let rest = self.config.rest.clone();
+                    self.spawn(async move {
+                        Completion::Describe(id, rest.describe_channel(&name).await)
+                    });
+                }
+                SessionOutput::CreateChannel { id, name } => {
+                    let rest = self.config.rest.clone();
+                    self.spawn(
+                        async move { Completion::Create(id, rest.create_channel(&name).await) },
+                    );
+                }
+                SessionOutput::GetEndpoints { id, arn, role } => {
+                    let rest = self.config.rest.clone();
+                    self.spawn(async move {
+                        Completion::Endpoints(id, rest.get_endpoints(&arn, role).await)
+                    });
+                }
+                SessionOutput::GetIceConfig {
+                    id,
+                    arn,
+                    https_endpoint,
+                    client_id,
+                } => {
+                    let rest = self.config.rest.clone();
+                    self.spawn(async move {
+                        let result = rest
+                            .get_ice_config(&https_endpoint, &arn, client_id.as_ref())
+                            .await;
+                        Completion::IceConfig(id, result)
+                    });
+                }
+                SessionOutput::Connect {
+                    id,
+                    wss_endpoint,
+                    arn,
+                    client_id,
+                } => {
+                    let rest = self.config.rest.clone();
+                    let max = self.config.max_message_len;
+                    self.spawn(async move {
+                        let url = kvs_ice_rest::presign_connect_url(
+                            rest.credentials(),
+                            rest.region(),
+                            &wss_endpoint,
+                            &arn,
+                            client_id.as_ref(),
+                            SystemTime::now(),
+                        );
+                        let result = match url {
+                            Ok(url) => connect(&url, rest.tls_config(), max).await.map(Box::new),
+                            Err(err) => Err(RequestError::new(format!("presigning: {err}"))),
+                        };
+                        Completion::Connect(id, result)
+                    });
+                }
+                SessionOutput::CloseSocket { id } => {
+                    if let Some(mut open) = self.open.take_if(|open| open.id == id) {
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(1), open.socket.close(None))
+                                .await;
+                    }
+                }
+                SessionOutput::Event(event) => {
+                    if event == SessionEvent::StateChanged(SessionState::Connected) {
+                        self.flush().await;
+                    }
+                    let _ = self.events.send(ClientEvent::Session(event)).await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs a request on its own task, bounded by the session's deadline.
+    fn spawn(&self, request: impl Future<Output = Completion> + Send + 'static) {
+        let completions = self.completions_tx.clone();
+        let limit = self
+            .config
+            .session
+            .request_timeout
+            .max(self.config.session.connect_timeout)
+            + REQUEST_SLACK;
+        tokio::spawn(async move {
+            if let Ok(completion) = tokio::time::timeout(limit, request).await {
+                let _ = completions.send(completion).await;
+            }
+        });
+    }
+
+    async fn complete(&mut self, completion: Completion) {
+        let now = Instant::now().into_std();
+        match completion {
+            Completion::Describe(id, result) => self.session.handle_describe(now, id, result),
+            Completion::Create(id, result) => self.session.handle_create(now, id, result),
+            Completion::Endpoints(id, result) => self.session.handle_endpoints(now, id, result),
+            Completion::IceConfig(id, result) => self.session.handle_ice_config(now, id, result),
+            Completion::Connect(id, Ok(socket)) => {
+                let at = Instant::now();
+                if let Some(mut old) = self.open.replace(Open {
+                    id,
+                    socket: *socket,
+                    heard: at,
+                    ping_at: at + self.config.ping_interval,
+                }) {
+                    let _ = old.socket.close(None).await;
+                }
+                self.session.handle_connected(now, id);
+            }
+            Completion::Connect(id, Err(error)) => {
+                self.session.handle_connect_failed(now, id, error);
+            }
+        }
+    }
+
+    /// A frame, an error or the end of the open socket.
+    async fn received(&mut self, frame: Option<Result<Message, String>>) {
+        let Some(open) = &mut self.open else { return };
+        let id = open.id;
+        let now = Instant::now();
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                open.heard = now;
+                open.ping_at = now + self.config.ping_interval;
+                match ServerEvent::decode(text.as_str()) {
+                    Ok(event) => {
+                        self.session.handle_event(now.into_std(), &event);
+                        if matches!(
+                            event.message_type,
+                            MessageType::SdpOffer
+                                | MessageType::SdpAnswer
+                                | MessageType::IceCandidate
+                        ) {
+                            let sender = event.sender_client_id.map(|s| s.into_owned());
+                            let payload = event.message_payload.map(|p| p.into_owned());
+                            let client_event = relayed(event.message_type, sender, payload);
+                            let _ = self.events.send(client_event).await;
+                        }
+                    }
+                    Err(err) => {
+                        // Not an event of the protocol (the real gateway sends some of its own
+                        // JSON on errors): tell the application, keep the socket.
+                        tracing::debug!(%err, frame = %text, "an undecodable frame");
+                        let _ = self
+                            .events
+                            .send(ClientEvent::Undecodable {
+                                message_type: MessageType::StatusResponse,
+                                sender: None,
+                                payload: None,
+                                error: format!("{err}: {text}"),
+                            })
+                            .await;
+                    }
+                }
+            }
+            Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                self.open = None;
+                self.session.handle_socket_closed(now.into_std(), id);
+            }
+            Some(Ok(_)) => {
+                open.heard = now;
+                open.ping_at = now + self.config.ping_interval;
+            }
+        }
+    }
+
+    /// Pings a silent socket, or gives up on one silent for two intervals.
+    async fn keepalive(&mut self) {
+        let Some(open) = &mut self.open else { return };
+        let now = Instant::now();
+        if now.duration_since(open.heard) >= self.config.ping_interval * 2 {
+            tracing::debug!("no frame for two ping intervals: the socket is taken for dead");
+            let id = open.id;
+            self.open = None;
+            self.session.handle_socket_closed(now.into_std(), id);
+            return;
+        }
+        open.ping_at = now + self.config.ping_interval;
+        if open
+            .socket
+            .send(Message::Ping(Default::default()))
+            .await
+            .is_err()
+        {
+            let id = open.id;
+            self.open = None;
+            self.session.handle_socket_closed(now.into_std(), id);
+        }
+    }
+
+    /// Writes `message` now when connected, else queues it within the bound.
+    async fn send(&mut self, message: ClientMessage<'static>) -> Result<Sent, SendError> {
+        if matches!(
+            self.session.state(),
+            SessionState::Closed | SessionState::Failed
+        ) {
+            return Err(SendError::Closed);
+        }
+        if self.session.state() == SessionState::Connected
+            && self.queued.is_empty()
+            && let Some(open) = &mut self.open
+        {
+            let text = message.encode();
+            if open.socket.send(Message::Text(text.into())).await.is_ok() {
+                return Ok(Sent::Written);
+            }
+            let id = open.id;
+            self.open = None;
+            self.session
+                .handle_socket_closed(Instant::now().into_std(), id);
+        }
+        if self.queued.len() >= self.config.max_queued_messages {
+            return Err(SendError::QueueFull(self.queued.len()));
+        }
+        self.queued.push_back(message);
+        Ok(Sent::Queued)
+    }
+
+    /// Writes the queued messages, in order, to the newly open socket.
+    async fn flush(&mut self) {
+        let Some(open) = &mut self.open else { return };
+        while let Some(message) = self.queued.front() {
+            let text = message.encode();
+            if open.socket.send(Message::Text(text.into())).await.is_err() {
+                // Kept for the next connection; the reader sees the socket's end.
+                return;
+            }
+            self.queued.pop_front();
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_frame(open: &mut Option<Open>) -> Option<Result<Message, String>> {
+    match open {
+        Some(open) => open
+            .socket
+            .next()
+            .await
+            .map(|frame| frame.map_err(|err| err.to_string())),
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens the WebSocket at the presigned `url`: TCP, TLS for `wss://`, then the upgrade.
+async fn connect(
+    url: &str,
+    tls: Arc<rustls::ClientConfig>,
+    max_message_len: usize,
+) -> Result<Socket, RequestError> {
+    let request = url
+        .into_client_request()
+        .map_err(|err| RequestError::new(format!("the connect URL: {err}")))?;
+    let uri = request.uri().clone();
+    let secure = match uri.scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        other => {
+            return Err(RequestError::new(format!(
+                "the connect URL's scheme {other:?} is neither wss nor ws"
+            )));
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| RequestError::new("the connect URL has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|err| RequestError::new(format!("connecting to {host}:{port}: {err}")))?;
+    let _ = tcp.set_nodelay(true);
+    let io: Box<dyn Io> = if secure {
+        let name = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|err| RequestError::new(format!("TLS name {host:?}: {err}")))?;
+        let tls = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|err| RequestError::new(format!("TLS to {host}:{port}: {err}")))?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let config = crate::websocket_config(max_message_len);
+    match tokio_tungstenite::client_async_with_config(request, io, Some(config)).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let status = response.status().as_u16();
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned();
+            Err(RequestError::http(status, body))
+        }
+        Err(err) => Err(RequestError::new(format!("the WebSocket upgrade: {err}"))),
+    }
+}

@@ -1,3 +1,5 @@
 //! Cross-crate integration tests, one binary.
 
+mod client;
 mod coturn;
+mod webrtc;

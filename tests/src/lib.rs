@@ -1,1 +1,7 @@
-//! Cross-crate integration tests live in `it/`; this library is empty.
+//! Cross-crate integration tests live in `it/`. This library holds what they share with the
+//! examples:
+//!
+//! - [`webrtc`]: two Rust WebRTC peers (str0m) that find each other through our signaling and
+//!   exchange data over a data channel.
+
+pub mod webrtc;

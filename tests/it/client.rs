@@ -407,3 +407,39 @@ async fn reconnect_ice_server_fetches_fresh_credentials_at_once() {
     };
     assert_ne!(turn(&first), turn(&second), "the password did not change");
 }
+
+#[tokio::test]
+async fn temporary_credentials_sign_rest_calls_and_the_connect() {
+    let ice = TurnConfig::new(
+        vec![],
+        vec![IceUri::new("stun:127.0.0.1:3478").unwrap()],
+        vec![],
+        IceServerTtl::default(),
+    )
+    .unwrap();
+    let temporary = Credentials::new("ASIATEMPORARY", "temporary-secret")
+        .with_session_token("FwoGZXIvYXdzEXAMPLE+token/with=signs");
+    let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), vec![temporary.clone()], ice);
+    let server = Server::start(config).await.unwrap();
+    let start_with = |credentials: Credentials| {
+        let rest = RestClient::new(
+            server.public_url(),
+            "us-west-2",
+            credentials,
+            TlsTrust::default(),
+        )
+        .unwrap();
+        let session = ClientSessionConfig::new(ChannelName::new("temp").unwrap(), Role::Master)
+            .create_if_missing(true)
+            .max_reconnect_attempts(Some(0));
+        SignalingClient::start(ClientConfig::new(session, rest)).unwrap()
+    };
+    let (_client, mut events) = start_with(temporary);
+    connected(&mut events).await;
+    // The same key without its token is refused, and the session says why.
+    let (_client, mut events) = start_with(Credentials::new("ASIATEMPORARY", "temporary-secret"));
+    until(&mut events, |e| {
+        (e == ClientEvent::Session(SessionEvent::CredentialsRejected)).then_some(())
+    })
+    .await;
+}

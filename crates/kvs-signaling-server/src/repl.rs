@@ -197,6 +197,7 @@ fn line(event: &ClientEvent) -> Value {
             "servers": servers.iter().map(|s| json!({
                 "uris": s.uris.iter().flatten().map(|u| u.as_str()).collect::<Vec<_>>(),
                 "username": s.username.as_ref().map(|u| u.as_str()),
+                "password": s.password.as_ref().map(|p| p.as_str()),
                 "ttl": s.ttl.map(|t| t.get()),
             })).collect::<Vec<_>>(),
         }),

@@ -148,3 +148,51 @@ fn a_master_and_a_viewer_talk_through_the_cli() {
     let status = viewer.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn sighup_rotates_the_turn_secret_and_clients_hear_reconnect_ice_server() {
+    let dir = std::env::temp_dir().join(format!("kvs-hup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("kvs.toml");
+    let write = |secrets: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\nin_memory = true\n[tls]\ndisabled = true\n\
+                 [[credentials]]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n\
+                 [ice]\nturn_uris = [\"turn:127.0.0.1:3478?transport=udp\"]\n\
+                 turn_secrets = [{secrets}]\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("\"first\"");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_kvs-signaling"));
+    serve.arg("serve").arg("--config").arg(&config);
+    let server = Running::spawn(&mut serve);
+    let first = server.wait_for(&["is serving on"]);
+    let endpoint = first.rsplit(' ').next().unwrap().trim().to_owned();
+    let master = connect(
+        &endpoint,
+        &["--channel", "hup", "--role", "master", "--create"],
+    );
+    let before = master.wait_for(&["\"ice-servers\""]);
+    master.wait_for(&["StateChanged(Connected)"]);
+
+    // The new secret first, the old one kept: the signing secret changed.
+    write("\"second\", \"first\"");
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    master.wait_for(&["ReconnectIceServer"]);
+    let after = master.wait_for(&["\"ice-servers\""]);
+    let password = |line: &str| line.split("\"password\"").nth(1).map(str::to_owned);
+    assert_ne!(password(&before), password(&after), "{before}\n{after}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,9 +15,22 @@
 //!     --endpoint https://127.0.0.1:8443 --ca-pem dev-ca.pem --channel demo --rounds 5
 //! ```
 //!
+//! Relay-only, as a browser with `iceTransportPolicy: "relay"`: `--relay-only` also starts a
+//! coturn (`turnserver`, installed by `scripts/install-test-deps.sh`) on 127.0.0.1, points the
+//! in-process server's GetIceServerConfig at it with a shared secret, and each peer allocates a
+//! relay there with the credentials the server issued and uses it as its only candidate, so
+//! every datagram goes peer -> coturn -> coturn -> peer:
+//!
+//! ```text
+//! cargo run -p kvs-signaling-tests --example webrtc-data-channel -- --relay-only
+//! ```
+//!
+//! With `--endpoint`, `--relay-only` starts no coturn: the peers use the TURN server that
+//! server's GetIceServerConfig names.
+//!
 //! Options: `--endpoint URL`, `--region REGION` (us-west-2), `--channel NAME`
 //! (webrtc-data-channel), `--ca-pem FILE` (a CA to trust besides the web's), `--rounds N` (3),
-//! `--timeout SECONDS` (20).
+//! `--timeout SECONDS` (20), `--relay-only`.
 
 #![expect(clippy::print_stdout, reason = "the example reports on stdout")]
 
@@ -28,10 +41,12 @@ use std::time::Duration;
 use kvs_ice_rest::{Credentials, TlsTrust, TurnConfig, TurnSecret};
 use kvs_signaling_proto::{IceServerTtl, IceUri};
 use kvs_signaling_server::{Server, ServerConfig};
-use kvs_signaling_tests::webrtc::{PairOptions, run_pair};
+use kvs_signaling_tests::turn::{Coturn, turnserver_on_path};
+use kvs_signaling_tests::webrtc::{LocalCandidate, PairOptions, run_pair};
 
 const KEY: &str = "AKIDWEBRTCEXAMPLE";
 const SECRET: &str = "webrtc-example-secret";
+const TURN_SECRET: &str = "webrtc-example-turn-secret";
 
 struct Args {
     endpoint: Option<String>,
@@ -40,6 +55,7 @@ struct Args {
     ca_pem: Option<String>,
     rounds: u32,
     timeout: Duration,
+    relay_only: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -50,6 +66,7 @@ fn args() -> Result<Args, String> {
         ca_pem: None,
         rounds: 3,
         timeout: Duration::from_secs(20),
+        relay_only: false,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -68,6 +85,7 @@ fn args() -> Result<Args, String> {
                     .map_err(|err| format!("--timeout: {err}"))?;
                 args.timeout = Duration::from_secs(seconds);
             }
+            "--relay-only" => args.relay_only = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -82,6 +100,27 @@ async fn main() -> Result<(), Box<dyn Error>> {
         trust = trust.with_pem(&std::fs::read(path)?)?;
     }
 
+    // Started first and dropped last (which kills it): the server hands out its address.
+    let coturn = if args.relay_only && args.endpoint.is_none() {
+        if !turnserver_on_path() {
+            return Err(
+                "--relay-only starts coturn, and `turnserver` is not on PATH: install \
+                        it with scripts/install-test-deps.sh (or apt-get install coturn)"
+                    .into(),
+            );
+        }
+        let coturn = tokio::task::spawn_blocking(|| Coturn::start(&[TURN_SECRET])).await??;
+        println!(
+            "coturn started at {} (realm {}, relays on 127.0.0.1:{:?})",
+            coturn.addr(),
+            coturn.realm(),
+            coturn.relay_ports()
+        );
+        Some(coturn)
+    } else {
+        None
+    };
+
     let (server, endpoint, credentials) = match &args.endpoint {
         Some(endpoint) => {
             let key = std::env::var("KVS_ACCESS_KEY_ID")
@@ -91,18 +130,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
             (None, endpoint.clone(), Credentials::new(key, secret))
         }
         None => {
-            let server = start_server(&args.region).await?;
+            let server = start_server(&args.region, coturn.as_ref()).await?;
             let endpoint = server.public_url().to_owned();
             println!("signaling server started in-process at {endpoint}");
             (Some(server), endpoint, Credentials::new(KEY, SECRET))
         }
     };
 
-    let options = PairOptions::default()
+    let mut options = PairOptions::default()
         .rounds(args.rounds)
         .timeout(args.timeout)
         .trust(trust)
         .observer(|step| println!("{step}"));
+    if args.relay_only {
+        options = options.local_candidates(vec![LocalCandidate::Relay]);
+    }
     let outcome = run_pair(&endpoint, &args.region, credentials, &args.channel, options).await;
     if let Some(server) = server {
         server.stop().await;
@@ -111,6 +153,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Ok(report) => report,
         Err(err) => {
             println!("FAILED: {}", err.message);
+            if let Some(coturn) = &coturn {
+                println!("coturn log:\n{}", coturn.log());
+            }
             return Err(err.message.into());
         }
     };
@@ -139,6 +184,25 @@ async fn main() -> Result<(), Box<dyn Error>> {
             peer.datagrams_sent,
             peer.datagrams_received,
         );
+        if let Some(relay) = &peer.relay {
+            println!(
+                "{name}: relayed on {} by {} ({}): {} Send indications out, {} Data \
+                 indications in, {} dropped; permissions for {:?}",
+                relay.relayed_address,
+                relay.server,
+                relay.uri,
+                relay.send_indications,
+                relay.data_indications,
+                relay.dropped,
+                relay.permitted,
+            );
+        }
+        for (address, counts) in &peer.datagrams_by_address {
+            println!(
+                "{name}: {} datagrams to {address}, {} from it",
+                counts.sent, counts.received
+            );
+        }
         println!("{name}: sent {:?}", peer.sent);
         println!("{name}: received {:?}", peer.received);
     }
@@ -150,12 +214,20 @@ fn at(when: Option<Duration>) -> String {
     when.map_or_else(|| "-".to_owned(), |d| format!("{:.3} s", d.as_secs_f64()))
 }
 
-async fn start_server(region: &str) -> Result<Server, Box<dyn Error>> {
-    // The ICE servers are handed out but not used: the peers only have host candidates.
+async fn start_server(region: &str, coturn: Option<&Coturn>) -> Result<Server, Box<dyn Error>> {
+    // Without coturn the ICE servers are handed out but not used: the peers only have host
+    // candidates.
+    let (turn, stun) = match coturn {
+        Some(coturn) => (coturn.turn_uri(), coturn.stun_uri()),
+        None => (
+            "turn:127.0.0.1:3478?transport=udp".to_owned(),
+            "stun:127.0.0.1:3478".to_owned(),
+        ),
+    };
     let ice = TurnConfig::new(
-        vec![IceUri::new("turn:127.0.0.1:3478?transport=udp")?],
-        vec![IceUri::new("stun:127.0.0.1:3478")?],
-        vec![TurnSecret::new("webrtc-example-turn-secret")],
+        vec![IceUri::new(turn)?],
+        vec![IceUri::new(stun)?],
+        vec![TurnSecret::new(TURN_SECRET)],
         IceServerTtl::default(),
     )?;
     let listen: SocketAddr = "127.0.0.1:0".parse()?;

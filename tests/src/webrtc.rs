@@ -16,9 +16,19 @@
 //!
 //! Each peer runs on its own tokio task, a loop that feeds the `Rtc` its UDP datagrams, its
 //! timeouts and the signaling messages, and sends what it asks to send. The local candidates
-//! are listed in [`PairOptions::local_candidates`]; today that is one host candidate on the
-//! peer's socket ([`LocalCandidate::Host`]), and a relay variant would be another entry there.
+//! are listed in [`PairOptions::local_candidates`]: by default one host candidate on the
+//! peer's socket ([`LocalCandidate::Host`]).
+//!
+//! With [`LocalCandidate::Relay`] alone, both peers are relay-only, as a browser with
+//! `iceTransportPolicy: "relay"`: each takes the `turn:` URI and the credentials from the ICE
+//! servers its [`SignalingClient`] got from GetIceServerConfig, allocates a relay there on its
+//! socket (see [`crate::turn`]), and gives str0m the relayed address as its only candidate.
+//! str0m's datagrams for the other peer go to the TURN server in Send indications, and the
+//! server's Data indications come back to str0m as sent by the other peer to the relayed
+//! address, so the media path is peer → TURN → TURN → peer and the peers' sockets only ever
+//! talk to the TURN server ([`PeerReport::datagrams_by_address`] shows it).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use kvs_ice_rest::{Credentials, RestClient, TlsTrust};
 use kvs_signaling_core::{ClientSessionConfig, SessionEvent, SessionState};
-use kvs_signaling_proto::{ChannelName, ClientId, PeerId, Role};
+use kvs_signaling_proto::{ChannelName, ClientId, IceServer, PeerId, Role};
 use kvs_transport_tokio::{ClientConfig, ClientEvent, Events, SignalingClient};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -42,6 +52,12 @@ pub const CHANNEL_LABEL: &str = "kvs-ping";
 pub enum LocalCandidate {
     /// A host candidate: the peer's own UDP socket, bound to [`PairOptions::bind`].
     Host,
+    /// A relayed candidate: a UDP allocation on the first TURN server (a `turn:` URI over UDP,
+    /// with a username and password) among the ICE servers the peer's signaling client got
+    /// from GetIceServerConfig, allocated from the peer's socket. Everything str0m sends from
+    /// it goes through the TURN server in Send indications, after a permission for the remote
+    /// candidate's address; the server's Data indications come back as received on it.
+    Relay,
 }
 
 /// Called with each [`Step`] as it happens, from whichever task it happens on.
@@ -58,7 +74,7 @@ pub struct PairOptions {
     /// The address both UDP sockets bind to (port 0): 127.0.0.1.
     pub bind: IpAddr,
     /// The candidates each peer adds once it has sent its description, and trickles: a host
-    /// candidate.
+    /// candidate. `vec![LocalCandidate::Relay]` makes both peers relay-only.
     pub local_candidates: Vec<LocalCandidate>,
     /// The viewer's client id: `webrtc-viewer`.
     pub viewer_id: String,
@@ -228,6 +244,42 @@ pub struct PeerReport {
     pub datagrams_sent: u64,
     /// UDP datagrams received.
     pub datagrams_received: u64,
+    /// UDP datagrams sent and received, by the address at the other end.
+    pub datagrams_by_address: BTreeMap<SocketAddr, DatagramCounts>,
+    /// The TURN relay, for a peer with a [`LocalCandidate::Relay`].
+    pub relay: Option<RelayReport>,
+}
+
+/// UDP datagrams exchanged with one address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DatagramCounts {
+    /// Sent to it.
+    pub sent: u64,
+    /// Received from it.
+    pub received: u64,
+}
+
+/// What a peer's TURN relay did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayReport {
+    /// The `turn:` URI the peer used, from the signaling client's ICE servers.
+    pub uri: String,
+    /// The TURN server's address.
+    pub server: SocketAddr,
+    /// The relayed transport address the server allocated: the peer's only candidate.
+    pub relayed_address: SocketAddr,
+    /// The peers (remote candidates) a permission was asked for.
+    pub permissions_requested: Vec<SocketAddr>,
+    /// The IP addresses with an installed permission at the end.
+    pub permitted: Vec<IpAddr>,
+    /// Send indications sent: str0m's datagrams to the other peer.
+    pub send_indications: u64,
+    /// Data indications received: the other peer's datagrams to the relayed address.
+    pub data_indications: u64,
+    /// Datagrams for the other peer that were dropped (no permission, or too many held).
+    pub dropped: u64,
 }
 
 /// The outcome of a successful [`run_pair`].
@@ -289,18 +341,19 @@ impl Log {
     }
 
     fn note(&self, peer: Option<Role>, what: impl Into<String>) {
+        let what = what.into();
+        // The time is taken and the observer told under the lock, so that both the timeline
+        // and what the observer sees are in order.
+        let mut steps = self.steps.lock().unwrap_or_else(PoisonError::into_inner);
         let step = Step {
             at: self.elapsed(),
             peer,
-            what: what.into(),
+            what,
         };
         if let Some(observer) = &self.observer {
             observer(&step);
         }
-        self.steps
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(step);
+        steps.push(step);
     }
 
     fn steps(&self) -> Vec<Step> {
@@ -389,7 +442,7 @@ async fn run(
     let session = ClientSessionConfig::new(channel.clone(), Role::Master).create_if_missing(true);
     let (master, mut master_events) = SignalingClient::start(ClientConfig::new(session, rest()?))
         .map_err(|err| format!("master: {err}"))?;
-    connected(Role::Master, &mut master_events, log).await?;
+    let master_ice_servers = connected(Role::Master, &mut master_events, log).await?;
 
     log.note(
         Some(Role::Viewer),
@@ -398,10 +451,10 @@ async fn run(
     let session = ClientSessionConfig::new(channel, Role::Viewer).client_id(viewer_id);
     let (viewer, mut viewer_events) = SignalingClient::start(ClientConfig::new(session, rest()?))
         .map_err(|err| format!("viewer: {err}"))?;
-    connected(Role::Viewer, &mut viewer_events, log).await?;
+    let viewer_ice_servers = connected(Role::Viewer, &mut viewer_events, log).await?;
 
     let (stop, stopped) = watch::channel(false);
-    let setup = |role, client: &SignalingClient, events| peer::Setup {
+    let setup = |role, client: &SignalingClient, events, ice_servers| peer::Setup {
         role,
         bind: options.bind,
         client: client.clone(),
@@ -409,10 +462,23 @@ async fn run(
         log: log.clone(),
         rounds: options.rounds,
         local_candidates: options.local_candidates.clone(),
+        ice_servers,
         stop: stopped.clone(),
     };
-    let master_peer = peer::Peer::new(setup(Role::Master, &master, master_events)).await?;
-    let viewer_peer = peer::Peer::new(setup(Role::Viewer, &viewer, viewer_events)).await?;
+    let master_peer = peer::Peer::new(setup(
+        Role::Master,
+        &master,
+        master_events,
+        master_ice_servers,
+    ))
+    .await?;
+    let viewer_peer = peer::Peer::new(setup(
+        Role::Viewer,
+        &viewer,
+        viewer_events,
+        viewer_ice_servers,
+    ))
+    .await?;
     let mut master_task = AbortOnDrop(tokio::spawn(master_peer.run()));
     let mut viewer_task = AbortOnDrop(tokio::spawn(viewer_peer.run()));
 
@@ -457,8 +523,10 @@ fn joined_report(
     }
 }
 
-/// Waits for the signaling client to connect, noting what it reports on the way.
-async fn connected(role: Role, events: &mut Events, log: &Log) -> Result<(), String> {
+/// Waits for the signaling client to connect, noting what it reports on the way, and returns
+/// the ICE servers it got from GetIceServerConfig on the way (none if it reported none).
+async fn connected(role: Role, events: &mut Events, log: &Log) -> Result<Vec<IceServer>, String> {
+    let mut ice_servers = Vec::new();
     loop {
         let event = events
             .next()
@@ -476,7 +544,10 @@ async fn connected(role: Role, events: &mut Events, log: &Log) -> Result<(), Str
             ClientEvent::Session(SessionEvent::CredentialsRejected) => {
                 return Err(format!("{role:?}: signaling: credentials rejected"));
             }
-            _ if connected => return Ok(()),
+            ClientEvent::Session(SessionEvent::IceServersUpdated(servers)) => {
+                ice_servers = servers;
+            }
+            _ if connected => return Ok(ice_servers),
             _ => {}
         }
     }

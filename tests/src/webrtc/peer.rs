@@ -1,11 +1,14 @@
 //! One side of the pair: a str0m `Rtc` driven over a tokio UDP socket, fed by its signaling
-//! client, and the ping/pong exchange on the data channel.
+//! client, and the ping/pong exchange on the data channel. With a relay candidate, a
+//! [`Relay`] on the same socket carries str0m's datagrams through the TURN server.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use kvs_signaling_core::SessionEvent;
-use kvs_signaling_proto::{IceCandidate, IceUri, PeerId, Role, SdpType, SessionDescription};
+use kvs_signaling_proto::{
+    IceCandidate, IceServer, IceUri, PeerId, Role, SdpType, SessionDescription,
+};
 use kvs_transport_tokio::{ClientEvent, Events, Received, SignalingClient};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelData, ChannelId};
@@ -14,7 +17,8 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::{CHANNEL_LABEL, LocalCandidate, Log, PeerReport};
+use super::{CHANNEL_LABEL, LocalCandidate, Log, PeerReport, RelayReport};
+use crate::turn::{Direction, Relay, RelayEvent, TurnUri};
 
 /// Everything a [`Peer`] starts from.
 pub(super) struct Setup {
@@ -25,6 +29,8 @@ pub(super) struct Setup {
     pub(super) log: Log,
     pub(super) rounds: u32,
     pub(super) local_candidates: Vec<LocalCandidate>,
+    /// What GetIceServerConfig gave the signaling client.
+    pub(super) ice_servers: Vec<IceServer>,
     /// Becomes `true` when the peer should stop.
     pub(super) stop: watch::Receiver<bool>,
 }
@@ -39,6 +45,10 @@ pub(super) struct Peer {
     log: Log,
     rounds: u32,
     local_candidates: Vec<LocalCandidate>,
+    /// The TURN allocation, for a [`LocalCandidate::Relay`], and the URI it was made on.
+    relay: Option<(Relay, String)>,
+    /// The remote candidates a permission was asked for.
+    permissions_requested: Vec<SocketAddr>,
     stop: watch::Receiver<bool>,
     /// Who to address: the viewer, for the master (from its offer); `None` for the viewer.
     remote_peer: Option<PeerId>,
@@ -74,7 +84,7 @@ impl Peer {
         let local_address = socket
             .local_addr()
             .map_err(|err| format!("UDP local address: {err}"))?;
-        let report = PeerReport {
+        let mut report = PeerReport {
             local_address: Some(local_address),
             ..PeerReport::default()
         };
@@ -82,6 +92,11 @@ impl Peer {
             Some(setup.role),
             format!("UDP socket bound to {local_address}"),
         );
+        let relay = if setup.local_candidates.contains(&LocalCandidate::Relay) {
+            Some(allocate(&setup, &socket, &mut report).await?)
+        } else {
+            None
+        };
         Ok(Self {
             role: setup.role,
             rtc: Rtc::new(Instant::now()),
@@ -92,6 +107,8 @@ impl Peer {
             log: setup.log,
             rounds: setup.rounds,
             local_candidates: setup.local_candidates,
+            relay,
+            permissions_requested: Vec::new(),
             stop: setup.stop,
             remote_peer: None,
             pending_offer: None,
@@ -113,7 +130,7 @@ impl Peer {
         loop {
             let deadline = self.drive()?;
             if self.done {
-                return Ok(self.report);
+                return Ok(self.finish());
             }
             let wake = tokio::select! {
                 received = self.socket.recv_from(&mut buf) => Wake::Datagram(received),
@@ -124,18 +141,19 @@ impl Peer {
             match wake {
                 Wake::Datagram(received) => {
                     let (len, source) = received.map_err(|err| format!("UDP receive: {err}"))?;
-                    self.report.datagrams_received += 1;
+                    self.count(Direction::Received, source);
                     let Some(datagram) = buf.get(..len) else {
                         continue;
                     };
-                    match Receive::new(Protocol::Udp, source, self.local_address, datagram) {
-                        Ok(receive) => self.input(Input::Receive(Instant::now(), receive))?,
-                        Err(err) => self.note(format!(
-                            "ignored a {len}-byte datagram from {source}: {err}"
-                        )),
-                    }
+                    self.on_datagram(source, datagram)?;
                 }
-                Wake::Timeout => self.input(Input::Timeout(Instant::now()))?,
+                Wake::Timeout => {
+                    let now = Instant::now();
+                    if let Some((relay, _)) = &mut self.relay {
+                        relay.handle_timeout(now);
+                    }
+                    self.input(Input::Timeout(now))?;
+                }
                 Wake::Signaling(Some(event)) => self.on_signaling(event).await?,
                 Wake::Signaling(None) => return Err("the signaling client stopped".to_owned()),
                 Wake::Stop(false) if !*self.stop.borrow() => {}
@@ -144,7 +162,7 @@ impl Peer {
                         "stopping ({} datagrams sent, {} received)",
                         self.report.datagrams_sent, self.report.datagrams_received
                     ));
-                    return Ok(self.report);
+                    return Ok(self.finish());
                 }
             }
         }
@@ -152,6 +170,101 @@ impl Peer {
 
     fn note(&self, what: impl Into<String>) {
         self.log.note(Some(self.role), what);
+    }
+
+    /// The report, with what the relay did.
+    fn finish(mut self) -> PeerReport {
+        if let Some((relay, uri)) = &self.relay {
+            let stats = relay.stats();
+            self.report.relay = Some(RelayReport {
+                uri: uri.clone(),
+                server: relay.server(),
+                relayed_address: relay.relayed(),
+                permissions_requested: self.permissions_requested.clone(),
+                permitted: relay.permitted(),
+                send_indications: stats.send_indications,
+                data_indications: stats.data_indications,
+                dropped: stats.dropped,
+            });
+        }
+        self.report
+    }
+
+    fn count(&mut self, direction: Direction, peer: SocketAddr) {
+        count(&mut self.report, direction, peer);
+    }
+
+    /// A datagram on the socket: from the TURN server for the relay, else straight to str0m.
+    fn on_datagram(&mut self, source: SocketAddr, datagram: &[u8]) -> Result<(), String> {
+        let now = Instant::now();
+        if let Some((relay, _)) = &mut self.relay
+            && source == relay.server()
+        {
+            let relayed = relay.relayed();
+            // A Data indication goes to str0m as sent by the peer to the relayed address; an
+            // answer to a request is reported by the relay, and `drive` notes it.
+            return match relay.handle_datagram(now, datagram) {
+                Some((peer, data)) => self.receive(now, peer, relayed, &data),
+                None => Ok(()),
+            };
+        }
+        self.receive(now, source, self.local_address, datagram)
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) -> Result<(), String> {
+        match Receive::new(Protocol::Udp, source, destination, contents) {
+            Ok(receive) => self.input(Input::Receive(now, receive)),
+            Err(err) => {
+                self.note(format!(
+                    "ignored a {}-byte datagram from {source} to {destination}: {err}",
+                    contents.len()
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends a datagram on the socket. Sending on loopback does not block in practice; a full
+    /// buffer loses it, as UDP may.
+    fn send_udp(&mut self, destination: SocketAddr, contents: &[u8]) {
+        match self.socket.try_send_to(contents, destination) {
+            Ok(_) => self.count(Direction::Sent, destination),
+            Err(err) => self.note(format!("UDP send to {destination} failed: {err}")),
+        }
+    }
+
+    /// Sends what the relay has for the TURN server, and notes what it reports.
+    fn flush_relay(&mut self) {
+        let Some((relay, _)) = &mut self.relay else {
+            return;
+        };
+        let server = relay.server();
+        let mut datagrams = Vec::new();
+        while let Some(datagram) = relay.poll_transmit() {
+            datagrams.push(datagram);
+        }
+        let mut events = Vec::new();
+        while let Some(event) = relay.poll_event() {
+            events.push(event);
+        }
+        for datagram in datagrams {
+            self.send_udp(server, &datagram);
+        }
+        for event in events {
+            self.note(match event {
+                RelayEvent::PermissionCreated { peer, released } => format!(
+                    "relay: permission for {} installed ({released} datagrams were waiting)",
+                    peer.ip()
+                ),
+                other => format!("relay: {other:?}"),
+            });
+        }
     }
 
     fn input(&mut self, input: Input<'_>) -> Result<(), String> {
@@ -168,21 +281,18 @@ impl Peer {
                 .poll_output()
                 .map_err(|err| format!("str0m: {err}"))?
             {
-                Output::Timeout(at) => return Ok(at),
-                Output::Transmit(transmit) => {
-                    // Sending a datagram on loopback does not block in practice; a full buffer
-                    // loses it, as UDP may.
-                    match self
-                        .socket
-                        .try_send_to(&transmit.contents, transmit.destination)
-                    {
-                        Ok(_) => self.report.datagrams_sent += 1,
-                        Err(err) => self.note(format!(
-                            "UDP send to {} failed: {err}",
-                            transmit.destination
-                        )),
-                    }
+                Output::Timeout(at) => {
+                    self.flush_relay();
+                    let relay_at = self.relay.as_ref().and_then(|(r, _)| r.poll_timeout());
+                    return Ok(relay_at.map_or(at, |relay_at| relay_at.min(at)));
                 }
+                Output::Transmit(transmit) => match &mut self.relay {
+                    // From the relayed candidate: through the TURN server.
+                    Some((relay, _)) if transmit.source == relay.relayed() => {
+                        relay.send(Instant::now(), transmit.destination, &transmit.contents);
+                    }
+                    _ => self.send_udp(transmit.destination, &transmit.contents),
+                },
                 Output::Event(event) => self.on_rtc_event(event)?,
             }
         }
@@ -220,6 +330,11 @@ impl Peer {
             let candidate = match wanted {
                 LocalCandidate::Host => Candidate::host(self.local_address, "udp")
                     .map_err(|err| format!("host candidate: {err}"))?,
+                LocalCandidate::Relay => {
+                    let (relay, _) = self.relay.as_ref().ok_or("a relay candidate, no relay")?;
+                    Candidate::relayed(relay.relayed(), self.local_address, "udp")
+                        .map_err(|err| format!("relay candidate: {err}"))?
+                }
             };
             let added = self
                 .rtc
@@ -345,6 +460,17 @@ impl Peer {
         self.report.remote_candidates.push(line.to_owned());
         let parsed = Candidate::from_sdp_string(line)
             .map_err(|err| format!("the ICE candidate {line:?} does not parse: {err}"))?;
+        if let Some((relay, _)) = &mut self.relay {
+            // The relay must let the remote candidate's datagrams in, and ours out to it.
+            let peer = parsed.addr();
+            if relay.permit(Instant::now(), peer) {
+                self.note(format!(
+                    "relay: asking for a permission for {peer} ({:?} candidate)",
+                    parsed.kind()
+                ));
+            }
+            self.permissions_requested.push(peer);
+        }
         if self.remote_described {
             self.rtc.add_remote_candidate(parsed);
         } else {
@@ -473,12 +599,81 @@ pub(super) fn note_signaling_event(role: Role, event: &ClientEvent, log: &Log) {
                 .iter()
                 .flat_map(|server| server.uris.iter().flatten().map(IceUri::as_str))
                 .collect();
-            format!("signaling: ICE servers {uris:?} (unused: host candidates only)")
+            format!("signaling: ICE servers {uris:?}")
         }
         ClientEvent::Session(event) => format!("signaling: {event:?}"),
         other => format!("signaling: {other:?}"),
     };
     log.note(Some(role), what);
+}
+
+/// Counts a datagram to or from `peer`.
+fn count(report: &mut PeerReport, direction: Direction, peer: SocketAddr) {
+    let counts = report.datagrams_by_address.entry(peer).or_default();
+    match direction {
+        Direction::Sent => {
+            report.datagrams_sent += 1;
+            counts.sent += 1;
+        }
+        Direction::Received => {
+            report.datagrams_received += 1;
+            counts.received += 1;
+        }
+    }
+}
+
+/// Allocates a relay on the first TURN server over UDP among the ICE servers the signaling
+/// client got, with the credentials that came with it.
+async fn allocate(
+    setup: &Setup,
+    socket: &UdpSocket,
+    report: &mut PeerReport,
+) -> Result<(Relay, String), String> {
+    let found = setup.ice_servers.iter().find_map(|server| {
+        let username = server.username.as_ref()?.as_str();
+        let password = server.password.as_ref()?.as_str();
+        server.uris.iter().flatten().find_map(|uri| {
+            let parsed = TurnUri::parse(uri.as_str()).ok()?;
+            Some((uri.as_str(), parsed, username, password))
+        })
+    });
+    let Some((uri, parsed, username, password)) = found else {
+        let uris: Vec<&str> = setup
+            .ice_servers
+            .iter()
+            .flat_map(|server| server.uris.iter().flatten().map(IceUri::as_str))
+            .collect();
+        return Err(format!(
+            "a relay candidate needs a turn: URI over UDP with a username and password among \
+             the ICE servers from GetIceServerConfig, and there are {uris:?}"
+        ));
+    };
+    let server = match parsed.socket_addr() {
+        Some(server) => server,
+        None => tokio::net::lookup_host((parsed.host.as_str(), parsed.port))
+            .await
+            .map_err(|err| format!("{uri}: {err}"))?
+            .find(|addr| addr.is_ipv4() == setup.bind.is_ipv4())
+            .ok_or_else(|| format!("{uri}: no address of the socket's family"))?,
+    };
+    setup.log.note(
+        Some(setup.role),
+        format!("relay: allocating on {server} ({uri}) as {username}"),
+    );
+    let relay = Relay::allocate_observed(socket, server, username, password, |direction, peer| {
+        count(report, direction, peer);
+    })
+    .await
+    .map_err(|err| format!("TURN Allocate on {uri}: {err}"))?;
+    setup.log.note(
+        Some(setup.role),
+        format!(
+            "relay: allocated {} (realm {:?})",
+            relay.relayed(),
+            relay.credential().realm()
+        ),
+    );
+    Ok((relay, uri.to_owned()))
 }
 
 fn sender(sender: Option<&PeerId>) -> String {

@@ -115,6 +115,12 @@ async fn master_and_viewer_exchange_every_message_type() {
         "{servers:?}"
     );
     connected(&mut master_events).await;
+    assert_eq!(master.state(), SessionState::Connected);
+    assert_eq!(
+        master.ice_servers(),
+        servers,
+        "the getter keeps what the event said"
+    );
     let (viewer, mut viewer_events) = client(&url, "rust-client", Some("viewer-1"), |s| s);
     connected(&mut viewer_events).await;
 

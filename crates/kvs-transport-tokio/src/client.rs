@@ -23,12 +23,12 @@
 use std::time::Duration;
 
 use kvs_ice_rest::RestClient;
-use kvs_signaling_core::{ClientSessionConfig, SessionEvent};
+use kvs_signaling_core::{ClientSessionConfig, SessionEvent, SessionState};
 use kvs_signaling_proto::{
     Action, ClientMessage, IceCandidate, MessagePayload, MessageType, PayloadJson as _, PeerId,
     SessionDescription,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 mod driver;
 
@@ -187,6 +187,15 @@ impl Events {
 pub struct SignalingClient {
     commands: mpsc::Sender<Command>,
     is_master: bool,
+    status: watch::Receiver<Status>,
+}
+
+/// What the driver publishes for [`SignalingClient::state`] and
+/// [`SignalingClient::ice_servers`].
+#[derive(Debug, Clone)]
+struct Status {
+    state: SessionState,
+    ice_servers: Vec<kvs_signaling_proto::IceServer>,
 }
 
 impl SignalingClient {
@@ -197,15 +206,31 @@ impl SignalingClient {
         let is_master = config.session.client_id.is_none();
         let (commands, command_rx) = mpsc::channel(32);
         let (event_tx, events) = mpsc::channel(config.event_capacity.max(1));
-        let driver = driver::Driver::new(config, command_rx, event_tx)?;
+        let (status_tx, status) = watch::channel(Status {
+            state: SessionState::New,
+            ice_servers: Vec::new(),
+        });
+        let driver = driver::Driver::new(config, command_rx, event_tx, status_tx)?;
         tokio::spawn(driver.run());
         Ok((
             Self {
                 commands,
                 is_master,
+                status,
             },
             Events { events },
         ))
+    }
+
+    /// Where the session is now; `Connected` means messages go out at once.
+    pub fn state(&self) -> SessionState {
+        self.status.borrow().state
+    }
+
+    /// The latest ICE servers fetched (empty before the first GetIceServerConfig answer), for
+    /// an application that did not keep the `IceServersUpdated` event.
+    pub fn ice_servers(&self) -> Vec<kvs_signaling_proto::IceServer> {
+        self.status.borrow().ice_servers.clone()
     }
 
     /// Sends an SDP offer: to the master from a viewer (`to` is ignored), or to the viewer `to`

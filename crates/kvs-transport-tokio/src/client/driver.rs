@@ -19,7 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
-use super::{ClientConfig, ClientError, ClientEvent, Command, SendError, Sent, relayed};
+use super::{ClientConfig, ClientError, ClientEvent, Command, SendError, Sent, Status, relayed};
 
 /// A byte stream a WebSocket runs over: plain TCP or TLS.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -56,6 +56,7 @@ pub(super) struct Driver {
     open: Option<Open>,
     queued: VecDeque<ClientMessage<'static>>,
     closing: Option<oneshot::Sender<()>>,
+    status: tokio::sync::watch::Sender<Status>,
 }
 
 /// How long a spawned request may outlive its deadline in the session before it is dropped.
@@ -66,6 +67,7 @@ impl Driver {
         config: ClientConfig,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<ClientEvent>,
+        status: tokio::sync::watch::Sender<Status>,
     ) -> Result<Self, ClientError> {
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -87,6 +89,7 @@ impl Driver {
             open: None,
             queued: VecDeque::new(),
             closing: None,
+            status,
         })
     }
 
@@ -217,6 +220,17 @@ impl Driver {
                     }
                 }
                 SessionOutput::Event(event) => {
+                    match &event {
+                        SessionEvent::StateChanged(state) => {
+                            self.status.send_modify(|status| status.state = *state);
+                        }
+                        SessionEvent::IceServersUpdated(servers) => {
+                            let servers = servers.clone();
+                            self.status
+                                .send_modify(|status| status.ice_servers = servers);
+                        }
+                        _ => {}
+                    }
                     if event == SessionEvent::StateChanged(SessionState::Connected) {
                         self.flush().await;
                     }

@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub ice: TurnConfig,
     /// The largest request body accepted, in bytes: 64 KiB.
     pub max_body_len: usize,
+    /// Connects the kernel holds while they wait to be accepted: 4096 (capped by the
+    /// system's `net.core.somaxconn`).
+    pub listen_backlog: u32,
     /// Where channels are kept across restarts; in memory only when absent.
     pub data_dir: Option<PathBuf>,
     /// The certificate and key to serve TLS with; plain HTTP when absent.
@@ -72,6 +75,7 @@ impl ServerConfig {
             registry: RegistryConfig::default(),
             ice,
             max_body_len: 64 * 1024,
+            listen_backlog: 4096,
             data_dir: None,
             tls: None,
         }

@@ -21,9 +21,12 @@ pub struct ShardConfig {
     /// Inputs waiting for the shard task, from every connection: 4096. A full queue makes the
     /// readers wait, which pushes back on their clients through TCP.
     pub inbound_capacity: usize,
-    /// Frames waiting for one connection's writer: 64. A connection whose queue is full reads
+    /// Frames waiting for one connection's writer: 512. A connection whose queue is full reads
     /// slower than its peers write to it; it is closed (1008, "slow consumer") rather than
-    /// buffered for.
+    /// buffered for. The hub's own limits let about 320 frames reach one master at once (ten
+    /// viewers' bursts of 5 SDP messages and 20 candidates, and 64 buffered messages flushed
+    /// when it connects), all of which may be queued before its writer runs; the queue
+    /// allocates as it fills, so an idle connection does not pay for the room.
     pub outbound_capacity: usize,
 }
 
@@ -31,7 +34,7 @@ impl Default for ShardConfig {
     fn default() -> Self {
         Self {
             inbound_capacity: 4096,
-            outbound_capacity: 64,
+            outbound_capacity: 512,
         }
     }
 }

@@ -471,3 +471,30 @@ async fn rotating_the_turn_secret_sends_reconnect_ice_server() {
     // A configuration the C SDK could not use is refused, and nothing changes.
     assert!(server.set_turn_secrets(vec![]).await.is_err());
 }
+
+#[tokio::test]
+async fn ten_viewers_bursting_within_their_limits_do_not_get_the_master_closed() {
+    // The service's defaults: ten viewers, 20 candidates a second each. Every viewer sends a
+    // burst of ten at once; all hundred reach the master, which stays connected.
+    // Connects are limited to 3 a second per channel; this test opens eleven at once.
+    let mut hub = kvs_signaling_core::HubConfig::default();
+    hub.connect_rate = kvs_signaling_core::Rate::per_second(100);
+    let server = Server::start(super::config().hub(hub)).await.unwrap();
+    let arn = channel(&server, "burst").await;
+    let mut master = open(&server, &arn, None).await;
+    let mut viewers = Vec::new();
+    for i in 0..10 {
+        viewers.push(open(&server, &arn, Some(&format!("v{i}"))).await);
+    }
+    for viewer in &mut viewers {
+        for _ in 0..10 {
+            let frame = r#"{"action":"ICE_CANDIDATE","messagePayload":"Y2FuZA=="}"#;
+            viewer.feed(Message::Text(frame.into())).await.unwrap();
+        }
+        viewer.flush().await.unwrap();
+    }
+    for received in 0..100 {
+        let got = next_text(&mut master).await;
+        assert!(got.contains("ICE_CANDIDATE"), "frame {received}: {got}");
+    }
+}

@@ -1,0 +1,217 @@
+//! Opening one signaling WebSocket as the official SDKs do: a connect URL presigned with
+//! SigV4, a TCP connection (from a chosen loopback source address when asked), the upgrade.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
+
+use kvs_ice_rest::{Credentials, presign_connect_url};
+use kvs_signaling_proto::{ChannelArn, ClientId};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use crate::LoadError;
+
+/// A client WebSocket.
+pub(crate) type Ws = WebSocketStream<TcpStream>;
+
+/// The largest message the client accepts: the service's payload limit and room for the
+/// envelope, as the server allows.
+const MAX_MESSAGE_LEN: usize = kvs_signaling_proto::limits::MAX_MESSAGE_PAYLOAD_LEN + 4 * 1024;
+
+/// How long to wait before trying a connect again that the connect rate limit refused.
+const RETRY_DELAY: Duration = Duration::from_millis(400);
+
+/// Where the WebSockets go.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// `ws://host[:port][/path]`, as presigned.
+    pub(crate) ws_endpoint: String,
+    /// The address the host resolved to.
+    pub(crate) addr: SocketAddr,
+}
+
+impl Target {
+    /// Resolves the host of `ws_endpoint` once, for every connection.
+    pub(crate) async fn resolve(ws_endpoint: &str) -> Result<Self, LoadError> {
+        let fail = |reason: String| LoadError::Endpoint {
+            endpoint: ws_endpoint.to_owned(),
+            reason,
+        };
+        let rest = if let Some(rest) = ws_endpoint.strip_prefix("ws://") {
+            rest
+        } else if ws_endpoint.starts_with("wss://") {
+            return Err(fail(
+                "wss:// is not supported: serve plain ws:// (kvs-signaling serve --no-tls)"
+                    .to_owned(),
+            ));
+        } else {
+            return Err(fail(
+                "the WebSocket endpoint must start with ws://".to_owned(),
+            ));
+        };
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        if authority.is_empty() {
+            return Err(fail("no host".to_owned()));
+        }
+        let has_port = match authority.rsplit_once(']') {
+            Some((_, after)) => after.starts_with(':'),
+            None => authority.contains(':'),
+        };
+        let lookup = if has_port {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        let addr = tokio::net::lookup_host(&lookup)
+            .await
+            .map_err(|err| fail(format!("cannot resolve {lookup}: {err}")))?
+            .next()
+            .ok_or_else(|| fail(format!("{lookup} resolves to no address")))?;
+        Ok(Self {
+            ws_endpoint: ws_endpoint.to_owned(),
+            addr,
+        })
+    }
+}
+
+/// One connection to open.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    /// Its place in the connect order, which picks its source address.
+    pub(crate) seq: usize,
+    /// Its channel's index.
+    pub(crate) channel: usize,
+    /// `None` for the master, `Some(j)` for the viewer `v<j>`.
+    pub(crate) viewer: Option<usize>,
+    pub(crate) arn: ChannelArn,
+    pub(crate) client_id: Option<ClientId>,
+}
+
+/// Why a connection failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    Presign,
+    Timeout,
+    Tcp(std::io::ErrorKind),
+    /// The upgrade was answered with this status; `throttled` when the connect rate limit
+    /// refused it.
+    Http {
+        status: u16,
+        throttled: bool,
+    },
+    Handshake,
+}
+
+impl Failure {
+    /// The key counting failures of this kind in the report.
+    pub(crate) fn key(&self) -> String {
+        match self {
+            Self::Presign => "presign".to_owned(),
+            Self::Timeout => "timeout".to_owned(),
+            Self::Tcp(kind) => format!("tcp_{kind:?}"),
+            Self::Http { status, .. } => format!("http_{status}"),
+            Self::Handshake => "handshake".to_owned(),
+        }
+    }
+}
+
+/// Opens connections with one set of credentials to one target.
+#[derive(Debug, Clone)]
+pub(crate) struct Connector {
+    pub(crate) credentials: Credentials,
+    pub(crate) region: String,
+    pub(crate) target: Target,
+    pub(crate) source_ips: u8,
+    pub(crate) timeout: Duration,
+    pub(crate) retries: u32,
+}
+
+/// A connection that opened.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) ws: Ws,
+    /// The time of the attempt that succeeded.
+    pub(crate) latency: Duration,
+    /// Attempts before it that the connect rate limit refused.
+    pub(crate) retries: u32,
+}
+
+impl Connector {
+    /// Opens `job`'s connection, trying again after connect-rate refusals.
+    pub(crate) async fn open(&self, job: &Job) -> Result<Opened, (Failure, u32)> {
+        let mut retries = 0;
+        loop {
+            let started = Instant::now();
+            match self.attempt(job).await {
+                Ok(ws) => {
+                    return Ok(Opened {
+                        ws,
+                        latency: started.elapsed(),
+                        retries,
+                    });
+                }
+                Err(Failure::Http {
+                    throttled: true, ..
+                }) if retries < self.retries => {
+                    retries += 1;
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+                Err(failure) => return Err((failure, retries)),
+            }
+        }
+    }
+
+    async fn attempt(&self, job: &Job) -> Result<Ws, Failure> {
+        let url = presign_connect_url(
+            &self.credentials,
+            &self.region,
+            &self.target.ws_endpoint,
+            &job.arn,
+            job.client_id.as_ref(),
+            SystemTime::now(),
+        )
+        .map_err(|_| Failure::Presign)?;
+        let request = url.into_client_request().map_err(|_| Failure::Handshake)?;
+        let connect = async {
+            let tcp = self
+                .tcp(job.seq)
+                .await
+                .map_err(|err| Failure::Tcp(err.kind()))?;
+            // Small frames, latency-bound: no Nagle delay, as the server.
+            let _ = tcp.set_nodelay(true);
+            let config = kvs_transport_tokio::websocket_config(MAX_MESSAGE_LEN);
+            match tokio_tungstenite::client_async_with_config(request, tcp, Some(config)).await {
+                Ok((ws, _)) => Ok(ws),
+                Err(WsError::Http(response)) => {
+                    let status = response.status().as_u16();
+                    let body = response.body().as_deref().unwrap_or_default();
+                    let throttled = status == 429
+                        || String::from_utf8_lossy(body).contains("ClientLimitExceeded");
+                    Err(Failure::Http { status, throttled })
+                }
+                Err(WsError::Io(err)) => Err(Failure::Tcp(err.kind())),
+                Err(_) => Err(Failure::Handshake),
+            }
+        };
+        tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| Failure::Timeout)?
+    }
+
+    /// A TCP connection to the target, from 127.0.0.(1 + seq mod K) when source addresses
+    /// are spread.
+    async fn tcp(&self, seq: usize) -> std::io::Result<TcpStream> {
+        let addr = self.target.addr;
+        if self.source_ips == 0 || !addr.is_ipv4() {
+            return TcpStream::connect(addr).await;
+        }
+        let k = usize::from(self.source_ips);
+        let last = u8::try_from(seq % k + 1).unwrap_or(1);
+        let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), 0);
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(source)?;
+        socket.connect(addr).await
+    }
+}

@@ -9,8 +9,11 @@ commands:
   fuzz [TARGET] [--time SECS] [--replay]
                                      run every fuzz target (or one) for SECS (default 60),
                                      or replay the committed corpus only
-  bench [--save NAME | --baseline NAME] [FILTER]
-                                     run the criterion benchmarks";
+  bench [--save NAME | --baseline NAME] [--micro-only | --load-only] [--quick] [FILTER]
+                                     the criterion benchmarks, then the load scenarios
+                                     (our server and the reference relay under
+                                     kvs-signaling-loadgen; report in target/bench-report/);
+                                     --quick runs the load scenarios at 1/20 of their size";
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,6 +29,12 @@ pub(crate) enum Flags {
     },
     Bench {
         criterion_args: Vec<String>,
+        /// Run the criterion benchmarks.
+        micro: bool,
+        /// Run the load scenarios.
+        load: bool,
+        /// Load scenarios at a small scale.
+        quick: bool,
     },
 }
 
@@ -73,8 +82,12 @@ impl Flags {
             }
             "bench" => {
                 let mut criterion_args = Vec::new();
+                let (mut micro, mut load, mut quick) = (true, true, false);
                 while let Some(arg) = args.next() {
                     match arg.as_str() {
+                        "--micro-only" => load = false,
+                        "--load-only" => micro = false,
+                        "--quick" => quick = true,
                         "--save" | "--baseline" => {
                             let name = args
                                 .next()
@@ -89,7 +102,15 @@ impl Flags {
                         filter => criterion_args.push(filter.to_owned()),
                     }
                 }
-                Ok(Self::Bench { criterion_args })
+                if !micro && !load {
+                    return Err("--micro-only and --load-only exclude each other".to_owned());
+                }
+                Ok(Self::Bench {
+                    criterion_args,
+                    micro,
+                    load,
+                    quick,
+                })
             }
             other => Err(format!("unknown command {other:?}")),
         }
@@ -128,9 +149,22 @@ mod tests {
         assert_eq!(
             parse("bench --save main codec"),
             Ok(Flags::Bench {
-                criterion_args: vec!["--save-baseline".into(), "main".into(), "codec".into()]
+                criterion_args: vec!["--save-baseline".into(), "main".into(), "codec".into()],
+                micro: true,
+                load: true,
+                quick: false,
             })
         );
+        assert_eq!(
+            parse("bench --load-only --quick"),
+            Ok(Flags::Bench {
+                criterion_args: vec![],
+                micro: false,
+                load: true,
+                quick: true,
+            })
+        );
+        assert!(parse("bench --load-only --micro-only").is_err());
         assert_eq!(
             parse("fuzz --time x"),
             Err("--time takes a number of seconds, not \"x\"".to_owned())

@@ -4,7 +4,10 @@
 //!   `scripts/install-test-deps.sh` when missing), formatting, clippy, tests, docs, benchmark
 //!   builds, fuzz smoke. Ends with one line, `ci: N passed, N failed`, counting every test.
 //! - `fuzz [TARGET] [--time SECS] [--replay]`: runs the cargo-fuzz targets.
-//! - `bench [--save NAME | --baseline NAME] [FILTER]`: runs the criterion benchmarks.
+//! - `bench [--save NAME | --baseline NAME] [--micro-only | --load-only] [--quick] [FILTER]`:
+//!   runs the criterion benchmarks, then the load scenarios (`scripts/bench-load.py` driving
+//!   the release builds of the server and `kvs-signaling-loadgen`), whose report lands in
+//!   `target/bench-report/`.
 //!
 //! It has no dependencies, so it builds in seconds on a bare machine.
 
@@ -35,7 +38,12 @@ fn main() -> ExitCode {
             seconds,
             replay,
         } => fuzz(target.as_deref(), seconds, replay),
-        Flags::Bench { criterion_args } => bench(&criterion_args),
+        Flags::Bench {
+            criterion_args,
+            micro,
+            load,
+            quick,
+        } => bench(&criterion_args, micro, load, quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -256,13 +264,46 @@ fn fuzz(only: Option<&str>, seconds: u64, replay: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn bench(criterion_args: &[String]) -> Result<(), String> {
+fn bench(criterion_args: &[String], micro: bool, load: bool, quick: bool) -> Result<(), String> {
+    if micro {
+        run(
+            "bench",
+            cargo()
+                .args(["bench", "--workspace", "--locked", "--"])
+                .args(criterion_args),
+        )?;
+    }
+    if !load {
+        return Ok(());
+    }
     run(
-        "bench",
-        cargo()
-            .args(["bench", "--workspace", "--locked", "--"])
-            .args(criterion_args),
-    )
+        "build the server and the load generator (release)",
+        cargo().args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "kvs-signaling-server",
+            "-p",
+            "kvs-signaling-loadgen",
+        ]),
+    )?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let release = target.join("release");
+    let mut load = Command::new("python3");
+    load.current_dir(root())
+        .arg(root().join("scripts/bench-load.py"))
+        .arg("--server")
+        .arg(release.join("kvs-signaling"))
+        .arg("--loadgen")
+        .arg(release.join("kvs-signaling-loadgen"))
+        .arg("--out")
+        .arg(target.join("bench-report"));
+    if quick {
+        load.arg("--quick");
+    }
+    run("load scenarios", &mut load)
 }
 
 #[cfg(test)]

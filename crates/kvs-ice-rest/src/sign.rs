@@ -14,7 +14,7 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use kvs_signaling_proto::{ChannelArn, ClientId};
 
 use crate::endpoint::{Endpoint, EndpointError, EndpointKind};
-use crate::sigv4::{Credentials, SERVICE, push_encoded};
+use crate::sigv4::{Credentials, SERVICE, push_encoded, signing_uri};
 
 /// How long a presigned connect URL stays valid: the `X-Amz-Expires` the official JavaScript,
 /// Android and iOS SDKs give.
@@ -241,15 +241,7 @@ fn sign_request(
         .build()
         .map_err(|err| signing_error(err.to_string()))?
         .into();
-    // The authority is fixed: the canonical request takes the host from the Host header.
-    let mut uri = String::from("https://signing.invalid");
-    uri.push_str(if path.is_empty() { "/" } else { path });
-    for (i, (name, value)) in query.iter().enumerate() {
-        uri.push(if i == 0 { '?' } else { '&' });
-        push_encoded(&mut uri, name);
-        uri.push('=');
-        push_encoded(&mut uri, value);
-    }
+    let uri = signing_uri(path, query);
     let request = SignableRequest::new(
         method,
         Cow::Owned(uri),

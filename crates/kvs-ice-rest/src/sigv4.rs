@@ -545,15 +545,7 @@ impl Verifier {
             .build()
             .map_err(|err| AuthError::new(AuthErrorKind::Malformed, err.to_string()))?
             .into();
-        // The authority is fixed: the canonical request takes the host from the Host header.
-        let mut uri = String::from("https://signing.invalid");
-        uri.push_str(if path.is_empty() { "/" } else { path });
-        for (i, (name, value)) in query.iter().enumerate() {
-            uri.push(if i == 0 { '?' } else { '&' });
-            push_encoded(&mut uri, name);
-            uri.push('=');
-            push_encoded(&mut uri, value);
-        }
+        let uri = signing_uri(path, query);
         let request = SignableRequest::new(
             method,
             Cow::Owned(uri),
@@ -574,6 +566,21 @@ impl Verifier {
         })?;
         Ok(output.signature().to_owned())
     }
+}
+
+/// The URI aws-sigv4 signs for `path` and `query` (each name and value percent-encoded as
+/// SigV4 wants). The authority is a placeholder: the canonical request takes the host from the
+/// Host header.
+pub(crate) fn signing_uri<N: AsRef<str>, V: AsRef<str>>(path: &str, query: &[(N, V)]) -> String {
+    let mut uri = String::from("https://signing.invalid");
+    uri.push_str(if path.is_empty() { "/" } else { path });
+    for (i, (name, value)) in query.iter().enumerate() {
+        uri.push(if i == 0 { '?' } else { '&' });
+        push_encoded(&mut uri, name.as_ref());
+        uri.push('=');
+        push_encoded(&mut uri, value.as_ref());
+    }
+    uri
 }
 
 fn check_token(credentials: &Credentials, given: Option<&str>) -> Result<(), AuthError> {

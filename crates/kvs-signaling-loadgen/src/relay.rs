@@ -43,14 +43,8 @@ impl ReferenceRelay {
     pub async fn start(listen: SocketAddr) -> std::io::Result<Self> {
         // The same listen backlog as our server, so that connect rates compare the servers and
         // not the kernel's queue (tokio's default of 128 drops connect bursts).
-        let socket = if listen.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket.bind(listen)?;
-        let listener: TcpListener = socket.listen(4096)?;
+        let listener: TcpListener =
+            kvs_transport_tokio::listen(listen, kvs_transport_tokio::LISTEN_BACKLOG)?;
         let local_addr = listener.local_addr()?;
         let routes = Arc::new(Routes::default());
         let accept = tokio::spawn(async move {

@@ -136,11 +136,12 @@ pub enum StartError {
 impl Server {
     /// Binds the listener and starts serving on the current tokio runtime.
     pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
-        let listener =
-            bind(config.listen, config.listen_backlog).map_err(|source| StartError::Bind {
+        let listener = kvs_transport_tokio::listen(config.listen, config.listen_backlog).map_err(
+            |source| StartError::Bind {
                 addr: config.listen,
                 source,
-            })?;
+            },
+        )?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
@@ -287,20 +288,6 @@ impl Server {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
-}
-
-/// Binds the listener with room for `backlog` connects waiting to be accepted: tokio's
-/// default of 128 drops the rest of a reconnect storm, and each dropped client waits a second
-/// for its SYN to be retried.
-fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
 }
 
 /// How long a client may take over its TLS handshake.

@@ -75,7 +75,7 @@ impl ServerConfig {
             registry: RegistryConfig::default(),
             ice,
             max_body_len: 64 * 1024,
-            listen_backlog: 4096,
+            listen_backlog: kvs_transport_tokio::LISTEN_BACKLOG,
             data_dir: None,
             tls: None,
         }

@@ -540,27 +540,40 @@ fn connect(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    run_logged(
+        "kvs-signaling connect",
+        "warn",
+        tokio::runtime::Builder::new_current_thread(),
+        repl::run(options),
+    )
+}
+
+/// Starts logging at `default_level` (`RUST_LOG` overrides it), runs `task` on a runtime from
+/// `builder`, and turns its outcome into the exit code, naming `what` failed.
+fn run_logged(
+    what: &str,
+    default_level: &str,
+    mut builder: tokio::runtime::Builder,
+    task: impl Future<Output = Result<(), String>>,
+) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("kvs-signaling: cannot start the runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(repl::run(options)) {
+    match runtime.block_on(task) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("kvs-signaling connect: {message}");
+            eprintln!("{what}: {message}");
             ExitCode::FAILURE
         }
     }
@@ -582,30 +595,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("kvs-signaling: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("kvs-signaling: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    run_logged(
+        "kvs-signaling",
+        "info",
+        tokio::runtime::Builder::new_multi_thread(),
+        serve(options),
+    )
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 
 mod client;
 mod listen;
+mod outbox;
 mod shard;
 mod ws;
 

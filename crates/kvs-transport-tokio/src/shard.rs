@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::outbox::{OutboxReceiver, OutboxSender, PushError, outbox};
+
 /// The sizes of the shard's queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -86,8 +88,7 @@ pub struct ShardStopped;
 enum Command {
     Open {
         open: OpenConnection,
-        outbound: mpsc::Sender<Utf8Bytes>,
-        close: oneshot::Sender<CloseCommand>,
+        outbound: OutboxSender,
         reply: oneshot::Sender<Result<ConnId, Refused>>,
     },
     Frame(ConnId, Utf8Bytes),
@@ -134,8 +135,7 @@ impl std::fmt::Debug for Command {
 pub struct Registration {
     pub(crate) conn: ConnId,
     pub(crate) shard: ShardHandle,
-    pub(crate) outbound: mpsc::Receiver<Utf8Bytes>,
-    pub(crate) close: oneshot::Receiver<CloseCommand>,
+    pub(crate) outbound: OutboxReceiver,
 }
 
 impl Registration {
@@ -148,11 +148,7 @@ impl Registration {
     /// close it. For callers that carry frames themselves; [`crate::serve_websocket`] does it
     /// for a WebSocket.
     pub async fn next(&mut self) -> Option<Result<Utf8Bytes, CloseCommand>> {
-        tokio::select! {
-            biased;
-            close = &mut self.close => close.ok().map(Err),
-            frame = self.outbound.recv() => frame.map(Ok),
-        }
+        self.outbound.next().await
     }
 }
 
@@ -170,13 +166,11 @@ impl ShardHandle {
         &self,
         open: OpenConnection,
     ) -> Result<Result<Registration, Refused>, ShardStopped> {
-        let (outbound_tx, outbound_rx) = mpsc::channel(self.outbound_capacity);
-        let (close_tx, close_rx) = oneshot::channel();
+        let (outbound_tx, outbound_rx) = outbox(self.outbound_capacity);
         let (reply_tx, reply_rx) = oneshot::channel();
         self.send(Command::Open {
             open,
             outbound: outbound_tx,
-            close: close_tx,
             reply: reply_tx,
         })
         .await?;
@@ -185,7 +179,6 @@ impl ShardHandle {
             conn,
             shard: self.clone(),
             outbound: outbound_rx,
-            close: close_rx,
         }))
     }
 
@@ -280,8 +273,7 @@ pub fn spawn(hub: Hub, config: ShardConfig) -> (ShardHandle, JoinHandle<()>) {
 }
 
 struct Peer {
-    outbound: mpsc::Sender<Utf8Bytes>,
-    close: Option<oneshot::Sender<CloseCommand>>,
+    outbound: OutboxSender,
 }
 
 /// The time now, on tokio's clock, so that tests can pause it.
@@ -334,18 +326,11 @@ fn handle(
         Command::Open {
             open,
             outbound,
-            close,
             reply,
         } => {
             let result = hub.handle_open(now, open);
             if let Ok(conn) = result {
-                peers.insert(
-                    conn,
-                    Peer {
-                        outbound,
-                        close: Some(close),
-                    },
-                );
+                peers.insert(conn, Peer { outbound });
             }
             if let Err(Ok(conn)) = reply.send(result) {
                 // The connection went away while waiting: forget it at once.
@@ -389,32 +374,28 @@ fn dispatch(
             let Some(peer) = peers.get_mut(&conn) else {
                 return;
             };
-            match peer.outbound.try_send(Utf8Bytes::from(frame.into_string())) {
+            match peer.outbound.push(Utf8Bytes::from(frame.into_string())) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(PushError::Full) => {
                     // A slow reader is closed, not buffered for.
                     tracing::debug!(?conn, "closing a slow consumer");
-                    if let Some(mut peer) = peers.remove(&conn)
-                        && let Some(close) = peer.close.take()
-                    {
-                        let _ = close.send(CloseCommand {
+                    if let Some(peer) = peers.remove(&conn) {
+                        peer.outbound.close(CloseCommand {
                             code: SLOW_CONSUMER_CLOSE_CODE,
                             reason: "slow consumer",
                         });
                     }
                     hub.handle_close(now(), conn);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(PushError::Gone) => {
                     peers.remove(&conn);
                     hub.handle_close(now(), conn);
                 }
             }
         }
         Output::Close { conn, reason } => {
-            if let Some(mut peer) = peers.remove(&conn)
-                && let Some(close) = peer.close.take()
-            {
-                let _ = close.send(reason.into());
+            if let Some(peer) = peers.remove(&conn) {
+                peer.outbound.close(reason.into());
             }
         }
         Output::AlexaAnswer { request, result } => {

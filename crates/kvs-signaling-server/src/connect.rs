@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use kvs_signaling_core::OpenConnection;
 use kvs_signaling_proto::{ConnectQuery, ErrorType};
-use kvs_transport_tokio::{serve_websocket, websocket_config};
+use kvs_transport_tokio::{serve_tcp_websocket, serve_websocket, websocket_config};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
@@ -92,20 +92,33 @@ pub(crate) async fn connect(app: Arc<App>, mut request: Request<Incoming>) -> Ht
     };
     let upgrade = hyper::upgrade::on(&mut request);
     let max_message = app.config.hub.max_payload_len + 4 * 1024;
-    tokio::spawn(async move {
+    let task = async move {
         match upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    WsRole::Server,
-                    Some(websocket_config(max_message)),
-                )
-                .await;
-                serve_websocket(ws, registration).await;
-            }
+            // Plain TCP: the lean path, which holds no buffer while the connection is idle.
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+                Ok(parts) => {
+                    // Copy out what came with the request, and let go of hyper's read buffer
+                    // (kilobytes) before the connection's long wait.
+                    let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+                    let initial = read_buf.to_vec();
+                    drop(read_buf);
+                    serve_tcp_websocket(io.into_inner(), initial, registration, max_message).await;
+                }
+                // TLS: tungstenite over the TLS stream.
+                Err(upgraded) => {
+                    let ws = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        WsRole::Server,
+                        Some(websocket_config(max_message)),
+                    )
+                    .await;
+                    serve_websocket(ws, registration).await;
+                }
+            },
             Err(err) => tracing::debug!(%err, "upgrade failed"),
         }
-    });
+    };
+    tokio::spawn(task);
     // No Sec-WebSocket-Protocol: official clients fail on one they did not offer.
     let mut response = Response::new(Full::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -16,6 +16,7 @@
 //! `ClientSession`, with the REST calls and the presigned connect URL of `kvs-ice-rest`.
 
 mod client;
+mod lean;
 mod listen;
 mod outbox;
 mod shard;
@@ -25,6 +26,7 @@ pub use client::{
     ClientConfig, ClientError, ClientEvent, Events, Received, SendError, Sent, SignalingClient,
 };
 
+pub use lean::serve_tcp_websocket;
 pub use listen::{LISTEN_BACKLOG, listen};
 pub use shard::{
     CloseCommand, Registration, SLOW_CONSUMER_CLOSE_CODE, ShardConfig, ShardHandle, ShardStopped,

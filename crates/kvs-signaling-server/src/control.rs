@@ -63,6 +63,91 @@ fn decode<T: JsonBody>(body: &Bytes) -> Result<T, HttpResponse> {
     T::decode(body).map_err(|err| rest_error(err.error_type(), err.to_string()))
 }
 
+/// A request body that names the channel it acts on.
+trait NamesChannel {
+    /// The channel's name, taken from its name or ARN; `None` when the body names neither
+    /// (the operation then answers that itself).
+    fn channel(&self) -> Option<&str>;
+}
+
+impl NamesChannel for CreateSignalingChannelRequest {
+    fn channel(&self) -> Option<&str> {
+        Some(self.channel_name.as_str())
+    }
+}
+
+impl NamesChannel for DescribeSignalingChannelRequest {
+    fn channel(&self) -> Option<&str> {
+        named(self.channel_name.as_ref(), self.channel_arn.as_ref())
+    }
+}
+
+impl NamesChannel for UpdateSignalingChannelRequest {
+    fn channel(&self) -> Option<&str> {
+        Some(self.channel_arn.channel_name())
+    }
+}
+
+impl NamesChannel for DeleteSignalingChannelRequest {
+    fn channel(&self) -> Option<&str> {
+        Some(self.channel_arn.channel_name())
+    }
+}
+
+impl NamesChannel for GetSignalingChannelEndpointRequest {
+    fn channel(&self) -> Option<&str> {
+        Some(self.channel_arn.channel_name())
+    }
+}
+
+impl NamesChannel for TagResourceRequest {
+    fn channel(&self) -> Option<&str> {
+        Some(self.resource_arn.channel_name())
+    }
+}
+
+impl NamesChannel for UntagResourceRequest {
+    fn channel(&self) -> Option<&str> {
+        Some(self.resource_arn.channel_name())
+    }
+}
+
+impl NamesChannel for ListTagsForResourceRequest {
+    fn channel(&self) -> Option<&str> {
+        Some(self.resource_arn.channel_name())
+    }
+}
+
+impl NamesChannel for DescribeMediaStorageConfigurationRequest {
+    fn channel(&self) -> Option<&str> {
+        named(self.channel_name.as_ref(), self.channel_arn.as_ref())
+    }
+}
+
+impl NamesChannel for GetIceServerConfigRequest {
+    fn channel(&self) -> Option<&str> {
+        Some(self.channel_arn.channel_name())
+    }
+}
+
+impl NamesChannel for SendAlexaOfferToMasterRequest {
+    fn channel(&self) -> Option<&str> {
+        Some(self.channel_arn.channel_name())
+    }
+}
+
+/// Decodes the body of `operation` and checks that `caller` may run it on the channel the body
+/// names: the decode error, or the service's AccessDeniedException, when not.
+fn decode_allowed<T: JsonBody + NamesChannel>(
+    body: &Bytes,
+    caller: Option<&Caller<'_>>,
+    operation: Operation,
+) -> Result<T, HttpResponse> {
+    let request: T = decode(body)?;
+    allow(caller, operation, request.channel())?;
+    Ok(request)
+}
+
 fn answer<T: JsonBody>(result: Result<T, RegistryError>) -> HttpResponse {
     match result {
         Ok(body) => json(body.encode()),
@@ -127,12 +212,8 @@ pub(crate) async fn dispatch(
     let now = SystemTime::now();
     match operation {
         Operation::CreateSignalingChannel => {
-            let request: CreateSignalingChannelRequest = try_response!(decode(&body));
-            try_response!(allow(
-                caller,
-                operation,
-                Some(request.channel_name.as_str())
-            ));
+            let request: CreateSignalingChannelRequest =
+                try_response!(decode_allowed(&body, caller, operation));
             let mut registry = registry(app);
             let result = registry.create(now, &request);
             if result.is_ok() {
@@ -141,12 +222,8 @@ pub(crate) async fn dispatch(
             answer(result)
         }
         Operation::DescribeSignalingChannel => {
-            let request: DescribeSignalingChannelRequest = try_response!(decode(&body));
-            try_response!(allow(
-                caller,
-                operation,
-                named(request.channel_name.as_ref(), request.channel_arn.as_ref())
-            ));
+            let request: DescribeSignalingChannelRequest =
+                try_response!(decode_allowed(&body, caller, operation));
             answer(registry(app).describe(&request))
         }
         Operation::ListSignalingChannels => {
@@ -165,12 +242,8 @@ pub(crate) async fn dispatch(
             answer(result)
         }
         Operation::UpdateSignalingChannel => {
-            let request: UpdateSignalingChannelRequest = try_response!(decode(&body));
-            try_response!(allow(
-                caller,
-                operation,
-                Some(request.channel_arn.channel_name())
-            ));
+            let request: UpdateSignalingChannelRequest =
+                try_response!(decode_allowed(&body, caller, operation));
             let result = {
                 let mut registry = registry(app);
                 let result = registry.update(&request).map(|response| {
@@ -198,12 +271,8 @@ pub(crate) async fn dispatch(
             }
         }
         Operation::DeleteSignalingChannel => {
-            let request: DeleteSignalingChannelRequest = try_response!(decode(&body));
-            try_response!(allow(
-                caller,
-                operation,
-                Some(request.channel_arn.channel_name())
-            ));
+            let request: DeleteSignalingChannelRequest =
+                try_response!(decode_allowed(&body, caller, operation));
             let result = {
                 let mut registry = registry(app);
                 let result = registry.delete(&request);
@@ -225,22 +294,14 @@ pub(crate) async fn dispatch(
             }
         }
         Operation::GetSignalingChannelEndpoint => {
-            let request: GetSignalingChannelEndpointRequest = try_response!(decode(&body));
-            try_response!(allow(
-                caller,
-                operation,
-                Some(request.channel_arn.channel_name())
-            ));
+            let request: GetSignalingChannelEndpointRequest =
+                try_response!(decode_allowed(&body, caller, operation));
             try_response!(channel_ttl(app, &request.channel_arn));
             endpoints(app, &request)
         }
         Operation::TagResource => {
-            let request: TagResourceRequest = try_response!(decode(&body));
-            try_response!(allow(
-                caller,
-                operation,
-                Some(request.resource_arn.channel_name())
-            ));
+            let request: TagResourceRequest =
+                try_response!(decode_allowed(&body, caller, operation));
             let mut registry = registry(app);
             let result = registry.tag_resource(&request);
             if result.is_ok()
@@ -251,12 +312,8 @@ pub(crate) async fn dispatch(
             answer(result)
         }
         Operation::UntagResource => {
-            let request: UntagResourceRequest = try_response!(decode(&body));
-            try_response!(allow(
-                caller,
-                operation,
-                Some(request.resource_arn.channel_name())
-            ));
+            let request: UntagResourceRequest =
+                try_response!(decode_allowed(&body, caller, operation));
             let mut registry = registry(app);
             let result = registry.untag_resource(&request);
             if result.is_ok()
@@ -267,30 +324,18 @@ pub(crate) async fn dispatch(
             answer(result)
         }
         Operation::ListTagsForResource => {
-            let request: ListTagsForResourceRequest = try_response!(decode(&body));
-            try_response!(allow(
-                caller,
-                operation,
-                Some(request.resource_arn.channel_name())
-            ));
+            let request: ListTagsForResourceRequest =
+                try_response!(decode_allowed(&body, caller, operation));
             answer(registry(app).list_tags_for_resource(&request))
         }
         Operation::DescribeMediaStorageConfiguration => {
-            let request: DescribeMediaStorageConfigurationRequest = try_response!(decode(&body));
-            try_response!(allow(
-                caller,
-                operation,
-                named(request.channel_name.as_ref(), request.channel_arn.as_ref())
-            ));
+            let request: DescribeMediaStorageConfigurationRequest =
+                try_response!(decode_allowed(&body, caller, operation));
             answer(registry(app).describe_media_storage_configuration(&request))
         }
         Operation::GetIceServerConfig => {
-            let request: GetIceServerConfigRequest = try_response!(decode(&body));
-            try_response!(allow(
-                caller,
-                operation,
-                Some(request.channel_arn.channel_name())
-            ));
+            let request: GetIceServerConfigRequest =
+                try_response!(decode_allowed(&body, caller, operation));
             try_response!(channel_ttl(app, &request.channel_arn));
             json(
                 app.ice()
@@ -299,12 +344,8 @@ pub(crate) async fn dispatch(
             )
         }
         Operation::SendAlexaOfferToMaster => {
-            let request: SendAlexaOfferToMasterRequest = try_response!(decode(&body));
-            try_response!(allow(
-                caller,
-                operation,
-                Some(request.channel_arn.channel_name())
-            ));
+            let request: SendAlexaOfferToMasterRequest =
+                try_response!(decode_allowed(&body, caller, operation));
             let ttl = try_response!(channel_ttl(app, &request.channel_arn));
             let offer = AlexaOffer::new(
                 request.channel_arn,

@@ -7,7 +7,7 @@
 //! what goes out is written from a buffer made for that frame. Only the server side of RFC
 //! 6455 is spoken: client frames must be masked, server frames are not.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, IoSlice};
 
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
@@ -194,34 +194,74 @@ impl Reader {
             )),
             OP_PING => Some(Event::Ping(frame.payload)),
             OP_PONG => Some(Event::Pong),
-            OP_CLOSE => Some(Event::Close(
-                frame
-                    .payload
-                    .get(..2)
-                    .map(|code| u16::from_be_bytes([code[0], code[1]])),
-            )),
+            OP_CLOSE => Some(match *frame.payload.as_slice() {
+                [] => Event::Close(None),
+                [high, low, ..] if sendable_close_code(u16::from_be_bytes([high, low])) => {
+                    Event::Close(Some(u16::from_be_bytes([high, low])))
+                }
+                _ => Event::Refuse(
+                    CLOSE_PROTOCOL,
+                    "a close frame's code must be 1000-1003, 1007-1014 or 3000-4999",
+                ),
+            }),
             _ => Some(Event::Refuse(CLOSE_PROTOCOL, "unknown opcode")),
         }
     }
 }
 
-/// A server frame (unmasked) carrying `payload`.
-fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 10);
-    out.push(0x80 | opcode);
-    match payload.len() {
-        len @ 0..=125 => out.push(len as u8),
-        len @ 126..=0xFFFF => {
-            out.push(126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
+/// Whether a close frame may carry `code` (RFC 6455 section 7.4): echoing the client's code
+/// must not put a reserved one on the wire.
+fn sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Writes the header of a server frame (unmasked) carrying `len` bytes into `out`; returns
+/// its length.
+fn frame_header(opcode: u8, len: usize, out: &mut [u8; 10]) -> usize {
+    out[0] = 0x80 | opcode;
+    match len {
+        0..=125 => {
+            out[1] = len as u8;
+            2
         }
-        len => {
-            out.push(127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
+        126..=0xFFFF => {
+            out[1] = 126;
+            out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            4
+        }
+        _ => {
+            out[1] = 127;
+            out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
         }
     }
+}
+
+/// A whole server frame carrying `payload`, for the small control frames.
+fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 10];
+    let header_len = frame_header(opcode, payload.len(), &mut header);
+    let mut out = Vec::with_capacity(header_len + payload.len());
+    out.extend_from_slice(&header[..header_len]);
     out.extend_from_slice(payload);
     out
+}
+
+/// Writes a frame carrying `payload` without copying it: header and payload go out in one
+/// vectored write where the socket takes them.
+async fn write_frame(tcp: &mut TcpStream, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+    let mut header = [0u8; 10];
+    let header_len = frame_header(opcode, payload.len(), &mut header);
+    let mut slices = [IoSlice::new(&header[..header_len]), IoSlice::new(payload)];
+    let mut unwritten = &mut slices[..];
+    while !unwritten.is_empty() {
+        let written = tcp.write_vectored(unwritten).await?;
+        if written == 0 {
+            return Err(ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut unwritten, written);
+    }
+    Ok(())
 }
 
 fn close_frame(code: u16, reason: &str) -> Vec<u8> {
@@ -297,7 +337,7 @@ pub async fn serve_tcp_websocket(
         tokio::select! {
             next = registration.next() => match next {
                 Some(Ok(text)) => {
-                    if tcp.write_all(&encode(OP_TEXT, text.as_bytes())).await.is_err() {
+                    if write_frame(&mut tcp, OP_TEXT, text.as_bytes()).await.is_err() {
                         break 'serve;
                     }
                 }
@@ -438,6 +478,36 @@ mod tests {
             feed_all(&mut Reader::default(), &close, 100),
             vec![Event::Close(Some(1001))]
         );
+        let bare = client_frame(true, OP_CLOSE, b"", [5, 6, 7, 8]);
+        assert_eq!(
+            feed_all(&mut Reader::default(), &bare, 100),
+            vec![Event::Close(None)]
+        );
+        // A reserved code (1005: "no status"), and a one-byte payload, are protocol errors.
+        for payload in [&1005u16.to_be_bytes()[..], &[3][..]] {
+            let bad = client_frame(true, OP_CLOSE, payload, [5, 6, 7, 8]);
+            assert!(matches!(
+                feed_all(&mut Reader::default(), &bad, 100).as_slice(),
+                [Event::Refuse(CLOSE_PROTOCOL, _)]
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_written_frame_arrives_whole() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let payload = vec![b'x'; 70_000];
+        write_frame(&mut server, OP_TEXT, &payload).await.unwrap();
+        let mut got = vec![0u8; 10 + payload.len()];
+        tokio::io::AsyncReadExt::read_exact(&mut client, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(got, encode(OP_TEXT, &payload));
+        assert_eq!(&got[..2], &[0x81, 127]);
     }
 
     #[test]

@@ -26,8 +26,8 @@ pub use hub::{
     HubConfigError, OpenConnection, Output, Refused,
 };
 pub use registry::{
-    ChannelRecord, Registry, RegistryConfig, RegistryConfigError, RegistryError, RegistrySnapshot,
-    RestoreError,
+    Change, ChannelRecord, Registry, RegistryConfig, RegistryConfigError, RegistryError,
+    RegistrySnapshot, RestoreError,
 };
 pub use rng::{Rng, SplitMix64};
 pub use session::{

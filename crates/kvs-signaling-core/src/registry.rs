@@ -3,22 +3,23 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use kvs_signaling_proto::limits::MAX_TAGS_PER_RESOURCE;
 use kvs_signaling_proto::{
     ChannelArn, ChannelInfo, ChannelName, ChannelStatus, ChannelType,
-    CreateSignalingChannelRequest, CreateSignalingChannelResponse, DeleteSignalingChannelRequest,
     DescribeMediaStorageConfigurationRequest, DescribeMediaStorageConfigurationResponse,
-    DescribeSignalingChannelRequest, DescribeSignalingChannelResponse, EmptyResponse, ErrorType,
-    Field, ListSignalingChannelsRequest, ListSignalingChannelsResponse, ListTagsForResourceRequest,
+    DescribeSignalingChannelRequest, DescribeSignalingChannelResponse, ErrorType, Field,
+    ListSignalingChannelsRequest, ListSignalingChannelsResponse, ListTagsForResourceRequest,
     ListTagsForResourceResponse, MediaStorageConfiguration, MediaStorageStatus, MessageTtlSeconds,
-    NextToken, SingleMasterConfiguration, TagKey, TagResourceRequest, TagValue, Timestamp,
-    UntagResourceRequest, UpdateSignalingChannelRequest, Version,
+    NextToken, SingleMasterConfiguration, TagKey, TagValue, Timestamp, Version,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
+
+mod change;
+
+pub use change::Change;
 
 /// The length of the versions the registry mints.
 const VERSION_LEN: usize = 20;
@@ -230,6 +231,13 @@ pub enum RegistryError {
         /// The number of distinct tags the request would leave.
         found: usize,
     },
+    /// A staged change was committed after another change to the same channel: writes were
+    /// not serialized (a bug of the caller).
+    #[error("channel {name} changed while this change was being saved; try again")]
+    StaleChange {
+        /// The channel.
+        name: ChannelName,
+    },
 }
 
 impl RegistryError {
@@ -246,6 +254,7 @@ impl RegistryError {
             Self::NotFound { .. } => ErrorType::ResourceNotFoundException,
             Self::VersionMismatch { .. } => ErrorType::VersionMismatchException,
             Self::TooManyTags { .. } => ErrorType::TagsPerResourceExceededLimitException,
+            Self::StaleChange { .. } => ErrorType::InternalFailure,
         }
     }
 
@@ -317,12 +326,22 @@ pub struct ChannelRecord {
     version: Version,
     creation_millis: u64,
     tags: BTreeMap<TagKey, TagValue>,
+    /// How many times the channel was changed since it was made: the order of its
+    /// configurations, which its version (random) does not give.
+    #[serde(default)]
+    revision: u64,
 }
 
 impl ChannelRecord {
     /// The name, unique in the registry.
     pub fn name(&self) -> &ChannelName {
         &self.name
+    }
+
+    /// How many times the channel was changed since it was made; a later configuration has a
+    /// higher revision, so that a consumer told of two can keep the later one.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// The ARN.
@@ -552,71 +571,6 @@ impl Registry {
             .filter(|channel| channel.arn == *arn)
     }
 
-    /// CreateSignalingChannel, at wall-clock time `now`: the channel is `ACTIVE` at once.
-    pub fn create(
-        &mut self,
-        now: SystemTime,
-        request: &CreateSignalingChannelRequest,
-    ) -> Result<CreateSignalingChannelResponse, RegistryError> {
-        let name = &request.channel_name;
-        match request.channel_type {
-            None | Some(ChannelType::SingleMaster) => {}
-            Some(channel_type) => {
-                return Err(RegistryError::UnsupportedChannelType { channel_type });
-            }
-        }
-        if self.channels.contains_key(name) {
-            return Err(RegistryError::NameInUse { name: name.clone() });
-        }
-        if self.channels.len() >= self.config.max_channels {
-            return Err(RegistryError::ChannelLimitExceeded {
-                max: self.config.max_channels,
-            });
-        }
-        // Last value wins; the proto decoder already capped the list at 50 entries.
-        let tags: BTreeMap<TagKey, TagValue> = request
-            .tags
-            .iter()
-            .flatten()
-            .map(|tag| (tag.key.clone(), tag.value.clone()))
-            .collect();
-        if tags.len() > self.config.max_tags_per_resource {
-            return Err(RegistryError::TooManyTags {
-                max: self.config.max_tags_per_resource,
-                found: tags.len(),
-            });
-        }
-        let message_ttl = request
-            .single_master_configuration
-            .as_ref()
-            .and_then(|config| config.message_ttl_seconds)
-            .unwrap_or(self.config.default_message_ttl);
-
-        let now_millis = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        });
-        self.retired.retain(|_, millis| *millis >= now_millis);
-        let creation_millis = match self.retired.get(name) {
-            Some(&retired) => retired.saturating_add(1),
-            None => now_millis,
-        };
-        let arn = self.config.mint_arn(name, creation_millis)?;
-        let channel = ChannelRecord {
-            name: name.clone(),
-            arn: arn.clone(),
-            channel_type: ChannelType::SingleMaster,
-            status: ChannelStatus::Active,
-            message_ttl,
-            version: mint_version(self.rng.as_mut(), None)?,
-            creation_millis,
-            tags,
-        };
-        self.channels.insert(name.clone(), channel);
-        let mut response = CreateSignalingChannelResponse::new();
-        response.channel_arn = Some(arn);
-        Ok(response)
-    }
-
     /// DescribeSignalingChannel, by name or by ARN.
     pub fn describe(
         &self,
@@ -667,84 +621,6 @@ impl Registry {
         }
         response.channel_info_list = Some(page.into_iter().map(ChannelRecord::info).collect());
         Ok(response)
-    }
-
-    /// UpdateSignalingChannel: applies the new message TTL, if any, and gives the channel a
-    /// new version.
-    pub fn update(
-        &mut self,
-        request: &UpdateSignalingChannelRequest,
-    ) -> Result<EmptyResponse, RegistryError> {
-        let channel = find_mut(&mut self.channels, "ChannelARN", &request.channel_arn)?;
-        check_version(&request.current_version, &channel.version)?;
-        let version = mint_version(self.rng.as_mut(), Some(&channel.version))?;
-        if let Some(ttl) = request
-            .single_master_configuration
-            .as_ref()
-            .and_then(|config| config.message_ttl_seconds)
-        {
-            channel.message_ttl = ttl;
-        }
-        channel.version = version;
-        Ok(EmptyResponse::new())
-    }
-
-    /// DeleteSignalingChannel: removes the channel at once and returns it, so that the caller
-    /// can close its connections; the HTTP answer is an [`EmptyResponse`].
-    pub fn delete(
-        &mut self,
-        request: &DeleteSignalingChannelRequest,
-    ) -> Result<ChannelRecord, RegistryError> {
-        let arn = &request.channel_arn;
-        let channel = self
-            .channel_by_arn(arn)
-            .ok_or_else(|| RegistryError::not_found("ChannelARN", arn))?;
-        if let Some(given) = &request.current_version {
-            check_version(given, &channel.version)?;
-        }
-        let removed = self
-            .channels
-            .remove(arn.channel_name())
-            .ok_or_else(|| RegistryError::not_found("ChannelARN", arn))?;
-        self.retired
-            .insert(removed.name.clone(), removed.creation_millis);
-        Ok(removed)
-    }
-
-    /// TagResource: adds the tags, overwriting existing keys. Nothing is applied when the
-    /// channel would end up with more than 50 tags.
-    pub fn tag_resource(
-        &mut self,
-        request: &TagResourceRequest,
-    ) -> Result<EmptyResponse, RegistryError> {
-        let channel = find_mut(&mut self.channels, "ResourceARN", &request.resource_arn)?;
-        let mut tags = channel.tags.clone();
-        tags.extend(
-            request
-                .tags
-                .iter()
-                .map(|tag| (tag.key.clone(), tag.value.clone())),
-        );
-        if tags.len() > self.config.max_tags_per_resource {
-            return Err(RegistryError::TooManyTags {
-                max: self.config.max_tags_per_resource,
-                found: tags.len(),
-            });
-        }
-        channel.tags = tags;
-        Ok(EmptyResponse::new())
-    }
-
-    /// UntagResource: removes the keys; keys the channel does not have are ignored.
-    pub fn untag_resource(
-        &mut self,
-        request: &UntagResourceRequest,
-    ) -> Result<EmptyResponse, RegistryError> {
-        let channel = find_mut(&mut self.channels, "ResourceARN", &request.resource_arn)?;
-        for key in &request.tag_key_list {
-            channel.tags.remove(key);
-        }
-        Ok(EmptyResponse::new())
     }
 
     /// ListTagsForResource: every tag in one page; `Tags` is absent when there are none. A
@@ -805,18 +681,6 @@ impl Registry {
                 .ok_or_else(|| RegistryError::not_found("ChannelName", name)),
         }
     }
-}
-
-/// The channel `arn` names, or the not-found error about the request member `field`.
-fn find_mut<'a>(
-    channels: &'a mut BTreeMap<ChannelName, ChannelRecord>,
-    field: &'static str,
-    arn: &ChannelArn,
-) -> Result<&'a mut ChannelRecord, RegistryError> {
-    channels
-        .get_mut(arn.channel_name())
-        .filter(|channel| channel.arn == *arn)
-        .ok_or_else(|| RegistryError::not_found(field, arn))
 }
 
 /// A random version of 20 characters of `[A-Za-z0-9]`, different from `previous`.

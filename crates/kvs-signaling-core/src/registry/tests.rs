@@ -1,7 +1,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kvs_signaling_proto::{
-    ChannelNameCondition, ComparisonOperator, JsonBody, MaxResults, Tag, UntagResourceRequest,
+    ChannelNameCondition, ComparisonOperator, CreateSignalingChannelRequest,
+    DeleteSignalingChannelRequest, JsonBody, MaxResults, Tag, TagResourceRequest,
+    UntagResourceRequest, UpdateSignalingChannelRequest,
 };
 
 use super::*;
@@ -993,4 +995,67 @@ mod review {
         );
         assert!(registry.is_empty());
     }
+}
+
+/// Issue 11: a staged change leaves the registry as it was until committed, so that a server
+/// can save it first and drop it when the save fails.
+#[test]
+fn staged_changes_apply_only_when_committed() {
+    let mut registry = registry();
+    let request = CreateSignalingChannelRequest::new(name("staged"));
+    let (response, change) = registry.stage_create(t0(), &request).unwrap();
+    assert!(registry.channel_by_name(&name("staged")).is_none());
+    assert_eq!(change.name(), &name("staged"));
+    // Dropped (the save failed): nothing happened, and the name is still free.
+    drop(change);
+    let (_, change) = registry.stage_create(t0(), &request).unwrap();
+    registry.commit(change.clone()).unwrap();
+    let arn = response.channel_arn.unwrap();
+    let record = registry.channel_by_arn(&arn).unwrap().clone();
+    assert_eq!(record.revision(), 0);
+    // Committing the same creation twice is refused: the name is taken meanwhile.
+    assert!(matches!(
+        registry.commit(change),
+        Err(RegistryError::StaleChange { .. })
+    ));
+
+    let mut ttl = SingleMasterConfiguration::new();
+    ttl.message_ttl_seconds = Some(MessageTtlSeconds::new(10).unwrap());
+    let mut update = UpdateSignalingChannelRequest::new(arn.clone(), record.version().clone());
+    update.single_master_configuration = Some(ttl);
+    let (_, first) = registry.stage_update(&update).unwrap();
+    assert_eq!(
+        registry.channel_by_arn(&arn).unwrap().message_ttl().get(),
+        60
+    );
+    let (_, second) = registry.stage_update(&update).unwrap();
+    registry.commit(first).unwrap();
+    let updated = registry.channel_by_arn(&arn).unwrap().clone();
+    assert_eq!(updated.message_ttl().get(), 10);
+    assert_eq!(
+        updated.revision(),
+        1,
+        "a later configuration has a higher revision"
+    );
+    assert_ne!(updated.version(), record.version());
+    // A change staged against the version the first commit replaced is refused.
+    assert!(matches!(
+        registry.commit(second),
+        Err(RegistryError::StaleChange { .. })
+    ));
+
+    // Tags change the revision, not the version.
+    let (_, tagged) = registry
+        .stage_tag_resource(&TagResourceRequest::new(arn.clone(), vec![tag("k", "v")]))
+        .unwrap();
+    registry.commit(tagged).unwrap();
+    let after = registry.channel_by_arn(&arn).unwrap();
+    assert_eq!(after.version(), updated.version());
+    assert_eq!(after.revision(), 2);
+
+    let delete = DeleteSignalingChannelRequest::new(arn.clone());
+    let (_, removal) = registry.stage_delete(&delete).unwrap();
+    assert!(registry.channel_by_arn(&arn).is_some());
+    registry.commit(removal).unwrap();
+    assert!(registry.channel_by_arn(&arn).is_none());
 }

@@ -33,7 +33,7 @@ pub use client::{
     ClientConfigError, DEFAULT_REQUEST_TIMEOUT, MAX_RESPONSE_BODY, RestClient, TlsTrust,
 };
 pub use endpoint::EndpointError;
-pub use sign::{PresignError, presign_connect_url};
+pub use sign::{PresignError, presign_connect_url, presign_connect_url_with};
 pub use sigv4::{
     AuthError, AuthErrorKind, Credentials, EnvError, HeaderSignedRequest, SERVICE, Verified,
     Verifier, region_from_env,

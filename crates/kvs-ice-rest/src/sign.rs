@@ -87,11 +87,35 @@ pub fn presign_connect_url(
     client_id: Option<&ClientId>,
     now: SystemTime,
 ) -> Result<String, PresignError> {
+    presign_connect_url_with(
+        credentials,
+        region,
+        wss_endpoint,
+        channel_arn,
+        client_id,
+        &[],
+        now,
+    )
+}
+
+/// [`presign_connect_url`] with `extra` query parameters after the channel and client id,
+/// signed like them: this project's extensions, such as
+/// [`INDICATIONS_PARAM`](kvs_signaling_proto::INDICATIONS_PARAM).
+pub fn presign_connect_url_with(
+    credentials: &Credentials,
+    region: &str,
+    wss_endpoint: &str,
+    channel_arn: &ChannelArn,
+    client_id: Option<&ClientId>,
+    extra: &[(&str, &str)],
+    now: SystemTime,
+) -> Result<String, PresignError> {
     let endpoint = Endpoint::parse("wss_endpoint", wss_endpoint, EndpointKind::WebSocket)?;
     let mut params = vec![("X-Amz-ChannelARN", channel_arn.as_str())];
     if let Some(client_id) = client_id {
         params.push(("X-Amz-ClientId", client_id.as_str()));
     }
+    params.extend_from_slice(extra);
     presign(
         credentials,
         region,

@@ -52,6 +52,8 @@ fn config() -> HubConfig {
         .connect_rate(Rate::per_second(1_000_000))
         .sdp_rate(Rate::per_second(1_000_000))
         .ice_candidate_rate(Rate::per_second(1_000_000))
+        .master_sdp_rate(Rate::per_second(1_000_000))
+        .master_ice_candidate_rate(Rate::per_second(1_000_000))
 }
 
 fn fleet() -> Fleet {
@@ -62,16 +64,18 @@ fn fleet() -> Fleet {
     let mut viewers = Vec::with_capacity(CHANNELS * VIEWERS);
     for c in 0..CHANNELS {
         let channel = arn(&format!("channel-{c}"));
-        masters.push(
-            hub.handle_open(now, OpenConnection::master(channel.clone(), ttl))
-                .unwrap(),
-        );
+        let master = hub
+            .handle_open(now, OpenConnection::master(channel.clone(), ttl))
+            .unwrap();
+        hub.handle_established(now, master);
+        masters.push(master);
         for v in 0..VIEWERS {
             let id = ClientId::new(format!("viewer-{v}")).unwrap();
-            viewers.push(
-                hub.handle_open(now, OpenConnection::viewer(channel.clone(), id, ttl))
-                    .unwrap(),
-            );
+            let viewer = hub
+                .handle_open(now, OpenConnection::viewer(channel.clone(), id, ttl))
+                .unwrap();
+            hub.handle_established(now, viewer);
+            viewers.push(viewer);
         }
     }
     assert!(hub.poll_output().is_none());

@@ -62,23 +62,40 @@ struct Channel {
     generation: u32,
     arn: ChannelArn,
     ttl: Duration,
-    /// Every connection attached to the channel, superseded ones included.
+    /// The configuration revision `ttl` was read at.
+    ttl_revision: u64,
+    /// Every connection attached to the channel, superseded and opening ones included.
     members: BTreeSet<u32>,
     pending: BTreeMap<Recipient, Queue>,
     master_connects: Bucket,
     viewer_connects: Bucket,
     alexa_calls: Bucket,
     alexa: BTreeMap<PeerId, AlexaRequestId>,
+    /// The timer that forgets the channel once its rate buckets are full again.
+    release_timer: Option<(Instant, u64)>,
 }
 
 impl Channel {
-    fn is_unused(&self) -> bool {
+    /// Whether nothing but its rate buckets keeps the channel.
+    fn is_idle(&self) -> bool {
         self.members.is_empty() && self.pending.is_empty() && self.alexa.is_empty()
+    }
+
+    /// When forgetting the idle channel gives nobody a burst early: when its connect and
+    /// Alexa buckets are full again.
+    fn forgettable_at(&self, config: &HubConfig) -> Instant {
+        self.master_connects
+            .full_at(config.connect_rate)
+            .max(self.viewer_connects.full_at(config.connect_rate))
+            .max(self.alexa_calls.full_at(config.alexa_rate))
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Standing {
+    /// Accepted, but its socket is not up yet ([`Hub::handle_established`] not called): it
+    /// takes nobody's place and gets nothing.
+    Opening,
     /// The channel's master, or the current connection of its viewer id.
     Current,
     /// Replaced by a newer connection with the same identity at this time.
@@ -92,6 +109,11 @@ struct Conn {
     /// The viewer's id, in the form recipients name it.
     client_id: Option<PeerId>,
     standing: Standing,
+    /// The order of opening: of two connections with the same identity, the later opened
+    /// wins, whichever is established first.
+    seq: u64,
+    /// Whether the client handles GO_AWAY and RECONNECT_ICE_SERVER.
+    indications: bool,
     opened: Instant,
     last_activity: Instant,
     /// When GO_AWAY was sent, and the close is due.
@@ -113,6 +135,8 @@ enum Timer {
         generation: u32,
         recipient: Recipient,
     },
+    /// Forget an idle channel whose rate buckets are full again.
+    Release { channel: u32, generation: u32 },
     /// Give up on an Alexa offer.
     Alexa {
         channel: u32,
@@ -131,8 +155,9 @@ enum Timer {
 ///
 /// - A viewer's message always goes to the channel's master; a master's message goes only to
 ///   the viewer it names. A viewer can never reach another viewer.
-/// - One master per channel, one connection per viewer id: the newest connection wins. The
-///   superseded one gets nothing more and is not told: closing it or sending it GO_AWAY would
+/// - One master per channel, one connection per viewer id: the newest connection wins, once
+///   its socket is up ([`Hub::handle_established`]). The superseded one gets nothing more and
+///   is not told: closing it or sending it GO_AWAY would
 ///   make an official C SDK client reconnect and evict the newer one, and two such clients would
 ///   take turns forever. It is closed after [`HubConfig::superseded_linger`], or earlier if its
 ///   client closes it. Its frames are dropped and counted, even those with a correlation id: a
@@ -141,14 +166,20 @@ enum Timer {
 /// - Messages for a recipient that is not connected wait for the channel's message TTL and are
 ///   delivered in order when it connects; a newer offer (or answer) from the same sender replaces
 ///   an undelivered one.
-/// - The service's limits, each configurable ([`HubConfig`]), with the errors it gives.
+/// - The service's limits, each configurable ([`HubConfig`]), with the errors it gives; a
+///   master's message rates allow the burst of answering its ten viewers at once.
+/// - GO_AWAY and RECONNECT_ICE_SERVER only to connections that handle them
+///   ([`OpenConnection::indications`]); any other is closed with 1001 at the duration cap and
+///   on drain, and refreshes its ICE servers on its own.
 /// - A failure is answered with a STATUS_RESPONSE when the message carried a correlation id, and
 ///   dropped (and counted) otherwise.
 ///
 /// # Driving it
 ///
 /// After every input, drain [`Hub::poll_output`] until it returns `None`, then wait until
-/// [`Hub::poll_timeout`] and call [`Hub::handle_timeout`].
+/// [`Hub::poll_timeout`] and call [`Hub::handle_timeout`]. A connect is two inputs:
+/// [`Hub::handle_open`] decides it (answer the upgrade request with its refusal, or with `101`),
+/// and [`Hub::handle_established`] says the `101` is written and the socket is served.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -161,10 +192,13 @@ enum Timer {
 /// let arn = ChannelArn::new("arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo/1")?;
 /// let ttl = MessageTtlSeconds::default();
 /// let master = hub.handle_open(now, OpenConnection::master(arn.clone(), ttl)).unwrap();
+/// hub.handle_established(now, master);
 /// let viewer = hub
 ///     .handle_open(now, OpenConnection::viewer(arn, ClientId::new("v1")?, ttl))
 ///     .unwrap();
+/// hub.handle_established(now, viewer);
 /// hub.handle_frame(now, viewer, r#"{"action":"SDP_OFFER","messagePayload":"e30="}"#);
+/// let mut delivered = 0;
 /// while let Some(output) = hub.poll_output() {
 ///     match output {
 ///         Output::Deliver { conn, frame } => {
@@ -173,10 +207,12 @@ enum Timer {
 ///                 frame.as_str(),
 ///                 r#"{"messagePayload":"e30=","messageType":"SDP_OFFER","senderClientId":"v1"}"#
 ///             );
+///             delivered += 1;
 ///         }
 ///         other => panic!("unexpected {other:?}"),
 ///     }
 /// }
+/// assert_eq!(delivered, 1);
 /// let next = hub.poll_timeout().unwrap(); // The viewer's idle timeout, ten minutes on.
 /// assert_eq!(next, now + Duration::from_secs(600));
 /// hub.handle_timeout(next);
@@ -194,6 +230,10 @@ pub struct Hub {
     timers: BTreeMap<(Instant, u64), Timer>,
     timer_seq: u64,
     next_request: u64,
+    /// The open order of the next connection.
+    next_conn_seq: u64,
+    /// Bytes of every buffered frame, over every channel.
+    held_bytes: usize,
     outputs: VecDeque<Output>,
     draining: bool,
     counters: Counters,
@@ -252,6 +292,8 @@ impl Hub {
             timers: BTreeMap::new(),
             timer_seq: 0,
             next_request: 0,
+            next_conn_seq: 0,
+            held_bytes: 0,
             outputs: VecDeque::new(),
             draining: false,
             counters: Counters::default(),
@@ -276,6 +318,26 @@ impl Hub {
     /// Channels with connections, buffered messages or Alexa calls.
     pub fn channel_count(&self) -> usize {
         self.channels.len()
+    }
+
+    /// Bytes of buffered messages, over every channel (bounded by
+    /// [`HubConfig::max_held_bytes`]).
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// The bytes of every buffered frame, counted afresh: what [`Hub::held_bytes`] must equal.
+    #[cfg(any(test, fuzzing))]
+    #[doc(hidden)]
+    pub fn recount_held_bytes(&self) -> usize {
+        self.channels
+            .slots
+            .iter()
+            .filter_map(|slot| slot.value.as_ref())
+            .flat_map(|channel| channel.pending.values())
+            .flat_map(|queue| &queue.messages)
+            .map(|pending| pending.frame.as_str().len())
+            .sum()
     }
 
     /// Buffered messages, over every channel.
@@ -349,7 +411,12 @@ impl Hub {
                 ));
             }
         };
-        let channel_index = self.channel_for(now, &open.channel_arn, open.message_ttl);
+        let channel_index =
+            self.channel_for(now, &open.channel_arn, open.message_ttl, open.ttl_revision);
+        let new_viewer = client_id
+            .as_ref()
+            .is_some_and(|id| !self.viewer_known(channel_index, id));
+        let viewers = self.viewer_count(channel_index);
         let config = &self.config;
         let Some(channel) = self.channels.at_mut(channel_index) else {
             return Err(Refused::new(ErrorType::InternalFailure, "channel lost"));
@@ -367,12 +434,7 @@ impl Hub {
                     config.connect_rate.per_second
                 ))
             }
-            Role::Viewer
-                if client_id
-                    .as_ref()
-                    .is_some_and(|id| !channel.viewers.contains(id.as_str()))
-                    && channel.viewers.len() >= config.max_viewers_per_channel =>
-            {
+            Role::Viewer if new_viewer && viewers >= config.max_viewers_per_channel => {
                 Some(format!(
                     "ConnectAsViewer: the channel already has {} viewers",
                     config.max_viewers_per_channel
@@ -381,23 +443,31 @@ impl Hub {
             _ => None,
         };
         if let Some(message) = refusal {
-            self.release_channel_if_unused(channel_index);
+            self.release_channel_if_unused(now, channel_index);
             return Err(Refused::new(
                 ErrorType::ClientLimitExceededException,
                 message,
             ));
         }
 
+        let config = &self.config;
+        let (sdp_rate, ice_rate) = match open.role {
+            Role::Master => (config.master_sdp_rate, config.master_ice_candidate_rate),
+            Role::Viewer => (config.sdp_rate, config.ice_candidate_rate),
+        };
+        self.next_conn_seq += 1;
         let conn = Conn {
             channel: channel_index,
             role: open.role,
-            client_id: client_id.clone(),
-            standing: Standing::Current,
+            client_id,
+            standing: Standing::Opening,
+            seq: self.next_conn_seq,
+            indications: open.indications,
             opened: now,
             last_activity: now,
             close_due: None,
-            sdp: Bucket::full(self.config.sdp_rate, now),
-            ice: Bucket::full(self.config.ice_candidate_rate, now),
+            sdp: Bucket::full(sdp_rate, now),
+            ice: Bucket::full(ice_rate, now),
             timer: None,
         };
         let (slot, generation) = self.conns.insert(conn);
@@ -406,13 +476,99 @@ impl Hub {
             return Err(Refused::new(ErrorType::InternalFailure, "channel lost"));
         };
         channel.members.insert(slot);
-        let (previous, recipient) = match client_id {
-            None => (channel.master.replace(id), Recipient::Master),
+        self.schedule_conn(id);
+        Ok(id)
+    }
+
+    /// Whether `id` is a viewer of the channel already, connected or opening: its connect
+    /// takes no new viewer slot.
+    fn viewer_known(&self, channel_index: u32, id: &PeerId) -> bool {
+        let Some(channel) = self.channels.at(channel_index) else {
+            return false;
+        };
+        channel.viewers.contains(id.as_str())
+            || self.opening_viewers(channel).any(|opening| opening == id)
+    }
+
+    /// Distinct viewer ids of the channel, connected or opening.
+    fn viewer_count(&self, channel_index: u32) -> usize {
+        let Some(channel) = self.channels.at(channel_index) else {
+            return 0;
+        };
+        let mut extra: Vec<&PeerId> = self
+            .opening_viewers(channel)
+            .filter(|id| !channel.viewers.contains(id.as_str()))
+            .collect();
+        extra.sort();
+        extra.dedup();
+        channel.viewers.len() + extra.len()
+    }
+
+    /// The ids of the channel's viewers whose sockets are not up yet.
+    fn opening_viewers<'a>(&'a self, channel: &'a Channel) -> impl Iterator<Item = &'a PeerId> {
+        channel.members.iter().filter_map(|&slot| {
+            let c = self.conns.at(slot)?;
+            match c.standing {
+                Standing::Opening => c.client_id.as_ref(),
+                Standing::Current | Standing::Superseded(_) => None,
+            }
+        })
+    }
+
+    /// The socket of `conn`, which [`Hub::handle_open`] accepted, is up: the `101` is on the
+    /// wire. It now takes the place of the older connection with the same identity (master,
+    /// or viewer id), which gets nothing more and is closed after
+    /// [`HubConfig::superseded_linger`], and receives what was held for it. A connection whose
+    /// identity was taken meanwhile by one opened later is superseded at once. Until this
+    /// call, a new connection displaces nobody: a client that drops in the middle of its
+    /// handshake cannot evict a healthy connection. Unknown, closed or already established
+    /// connections are ignored.
+    pub fn handle_established(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.get(conn.slot, conn.generation) else {
+            return;
+        };
+        if c.standing != Standing::Opening {
+            return;
+        }
+        let (channel_index, seq) = (c.channel, c.seq);
+        let client_id = c.client_id.clone();
+        let Some(channel) = self.channels.at(channel_index) else {
+            return;
+        };
+        let current = match &client_id {
+            None => channel.master,
+            Some(id) => channel.viewers.get(id.as_str()),
+        };
+        let current_seq = current
+            .and_then(|cur| self.conns.get(cur.slot, cur.generation))
+            .map(|cur| cur.seq);
+        if current_seq.is_some_and(|newer| newer > seq) {
+            // A later connect with the same identity is up already: this one lost.
+            if let Some(c) = self.conns.get_mut(conn.slot, conn.generation) {
+                c.standing = Standing::Superseded(now);
+            }
+            self.counters.superseded += 1;
+            self.schedule_conn(conn);
+            return;
+        }
+        let Some(channel) = self.channels.at_mut(channel_index) else {
+            return;
+        };
+        let (previous, recipient) = match &client_id {
+            None => (channel.master.replace(conn), Recipient::Master),
             Some(peer) => (
-                channel.viewers.insert(peer.clone(), id),
-                Recipient::Viewer(peer),
+                channel.viewers.insert(peer.clone(), conn),
+                Recipient::Viewer(peer.clone()),
             ),
         };
+        // A viewer now owns its id: a SendAlexaOfferToMaster call waiting under the same id
+        // would take its answers.
+        let alexa = client_id
+            .as_ref()
+            .and_then(|peer| channel.alexa.remove(peer));
+        if let Some(c) = self.conns.get_mut(conn.slot, conn.generation) {
+            c.standing = Standing::Current;
+        }
         if let Some(previous) = previous
             && let Some(old) = self.conns.get_mut(previous.slot, previous.generation)
         {
@@ -420,18 +576,38 @@ impl Hub {
             self.counters.superseded += 1;
             self.schedule_conn(previous);
         }
-        self.schedule_conn(id);
-        self.flush_pending(now, channel_index, &recipient, id);
-        Ok(id)
+        if let Some(request) = alexa {
+            self.counters.alexa_failed += 1;
+            self.outputs.push_back(Output::AlexaAnswer {
+                request,
+                result: Err(Refused::new(
+                    ErrorType::InvalidArgumentException,
+                    "SenderClientId: a viewer connected to the channel with this client id, \
+                     and the master's messages to it are the viewer's",
+                )),
+            });
+        }
+        self.schedule_conn(conn);
+        self.flush_pending(now, channel_index, &recipient, conn);
     }
 
-    /// The channel's index, created when new; its TTL is refreshed either way.
-    fn channel_for(&mut self, now: Instant, arn: &ChannelArn, ttl: MessageTtlSeconds) -> u32 {
+    /// The channel's index, created when new; its TTL is refreshed unless the hub knows a
+    /// later revision of it.
+    fn channel_for(
+        &mut self,
+        now: Instant,
+        arn: &ChannelArn,
+        ttl: MessageTtlSeconds,
+        revision: u64,
+    ) -> u32 {
         let ttl = Duration::from_secs(u64::from(ttl.get()));
         if let Some(&index) = self.by_arn.get(arn)
             && let Some(channel) = self.channels.at_mut(index)
         {
-            channel.ttl = ttl;
+            if revision >= channel.ttl_revision {
+                channel.ttl = ttl;
+                channel.ttl_revision = revision;
+            }
             return index;
         }
         let config = &self.config;
@@ -439,6 +615,7 @@ impl Hub {
             generation: 0,
             arn: arn.clone(),
             ttl,
+            ttl_revision: revision,
             master: None,
             viewers: Viewers::default(),
             members: BTreeSet::new(),
@@ -447,6 +624,7 @@ impl Hub {
             viewer_connects: Bucket::full(config.connect_rate, now),
             alexa_calls: Bucket::full(config.alexa_rate, now),
             alexa: BTreeMap::new(),
+            release_timer: None,
         });
         if let Some(channel) = self.channels.at_mut(index) {
             channel.generation = generation;
@@ -455,18 +633,51 @@ impl Hub {
         index
     }
 
-    fn release_channel_if_unused(&mut self, index: u32) {
-        if self.channels.at(index).is_some_and(Channel::is_unused)
-            && let Some(channel) = self.channels.remove(index)
-        {
-            self.by_arn.remove(&channel.arn);
+    /// Forgets the channel at `index` if nothing uses it: no connection, held message or
+    /// Alexa call, and rate buckets that are full again. A channel kept only by its buckets
+    /// is forgotten when they are full, so that connecting and closing in a loop cannot reset
+    /// the channel's connect rate.
+    fn release_channel_if_unused(&mut self, now: Instant, index: u32) {
+        let Some(channel) = self.channels.at(index) else {
+            return;
+        };
+        if !channel.is_idle() {
+            return;
+        }
+        let at = channel.forgettable_at(&self.config);
+        if at <= now {
+            if let Some(channel) = self.channels.remove(index) {
+                if let Some(key) = channel.release_timer {
+                    self.timers.remove(&key);
+                }
+                self.by_arn.remove(&channel.arn);
+            }
+            return;
+        }
+        let generation = channel.generation;
+        if channel.release_timer.is_some_and(|(due, _)| due <= at) {
+            return;
+        }
+        let old = channel.release_timer;
+        let key = self.schedule(
+            at,
+            Timer::Release {
+                channel: index,
+                generation,
+            },
+        );
+        if let Some(old) = old {
+            self.timers.remove(&old);
+        }
+        if let Some(channel) = self.channels.at_mut(index) {
+            channel.release_timer = Some(key);
         }
     }
 
-    /// A connection's client closed it (or the socket failed). Unknown or already closed
-    /// connections are ignored.
-    pub fn handle_close(&mut self, _now: Instant, conn: ConnId) {
-        if self.detach(conn).is_some() {
+    /// A connection's client closed it (or the socket failed, or its upgrade never
+    /// finished). Unknown or already closed connections are ignored.
+    pub fn handle_close(&mut self, now: Instant, conn: ConnId) {
+        if self.detach(now, conn).is_some() {
             self.counters.closed_by_client += 1;
         }
     }
@@ -479,7 +690,7 @@ impl Hub {
     }
 
     /// Forgets `conn`, releasing its identity if it still held it.
-    fn detach(&mut self, conn: ConnId) -> Option<Conn> {
+    fn detach(&mut self, now: Instant, conn: ConnId) -> Option<Conn> {
         self.conns.get(conn.slot, conn.generation)?;
         let removed = self.conns.remove(conn.slot)?;
         if let Some(key) = removed.timer {
@@ -498,13 +709,13 @@ impl Hub {
                 }
             }
         }
-        self.release_channel_if_unused(removed.channel);
+        self.release_channel_if_unused(now, removed.channel);
         Some(removed)
     }
 
     /// Closes `conn` from the hub's side.
-    fn close(&mut self, conn: ConnId, reason: CloseReason) {
-        if self.detach(conn).is_some() {
+    fn close(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+        if self.detach(now, conn).is_some() {
             self.counters.closed_by_hub += 1;
             self.outputs.push_back(Output::Close { conn, reason });
         }
@@ -541,7 +752,9 @@ impl Hub {
                 since + config.superseded_linger,
                 Deadline::Close(CloseReason::Superseded),
             ),
-            Standing::Current => (c.last_activity + config.idle_timeout, Deadline::Idle),
+            Standing::Current | Standing::Opening => {
+                (c.last_activity + config.idle_timeout, Deadline::Idle)
+            }
         };
         let mut consider = |at: Instant, what: Deadline| {
             if at < best.0 {
@@ -550,9 +763,15 @@ impl Hub {
         };
         match (c.close_due, c.standing) {
             (Some((at, reason)), _) => consider(at, Deadline::Close(reason)),
-            (None, Standing::Current) => consider(
+            // A client that handles GO_AWAY hears it a grace period before the cap; any
+            // other is closed at the cap (1001), which every official client reconnects after.
+            (None, Standing::Current) if c.indications => consider(
                 c.opened + (config.max_connection_duration - config.go_away_grace),
                 Deadline::GoAway,
+            ),
+            (None, Standing::Current | Standing::Opening) => consider(
+                c.opened + config.max_connection_duration,
+                Deadline::Close(CloseReason::MaxDuration),
             ),
             (None, Standing::Superseded(_)) => {}
         }
@@ -578,7 +797,16 @@ impl Hub {
                     generation,
                     sender,
                     request,
-                } => self.alexa_timeout(channel, generation, &sender, request),
+                } => self.alexa_timeout(now, channel, generation, &sender, request),
+                Timer::Release {
+                    channel,
+                    generation,
+                } => {
+                    if let Some(ch) = self.channels.get_mut(channel, generation) {
+                        ch.release_timer = None; // It just fired.
+                        self.release_channel_if_unused(now, channel);
+                    }
+                }
             }
         }
     }
@@ -598,8 +826,13 @@ impl Hub {
             return;
         }
         match what {
-            Deadline::Idle => self.close(conn, CloseReason::IdleTimeout),
-            Deadline::Close(reason) => self.close(conn, reason),
+            Deadline::Idle => self.close(now, conn, CloseReason::IdleTimeout),
+            Deadline::Close(reason) => {
+                if reason == CloseReason::MaxDuration && c.close_due.is_none() {
+                    self.counters.closed_without_go_away += 1;
+                }
+                self.close(now, conn, reason);
+            }
             Deadline::GoAway => {
                 self.go_away(now, conn, CloseReason::MaxDuration);
             }
@@ -627,8 +860,9 @@ impl Hub {
         self.schedule_conn(conn);
     }
 
-    /// Stops taking connections, sends GO_AWAY to every connection and closes each a grace
-    /// period later.
+    /// Stops taking connections and closes every connection: one that handles GO_AWAY
+    /// ([`OpenConnection::indications`]) gets it and is closed a grace period later; any other
+    /// is closed at once with 1001 (going away), which every official client reconnects after.
     pub fn drain(&mut self, now: Instant) {
         self.draining = true;
         let conns: Vec<ConnId> = self
@@ -643,7 +877,16 @@ impl Hub {
             })
             .collect();
         for conn in conns {
-            self.go_away(now, conn, CloseReason::Drained);
+            let handles = self
+                .conns
+                .get(conn.slot, conn.generation)
+                .is_some_and(|c| c.indications && c.standing == Standing::Current);
+            if handles {
+                self.go_away(now, conn, CloseReason::Drained);
+            } else {
+                self.counters.closed_without_go_away += 1;
+                self.close(now, conn, CloseReason::Drained);
+            }
         }
     }
 
@@ -652,16 +895,17 @@ impl Hub {
         self.draining
     }
 
-    /// Sends RECONNECT_ICE_SERVER to the current connections of `channel_arn`, so that they
-    /// fetch fresh ICE servers.
+    /// Sends RECONNECT_ICE_SERVER to the current connections of `channel_arn` that handle it
+    /// ([`OpenConnection::indications`]), so that they fetch fresh ICE servers; the others
+    /// refresh on their own before their credentials expire.
     pub fn reconnect_ice_servers(&mut self, _now: Instant, channel_arn: &ChannelArn) {
         if let Some(&index) = self.by_arn.get(channel_arn) {
             self.reconnect_ice_servers_of(index);
         }
     }
 
-    /// Sends RECONNECT_ICE_SERVER to every current connection of every channel, as after a
-    /// TURN secret rotation.
+    /// Sends RECONNECT_ICE_SERVER to every current connection that handles it, on every
+    /// channel, as after a TURN secret rotation.
     pub fn reconnect_ice_servers_all(&mut self, _now: Instant) {
         let indexes: Vec<u32> = self.by_arn.values().copied().collect();
         for index in indexes {
@@ -678,6 +922,11 @@ impl Hub {
             .iter()
             .copied()
             .chain(channel.viewers.conns())
+            .filter(|conn| {
+                self.conns
+                    .get(conn.slot, conn.generation)
+                    .is_some_and(|c| c.indications)
+            })
             .collect();
         for conn in targets {
             self.counters.reconnect_ice_servers += 1;
@@ -688,25 +937,30 @@ impl Hub {
         }
     }
 
-    /// The channel's TTL changed; messages already buffered keep their expiry.
+    /// The channel's TTL changed at configuration revision `revision` (see
+    /// [`OpenConnection::ttl_revision`]); messages already buffered keep their expiry. An
+    /// older revision than the hub knows is ignored.
     pub fn handle_channel_updated(
         &mut self,
         _now: Instant,
         channel_arn: &ChannelArn,
         message_ttl: MessageTtlSeconds,
+        revision: u64,
     ) {
         if let Some(channel) = self
             .by_arn
             .get(channel_arn)
             .and_then(|&index| self.channels.at_mut(index))
+            && revision >= channel.ttl_revision
         {
             channel.ttl = Duration::from_secs(u64::from(message_ttl.get()));
+            channel.ttl_revision = revision;
         }
     }
 
     /// The channel was deleted: its connections are closed, its buffered messages dropped and
     /// its Alexa calls failed.
-    pub fn handle_channel_deleted(&mut self, _now: Instant, channel_arn: &ChannelArn) {
+    pub fn handle_channel_deleted(&mut self, now: Instant, channel_arn: &ChannelArn) {
         let Some(&index) = self.by_arn.get(channel_arn) else {
             return;
         };
@@ -714,6 +968,13 @@ impl Hub {
             return;
         };
         let dropped: usize = channel.pending.values().map(|q| q.messages.len()).sum();
+        let bytes: usize = channel
+            .pending
+            .values()
+            .flat_map(|q| &q.messages)
+            .map(|p| p.frame.as_str().len())
+            .sum();
+        self.held_bytes = self.held_bytes.saturating_sub(bytes);
         let timers: Vec<(Instant, u64)> =
             channel.pending.values().filter_map(|q| q.timer).collect();
         channel.pending.clear();
@@ -738,9 +999,9 @@ impl Hub {
                 slot,
                 generation: self.conns.generation(slot),
             };
-            self.close(conn, CloseReason::ChannelDeleted);
+            self.close(now, conn, CloseReason::ChannelDeleted);
         }
-        self.release_channel_if_unused(index);
+        self.release_channel_if_unused(now, index);
     }
 }
 

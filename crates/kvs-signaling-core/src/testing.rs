@@ -144,16 +144,35 @@ impl Sim {
                     MessageTtlSeconds::new(t.parse().unwrap_or(60)).unwrap_or_default()
                 })
         };
+        let revision = |words: &[&str]| {
+            words
+                .iter()
+                .find_map(|w| w.strip_prefix("rev="))
+                .map_or(0, |r| r.parse().unwrap_or(0))
+        };
+        // `indications`: the client handles GO_AWAY; `pending`: its socket is not up yet
+        // (`establish LABEL` later).
+        let options = |open: OpenConnection, words: &[&str]| {
+            open.indications(words.contains(&"indications"))
+                .ttl_revision(revision(words))
+        };
         let mut out = Vec::new();
         match words.as_slice() {
             ["open", label, "master", channel, rest @ ..] => {
-                let open = OpenConnection::master(arn(channel), ttl(rest));
-                out.push(self.open(label, open));
+                let open = options(OpenConnection::master(arn(channel), ttl(rest)), rest);
+                out.push(self.open(label, open, !rest.contains(&"pending")));
             }
             ["open", label, "viewer", channel, client, rest @ ..] => {
                 let client = ClientId::new(*client).unwrap_or_else(|err| panic!("{err}"));
-                let open = OpenConnection::viewer(arn(channel), client, ttl(rest));
-                out.push(self.open(label, open));
+                let open = options(
+                    OpenConnection::viewer(arn(channel), client, ttl(rest)),
+                    rest,
+                );
+                out.push(self.open(label, open, !rest.contains(&"pending")));
+            }
+            ["establish", label] => {
+                let conn = self.conn(label);
+                self.hub.handle_established(now, conn);
             }
             ["send", label, ..] => {
                 let text = line.split_once(label).map_or("", |(_, rest)| rest.trim());
@@ -177,7 +196,7 @@ impl Sim {
             ["reconnect-ice-all"] => self.hub.reconnect_ice_servers_all(now),
             ["update", channel, rest @ ..] => {
                 self.hub
-                    .handle_channel_updated(now, &arn(channel), ttl(rest));
+                    .handle_channel_updated(now, &arn(channel), ttl(rest), revision(rest));
             }
             ["delete", channel] => self.hub.handle_channel_deleted(now, &arn(channel)),
             ["alexa", channel, sender, payload] => {
@@ -203,11 +222,15 @@ impl Sim {
         out
     }
 
-    fn open(&mut self, label: &str, open: OpenConnection) -> String {
+    /// Opens a connection, and establishes it (its `101` written) when `established`.
+    fn open(&mut self, label: &str, open: OpenConnection, established: bool) -> String {
         match self.hub.handle_open(self.now, open) {
             Ok(conn) => {
                 self.labels.insert(label.to_owned(), conn);
                 self.names.insert(conn, label.to_owned());
+                if established {
+                    self.hub.handle_established(self.now, conn);
+                }
                 format!("opened {label}")
             }
             Err(refused) => format!("refused {label}: {refused}"),

@@ -32,6 +32,8 @@ async fn server(raised: bool) -> Server {
         hub = hub
             .sdp_rate(Rate::per_second(1_000_000))
             .ice_candidate_rate(Rate::per_second(1_000_000))
+            .master_sdp_rate(Rate::per_second(1_000_000))
+            .master_ice_candidate_rate(Rate::per_second(1_000_000))
             .connect_rate(Rate::per_second(10_000));
     }
     let config = ServerConfig::new(

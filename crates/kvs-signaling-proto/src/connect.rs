@@ -33,6 +33,9 @@ pub struct ConnectQuery {
     pub client_id: Option<ClientId>,
     /// The SigV4 presigning parameters, absent when the URL is not presigned.
     pub presign: Option<PresignParams>,
+    /// Whether the client says it handles GO_AWAY and RECONNECT_ICE_SERVER: the extension
+    /// parameter [`INDICATIONS_PARAM`]`=true`, which no official SDK sends.
+    pub indications: bool,
     /// Every parameter, percent-decoded, in the order received: what a SigV4 verifier
     /// canonicalizes.
     pub params: Vec<(String, String)>,
@@ -156,6 +159,12 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// An extension of this project, not of the service: a client that handles GO_AWAY and
+/// RECONNECT_ICE_SERVER says so with `X-Kvs-Indications=true` in its connect URL (signed like
+/// every other parameter). The official C SDK deadlocks on both, so a server that knows no
+/// better sends them to nobody; the real service ignores the parameter.
+pub const INDICATIONS_PARAM: &str = "X-Kvs-Indications";
+
 const AUTH_PARAMS: [&str; 6] = [
     "X-Amz-Algorithm",
     "X-Amz-Credential",
@@ -184,10 +193,12 @@ impl ConnectQuery {
             .map(|id| ClientId::new(id).map_err(|err| err.with_field(Field::new("X-Amz-ClientId"))))
             .transpose()?;
         let presign = PresignParams::from_params(&params)?;
+        let indications = get(INDICATIONS_PARAM).is_some_and(|v| v.eq_ignore_ascii_case("true"));
         Ok(Self {
             channel_arn,
             client_id,
             presign,
+            indications,
             params,
         })
     }
@@ -249,7 +260,7 @@ impl PresignParams {
 /// anything else as a generic label (an unknown name is the client's text, which an error
 /// should not echo at length).
 fn leak_free_name(name: &str) -> &'static str {
-    const KNOWN: [&str; 9] = [
+    const KNOWN: [&str; 10] = [
         "X-Amz-ChannelARN",
         "X-Amz-ClientId",
         "X-Amz-Algorithm",
@@ -259,6 +270,7 @@ fn leak_free_name(name: &str) -> &'static str {
         "X-Amz-SignedHeaders",
         "X-Amz-Signature",
         "X-Amz-Security-Token",
+        INDICATIONS_PARAM,
     ];
     KNOWN
         .into_iter()

@@ -70,7 +70,9 @@ mod sdp;
 mod tags;
 mod text;
 
-pub use connect::{AmzDate, ConnectQuery, Credential, PresignParams, Role, parse_query};
+pub use connect::{
+    AmzDate, ConnectQuery, Credential, INDICATIONS_PARAM, PresignParams, Role, parse_query,
+};
 pub use error::{Error, ErrorType, Field, JsonType, Violation};
 pub use ids::{ChannelArn, ChannelName, ClientId, CorrelationId, NextToken, PeerId, Version};
 pub use message::{

@@ -1,27 +1,23 @@
 //! The one listener: routing of the control plane, the HTTPS data plane, the WebSocket connect,
 //! health and metrics.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use kvs_ice_rest::{AuthError, HeaderSignedRequest, TurnConfig, TurnSecret, Verifier};
 use kvs_signaling_core::{Hub, Registry, SplitMix64};
 use kvs_signaling_proto::{ErrorType, Operation};
 use kvs_transport_tokio::ShardHandle;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::accept::{Connections, Slot, accept_loop};
 use crate::config::{AuthMode, ServerConfig};
 use crate::http::{HttpResponse, rest_error, text};
 
@@ -30,10 +26,13 @@ use crate::http::{HttpResponse, rest_error, text};
 pub(crate) struct App {
     pub(crate) config: ServerConfig,
     pub(crate) registry: Mutex<Registry>,
+    /// Held by every control-plane write from its staging to its commit: writes are rare,
+    /// and one at a time each stages against the state the previous one committed.
+    pub(crate) writes: tokio::sync::Mutex<()>,
     /// One hub per shard; a channel lives on the shard its ARN hashes to.
     pub(crate) shards: Shards,
     pub(crate) verifier: Verifier,
-    pub(crate) store: crate::store::Store,
+    pub(crate) store: Arc<crate::store::Store>,
     /// `scheme://host[:port]` of this server as clients reach it.
     pub(crate) public_url: String,
     /// Requests refused for their signature or their key's limits, REST and connect.
@@ -42,6 +41,12 @@ pub(crate) struct App {
     pub(crate) rest_errors: AtomicU64,
     /// The ICE servers GetIceServerConfig hands out; replaced when the TURN secrets rotate.
     pub(crate) ice: Arc<RwLock<Arc<TurnConfig>>>,
+    /// The open connections and their cap.
+    pub(crate) connections: Arc<Connections>,
+    /// Accepts that failed for want of descriptors or memory.
+    pub(crate) accept_errors: AtomicU64,
+    /// Connections refused at the cap.
+    pub(crate) connections_refused: AtomicU64,
 }
 
 impl App {
@@ -74,6 +79,8 @@ pub struct Server {
     ice: Arc<RwLock<Arc<TurnConfig>>>,
     /// The state every connection task holds, to know when the last one let go.
     app: std::sync::Weak<App>,
+    /// The open connections, to wait for on drain.
+    connections: Arc<Connections>,
 }
 
 /// The shards of a server. Channels are independent, so each lives on one shard, chosen by a
@@ -160,8 +167,14 @@ impl Server {
         }
         let mut shards = Vec::with_capacity(config.shards.max(1));
         let mut shard_tasks = Vec::with_capacity(config.shards.max(1));
-        for _ in 0..config.shards.max(1) {
-            let hub = Hub::new(config.hub.clone())?;
+        // The held-bytes budget is the server's, shared equally by its hubs.
+        let shard_count = config.shards.max(1);
+        let hub_config = config
+            .hub
+            .clone()
+            .max_held_bytes((config.hub.max_held_bytes / shard_count).max(1));
+        for _ in 0..shard_count {
+            let hub = Hub::new(hub_config.clone())?;
             let (shard, task) = kvs_transport_tokio::spawn(hub, config.shard);
             shards.push(shard);
             shard_tasks.push(task);
@@ -173,7 +186,7 @@ impl Server {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let registry_config = config.registry.clone().region(config.region.clone());
-        let store = crate::store::Store::open(config.data_dir.as_deref())?;
+        let store = Arc::new(crate::store::Store::open(config.data_dir.as_deref())?);
         let snapshot = store.load()?;
         let restored = snapshot.channels.len();
         let registry = Registry::restore(registry_config, SplitMix64::new(seed), snapshot)
@@ -183,9 +196,11 @@ impl Server {
         }
         let verifier = Verifier::new(config.region.clone(), config.credentials.clone());
         let ice = Arc::new(RwLock::new(Arc::new(config.ice.clone())));
+        let connections = Arc::new(Connections::new(config.max_connections));
         let app = Arc::new(App {
             config,
             registry: Mutex::new(registry),
+            writes: tokio::sync::Mutex::new(()),
             shards: shards.clone(),
             verifier,
             store,
@@ -193,6 +208,9 @@ impl Server {
             auth_failures: AtomicU64::new(0),
             rest_errors: AtomicU64::new(0),
             ice: Arc::clone(&ice),
+            connections: Arc::clone(&connections),
+            accept_errors: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&app);
         let (shutdown, stop) = watch::channel(false);
@@ -206,6 +224,7 @@ impl Server {
             shard_tasks,
             ice,
             app: weak,
+            connections,
         })
     }
 
@@ -219,13 +238,27 @@ impl Server {
         &self.public_url
     }
 
-    /// Stops taking connections and sends GO_AWAY to every WebSocket; the hub closes them a
-    /// grace period later.
+    /// Stops taking connections, and ends the open ones: an HTTP connection after its
+    /// request in flight; a WebSocket at once with 1001, or, if its client handles GO_AWAY
+    /// ([`crate::IndicationPolicy`]), with GO_AWAY and a close a grace period later.
+    /// [`Server::wait_closed`] then waits for the last one.
     pub async fn drain(&self) {
         let _ = self.shutdown.send(true);
         for shard in self.shards.all() {
             let _ = shard.drain().await;
         }
+    }
+
+    /// Waits until every connection is closed (its closing handshake done or timed out), or
+    /// until `timeout` passes; returns how many are still open.
+    pub async fn wait_closed(&self, timeout: Duration) -> usize {
+        let _ = tokio::time::timeout(timeout, self.connections.all_closed()).await;
+        self.connections.open()
+    }
+
+    /// Connections open now, HTTP and WebSocket alike.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
     }
 
     /// Replaces the TURN shared secrets (newest first: the first live one signs). When the
@@ -283,78 +316,23 @@ impl Server {
         for task in self.shard_tasks {
             let _ = task.await;
         }
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while self.app.strong_count() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-/// How long a client may take over its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    app: Arc<App>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(%err, "accept failed");
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-        };
-        // Signaling frames are small and latency-bound: no Nagle delay between them.
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, %err, "TCP_NODELAY not set");
-        }
-        let app = Arc::clone(&app);
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            match acceptor {
-                None => serve(stream, app, peer).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls)) => serve(tls, app, peer).await,
-                        Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// Serves HTTP/1.1 (with upgrades) on one connection, plain or TLS.
-async fn serve<S>(stream: S, app: Arc<App>, peer: SocketAddr)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |request| {
-        let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(handle(app, request).await) }
-    });
-    let connection = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    if let Err(err) = connection.await {
-        tracing::debug!(%peer, %err, "connection ended with an error");
-    }
-}
-
-async fn handle(app: Arc<App>, request: Request<Incoming>) -> HttpResponse {
+/// Routes one request. `slot` is the connection's place under the cap, which a WebSocket
+/// keeps for as long as its socket is open.
+pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>, slot: Slot) -> HttpResponse {
     let path = request.uri().path().to_owned();
     match (request.method().clone(), path.as_str()) {
         (Method::GET, "/health") => text(StatusCode::OK, "ok\n".to_owned()),
         (Method::GET, "/metrics") => metrics(&app).await,
-        (Method::GET, _) if is_upgrade(&request) => crate::connect::connect(app, request).await,
+        (Method::GET, _) if is_upgrade(&request) => {
+            crate::connect::connect(app, request, slot).await
+        }
         (Method::POST, path) => match Operation::from_path(path) {
             Some(operation) => rest(app, operation, request).await,
             None => rest_error(

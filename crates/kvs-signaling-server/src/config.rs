@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use kvs_ice_rest::{Credentials, TurnConfig};
 use kvs_signaling_core::{HubConfig, RegistryConfig};
-use kvs_transport_tokio::ShardConfig;
+use kvs_transport_tokio::{ShardConfig, TcpTuning, WebSocketLimits};
 
 /// Whether requests must carry a valid SigV4 signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +17,63 @@ pub enum AuthMode {
     Verify,
     /// Nothing is verified. For throwaway local use only; the server says so loudly at start.
     DisabledInsecure,
+}
+
+/// Which WebSocket clients get GO_AWAY and RECONNECT_ICE_SERVER.
+///
+/// The official C SDK deadlocks on both (it handles them on the thread that holds its
+/// connection's lock, and waits there for that thread to end), so a C SDK device would hang
+/// for good at the first one. Clients that do not get them are closed with 1001 instead of
+/// GO_AWAY (at the one-hour cap and on drain), which every official client recovers from, and
+/// refresh their ICE servers on their own before the credentials expire instead of on
+/// RECONNECT_ICE_SERVER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IndicationPolicy {
+    /// Only clients that ask for them, with the signed connect parameter
+    /// `X-Kvs-Indications=true` (this project's Rust client does): the default.
+    #[default]
+    OptIn,
+    /// Every client but the official C SDK and the embedded signaling library, which offer
+    /// the WebSocket sub-protocol `wss` (no other official client does).
+    UnlessCSdk,
+    /// Every client, as the real service does.
+    Always,
+    /// No client.
+    Never,
+}
+
+impl IndicationPolicy {
+    /// The names in the config file and on the command line.
+    pub const NAMES: &str = "opt-in, unless-c-sdk, always, never";
+
+    /// Whether a client gets the indications, given whether it asked for them and whether
+    /// its upgrade request looks like the official C SDK's.
+    pub fn applies(self, opted_in: bool, c_sdk: bool) -> bool {
+        match self {
+            Self::OptIn => opted_in,
+            Self::UnlessCSdk => !c_sdk,
+            Self::Always => true,
+            Self::Never => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IndicationPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "opt-in" => Ok(Self::OptIn),
+            "unless-c-sdk" => Ok(Self::UnlessCSdk),
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            other => Err(format!(
+                "{other:?} is not a GO_AWAY policy; the policies are {}",
+                Self::NAMES
+            )),
+        }
+    }
 }
 
 /// Everything the server needs to run.
@@ -37,7 +95,8 @@ pub struct ServerConfig {
     /// The channels and roles an access key is limited to, by access key id; a key without
     /// an entry may do everything.
     pub scopes: BTreeMap<String, crate::Scope>,
-    /// The hub's limits.
+    /// The hub's limits. [`HubConfig::max_held_bytes`] is the server's total, shared equally
+    /// by its shards.
     pub hub: HubConfig,
     /// The shard's queues.
     pub shard: ShardConfig,
@@ -53,6 +112,24 @@ pub struct ServerConfig {
     /// Connects the kernel holds while they wait to be accepted: 4096 (capped by the
     /// system's `net.core.somaxconn`).
     pub listen_backlog: u32,
+    /// Which WebSocket clients get GO_AWAY and RECONNECT_ICE_SERVER: only those that ask.
+    pub indications: IndicationPolicy,
+    /// Open connections at most, HTTP and WebSocket alike: the process's descriptor limit
+    /// less 256 (10,000 where it cannot be read). A connection past it is answered with 503
+    /// and closed.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's head, and how long an idle keep-alive
+    /// connection stays open: 10 seconds. A socket that sends nothing, or trickles its
+    /// headers, is closed then.
+    pub header_read_timeout: Duration,
+    /// How long a TLS handshake may take: 10 seconds.
+    pub tls_handshake_timeout: Duration,
+    /// The deadlines of WebSocket writes and of the closing handshake. The largest message
+    /// follows the hub's largest payload.
+    pub websocket: WebSocketLimits,
+    /// The TCP options of accepted connections: no Nagle delay, keepalive probes and
+    /// `TCP_USER_TIMEOUT`.
+    pub tcp: TcpTuning,
     /// Where channels are kept across restarts; in memory only when absent.
     pub data_dir: Option<PathBuf>,
     /// The certificate and key to serve TLS with; plain HTTP when absent.
@@ -76,6 +153,12 @@ impl ServerConfig {
             ice,
             max_body_len: 64 * 1024,
             listen_backlog: kvs_transport_tokio::LISTEN_BACKLOG,
+            indications: IndicationPolicy::default(),
+            max_connections: default_max_connections(),
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            websocket: WebSocketLimits::default(),
+            tcp: TcpTuning::default(),
             data_dir: None,
             tls: None,
         }
@@ -123,6 +206,41 @@ impl ServerConfig {
         self
     }
 
+    /// Sets [`ServerConfig::indications`].
+    #[must_use]
+    pub fn indications(mut self, policy: IndicationPolicy) -> Self {
+        self.indications = policy;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_connections`] (at least one).
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Sets [`ServerConfig::header_read_timeout`].
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::tls_handshake_timeout`].
+    #[must_use]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::websocket`].
+    #[must_use]
+    pub fn websocket(mut self, limits: WebSocketLimits) -> Self {
+        self.websocket = limits;
+        self
+    }
+
     /// Sets [`ServerConfig::shards`] (at least one).
     #[must_use]
     pub fn shards(mut self, shards: usize) -> Self {
@@ -136,4 +254,26 @@ impl ServerConfig {
         self.region = region.into();
         self
     }
+}
+
+/// Descriptors kept for what is not a client connection: the listener, the store, logs.
+const DESCRIPTOR_RESERVE: usize = 256;
+
+/// The default cap on open connections: the process's limit on open files less a reserve,
+/// read from `/proc/self/limits` where there is one; 10,000 elsewhere.
+fn default_max_connections() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits.lines().find_map(|line| {
+                let soft = line
+                    .strip_prefix("Max open files")?
+                    .split_whitespace()
+                    .next()?;
+                soft.parse::<usize>().ok()
+            })
+        })
+        .map_or(10_000, |soft| {
+            soft.saturating_sub(DESCRIPTOR_RESERVE).max(1)
+        })
 }

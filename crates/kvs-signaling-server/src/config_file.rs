@@ -11,7 +11,7 @@ use std::time::Duration;
 use kvs_signaling_core::{HubConfig, Rate, RegistryConfig};
 use serde::Deserialize;
 
-use crate::{Grant, Scope};
+use crate::{Grant, Scope, ServerConfig};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -32,6 +32,9 @@ pub struct FileConfig {
     pub shards: Option<usize>,
     /// Accept unsigned requests (throwaway local use only).
     pub insecure_no_auth: Option<bool>,
+    /// Which WebSocket clients get GO_AWAY and RECONNECT_ICE_SERVER: `opt-in` (the default),
+    /// `unless-c-sdk`, `always` or `never` (see [`IndicationPolicy`](crate::IndicationPolicy)).
+    pub indications: Option<String>,
     /// TLS.
     pub tls: Option<TlsSection>,
     /// The access keys accepted, each optionally limited.
@@ -139,6 +142,11 @@ pub struct LimitsSection {
     pub sdp_per_second: Option<u32>,
     /// ICE candidates per connection per second: 20.
     pub ice_candidates_per_second: Option<u32>,
+    /// SDP offers and answers a master may send at once, at the same average rate: 50 (an
+    /// answer to each of its ten viewers connecting at once).
+    pub master_sdp_burst: Option<u32>,
+    /// ICE candidates a master may send at once, at the same average rate: 200.
+    pub master_ice_candidates_burst: Option<u32>,
     /// Connects per channel and role per second: 3.
     pub connects_per_second: Option<u32>,
     /// SendAlexaOfferToMaster per channel per second: 5.
@@ -153,10 +161,28 @@ pub struct LimitsSection {
     pub max_pending_per_recipient: Option<usize>,
     /// Recipients with undelivered messages per channel: 32.
     pub max_pending_recipients_per_channel: Option<usize>,
+    /// Bytes of undelivered messages the server holds over all its channels: 64 MiB.
+    pub max_held_bytes: Option<usize>,
     /// Seconds SendAlexaOfferToMaster waits for the answer: 10.
     pub alexa_timeout_seconds: Option<u64>,
     /// Largest REST request body, in bytes: 65,536.
     pub max_body_len: Option<usize>,
+    /// Open connections at most: the descriptor limit less 256.
+    pub max_connections: Option<usize>,
+    /// Seconds a client may take to send a request's head (also the idle keep-alive time):
+    /// 10.
+    pub header_read_timeout_seconds: Option<u64>,
+    /// Seconds a TLS handshake may take: 10.
+    pub tls_handshake_timeout_seconds: Option<u64>,
+    /// Seconds a WebSocket write may take before the connection is dropped: 10.
+    pub write_timeout_seconds: Option<u64>,
+    /// Seconds the closing handshake may take: 5.
+    pub close_timeout_seconds: Option<u64>,
+    /// Seconds without traffic before TCP keepalive probes start: 30 (0: no keepalive).
+    pub tcp_keepalive_seconds: Option<u64>,
+    /// Seconds data may go unacknowledged before the connection is dropped
+    /// (`TCP_USER_TIMEOUT`, Linux): 30 (0: the system's default).
+    pub tcp_user_timeout_seconds: Option<u64>,
 }
 
 impl LimitsSection {
@@ -171,9 +197,18 @@ impl LimitsSection {
         }
         if let Some(v) = self.sdp_per_second {
             hub.sdp_rate = Rate::per_second(v);
+            hub.master_sdp_rate = Rate::per_second(v).with_burst(hub.master_sdp_rate.burst.max(v));
         }
         if let Some(v) = self.ice_candidates_per_second {
             hub.ice_candidate_rate = Rate::per_second(v);
+            hub.master_ice_candidate_rate =
+                Rate::per_second(v).with_burst(hub.master_ice_candidate_rate.burst.max(v));
+        }
+        if let Some(v) = self.master_sdp_burst {
+            hub.master_sdp_rate = hub.master_sdp_rate.with_burst(v);
+        }
+        if let Some(v) = self.master_ice_candidates_burst {
+            hub.master_ice_candidate_rate = hub.master_ice_candidate_rate.with_burst(v);
         }
         if let Some(v) = self.connects_per_second {
             hub.connect_rate = Rate::per_second(v);
@@ -196,6 +231,9 @@ impl LimitsSection {
         if let Some(v) = self.max_pending_recipients_per_channel {
             hub.max_pending_recipients_per_channel = v;
         }
+        if let Some(v) = self.max_held_bytes {
+            hub.max_held_bytes = v;
+        }
         if let Some(v) = self.alexa_timeout_seconds {
             hub.alexa_timeout = secs(v);
         }
@@ -209,8 +247,53 @@ impl LimitsSection {
             None => registry,
         }
     }
-}
 
+    /// `config` with every limit this section sets: the hub's, the registry's and the
+    /// server's own. A timeout of zero, or a cap of zero connections, is refused with its key.
+    pub fn apply(&self, mut config: ServerConfig) -> Result<ServerConfig, String> {
+        let positive = |name: &str, value: Option<u64>| -> Result<Option<Duration>, String> {
+            match value {
+                Some(0) => Err(format!("limits.{name}: must be at least 1 second")),
+                other => Ok(other.map(Duration::from_secs)),
+            }
+        };
+        config.hub = self.apply_to_hub(config.hub);
+        config.registry = self.apply_to_registry(config.registry);
+        if let Some(max) = self.max_body_len {
+            config.max_body_len = max;
+        }
+        match self.max_connections {
+            Some(0) => return Err("limits.max_connections: must be at least 1".to_owned()),
+            Some(max) => config.max_connections = max,
+            None => {}
+        }
+        if let Some(t) = positive(
+            "header_read_timeout_seconds",
+            self.header_read_timeout_seconds,
+        )? {
+            config.header_read_timeout = t;
+        }
+        if let Some(t) = positive(
+            "tls_handshake_timeout_seconds",
+            self.tls_handshake_timeout_seconds,
+        )? {
+            config.tls_handshake_timeout = t;
+        }
+        if let Some(t) = positive("write_timeout_seconds", self.write_timeout_seconds)? {
+            config.websocket = config.websocket.write_timeout(t);
+        }
+        if let Some(t) = positive("close_timeout_seconds", self.close_timeout_seconds)? {
+            config.websocket = config.websocket.close_timeout(t);
+        }
+        if let Some(seconds) = self.tcp_keepalive_seconds {
+            config.tcp.keepalive_idle = (seconds > 0).then(|| Duration::from_secs(seconds));
+        }
+        if let Some(seconds) = self.tcp_user_timeout_seconds {
+            config.tcp.user_timeout = (seconds > 0).then(|| Duration::from_secs(seconds));
+        }
+        Ok(config)
+    }
+}
 impl FileConfig {
     /// Parses a file's text; the error names the line and the key.
     pub fn parse(text: &str) -> Result<Self, String> {

@@ -1,32 +1,93 @@
-//! The WebSocket connect: the presigned query verified and the hub asked before the upgrade, so
-//! that every refusal is a plain HTTP answer with the service's status, as clients expect.
+//! The WebSocket connect: the upgrade request checked, the presigned query verified and the
+//! hub asked before the upgrade, so that every refusal is a plain HTTP answer with the
+//! service's status, as clients expect. Plain TCP and TLS sockets are then served by the same
+//! WebSocket code.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use kvs_signaling_core::OpenConnection;
-use kvs_signaling_proto::{ConnectQuery, ErrorType};
-use kvs_transport_tokio::{serve_tcp_websocket, serve_websocket, websocket_config};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
+use kvs_signaling_proto::{ChannelArn, ConnectQuery, ErrorType, MessageTtlSeconds};
+use kvs_transport_tokio::{HandshakeError, LogLimiter, Registration, accept_key, serve_websocket};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
+use crate::accept::Slot;
 use crate::access::Action;
 use crate::app::{App, host};
 use crate::config::AuthMode;
 use crate::http::{HttpResponse, error};
+
+static UPGRADE_FAILED: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
 /// A refusal before the upgrade, with the WebSocket connect's status for `error_type`.
 fn refuse(error_type: ErrorType, message: impl Into<String>) -> HttpResponse {
     error(error_type, error_type.connect_status(), message)
 }
 
-pub(crate) async fn connect(app: Arc<App>, mut request: Request<Incoming>) -> HttpResponse {
+/// The answer to an upgrade request that is not a valid WebSocket handshake: 400, or 426
+/// with the version spoken when the version is the problem (RFC 6455 section 4.4).
+fn bad_handshake(err: &HandshakeError) -> HttpResponse {
+    let mut response = error(ErrorType::InvalidArgumentException, 400, err.to_string());
+    if let HandshakeError::UnsupportedVersion { .. } = err {
+        *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+    }
+    response
+}
+
+/// Whether the upgrade request offers the sub-protocol `wss`, as the official C SDK (through
+/// libwebsockets) and the embedded signaling library do, and no other official client.
+fn offers_wss_protocol(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|protocol| protocol.trim().eq_ignore_ascii_case("wss"))
+}
+
+/// The channel's message TTL and configuration revision, or `None` when it does not exist.
+fn channel_ttl(app: &App, arn: &ChannelArn) -> Option<(MessageTtlSeconds, u64)> {
+    let registry = app.registry.lock().unwrap_or_else(PoisonError::into_inner);
+    registry
+        .channel_by_arn(arn)
+        .map(|channel| (channel.message_ttl(), channel.revision()))
+}
+
+fn not_found(arn: &ChannelArn) -> HttpResponse {
+    refuse(
+        ErrorType::ResourceNotFoundException,
+        format!("The requested channel is not found or not active: X-Amz-ChannelARN {arn}"),
+    )
+}
+
+pub(crate) async fn connect(
+    app: Arc<App>,
+    mut request: Request<Incoming>,
+    slot: Slot,
+) -> HttpResponse {
+    let headers = request.headers();
+    let accept = match accept_key(
+        headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .map(HeaderValue::as_bytes),
+        headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .map(HeaderValue::as_bytes),
+    ) {
+        Ok(accept) => accept,
+        Err(err) => return bad_handshake(&err),
+    };
+    let c_sdk = offers_wss_protocol(headers);
     let query = request.uri().query().unwrap_or("");
     let connect = match ConnectQuery::parse(query) {
         Ok(connect) => connect,
@@ -56,77 +117,89 @@ pub(crate) async fn connect(app: Arc<App>, mut request: Request<Incoming>) -> Ht
             }
         }
     }
-    let Some(key) = request
-        .headers()
-        .get(header::SEC_WEBSOCKET_KEY)
-        .map(|key| derive_accept_key(key.as_bytes()))
-    else {
-        return refuse(
-            ErrorType::InvalidArgumentException,
-            "Sec-WebSocket-Key: is required for a WebSocket connect",
-        );
-    };
-    let ttl = {
-        let registry = app.registry.lock().unwrap_or_else(PoisonError::into_inner);
-        match registry.channel_by_arn(&connect.channel_arn) {
-            Some(channel) => channel.message_ttl(),
-            None => {
-                return refuse(
-                    ErrorType::ResourceNotFoundException,
-                    format!(
-                        "The requested channel is not found or not active: X-Amz-ChannelARN {}",
-                        connect.channel_arn
-                    ),
-                );
-            }
-        }
+    let indications = app.config.indications.applies(connect.indications, c_sdk);
+    let arn = connect.channel_arn.clone();
+    let Some((ttl, revision)) = channel_ttl(&app, &arn) else {
+        return not_found(&arn);
     };
     let open = match connect.client_id {
         Some(client_id) => OpenConnection::viewer(connect.channel_arn, client_id, ttl),
         None => OpenConnection::master(connect.channel_arn, ttl),
-    };
-    let registration = match app.shards.of(&open.channel_arn).open(open).await {
+    }
+    .ttl_revision(revision)
+    .indications(indications);
+    let shard = app.shards.of(&arn);
+    let registration = match shard.open(open).await {
         Ok(Ok(registration)) => registration,
         Ok(Err(refused)) => return refuse(refused.error_type, refused.message),
         Err(_) => return refuse(ErrorType::InternalFailure, "the hub has stopped"),
     };
-    let upgrade = hyper::upgrade::on(&mut request);
-    let max_message = app.config.hub.max_payload_len + 4 * 1024;
-    let task = async move {
-        match upgrade.await {
-            // Plain TCP: the lean path, which holds no buffer while the connection is idle.
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
-                Ok(parts) => {
-                    // Copy out what came with the request, and let go of hyper's read buffer
-                    // (kilobytes) before the connection's long wait.
-                    let hyper::upgrade::Parts { io, read_buf, .. } = parts;
-                    let initial = read_buf.to_vec();
-                    drop(read_buf);
-                    serve_tcp_websocket(io.into_inner(), initial, registration, max_message).await;
-                }
-                // TLS: tungstenite over the TLS stream.
-                Err(upgraded) => {
-                    let ws = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        WsRole::Server,
-                        Some(websocket_config(max_message)),
-                    )
-                    .await;
-                    serve_websocket(ws, registration).await;
-                }
-            },
-            Err(err) => tracing::debug!(%err, "upgrade failed"),
+    // The channel may have changed while the hub was asked: a deletion or an update that
+    // reached the hub before this connect did would otherwise be undone by it.
+    match channel_ttl(&app, &arn) {
+        None => return not_found(&arn),
+        Some((ttl, now)) if now != revision => {
+            let _ = shard.channel_updated(arn, ttl, now).await;
         }
-    };
-    tokio::spawn(task);
-    // No Sec-WebSocket-Protocol: official clients fail on one they did not offer.
+        Some(_) => {}
+    }
+    let upgrade = hyper::upgrade::on(&mut request);
+    let limits = app
+        .config
+        .websocket
+        .max_message_len(app.config.hub.max_payload_len + 4 * 1024);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => serve_upgraded(upgraded, registration, limits).await,
+            Err(err) => {
+                if let Some(suppressed) = UPGRADE_FAILED.check() {
+                    tracing::debug!(%err, suppressed, "upgrade failed");
+                }
+            }
+        }
+        // The socket is closed: its place under the cap is free.
+        drop(slot);
+    });
+    // No Sec-WebSocket-Protocol: official clients fail on one they did not offer, and the C
+    // SDK, which offers `wss`, accepts an answer without one.
     let mut response = Response::new(Full::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&key) {
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     response
+}
+
+/// Serves the WebSocket on the upgraded socket, plain TCP or TLS, with the bytes that came
+/// after the request; hyper's read buffer is let go first (kilobytes, for the connection's
+/// whole life otherwise).
+async fn serve_upgraded(
+    upgraded: hyper::upgrade::Upgraded,
+    registration: Registration,
+    limits: kvs_transport_tokio::WebSocketLimits,
+) {
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+            let initial = read_buf.to_vec();
+            drop(read_buf);
+            return serve_websocket(io.into_inner(), initial, registration, limits).await;
+        }
+        Err(upgraded) => upgraded,
+    };
+    match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+        Ok(parts) => {
+            let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+            let initial = read_buf.to_vec();
+            drop(read_buf);
+            serve_websocket(io.into_inner(), initial, registration, limits).await;
+        }
+        // Another stream type: served as hyper hands it over.
+        Err(upgraded) => {
+            serve_websocket(TokioIo::new(upgraded), Vec::new(), registration, limits).await;
+        }
+    }
 }

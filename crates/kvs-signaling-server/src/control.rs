@@ -7,15 +7,15 @@
     reason = "the error of these helpers is the ready HTTP answer, returned once per request"
 )]
 
-use std::sync::{MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use kvs_signaling_core::{AlexaOffer, Registry, RegistryError};
+use kvs_signaling_core::{AlexaOffer, Change, ChannelRecord, Registry, RegistryError};
 use kvs_signaling_proto::{
     ChannelArn, ChannelProtocol, CreateSignalingChannelRequest, DeleteSignalingChannelRequest,
-    DescribeMediaStorageConfigurationRequest, DescribeSignalingChannelRequest, EmptyResponse,
-    ErrorType, GetIceServerConfigRequest, GetSignalingChannelEndpointRequest, JsonBody,
+    DescribeMediaStorageConfigurationRequest, DescribeSignalingChannelRequest, ErrorType,
+    GetIceServerConfigRequest, GetSignalingChannelEndpointRequest, JsonBody,
     ListSignalingChannelsRequest, ListTagsForResourceRequest, MessageTtlSeconds, Operation,
     ResourceEndpointListItem, SendAlexaOfferToMasterRequest, SendAlexaOfferToMasterResponse,
     TagResourceRequest, UntagResourceRequest, UpdateSignalingChannelRequest,
@@ -31,28 +31,39 @@ fn registry(app: &App) -> MutexGuard<'_, Registry> {
     app.registry.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Saves what a control-plane call changed: the channel now at `name`, or its absence.
-fn persist(
+/// A control-plane write: `stage` decides it on the registry without changing it; the change is
+/// saved (in the store's own thread, outside the registry's lock, which every connect takes)
+/// and only then committed, so that nobody sees a change that is not durable, and a failed
+/// save changes nothing. Writes run one at a time. Returns the answer and the channel as the
+/// change left it (as it was, for a deletion).
+async fn write<R>(
     app: &App,
-    registry: &Registry,
-    name: &kvs_signaling_proto::ChannelName,
-) -> Result<(), HttpResponse> {
-    let saved = match registry.channel_by_name(name) {
-        Some(channel) => app.store.put(channel),
-        None => app.store.remove(name),
+    stage: impl FnOnce(&mut Registry) -> Result<(R, Change), RegistryError>,
+) -> Result<(R, ChannelRecord), HttpResponse> {
+    let _one_at_a_time = app.writes.lock().await;
+    let (response, change) = stage(&mut registry(app)).map_err(|err| registry_error(&err))?;
+    let store = Arc::clone(&app.store);
+    let saving = change.clone();
+    let saved = if store.path().is_some() {
+        tokio::task::spawn_blocking(move || store.save(&saving))
+            .await
+            .unwrap_or_else(|err| Err(crate::store::StoreError::stopped(&err)))
+    } else {
+        store.save(&saving)
     };
-    saved.map_err(|err| {
+    if let Err(err) = saved {
+        let name = change.name();
         tracing::error!(%err, channel = %name, "a control-plane change was not saved");
-        rest_error(
+        return Err(rest_error(
             ErrorType::InternalFailure,
-            format!("the change to channel {name} could not be saved: {err}"),
-        )
-    })
-}
-
-/// The channel an ARN names, for saving it after a change.
-fn name_of(registry: &Registry, arn: &ChannelArn) -> Option<kvs_signaling_proto::ChannelName> {
-    registry.channel_by_arn(arn).map(|c| c.name().clone())
+            format!("the change to channel {name} could not be saved, and was not made: {err}"),
+        ));
+    }
+    let record = change.record().clone();
+    registry(app)
+        .commit(change)
+        .map_err(|err| registry_error(&err))?;
+    Ok((response, record))
 }
 
 fn registry_error(err: &RegistryError) -> HttpResponse {
@@ -155,11 +166,11 @@ fn answer<T: JsonBody>(result: Result<T, RegistryError>) -> HttpResponse {
     }
 }
 
-/// The channel named by `arn` and its TTL, or the service's 404.
-fn channel_ttl(app: &App, arn: &ChannelArn) -> Result<MessageTtlSeconds, HttpResponse> {
+/// The channel named by `arn`, its TTL and the revision it was read at, or the service's 404.
+fn channel_ttl(app: &App, arn: &ChannelArn) -> Result<(MessageTtlSeconds, u64), HttpResponse> {
     registry(app)
         .channel_by_arn(arn)
-        .map(|channel| channel.message_ttl())
+        .map(|channel| (channel.message_ttl(), channel.revision()))
         .ok_or_else(|| {
             rest_error(
                 ErrorType::ResourceNotFoundException,
@@ -214,12 +225,9 @@ pub(crate) async fn dispatch(
         Operation::CreateSignalingChannel => {
             let request: CreateSignalingChannelRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let mut registry = registry(app);
-            let result = registry.create(now, &request);
-            if result.is_ok() {
-                try_response!(persist(app, &registry, &request.channel_name));
-            }
-            answer(result)
+            let (response, _) =
+                try_response!(write(app, |registry| registry.stage_create(now, &request)).await);
+            json(response.encode())
         }
         Operation::DescribeSignalingChannel => {
             let request: DescribeSignalingChannelRequest =
@@ -244,54 +252,32 @@ pub(crate) async fn dispatch(
         Operation::UpdateSignalingChannel => {
             let request: UpdateSignalingChannelRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let result = {
-                let mut registry = registry(app);
-                let result = registry.update(&request).map(|response| {
-                    let ttl = registry
-                        .channel_by_arn(&request.channel_arn)
-                        .map(|channel| channel.message_ttl());
-                    (response, ttl)
-                });
-                if result.is_ok()
-                    && let Some(name) = name_of(&registry, &request.channel_arn)
-                {
-                    try_response!(persist(app, &registry, &name));
-                }
-                result
-            };
-            match result {
-                Ok((response, ttl)) => {
-                    if let Some(ttl) = ttl {
-                        let shard = app.shards.of(&request.channel_arn);
-                        let _ = shard.channel_updated(request.channel_arn, ttl).await;
-                    }
-                    json(response.encode())
-                }
-                Err(err) => registry_error(&err),
-            }
+            let (response, updated) =
+                try_response!(write(app, |registry| registry.stage_update(&request)).await);
+            // Connects read the TTL with its revision, so the hub keeps the later one
+            // whichever reaches it first.
+            let _ = app
+                .shards
+                .of(updated.arn())
+                .channel_updated(
+                    updated.arn().clone(),
+                    updated.message_ttl(),
+                    updated.revision(),
+                )
+                .await;
+            json(response.encode())
         }
         Operation::DeleteSignalingChannel => {
             let request: DeleteSignalingChannelRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let result = {
-                let mut registry = registry(app);
-                let result = registry.delete(&request);
-                if let Ok(removed) = &result {
-                    try_response!(persist(app, &registry, removed.name()));
-                }
-                result
-            };
-            match result {
-                Ok(removed) => {
-                    let _ = app
-                        .shards
-                        .of(removed.arn())
-                        .channel_deleted(removed.arn().clone())
-                        .await;
-                    json(EmptyResponse::new().encode())
-                }
-                Err(err) => registry_error(&err),
-            }
+            let (response, removed) =
+                try_response!(write(app, |registry| registry.stage_delete(&request)).await);
+            let _ = app
+                .shards
+                .of(removed.arn())
+                .channel_deleted(removed.arn().clone())
+                .await;
+            json(response.encode())
         }
         Operation::GetSignalingChannelEndpoint => {
             let request: GetSignalingChannelEndpointRequest =
@@ -302,26 +288,16 @@ pub(crate) async fn dispatch(
         Operation::TagResource => {
             let request: TagResourceRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let mut registry = registry(app);
-            let result = registry.tag_resource(&request);
-            if result.is_ok()
-                && let Some(name) = name_of(&registry, &request.resource_arn)
-            {
-                try_response!(persist(app, &registry, &name));
-            }
-            answer(result)
+            let (response, _) =
+                try_response!(write(app, |registry| registry.stage_tag_resource(&request)).await);
+            json(response.encode())
         }
         Operation::UntagResource => {
             let request: UntagResourceRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let mut registry = registry(app);
-            let result = registry.untag_resource(&request);
-            if result.is_ok()
-                && let Some(name) = name_of(&registry, &request.resource_arn)
-            {
-                try_response!(persist(app, &registry, &name));
-            }
-            answer(result)
+            let (response, _) =
+                try_response!(write(app, |registry| registry.stage_untag_resource(&request)).await);
+            json(response.encode())
         }
         Operation::ListTagsForResource => {
             let request: ListTagsForResourceRequest =
@@ -346,13 +322,14 @@ pub(crate) async fn dispatch(
         Operation::SendAlexaOfferToMaster => {
             let request: SendAlexaOfferToMasterRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let ttl = try_response!(channel_ttl(app, &request.channel_arn));
+            let (ttl, revision) = try_response!(channel_ttl(app, &request.channel_arn));
             let offer = AlexaOffer::new(
                 request.channel_arn,
                 request.sender_client_id,
                 request.message_payload,
                 ttl,
-            );
+            )
+            .ttl_revision(revision);
             let shard = app.shards.of(&offer.channel_arn);
             match shard.alexa_offer(offer).await {
                 Ok(Ok(answer)) => {

@@ -33,6 +33,7 @@
 //! `kvs-signaling serve --config FILE` reads a TOML [`FileConfig`]; access keys may be limited
 //! to channels and roles with a [`Scope`].
 
+mod accept;
 mod access;
 mod app;
 mod config;
@@ -45,7 +46,7 @@ mod tls;
 
 pub use access::{Action, Grant, Scope};
 pub use app::{Server, StartError};
-pub use config::{AuthMode, ServerConfig};
+pub use config::{AuthMode, IndicationPolicy, ServerConfig};
 pub use config_file::{CredentialEntry, FileConfig, IceSection, LimitsSection, TlsSection};
 pub use store::StoreError;
 pub use tls::{DevCertificate, TlsError, TlsFiles, dev_certificate};

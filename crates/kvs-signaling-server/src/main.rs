@@ -2,18 +2,21 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use kvs_ice_rest::{Credentials, TurnConfig, TurnSecret};
 use kvs_signaling_proto::{IceServerTtl, IceUri};
 use std::path::{Path, PathBuf};
 
-use kvs_signaling_core::HubConfig;
-
 mod repl;
 use kvs_signaling_server::{
-    AuthMode, FileConfig, LimitsSection, Scope, Server, ServerConfig, TlsFiles, dev_certificate,
+    AuthMode, FileConfig, IndicationPolicy, LimitsSection, Scope, Server, ServerConfig, TlsFiles,
+    dev_certificate,
 };
+
+/// The policy `text` names, the error naming where it came from.
+fn indication_policy(source: &str, text: &str) -> Result<IndicationPolicy, String> {
+    text.parse().map_err(|err| format!("{source}: {err}"))
+}
 
 const USAGE: &str = "\
 kvs-signaling: a self-hostable Amazon Kinesis Video Streams WebRTC signaling server
@@ -48,6 +51,9 @@ options:
   --data-dir DIR             where channels are kept              [KVS_DATA_DIR] (.kvs-signaling)
   --in-memory                keep channels in memory only (lost when the server stops)
   --shards N                 hubs sharing the channels            (one per CPU)
+  --indications POLICY       which WebSocket clients get GO_AWAY and RECONNECT_ICE_SERVER:
+                             opt-in (those connecting with X-Kvs-Indications=true),
+                             unless-c-sdk, always or never        [KVS_INDICATIONS] (opt-in)
   --insecure-no-auth         accept unsigned requests: throwaway local use only
   -h, --help                 this text
 ";
@@ -69,6 +75,7 @@ struct Options {
     /// Keep channels in memory only; the data directory still holds the development TLS files.
     in_memory: bool,
     shards: Option<usize>,
+    indications: IndicationPolicy,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     no_tls: bool,
@@ -99,6 +106,7 @@ impl Options {
             data_dir: ".kvs-signaling".to_owned(),
             in_memory: false,
             shards: None,
+            indications: IndicationPolicy::default(),
             tls_cert: None,
             tls_key: None,
             no_tls: false,
@@ -122,6 +130,9 @@ impl Options {
         }
         self.in_memory |= file.in_memory == Some(true);
         self.shards = file.shards.or(self.shards);
+        if let Some(policy) = &file.indications {
+            self.indications = indication_policy("indications", policy)?;
+        }
         self.insecure |= file.insecure_no_auth == Some(true);
         if let Some(tls) = file.tls {
             self.tls_cert = tls.cert.or(self.tls_cert.take());
@@ -164,6 +175,9 @@ impl Options {
         if let Some(secret) = env("KVS_TURN_SECRET") {
             self.turn_secrets = vec![secret];
         }
+        if let Some(policy) = env("KVS_INDICATIONS") {
+            self.indications = indication_policy("KVS_INDICATIONS", &policy)?;
+        }
         if let Some(dir) = env("KVS_DATA_DIR") {
             self.data_dir = dir;
         }
@@ -202,6 +216,9 @@ impl Options {
                     self.shards = Some(text.parse().map_err(|_| {
                         format!("--shards: {text:?} is not a number of hubs such as 2")
                     })?);
+                }
+                "--indications" => {
+                    self.indications = indication_policy("--indications", &value()?)?;
                 }
                 "--tls-cert" => self.tls_cert = Some(value()?),
                 "--tls-key" => self.tls_key = Some(value()?),
@@ -364,13 +381,10 @@ fn config(options: &Options) -> Result<Setup, String> {
         ttl,
     )
     .map_err(|err| err.to_string())?;
-    let mut config = ServerConfig::new(options.listen, credentials, ice)
+    let config = ServerConfig::new(options.listen, credentials, ice)
         .region(options.region.clone())
-        .hub(options.limits.apply_to_hub(HubConfig::default()));
-    config.registry = options.limits.apply_to_registry(config.registry);
-    if let Some(max) = options.limits.max_body_len {
-        config.max_body_len = max;
-    }
+        .indications(options.indications);
+    let mut config = options.limits.apply(config)?;
     for (id, scope) in scopes {
         config = config.limit(id, scope);
     }
@@ -413,6 +427,8 @@ async fn serve(options: Options) -> Result<(), String> {
         dev_ca,
     } = config(&options)?;
     let grace = config.hub.go_away_grace;
+    // After the grace period, the closing handshakes the hub starts then may take this long.
+    let closing = config.websocket.close_timeout + config.websocket.write_timeout;
     let region = config.region.clone();
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await.map_err(|err| err.to_string())?;
@@ -462,11 +478,18 @@ async fn serve(options: Options) -> Result<(), String> {
         () = reload_on_hangup(&server, reload) => {}
     }
     println!(
-        "Draining: GO_AWAY sent to every connection; closing in {} s.",
+        "Draining: {} connections open; those that handle GO_AWAY get it and {} s, the others \
+         are closed now.",
+        server.open_connections(),
         grace.as_secs()
     );
     server.drain().await;
-    tokio::time::sleep(grace.min(Duration::from_secs(60))).await;
+    // Exit once the last connection is closed, its close frame written and answered (or its
+    // closing handshake timed out), and never later than the grace period allows.
+    let left = server.wait_closed(grace + closing).await;
+    if left > 0 {
+        tracing::warn!(left, "connections still open at the end of the drain");
+    }
     server.abort();
     Ok(())
 }

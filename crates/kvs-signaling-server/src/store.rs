@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kvs_signaling_core::{ChannelRecord, RegistrySnapshot};
+use kvs_signaling_core::{Change, ChannelRecord, RegistrySnapshot};
 use kvs_signaling_proto::ChannelName;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
@@ -24,6 +24,11 @@ pub struct StoreError(String);
 impl StoreError {
     fn new(what: &str, err: impl std::fmt::Display) -> Self {
         Self(format!("{what}: {err}"))
+    }
+
+    /// The thread saving the change did not finish.
+    pub(crate) fn stopped(err: &impl std::fmt::Display) -> Self {
+        Self::new("the save did not finish", err)
     }
 }
 
@@ -92,6 +97,19 @@ impl Store {
             snapshot.channels.push(channel);
         }
         Ok(snapshot)
+    }
+
+    /// Saves a staged control-plane change; it is durable when this returns. Blocks on the
+    /// disk: call it where blocking is allowed.
+    pub(crate) fn save(&self, change: &Change) -> Result<(), StoreError> {
+        match change {
+            Change::Put { record, .. } => self.put(record),
+            Change::Remove { record } => self.remove(record.name()),
+            other => Err(StoreError::new(
+                "saving",
+                format!("a change this store does not know: {other:?}"),
+            )),
+        }
     }
 
     /// Saves `channel`, replacing what was saved under its name.

@@ -29,8 +29,21 @@ use kvs_signaling_proto::{
     SessionDescription,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 mod driver;
+
+/// The WebSocket limits and buffers a signaling client connects with: messages and frames up
+/// to `max_message_len` bytes (room for the largest payload and its envelope), and small
+/// buffers so that an idle connection costs little memory.
+pub fn websocket_config(max_message_len: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max_message_len.saturating_mul(4).max(64 * 1024))
+        .max_message_size(Some(max_message_len))
+        .max_frame_size(Some(max_message_len))
+}
 
 /// Everything a [`SignalingClient`] needs.
 #[derive(Debug, Clone)]
@@ -51,6 +64,11 @@ pub struct ClientConfig {
     pub event_capacity: usize,
     /// The largest message accepted from the server, in bytes: 64 KiB.
     pub max_message_len: usize,
+    /// Whether the connect URL says the client handles GO_AWAY and RECONNECT_ICE_SERVER
+    /// ([`INDICATIONS_PARAM`](kvs_signaling_proto::INDICATIONS_PARAM)`=true`), so that a
+    /// kvs-signaling server sends them to it: on, except against the real service's
+    /// `amazonaws.com` endpoints, which send them to everyone and need no such parameter.
+    pub indications: Option<bool>,
 }
 
 impl ClientConfig {
@@ -63,7 +81,16 @@ impl ClientConfig {
             max_queued_messages: 64,
             event_capacity: 256,
             max_message_len: 64 * 1024,
+            indications: None,
         }
+    }
+
+    /// Sets [`ClientConfig::indications`]: whether to ask for GO_AWAY and
+    /// RECONNECT_ICE_SERVER, whatever the endpoint.
+    #[must_use]
+    pub fn indications(mut self, ask: bool) -> Self {
+        self.indications = Some(ask);
+        self
     }
 
     /// Sets [`ClientConfig::ping_interval`] (at least 100 ms).

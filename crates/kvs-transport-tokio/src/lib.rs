@@ -16,20 +16,23 @@
 //! `ClientSession`, with the REST calls and the presigned connect URL of `kvs-ice-rest`.
 
 mod client;
-mod lean;
+mod codec;
 mod listen;
+mod log;
 mod outbox;
 mod shard;
 mod ws;
 
 pub use client::{
     ClientConfig, ClientError, ClientEvent, Events, Received, SendError, Sent, SignalingClient,
+    websocket_config,
 };
 
-pub use lean::serve_tcp_websocket;
-pub use listen::{LISTEN_BACKLOG, listen};
+pub use codec::{HandshakeError, accept_key};
+pub use listen::{LISTEN_BACKLOG, TcpTuning, listen};
+pub use log::LogLimiter;
 pub use shard::{
     CloseCommand, Registration, SLOW_CONSUMER_CLOSE_CODE, ShardConfig, ShardHandle, ShardStopped,
     spawn,
 };
-pub use ws::{serve_websocket, websocket_config};
+pub use ws::{WebSocketLimits, serve_websocket};

@@ -1,13 +1,14 @@
 //! One connection's outbound queue: the frames the shard hands its writer, and the order to
 //! close. A bounded queue that costs almost nothing while empty, which is how most
 //! connections spend their life: no slots are reserved up front, and a queue that grew for a
-//! burst gives its room back once drained.
+//! burst gives its room back once drained. The writer takes everything queued at once, so
+//! that a burst goes out in one vectored write.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
-use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use kvs_signaling_core::Frame;
 
 use crate::shard::CloseCommand;
 
@@ -15,15 +16,16 @@ use crate::shard::CloseCommand;
 const KEEP_SLOTS: usize = 8;
 
 struct State {
-    frames: VecDeque<Utf8Bytes>,
+    frames: VecDeque<Frame>,
     close: Option<CloseCommand>,
     sender_gone: bool,
     receiver_gone: bool,
+    /// The writer waiting for something to do.
+    waker: Option<Waker>,
 }
 
 struct Inner {
     state: Mutex<State>,
-    ready: Notify,
     capacity: usize,
 }
 
@@ -41,6 +43,17 @@ pub(crate) enum PushError {
     Full,
     /// The writer is gone.
     Gone,
+}
+
+/// What the writer is to do next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// Write these frames, in order.
+    Frames(Vec<Frame>),
+    /// Close the connection (frames still queued are dropped).
+    Close(CloseCommand),
+    /// The shard has let go and everything was taken.
+    End,
 }
 
 /// The shard's end.
@@ -76,8 +89,8 @@ pub(crate) fn outbox(capacity: usize) -> (OutboxSender, OutboxReceiver) {
             close: None,
             sender_gone: false,
             receiver_gone: false,
+            waker: None,
         }),
-        ready: Notify::new(),
         capacity: capacity.max(1),
     });
     (
@@ -88,10 +101,17 @@ pub(crate) fn outbox(capacity: usize) -> (OutboxSender, OutboxReceiver) {
     )
 }
 
+/// Wakes `waker`, outside the lock.
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
 impl OutboxSender {
     /// Queues `frame` for the writer.
-    pub(crate) fn push(&self, frame: Utf8Bytes) -> Result<(), PushError> {
-        {
+    pub(crate) fn push(&self, frame: Frame) -> Result<(), PushError> {
+        let waker = {
             let mut state = self.inner.lock();
             if state.receiver_gone {
                 return Err(PushError::Gone);
@@ -100,47 +120,72 @@ impl OutboxSender {
                 return Err(PushError::Full);
             }
             state.frames.push_back(frame);
-        }
-        self.inner.ready.notify_one();
+            state.waker.take()
+        };
+        wake(waker);
         Ok(())
     }
 
     /// Tells the writer to close the connection with `command`, ahead of any queued frame.
     pub(crate) fn close(&self, command: CloseCommand) {
-        self.inner.lock().close = Some(command);
-        self.inner.ready.notify_one();
+        let waker = {
+            let mut state = self.inner.lock();
+            state.close = Some(command);
+            state.waker.take()
+        };
+        wake(waker);
     }
 }
 
 impl Drop for OutboxSender {
     fn drop(&mut self) {
-        self.inner.lock().sender_gone = true;
-        self.inner.ready.notify_one();
+        let waker = {
+            let mut state = self.inner.lock();
+            state.sender_gone = true;
+            state.waker.take()
+        };
+        wake(waker);
     }
 }
 
 impl OutboxReceiver {
-    /// The close order if there is one, else the next frame; `None` once the shard has let go
-    /// and everything was taken.
-    pub(crate) async fn next(&mut self) -> Option<Result<Utf8Bytes, CloseCommand>> {
-        loop {
-            {
-                let mut state = self.inner.lock();
-                if let Some(close) = state.close.take() {
-                    return Some(Err(close));
-                }
-                if let Some(frame) = state.frames.pop_front() {
-                    if state.frames.is_empty() && state.frames.capacity() > KEEP_SLOTS {
-                        state.frames.shrink_to_fit();
-                    }
-                    return Some(Ok(frame));
-                }
-                if state.sender_gone {
-                    return None;
-                }
+    /// The close order if there is one, else every queued frame (up to `max`), else `End`
+    /// once the shard has let go; `Pending` until one of them.
+    pub(crate) fn poll_batch(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Batch> {
+        let mut state = self.inner.lock();
+        if let Some(close) = state.close.take() {
+            state.frames.clear();
+            return Poll::Ready(Batch::Close(close));
+        }
+        if !state.frames.is_empty() {
+            let take = state.frames.len().min(max.max(1));
+            let frames: Vec<Frame> = state.frames.drain(..take).collect();
+            if state.frames.is_empty() && state.frames.capacity() > KEEP_SLOTS {
+                state.frames.shrink_to_fit();
             }
-            // A push between the check and here left a permit: this returns at once.
-            self.inner.ready.notified().await;
+            return Poll::Ready(Batch::Frames(frames));
+        }
+        if state.sender_gone {
+            return Poll::Ready(Batch::End);
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Waits for the next [`Batch`] of at most `max` frames.
+    pub(crate) async fn next_batch(&mut self, max: usize) -> Batch {
+        std::future::poll_fn(|cx| self.poll_batch(cx, max)).await
+    }
+
+    /// Waits for one frame, or the close order; `None` at the end.
+    pub(crate) async fn next(&mut self) -> Option<Result<Frame, CloseCommand>> {
+        match self.next_batch(1).await {
+            Batch::Frames(mut frames) => frames.pop().map(Ok),
+            Batch::Close(close) => Some(Err(close)),
+            Batch::End => None,
         }
     }
 }
@@ -150,6 +195,7 @@ impl Drop for OutboxReceiver {
         let mut state = self.inner.lock();
         state.receiver_gone = true;
         state.frames.clear();
+        state.waker = None;
     }
 }
 
@@ -157,8 +203,8 @@ impl Drop for OutboxReceiver {
 mod tests {
     use super::*;
 
-    fn text(s: &str) -> Utf8Bytes {
-        Utf8Bytes::from(s.to_owned())
+    fn text(s: &str) -> Frame {
+        Frame::from(s.to_owned())
     }
 
     #[tokio::test]
@@ -169,10 +215,28 @@ mod tests {
         assert_eq!(tx.push(text("c")), Err(PushError::Full));
         assert_eq!(rx.next().await, Some(Ok(text("a"))));
         tx.push(text("c")).unwrap();
-        assert_eq!(rx.next().await, Some(Ok(text("b"))));
-        assert_eq!(rx.next().await, Some(Ok(text("c"))));
+        assert_eq!(
+            rx.next_batch(8).await,
+            Batch::Frames(vec![text("b"), text("c")])
+        );
         drop(tx);
         assert_eq!(rx.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_at_most_its_size() {
+        let (tx, mut rx) = outbox(16);
+        for i in 0..5 {
+            tx.push(text(&i.to_string())).unwrap();
+        }
+        assert_eq!(
+            rx.next_batch(3).await,
+            Batch::Frames(vec![text("0"), text("1"), text("2")])
+        );
+        assert_eq!(
+            rx.next_batch(3).await,
+            Batch::Frames(vec![text("3"), text("4")])
+        );
     }
 
     #[tokio::test]
@@ -209,9 +273,7 @@ mod tests {
         for i in 0..100 {
             tx.push(text(&i.to_string())).unwrap();
         }
-        for _ in 0..100 {
-            rx.next().await.unwrap().unwrap();
-        }
+        assert!(matches!(rx.next_batch(512).await, Batch::Frames(f) if f.len() == 100));
         assert!(tx.inner.lock().frames.capacity() <= KEEP_SLOTS);
         drop(rx);
         assert_eq!(tx.push(text("x")), Err(PushError::Gone));

@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use std::time::Instant as StdInstant;
 
 use kvs_signaling_core::{
-    AlexaOffer, AlexaRequestId, CloseReason, ConnId, Counters, Hub, OpenConnection, Output, Refused,
+    AlexaOffer, AlexaRequestId, CloseReason, ConnId, Counters, Frame, Hub, OpenConnection, Output,
+    Refused,
 };
 use kvs_signaling_proto::{ChannelArn, MessagePayload, MessageTtlSeconds};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::outbox::{OutboxReceiver, OutboxSender, PushError, outbox};
+use crate::outbox::{Batch, OutboxReceiver, OutboxSender, PushError, outbox};
 
 /// The sizes of the shard's queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,8 @@ enum Command {
         outbound: OutboxSender,
         reply: oneshot::Sender<Result<ConnId, Refused>>,
     },
-    Frame(ConnId, Utf8Bytes),
+    Established(ConnId),
+    Frame(ConnId, String),
     Keepalive(ConnId),
     Closed(ConnId),
     Alexa {
@@ -100,7 +101,7 @@ enum Command {
     },
     Drain,
     ReconnectIceServers(Option<ChannelArn>),
-    ChannelUpdated(ChannelArn, MessageTtlSeconds),
+    ChannelUpdated(ChannelArn, MessageTtlSeconds, u64),
     ChannelDeleted(ChannelArn),
     Counters(oneshot::Sender<Counters>),
 }
@@ -116,6 +117,7 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Open { .. } => "Open",
+            Self::Established(_) => "Established",
             Self::Frame(..) => "Frame",
             Self::Keepalive(_) => "Keepalive",
             Self::Closed(_) => "Closed",
@@ -147,8 +149,14 @@ impl Registration {
     /// Waits for the next frame the hub sends this connection, or for the hub's order to
     /// close it. For callers that carry frames themselves; [`crate::serve_websocket`] does it
     /// for a WebSocket.
-    pub async fn next(&mut self) -> Option<Result<Utf8Bytes, CloseCommand>> {
+    pub async fn next(&mut self) -> Option<Result<Frame, CloseCommand>> {
         self.outbound.next().await
+    }
+
+    /// Waits for what the writer does next: at most `max` queued frames, the close order, or
+    /// the end.
+    pub(crate) async fn next_batch(&mut self, max: usize) -> Batch {
+        self.outbound.next_batch(max).await
     }
 }
 
@@ -182,8 +190,15 @@ impl ShardHandle {
         }))
     }
 
+    /// Tells the hub that the socket of `conn` is up (its `101` written): only now does it
+    /// take the place of an older connection with its identity and receive what was held
+    /// for it.
+    pub async fn established(&self, conn: ConnId) -> Result<(), ShardStopped> {
+        self.send(Command::Established(conn)).await
+    }
+
     /// Passes a text frame from `conn` to the hub, waiting while the shard's queue is full.
-    pub async fn frame(&self, conn: ConnId, text: Utf8Bytes) -> Result<(), ShardStopped> {
+    pub async fn frame(&self, conn: ConnId, text: String) -> Result<(), ShardStopped> {
         self.send(Command::Frame(conn, text)).await
     }
 
@@ -220,13 +235,15 @@ impl ShardHandle {
         self.send(Command::ReconnectIceServers(channel)).await
     }
 
-    /// The channel's message TTL changed.
+    /// The channel's message TTL changed, at configuration revision `revision` (older
+    /// revisions than the hub knows are ignored).
     pub async fn channel_updated(
         &self,
         arn: ChannelArn,
         ttl: MessageTtlSeconds,
+        revision: u64,
     ) -> Result<(), ShardStopped> {
-        self.send(Command::ChannelUpdated(arn, ttl)).await
+        self.send(Command::ChannelUpdated(arn, ttl, revision)).await
     }
 
     /// The channel was deleted: its connections are closed.
@@ -338,7 +355,8 @@ fn handle(
                 hub.handle_close(now, conn);
             }
         }
-        Command::Frame(conn, text) => hub.handle_frame(now, conn, text.as_str()),
+        Command::Established(conn) => hub.handle_established(now, conn),
+        Command::Frame(conn, text) => hub.handle_frame(now, conn, &text),
         Command::Keepalive(conn) => hub.handle_keepalive(now, conn),
         Command::Closed(conn) => {
             peers.remove(&conn);
@@ -355,7 +373,9 @@ fn handle(
         Command::Drain => hub.drain(now),
         Command::ReconnectIceServers(Some(arn)) => hub.reconnect_ice_servers(now, &arn),
         Command::ReconnectIceServers(None) => hub.reconnect_ice_servers_all(now),
-        Command::ChannelUpdated(arn, ttl) => hub.handle_channel_updated(now, &arn, ttl),
+        Command::ChannelUpdated(arn, ttl, revision) => {
+            hub.handle_channel_updated(now, &arn, ttl, revision);
+        }
         Command::ChannelDeleted(arn) => hub.handle_channel_deleted(now, &arn),
         Command::Counters(reply) => {
             let _ = reply.send(hub.counters().clone());
@@ -374,7 +394,7 @@ fn dispatch(
             let Some(peer) = peers.get_mut(&conn) else {
                 return;
             };
-            match peer.outbound.push(Utf8Bytes::from(frame.into_string())) {
+            match peer.outbound.push(frame) {
                 Ok(()) => {}
                 Err(PushError::Full) => {
                     // A slow reader is closed, not buffered for.

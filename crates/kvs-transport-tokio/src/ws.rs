@@ -1,96 +1,385 @@
-//! Serving one WebSocket connection: a reader that feeds the shard, a writer that drains the
-//! connection's bounded queue.
+//! Serving one WebSocket connection, over plain TCP or TLS alike, with the sans-IO codec of
+//! `codec.rs`.
+//!
+//! One task serves a socket. It waits for whichever comes first, bytes from the client or
+//! frames from the hub. What arrives is read into a buffer on the stack (never in the task's
+//! state, so an idle connection holds no read buffer) and decoded at once; what the hub queued
+//! goes out in one vectored write. Every write has a deadline, and the closing handshake is
+//! bounded: a peer that stops reading, or never answers a close, costs its socket for a
+//! bounded time only.
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::{WebSocketConfig, frame::coding::CloseCode};
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Poll, ready};
+use std::time::Duration;
 
-use crate::shard::Registration;
+use kvs_signaling_core::{ConnId, Frame};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::time::Instant;
 
-/// The WebSocket limits and buffers for a signaling connection: messages and frames up to
-/// `max_message_len` bytes (room for the largest payload and its envelope), and small buffers
-/// so that an idle connection costs little memory.
-pub fn websocket_config(max_message_len: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(max_message_len.saturating_mul(4).max(64 * 1024))
-        .max_message_size(Some(max_message_len))
-        .max_frame_size(Some(max_message_len))
+use crate::codec::{
+    CLOSE_NORMAL, Decoder, Event, OP_PONG, OP_TEXT, close_frame, encode, frame_header,
+};
+use crate::outbox::Batch;
+use crate::shard::{Registration, ShardHandle};
+
+/// Bytes read from the socket at once, on the stack.
+const READ_CHUNK: usize = 4096;
+/// Reads per wakeup before the task lets others run.
+const READS_PER_WAKEUP: usize = 16;
+/// Frames taken from the outbound queue at once.
+const BATCH_FRAMES: usize = 64;
+/// Frames per vectored write (two slices each).
+const FRAMES_PER_WRITE: usize = 32;
+
+/// The limits of one WebSocket connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WebSocketLimits {
+    /// The largest message a client may send, fragments and all: 14,336 bytes (the 10,240
+    /// characters of the largest payload, and its envelope). Larger ones close the
+    /// connection with 1009.
+    pub max_message_len: usize,
+    /// How long one write may take: 10 seconds. A peer that does not take what is written to
+    /// it for that long (a zero window, a dead host) is dropped, and its socket, task and
+    /// queued frames are released.
+    pub write_timeout: Duration,
+    /// How long the closing handshake may take once the server sends its close frame: 5
+    /// seconds. Then the connection is dropped, answered or not.
+    pub close_timeout: Duration,
 }
 
-/// Serves `ws` for the hub connection `registration` until either side closes it: text frames
-/// go to the hub, ping and pong count as activity, and what the hub sends goes out in order.
-/// The protocol is text only: a binary frame closes the connection with 1003 (unsupported
-/// data), as the official C SDK tears down on one, and a message over the size limit with
-/// 1009 (message too big). Returns when the connection is over.
-pub async fn serve_websocket<S>(ws: WebSocketStream<S>, mut registration: Registration)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sink, mut stream) = ws.split();
-    let shard = registration.shard.clone();
-    let conn = registration.conn;
-    let (refuse, mut refused) = tokio::sync::oneshot::channel::<CloseFrame>();
-    let writer = tokio::spawn(async move {
-        loop {
-            let next = tokio::select! {
-                next = registration.next() => next,
-                Ok(frame) = &mut refused => {
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    break;
-                }
-            };
-            let Some(next) = next else { break };
-            match next {
-                Ok(text) => {
-                    if sink.send(Message::Text(text)).await.is_err() {
-                        break;
-                    }
-                }
-                Err(close) => {
-                    let frame = CloseFrame {
-                        code: CloseCode::from(close.code),
-                        reason: close.reason.into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    break;
-                }
-            }
-        }
-        let _ = sink.close().await;
-        // Dropping the registration tells the hub, if it does not know already.
-    });
-    while let Some(message) = stream.next().await {
-        let delivered = match message {
-            Ok(Message::Text(text)) => shard.frame(conn, text).await,
-            Ok(Message::Ping(_) | Message::Pong(_)) => shard.keepalive(conn).await,
-            Ok(Message::Binary(_)) => {
-                let _ = refuse.send(CloseFrame {
-                    code: CloseCode::Unsupported,
-                    reason: "binary frames are not accepted: the protocol is JSON text".into(),
-                });
-                break;
-            }
-            Ok(Message::Frame(_)) => Ok(()),
-            Err(tokio_tungstenite::tungstenite::Error::Capacity(_)) => {
-                let _ = refuse.send(CloseFrame {
-                    code: CloseCode::Size,
-                    reason: "a frame or message passed the size limit".into(),
-                });
-                break;
-            }
-            Ok(Message::Close(_)) | Err(_) => break,
-        };
-        if delivered.is_err() {
-            break;
+impl Default for WebSocketLimits {
+    fn default() -> Self {
+        Self {
+            max_message_len: kvs_signaling_proto::limits::MAX_MESSAGE_PAYLOAD_LEN + 4 * 1024,
+            write_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
         }
     }
+}
+
+impl WebSocketLimits {
+    /// Sets [`WebSocketLimits::max_message_len`].
+    #[must_use]
+    pub fn max_message_len(mut self, len: usize) -> Self {
+        self.max_message_len = len;
+        self
+    }
+
+    /// Sets [`WebSocketLimits::write_timeout`].
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets [`WebSocketLimits::close_timeout`].
+    #[must_use]
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+}
+
+/// How the serving loop ended.
+#[derive(Debug)]
+enum Ending {
+    /// The client sent a close frame (with this code): answer it.
+    PeerClosed(Option<u16>),
+    /// The server closes: the hub's order, or a rule the client broke.
+    Close {
+        code: u16,
+        reason: &'static str,
+        /// Whether the client may still answer with its own close frame (the stream is
+        /// intact); after a framing error it is not.
+        await_reply: bool,
+    },
+    /// The client closed its end without a close frame.
+    Eof,
+    /// The socket failed or a write passed its deadline: nothing more can be said.
+    Failed,
+}
+
+/// Serves the WebSocket on `io`, over plain TCP or TLS (the `101` already written; `initial`
+/// holds any bytes that came after the upgrade request), for the hub connection
+/// `registration`: the hub is told the socket is up, text messages go to it, pings are
+/// answered and count as activity as pongs do, and what the hub sends is written in order.
+/// The protocol is text only: a binary frame closes the connection with 1003 (the official C
+/// SDK tears down on one), a message over the limit with 1009, a broken frame with 1002 and
+/// text that is not UTF-8 with 1007. Returns when the connection is over, its closing
+/// handshake done or timed out.
+pub async fn serve_websocket<S>(
+    mut io: S,
+    initial: Vec<u8>,
+    mut registration: Registration,
+    limits: WebSocketLimits,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let shard = registration.shard.clone();
+    let conn = registration.conn;
+    if shard.established(conn).await.is_err() {
+        return;
+    }
+    let mut decoder = Decoder::new(limits.max_message_len);
+    let mut events = Vec::new();
+    decoder.feed(&initial, &mut events);
+    drop(initial);
+    let ending = loop {
+        if let Some(ending) = handle_events(&mut io, &shard, conn, &mut events, &limits).await {
+            break ending;
+        }
+        tokio::select! {
+            batch = registration.next_batch(BATCH_FRAMES) => match batch {
+                Batch::Frames(frames) => {
+                    if write_frames(&mut io, &frames, limits.write_timeout).await.is_err() {
+                        break Ending::Failed;
+                    }
+                }
+                Batch::Close(close) => {
+                    break Ending::Close {
+                        code: close.code,
+                        reason: close.reason,
+                        await_reply: true,
+                    };
+                }
+                Batch::End => {
+                    break Ending::Close {
+                        code: CLOSE_NORMAL,
+                        reason: "",
+                        await_reply: true,
+                    };
+                }
+            },
+            read = read_some(&mut io, &mut decoder, &mut events) => match read {
+                Ok(true) => {}
+                Ok(false) => break Ending::Eof,
+                Err(_) => break Ending::Failed,
+            },
+        }
+    };
+    // The hub forgets the connection first: nothing more is queued for it while it closes.
     let _ = shard.closed(conn).await;
-    let _ = writer.await;
+    drop(registration);
+    finish(&mut io, &mut decoder, ending, &limits).await;
+}
+
+/// Acts on the decoded events; returns how the connection ends if one of them ends it.
+async fn handle_events<S>(
+    io: &mut S,
+    shard: &ShardHandle,
+    conn: ConnId,
+    events: &mut Vec<Event>,
+    limits: &WebSocketLimits,
+) -> Option<Ending>
+where
+    S: AsyncWrite + Unpin,
+{
+    if events.is_empty() {
+        return None;
+    }
+    for event in std::mem::take(events) {
+        let delivered = match event {
+            Event::Text(text) => shard.frame(conn, text).await,
+            Event::Pong => shard.keepalive(conn).await,
+            Event::Ping(payload) => {
+                if write_bytes(io, &encode(OP_PONG, &payload), limits.write_timeout)
+                    .await
+                    .is_err()
+                {
+                    return Some(Ending::Failed);
+                }
+                shard.keepalive(conn).await
+            }
+            Event::Close(code) => return Some(Ending::PeerClosed(code)),
+            Event::Refuse(code, reason) => {
+                return Some(Ending::Close {
+                    code,
+                    reason,
+                    await_reply: false,
+                });
+            }
+        };
+        if delivered.is_err() {
+            return Some(Ending::Close {
+                code: 1001,
+                reason: "server going away",
+                await_reply: true,
+            });
+        }
+    }
+    None
+}
+
+/// Reads what the socket has, up to [`READS_PER_WAKEUP`] chunks, into a buffer on the stack of
+/// this poll (never in the task's state) and feeds it to `decoder`. `Ok(false)` at the end of
+/// the stream.
+async fn read_some<S>(
+    io: &mut S,
+    decoder: &mut Decoder,
+    events: &mut Vec<Event>,
+) -> io::Result<bool>
+where
+    S: AsyncRead + Unpin,
+{
+    poll_fn(|cx| {
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut reads = 0;
+        loop {
+            let mut buf = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    let filled = buf.filled();
+                    if filled.is_empty() {
+                        return Poll::Ready(Ok(reads > 0));
+                    }
+                    let full = filled.len() == READ_CHUNK;
+                    decoder.feed(filled, events);
+                    reads += 1;
+                    if !full || reads >= READS_PER_WAKEUP || decoder.is_ended() {
+                        return Poll::Ready(Ok(true));
+                    }
+                }
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending if reads > 0 => return Poll::Ready(Ok(true)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await
+}
+
+/// The length of the header of a server frame carrying `len` bytes.
+fn header_len(len: usize) -> usize {
+    frame_header(OP_TEXT, len, &mut [0; 10])
+}
+
+/// Writes `frames` as text frames, as many as fit in each vectored write, and flushes, within
+/// `timeout`. The payloads are written where they are, never copied.
+async fn write_frames<S>(io: &mut S, frames: &[Frame], timeout: Duration) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let write = async {
+        // The frame being written, and how many of its bytes (header and payload) are out.
+        let mut at = 0;
+        let mut offset = 0;
+        poll_fn(|cx| -> Poll<io::Result<()>> {
+            while let Some(rest) = frames.get(at..).filter(|rest| !rest.is_empty()) {
+                let count = rest.len().min(FRAMES_PER_WRITE);
+                let mut headers = [[0u8; 10]; FRAMES_PER_WRITE];
+                let mut lens = [0usize; FRAMES_PER_WRITE];
+                let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+                let mut used = 0;
+                for (i, frame) in rest.iter().take(count).enumerate() {
+                    lens[i] = frame_header(OP_TEXT, frame.as_str().len(), &mut headers[i]);
+                }
+                for (i, frame) in rest.iter().take(count).enumerate() {
+                    let header = &headers[i][..lens[i]];
+                    let payload = frame.as_str().as_bytes();
+                    let skip = if i == 0 { offset } else { 0 };
+                    if skip < header.len() {
+                        slices[used] = IoSlice::new(&header[skip..]);
+                        slices[used + 1] = IoSlice::new(payload);
+                        used += 2;
+                    } else {
+                        slices[used] =
+                            IoSlice::new(payload.get(skip - header.len()..).unwrap_or(&[]));
+                        used += 1;
+                    }
+                }
+                let written = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..used]))?;
+                if written == 0 {
+                    return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero)));
+                }
+                let mut left = written;
+                while left > 0 {
+                    let Some(frame) = frames.get(at) else { break };
+                    let len = frame.as_str().len();
+                    let remaining = header_len(len) + len - offset;
+                    if left >= remaining {
+                        left -= remaining;
+                        at += 1;
+                        offset = 0;
+                    } else {
+                        offset += left;
+                        left = 0;
+                    }
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await?;
+        poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
+    };
+    tokio::time::timeout(timeout, write)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+}
+
+/// Writes `bytes` and flushes, within `timeout`.
+async fn write_bytes<S>(io: &mut S, bytes: &[u8], timeout: Duration) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let write = async {
+        io.write_all(bytes).await?;
+        io.flush().await
+    };
+    tokio::time::timeout(timeout, write)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+}
+
+/// The closing handshake, all of it within [`WebSocketLimits::close_timeout`] from its start:
+/// the close frame (the answer to the client's, or the server's own), the client's answer
+/// where one may come, then the end of the stream (a TLS close_notify and a FIN) and what the
+/// client sends until it closes, so that unread bytes never turn the close into a reset.
+async fn finish<S>(io: &mut S, decoder: &mut Decoder, ending: Ending, limits: &WebSocketLimits)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = Instant::now() + limits.close_timeout;
+    let write_timeout = limits.write_timeout.min(limits.close_timeout);
+    let (frame, await_reply) = match ending {
+        Ending::Failed => return,
+        Ending::Eof => (None, false),
+        Ending::PeerClosed(code) => (Some(close_frame(code.unwrap_or(CLOSE_NORMAL), "")), false),
+        Ending::Close {
+            code,
+            reason,
+            await_reply,
+        } => (Some(close_frame(code, reason)), await_reply),
+    };
+    if let Some(frame) = frame
+        && write_bytes(io, &frame, write_timeout).await.is_err()
+    {
+        return;
+    }
+    let _ = tokio::time::timeout_at(deadline, async {
+        if await_reply {
+            // Read on until the client's close frame (or its end of stream).
+            let mut events = Vec::new();
+            while !decoder.is_ended() {
+                match read_some(io, decoder, &mut events).await {
+                    Ok(true) => events.clear(),
+                    Ok(false) | Err(_) => return,
+                }
+            }
+        }
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        // Drain until the client closes its end.
+        let mut sink = Decoder::new(0);
+        let mut events = Vec::new();
+        while let Ok(true) = read_some(io, &mut sink, &mut events).await {
+            events.clear();
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

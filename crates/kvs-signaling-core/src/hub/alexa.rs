@@ -22,18 +22,37 @@ impl Hub {
                 "the server is shutting down; call again",
             ));
         }
-        let index = self.channel_for(now, &offer.channel_arn, offer.message_ttl);
+        let index = self.channel_for(
+            now,
+            &offer.channel_arn,
+            offer.message_ttl,
+            offer.ttl_revision,
+        );
+        let viewer_known = self.viewer_known(index, &offer.sender_client_id);
         let config = &self.config;
         let Some(channel) = self.channels.at_mut(index) else {
             return Err(Refused::new(ErrorType::InternalFailure, "channel lost"));
         };
+        if viewer_known {
+            // The master's answer and candidates to that id belong to the viewer.
+            self.counters.invalid += 1;
+            self.release_channel_if_unused(now, index);
+            return Err(Refused::new(
+                ErrorType::InvalidArgumentException,
+                format!(
+                    "SenderClientId: {} is the client id of a viewer connected to the channel; \
+                     an Alexa offer needs a client id of its own",
+                    offer.sender_client_id
+                ),
+            ));
+        }
         if !channel.alexa_calls.try_take(config.alexa_rate, now) {
             self.counters.throttled += 1;
             let message = format!(
                 "SendAlexaOfferToMaster: more than {} calls per second on this channel",
                 config.alexa_rate.per_second
             );
-            self.release_channel_if_unused(index);
+            self.release_channel_if_unused(now, index);
             return Err(Refused::new(
                 ErrorType::ClientLimitExceededException,
                 message,
@@ -59,7 +78,7 @@ impl Hub {
                 };
                 if let Err(description) = self.buffer(now, index, Recipient::Master, pending) {
                     self.counters.buffer_full += 1;
-                    self.release_channel_if_unused(index);
+                    self.release_channel_if_unused(now, index);
                     return Err(Refused::new(
                         ErrorType::ClientLimitExceededException,
                         description,
@@ -109,14 +128,21 @@ impl Hub {
             return;
         };
         let before = queue.messages.len();
-        queue
-            .messages
-            .retain(|p| !(p.action == Action::SdpOffer && p.sender.as_ref() == Some(sender)));
+        let mut freed = 0;
+        queue.messages.retain(|p| {
+            let keep = !(p.action == Action::SdpOffer && p.sender.as_ref() == Some(sender));
+            if !keep {
+                freed += p.frame.as_str().len();
+            }
+            keep
+        });
+        self.held_bytes = self.held_bytes.saturating_sub(freed);
         self.counters.expired += (before - queue.messages.len()) as u64;
     }
 
     pub(super) fn alexa_timeout(
         &mut self,
+        now: Instant,
         index: u32,
         generation: u32,
         sender: &PeerId,
@@ -141,6 +167,6 @@ impl Hub {
             request,
             result: Err(Refused::new(ErrorType::ResourceNotFoundException, message)),
         });
-        self.release_channel_if_unused(index);
+        self.release_channel_if_unused(now, index);
     }
 }

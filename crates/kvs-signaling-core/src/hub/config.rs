@@ -14,20 +14,30 @@ pub struct HubConfig {
     pub max_viewers_per_channel: usize,
     /// Longest `messagePayload`, in characters: 10,240 ("10K").
     pub max_payload_len: usize,
-    /// SDP offers and answers per connection: 5 a second.
+    /// SDP offers and answers per viewer connection: 5 a second.
     pub sdp_rate: Rate,
-    /// ICE candidates per connection: 20 a second.
+    /// ICE candidates per viewer connection: 20 a second.
     pub ice_candidate_rate: Rate,
+    /// SDP offers and answers per master connection: 5 a second on average, in bursts of up
+    /// to 50. A master answers every viewer that connects, and ten viewers may connect at
+    /// once (a camera that was offline, a page opened by many), so its burst is sized for its
+    /// ten viewers; the service's rate still holds over time.
+    pub master_sdp_rate: Rate,
+    /// ICE candidates per master connection: 20 a second on average, in bursts of up to 200
+    /// (twenty for each of ten viewers answered at once: a GStreamer master serving three
+    /// viewers sent 27 candidates within 10 ms).
+    pub master_ice_candidate_rate: Rate,
     /// ConnectAsMaster, and separately ConnectAsViewer, per channel: 3 a second.
     pub connect_rate: Rate,
     /// SendAlexaOfferToMaster per channel: 5 a second.
     pub alexa_rate: Rate,
     /// A connection with no frame (ping and pong included) for this long is closed: 10 minutes.
     pub idle_timeout: Duration,
-    /// A connection is closed this long after it opened: 1 hour. It gets GO_AWAY
-    /// [`HubConfig::go_away_grace`](crate::HubConfig::go_away_grace) before.
+    /// A connection is closed (1001) this long after it opened: 1 hour. A connection that
+    /// handles GO_AWAY ([`OpenConnection::indications`](crate::OpenConnection::indications))
+    /// gets it [`HubConfig::go_away_grace`](crate::HubConfig::go_away_grace) before.
     pub max_connection_duration: Duration,
-    /// Time between GO_AWAY and the close: 1 minute.
+    /// Time between GO_AWAY and the close, for connections that handle GO_AWAY: 1 minute.
     pub go_away_grace: Duration,
     /// How long a connection superseded by a newer one with the same identity may linger
     /// before it is closed: 10 minutes, the idle timeout.
@@ -38,6 +48,10 @@ pub struct HubConfig {
     /// Recipients with undelivered messages per channel: 32 (the master and up to 31 viewer
     /// ids). Messages for more are refused with ClientLimitExceededException.
     pub max_pending_recipients_per_channel: usize,
+    /// Bytes of undelivered messages the hub holds over all its channels: 64 MiB. Messages
+    /// beyond are refused with ClientLimitExceededException, so that many channels each
+    /// within their own bounds cannot exhaust the server's memory together.
+    pub max_held_bytes: usize,
     /// How long SendAlexaOfferToMaster waits for the master's answer: 10 seconds.
     pub alexa_timeout: Duration,
 }
@@ -49,6 +63,8 @@ impl Default for HubConfig {
             max_payload_len: limits::MAX_MESSAGE_PAYLOAD_LEN,
             sdp_rate: Rate::per_second(5),
             ice_candidate_rate: Rate::per_second(20),
+            master_sdp_rate: Rate::per_second(5).with_burst(50),
+            master_ice_candidate_rate: Rate::per_second(20).with_burst(200),
             connect_rate: Rate::per_second(3),
             alexa_rate: Rate::per_second(5),
             idle_timeout: Duration::from_secs(600),
@@ -57,6 +73,7 @@ impl Default for HubConfig {
             superseded_linger: Duration::from_secs(600),
             max_pending_per_recipient: 64,
             max_pending_recipients_per_channel: 32,
+            max_held_bytes: 64 * 1024 * 1024,
             alexa_timeout: Duration::from_secs(10),
         }
     }
@@ -93,6 +110,18 @@ impl HubConfig {
     setter!(
         /// Sets [`HubConfig::ice_candidate_rate`](crate::HubConfig::ice_candidate_rate).
         ice_candidate_rate: Rate
+    );
+    setter!(
+        /// Sets [`HubConfig::master_sdp_rate`](crate::HubConfig::master_sdp_rate).
+        master_sdp_rate: Rate
+    );
+    setter!(
+        /// Sets [`HubConfig::master_ice_candidate_rate`](crate::HubConfig::master_ice_candidate_rate).
+        master_ice_candidate_rate: Rate
+    );
+    setter!(
+        /// Sets [`HubConfig::max_held_bytes`](crate::HubConfig::max_held_bytes).
+        max_held_bytes: usize
     );
     setter!(
         /// Sets [`HubConfig::connect_rate`](crate::HubConfig::connect_rate).

@@ -17,9 +17,16 @@ impl Hub {
             return;
         };
         c.last_activity = now;
-        if c.standing != Standing::Current {
-            self.counters.dropped_from_superseded += 1;
-            return;
+        match c.standing {
+            Standing::Current => {}
+            Standing::Superseded(_) => {
+                self.counters.dropped_from_superseded += 1;
+                return;
+            }
+            Standing::Opening => {
+                self.counters.dropped_before_established += 1;
+                return;
+            }
         }
         // A viewer's recipient is ignored: its messages always go to the master.
         let options = match c.role {
@@ -35,9 +42,14 @@ impl Hub {
                 return;
             }
         };
-        let (rate, bucket) = match message.action {
-            Action::SdpOffer | Action::SdpAnswer => (self.config.sdp_rate, &mut c.sdp),
-            Action::IceCandidate => (self.config.ice_candidate_rate, &mut c.ice),
+        let config = &self.config;
+        let (rate, bucket) = match (message.action, c.role) {
+            (Action::SdpOffer | Action::SdpAnswer, Role::Viewer) => (config.sdp_rate, &mut c.sdp),
+            (Action::SdpOffer | Action::SdpAnswer, Role::Master) => {
+                (config.master_sdp_rate, &mut c.sdp)
+            }
+            (Action::IceCandidate, Role::Viewer) => (config.ice_candidate_rate, &mut c.ice),
+            (Action::IceCandidate, Role::Master) => (config.master_ice_candidate_rate, &mut c.ice),
         };
         if !bucket.try_take(rate, now) {
             self.counters.throttled += 1;
@@ -138,7 +150,7 @@ impl Hub {
                 request,
                 result: Ok(message.message_payload.into_normalized().into_owned()),
             });
-            self.release_channel_if_unused(channel_index);
+            self.release_channel_if_unused(now, channel_index);
             return;
         }
         if channel.alexa.contains_key(&recipient) {
@@ -192,7 +204,15 @@ impl Hub {
         // count against the limits.
         if let Some(queue) = channel.pending.get_mut(&recipient) {
             let before = queue.messages.len();
-            queue.messages.retain(|p| p.expires > now);
+            let mut freed = 0;
+            queue.messages.retain(|p| {
+                let keep = p.expires > now;
+                if !keep {
+                    freed += p.frame.as_str().len();
+                }
+                keep
+            });
+            self.held_bytes = self.held_bytes.saturating_sub(freed);
             self.counters.expired += (before - queue.messages.len()) as u64;
         }
         let known = channel.pending.contains_key(&recipient);
@@ -204,12 +224,30 @@ impl Hub {
         }
         let queue = channel.pending.entry(recipient.clone()).or_default();
         // A newer offer (or answer) from the same sender replaces an undelivered one.
-        if matches!(pending.action, Action::SdpOffer | Action::SdpAnswer)
-            && let Some(at) = queue
+        let replaced = if matches!(pending.action, Action::SdpOffer | Action::SdpAnswer) {
+            queue
                 .messages
                 .iter()
                 .position(|p| p.action == pending.action && p.sender == pending.sender)
-        {
+        } else {
+            None
+        };
+        let len = pending.frame.as_str().len();
+        let freed = replaced
+            .and_then(|at| queue.messages.get(at))
+            .map_or(0, |p| p.frame.as_str().len());
+        let held = self.held_bytes.saturating_sub(freed).saturating_add(len);
+        if held > config.max_held_bytes {
+            if queue.messages.is_empty() {
+                channel.pending.remove(&recipient);
+            }
+            return Err(format!(
+                "the server holds {} bytes of undelivered messages, its limit \
+                 (max_held_bytes); this one has {len}",
+                self.held_bytes
+            ));
+        }
+        if let Some(at) = replaced {
             queue.messages.remove(at);
             self.counters.overwritten += 1;
         }
@@ -219,6 +257,7 @@ impl Hub {
                 config.max_pending_per_recipient
             ));
         }
+        self.held_bytes = held;
         queue.messages.push_back(pending);
         self.counters.buffered += 1;
         if queue.timer.is_none() {
@@ -271,6 +310,7 @@ impl Hub {
             self.timers.remove(&key);
         }
         for pending in queue.messages {
+            self.held_bytes = self.held_bytes.saturating_sub(pending.frame.as_str().len());
             if pending.expires > now {
                 self.deliver(to, pending.frame);
             } else {
@@ -343,14 +383,16 @@ impl Hub {
         };
         queue.timer = None; // It just fired.
         while queue.messages.front().is_some_and(|p| p.expires <= now) {
-            queue.messages.pop_front();
+            if let Some(gone) = queue.messages.pop_front() {
+                self.held_bytes = self.held_bytes.saturating_sub(gone.frame.as_str().len());
+            }
             self.counters.expired += 1;
         }
         match queue.messages.front().map(|p| p.expires) {
             Some(next) => self.arm_expiry(next, channel_index, generation, &recipient),
             None => {
                 channel.pending.remove(&recipient);
-                self.release_channel_if_unused(channel_index);
+                self.release_channel_if_unused(now, channel_index);
             }
         }
     }

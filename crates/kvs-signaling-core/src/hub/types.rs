@@ -36,6 +36,12 @@ impl Frame {
     }
 }
 
+impl From<String> for Frame {
+    fn from(text: String) -> Self {
+        Self(Cow::Owned(text))
+    }
+}
+
 /// Why the hub closes a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -44,7 +50,8 @@ pub enum CloseReason {
     IdleTimeout,
     /// Open for [`HubConfig::max_connection_duration`](crate::HubConfig::max_connection_duration).
     MaxDuration,
-    /// The hub is draining; GO_AWAY was sent a grace period before.
+    /// The hub is draining (GO_AWAY was sent a grace period before, to a client that
+    /// handles it).
     Drained,
     /// A newer connection with the same identity took over, and the lingering time is over.
     Superseded,
@@ -134,6 +141,17 @@ pub struct OpenConnection {
     pub client_id: Option<ClientId>,
     /// The channel's message TTL now.
     pub message_ttl: MessageTtlSeconds,
+    /// The revision of the channel's configuration that `message_ttl` was read at: the hub
+    /// keeps the TTL of the highest revision it was given, so that a connect that read the
+    /// channel before an UpdateSignalingChannel cannot put the old TTL back. 0 when the caller
+    /// does not track revisions.
+    pub ttl_revision: u64,
+    /// Whether the client handles GO_AWAY and RECONNECT_ICE_SERVER. Only such connections
+    /// get them: the official C SDK deadlocks on both (it holds a lock in the thread that
+    /// delivers them and takes it again to reconnect), so a connection that does not is closed
+    /// with 1001 instead of GO_AWAY, and relies on its own refresh instead of
+    /// RECONNECT_ICE_SERVER. `false` unless set.
+    pub indications: bool,
 }
 
 impl OpenConnection {
@@ -144,7 +162,23 @@ impl OpenConnection {
             role: Role::Master,
             client_id: None,
             message_ttl,
+            ttl_revision: 0,
+            indications: false,
         }
+    }
+
+    /// Sets [`OpenConnection::ttl_revision`].
+    #[must_use]
+    pub fn ttl_revision(mut self, revision: u64) -> Self {
+        self.ttl_revision = revision;
+        self
+    }
+
+    /// Sets [`OpenConnection::indications`].
+    #[must_use]
+    pub fn indications(mut self, handles: bool) -> Self {
+        self.indications = handles;
+        self
     }
 
     /// A viewer with `client_id`.
@@ -158,6 +192,8 @@ impl OpenConnection {
             role: Role::Viewer,
             client_id: Some(client_id),
             message_ttl,
+            ttl_revision: 0,
+            indications: false,
         }
     }
 }
@@ -174,9 +210,18 @@ pub struct AlexaOffer {
     pub payload: MessagePayload<'static>,
     /// The channel's message TTL now.
     pub message_ttl: MessageTtlSeconds,
+    /// The revision `message_ttl` was read at (see [`OpenConnection::ttl_revision`]).
+    pub ttl_revision: u64,
 }
 
 impl AlexaOffer {
+    /// Sets [`AlexaOffer::ttl_revision`].
+    #[must_use]
+    pub fn ttl_revision(mut self, revision: u64) -> Self {
+        self.ttl_revision = revision;
+        self
+    }
+
     /// An offer from `sender_client_id`.
     pub fn new(
         channel_arn: ChannelArn,
@@ -189,6 +234,7 @@ impl AlexaOffer {
             sender_client_id,
             payload,
             message_ttl,
+            ttl_revision: 0,
         }
     }
 }
@@ -219,7 +265,8 @@ pub struct Counters {
     pub dropped_channel_deleted: u64,
     /// Messages refused because a rate limit was exceeded.
     pub throttled: u64,
-    /// Messages refused because a recipient's buffer was full.
+    /// Messages refused because a recipient's buffer, the channel's recipients or the hub's
+    /// held bytes were at their limit.
     pub buffer_full: u64,
     /// Messages refused as invalid (malformed, wrong field, no recipient).
     pub invalid: u64,
@@ -229,6 +276,13 @@ pub struct Counters {
     pub rejected_silently: u64,
     /// Frames from superseded connections, dropped.
     pub dropped_from_superseded: u64,
+    /// Frames from connections not yet established ([`Hub::handle_established`]), dropped.
+    ///
+    /// [`Hub::handle_established`]: crate::Hub::handle_established
+    pub dropped_before_established: u64,
+    /// Connections closed at the duration cap or on drain without GO_AWAY, since their
+    /// client does not handle it.
+    pub closed_without_go_away: u64,
     /// GO_AWAY events sent.
     pub go_aways: u64,
     /// RECONNECT_ICE_SERVER events sent.

@@ -7,6 +7,10 @@
 //!   delivered at once, one for an absent recipient when it connects, in order;
 //! - the hub buffers exactly what the model buffers, within the configured bounds;
 //! - at most one current master per channel; no output names a closed connection;
+//! - a connection takes its identity only once established, and only from one opened before
+//!   it: the newest connect wins, whatever order the sockets come up in;
+//! - GO_AWAY and RECONNECT_ICE_SERVER reach only connections that handle them;
+//! - the hub's count of held bytes is the sum of what it holds, within its bound;
 //! - timers move (checked by [`Sim::advance`]).
 //!
 //! Running the same sequence twice gives the same transcript (the determinism check).
@@ -28,7 +32,13 @@ pub enum Transition {
         channel: u8,
         /// Viewer id 0 to 4.
         viewer: Option<u8>,
+        /// Whether its socket is up at once; if not, [`Transition::Establish`] brings it up.
+        established: bool,
+        /// Whether it handles GO_AWAY and RECONNECT_ICE_SERVER.
+        indications: bool,
     },
+    /// The socket of one of the connections still opening comes up.
+    Establish(u8),
     /// A client closes one of the open connections (chosen modulo their number).
     Close(u8),
     /// A connection sends a message.
@@ -71,8 +81,11 @@ impl Transition {
             0..=3 => Self::Open {
                 channel: a % 3,
                 viewer: (b % 6 != 5).then_some(b % 6),
+                established: a & 0x30 != 0x30,
+                indications: a & 0x40 != 0,
             },
-            4 => Self::Close(a),
+            4 if a & 1 == 0 => Self::Close(a >> 1),
+            4 => Self::Establish(a >> 1),
             5..=10 => Self::Send {
                 conn: a,
                 action: b % 3,
@@ -121,6 +134,11 @@ struct ModelConn {
     id: ConnId,
     channel: u8,
     viewer: Option<u8>,
+    /// The order of its connect.
+    seq: u64,
+    /// Its socket is not up yet.
+    opening: bool,
+    indications: bool,
 }
 
 /// The reference model: who holds which identity, and what waits for whom.
@@ -133,11 +151,37 @@ struct Model {
     ttl: BTreeMap<u8, Duration>,
     draining: bool,
     next_message: u64,
+    next_seq: u64,
 }
 
 impl Model {
     fn holder(&self, channel: u8, to: &To) -> Option<ConnId> {
         self.current.get(&(channel, to.clone())).copied()
+    }
+
+    /// `conn`'s socket came up: it takes its identity unless a later connect holds it, and
+    /// gets what waits for it. Returns the deliveries this makes.
+    fn establish(&mut self, now: Instant, conn: ConnId) -> Vec<(ConnId, u64)> {
+        let Some(c) = self.open.iter_mut().find(|c| c.id == conn && c.opening) else {
+            return Vec::new();
+        };
+        c.opening = false;
+        let (channel, to, seq) = (c.channel, c.viewer.map_or(To::Master, To::Viewer), c.seq);
+        let holder_seq = self
+            .holder(channel, &to)
+            .and_then(|h| self.open.iter().find(|c| c.id == h))
+            .map(|h| h.seq);
+        if holder_seq.is_some_and(|held| held > seq) {
+            return Vec::new();
+        }
+        self.current.insert((channel, to.clone()), conn);
+        self.expire(now);
+        let (mine, rest): (Vec<Message>, Vec<Message>) = self
+            .pending
+            .drain(..)
+            .partition(|m| m.channel == channel && m.to == to);
+        self.pending = rest;
+        mine.iter().map(|m| (conn, m.id)).collect()
     }
 
     fn forget(&mut self, conn: ConnId) {
@@ -157,6 +201,7 @@ pub fn config() -> HubConfig {
         .max_pending_per_recipient(4)
         .max_pending_recipients_per_channel(3)
         .max_viewers_per_channel(3)
+        .max_held_bytes(1000)
 }
 
 /// The payload that carries message `id`.
@@ -207,7 +252,12 @@ fn step(sim: &mut Sim, model: &mut Model, transition: &Transition, transcript: &
         (len > 0).then(|| model.open[usize::from(n) % len].clone())
     };
     match transition {
-        Transition::Open { channel, viewer } => {
+        Transition::Open {
+            channel,
+            viewer,
+            established,
+            indications,
+        } => {
             let name = format!("c{channel}");
             let open = match viewer {
                 None => crate::OpenConnection::master(arn(&name), Default::default()),
@@ -218,24 +268,23 @@ fn step(sim: &mut Sim, model: &mut Model, transition: &Transition, transcript: &
                     Default::default(),
                 ),
             };
-            match sim.hub.handle_open(now, open) {
+            match sim.hub.handle_open(now, open.indications(*indications)) {
                 Ok(id) => {
                     assert!(!model.draining, "a draining hub accepted a connection");
-                    let to = viewer.map_or(To::Master, To::Viewer);
-                    model.current.insert((*channel, to.clone()), id);
+                    model.next_seq += 1;
                     model.open.push(ModelConn {
                         id,
                         channel: *channel,
                         viewer: *viewer,
+                        seq: model.next_seq,
+                        opening: true,
+                        indications: *indications,
                     });
-                    model.expire(now);
-                    let (mine, rest): (Vec<Message>, Vec<Message>) = model
-                        .pending
-                        .drain(..)
-                        .partition(|m| m.channel == *channel && m.to == to);
-                    model.pending = rest;
-                    expected.extend(mine.iter().map(|m| (id, m.id)));
                     transcript.push_str(&format!("open c{channel} {viewer:?} -> {id:?}\n"));
+                    if *established {
+                        sim.hub.handle_established(now, id);
+                        expected.extend(model.establish(now, id));
+                    }
                 }
                 Err(refused) => {
                     transcript.push_str(&format!("open c{channel} {viewer:?} refused {refused}\n"));
@@ -247,6 +296,17 @@ fn step(sim: &mut Sim, model: &mut Model, transition: &Transition, transcript: &
                 sim.hub.handle_close(now, conn.id);
                 model.forget(conn.id);
                 transcript.push_str(&format!("close {:?}\n", conn.id));
+            }
+        }
+        Transition::Establish(n) => {
+            let opening: Vec<ModelConn> =
+                model.open.iter().filter(|c| c.opening).cloned().collect();
+            if let Some(conn) =
+                (!opening.is_empty()).then(|| opening[usize::from(*n) % opening.len()].clone())
+            {
+                sim.hub.handle_established(now, conn.id);
+                expected.extend(model.establish(now, conn.id));
+                transcript.push_str(&format!("establish {:?}\n", conn.id));
             }
         }
         Transition::Keepalive(n) => {
@@ -411,6 +471,17 @@ fn handle_outputs(sim: &mut Sim, model: &mut Model, transcript: &mut String) -> 
                         "unexpected frame {}",
                         frame.as_str()
                     );
+                    if matches!(
+                        event.message_type,
+                        MessageType::GoAway | MessageType::ReconnectIceServer
+                    ) {
+                        let target = model.open.iter().find(|c| c.id == conn);
+                        assert!(
+                            target.is_some_and(|c| c.indications && !c.opening),
+                            "{} to {target:?}, which does not handle it",
+                            frame.as_str()
+                        );
+                    }
                 }
                 transcript.push_str(&format!(
                     "  deliver {conn:?} {}\n",
@@ -443,14 +514,23 @@ fn check_state(sim: &Sim, model: &Model) {
         model.pending.len(),
         "buffered messages"
     );
-    // One timer per connection and per recipient with buffered messages, at most.
+    // One timer per connection, per recipient with buffered messages and per channel kept
+    // for its rate buckets, at most.
     assert!(
-        sim.hub.timer_count() <= sim.hub.connection_count() + sim.hub.buffered_count(),
-        "{} timers for {} connections and {} buffered messages",
+        sim.hub.timer_count()
+            <= sim.hub.connection_count() + sim.hub.buffered_count() + sim.hub.channel_count(),
+        "{} timers for {} connections, {} buffered messages and {} channels",
         sim.hub.timer_count(),
         sim.hub.connection_count(),
-        sim.hub.buffered_count()
+        sim.hub.buffered_count(),
+        sim.hub.channel_count()
     );
+    assert_eq!(
+        sim.hub.held_bytes(),
+        sim.hub.recount_held_bytes(),
+        "held bytes drifted from what is held"
+    );
+    assert!(sim.hub.held_bytes() <= sim.hub.config().max_held_bytes);
     let config = sim.hub.config();
     let mut per_recipient: BTreeMap<(u8, To), usize> = BTreeMap::new();
     for m in &model.pending {

@@ -187,6 +187,17 @@ fn presign_signed(
     client_id: Option<&str>,
     signing: &Signing<'_>,
 ) -> String {
+    presign_extra(server, arn, client_id, &[], signing)
+}
+
+/// [`presign_signed`] with `extra` parameters after the client id, signed too.
+fn presign_extra(
+    server: &Server,
+    arn: &str,
+    client_id: Option<&str>,
+    extra: &[(&str, &str)],
+    signing: &Signing<'_>,
+) -> String {
     let host = server.local_addr().to_string();
     let identity: Identity =
         AwsCredentials::new(signing.key, signing.secret, None, None, "test").into();
@@ -207,6 +218,9 @@ fn presign_signed(
     let mut query = format!("X-Amz-ChannelARN={}", encode(arn));
     if let Some(id) = client_id {
         query.push_str(&format!("&X-Amz-ClientId={}", encode(id)));
+    }
+    for (name, value) in extra {
+        query.push_str(&format!("&{name}={}", encode(value)));
     }
     let url = format!("http://{host}/?{query}");
     let request = SignableRequest::new(

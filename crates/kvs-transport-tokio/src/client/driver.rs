@@ -196,13 +196,23 @@ impl Driver {
                 } => {
                     let rest = self.config.rest.clone();
                     let max = self.config.max_message_len;
+                    let indications = self
+                        .config
+                        .indications
+                        .unwrap_or_else(|| !is_aws_endpoint(&wss_endpoint));
                     self.spawn(async move {
-                        let url = kvs_ice_rest::presign_connect_url(
+                        let extra: &[(&str, &str)] = if indications {
+                            &[(kvs_signaling_proto::INDICATIONS_PARAM, "true")]
+                        } else {
+                            &[]
+                        };
+                        let url = kvs_ice_rest::presign_connect_url_with(
                             rest.credentials(),
                             rest.region(),
                             &wss_endpoint,
                             &arn,
                             client_id.as_ref(),
+                            extra,
                             SystemTime::now(),
                         );
                         let result = match url {
@@ -415,6 +425,18 @@ async fn next_frame(open: &mut Option<Open>) -> Option<Result<Message, String>> 
             .map(|frame| frame.map_err(|err| err.to_string())),
         None => std::future::pending().await,
     }
+}
+
+/// Whether `endpoint` is one of the real service's (`*.amazonaws.com`, `*.amazonaws.com.cn`).
+fn is_aws_endpoint(endpoint: &str) -> bool {
+    let host = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest)
+        .split(['/', ':', '?'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
 }
 
 /// Opens the WebSocket at the presigned `url`: TCP, TLS for `wss://`, then the upgrade.

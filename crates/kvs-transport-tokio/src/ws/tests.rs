@@ -1,25 +1,20 @@
-//! The transport over real sockets on loopback: tokio-tungstenite clients against connections
-//! served by a shard.
-
-#![allow(
-    clippy::result_large_err,
-    reason = "the handshake callback's error type is tungstenite's"
-)]
+//! The transport over real sockets on loopback: tokio-tungstenite clients, and raw TCP peers
+//! that misbehave, against connections served by a shard.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use kvs_signaling_core::{AlexaOffer, Hub, HubConfig, OpenConnection};
+use kvs_signaling_core::{AlexaOffer, Hub, HubConfig, OpenConnection, Rate};
 use kvs_signaling_proto::{ChannelArn, ClientId, MessagePayload, MessageTtlSeconds, PeerId};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::{ShardConfig, ShardHandle, serve_websocket, spawn, websocket_config};
+use crate::codec::accept_key;
+use crate::{ShardConfig, ShardHandle, WebSocketLimits, serve_websocket, spawn};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -33,6 +28,15 @@ fn arn(name: &str) -> ChannelArn {
 /// A server whose URL path names the connection's identity: `/master/<channel>` or
 /// `/viewer/<channel>/<client id>`. (The real server takes it from the presigned query.)
 async fn server(config: HubConfig, shard_config: ShardConfig) -> (SocketAddr, ShardHandle) {
+    server_with(config, shard_config, WebSocketLimits::default()).await
+}
+
+/// [`server`] with `limits` on every connection.
+async fn server_with(
+    config: HubConfig,
+    shard_config: ShardConfig,
+    limits: WebSocketLimits,
+) -> (SocketAddr, ShardHandle) {
     let (shard, _task) = spawn(Hub::new(config).unwrap(), shard_config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -41,22 +45,11 @@ async fn server(config: HubConfig, shard_config: ShardConfig) -> (SocketAddr, Sh
         while let Ok((tcp, _)) = listener.accept().await {
             let shard = accepting.clone();
             tokio::spawn(async move {
-                let path = Arc::new(Mutex::new(String::new()));
-                let seen = Arc::clone(&path);
-                let callback = move |request: &Request, response: Response| {
-                    *seen.lock().unwrap() = request.uri().path().to_owned();
-                    Ok(response)
-                };
-                let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(
-                    tcp,
-                    callback,
-                    Some(websocket_config(64 * 1024)),
-                )
-                .await
-                else {
+                // Small buffers, so that a peer that stops reading is felt soon.
+                let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(8 * 1024);
+                let Some((mut tcp, path, key)) = read_upgrade(tcp).await else {
                     return;
                 };
-                let path = path.lock().unwrap().clone();
                 let ttl = MessageTtlSeconds::default();
                 let open = match path.split('/').collect::<Vec<_>>().as_slice() {
                     ["", "master", channel] => OpenConnection::master(arn(channel), ttl),
@@ -65,13 +58,42 @@ async fn server(config: HubConfig, shard_config: ShardConfig) -> (SocketAddr, Sh
                     }
                     _ => return,
                 };
-                if let Ok(Ok(registration)) = shard.open(open).await {
-                    serve_websocket(ws, registration).await;
+                let open = open.indications(true);
+                let Ok(Ok(registration)) = shard.open(open).await else {
+                    return;
+                };
+                let accept = accept_key(Some(b"13"), Some(key.as_bytes())).unwrap();
+                let response = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                );
+                if tcp.write_all(response.as_bytes()).await.is_ok() {
+                    serve_websocket(tcp, Vec::new(), registration, limits).await;
                 }
             });
         }
     });
     (addr, shard)
+}
+
+/// Reads an upgrade request's head: the path and the key.
+async fn read_upgrade(mut tcp: TcpStream) -> Option<(TcpStream, String, String)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tcp.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).ok()?;
+    let path = head.split(' ').nth(1)?.to_owned();
+    let key = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("sec-websocket-key")
+            .then(|| value.trim().to_owned())
+    })?;
+    Some((tcp, path, key))
 }
 
 async fn connect(addr: SocketAddr, path: &str) -> Client {
@@ -247,8 +269,7 @@ async fn an_alexa_offer_is_answered_by_the_master_over_its_socket() {
 async fn a_slow_consumer_is_closed_not_buffered_for() {
     // No socket: the viewer's registration is never read, as if its client stopped reading.
     let (shard, _task) = spawn(
-        Hub::new(HubConfig::default().sdp_rate(kvs_signaling_core::Rate::per_second(1000)))
-            .unwrap(),
+        Hub::new(HubConfig::default().master_sdp_rate(Rate::per_second(1000))).unwrap(),
         ShardConfig::default().outbound_capacity(4),
     );
     let ttl = MessageTtlSeconds::default();
@@ -257,6 +278,7 @@ async fn a_slow_consumer_is_closed_not_buffered_for() {
         .await
         .unwrap()
         .unwrap();
+    shard.established(master.conn()).await.unwrap();
     let mut viewer = shard
         .open(OpenConnection::viewer(
             arn("slow"),
@@ -266,11 +288,13 @@ async fn a_slow_consumer_is_closed_not_buffered_for() {
         .await
         .unwrap()
         .unwrap();
+    shard.established(viewer.conn()).await.unwrap();
     for _ in 0..5 {
         shard
             .frame(
                 master.conn(),
-                r#"{"action":"SDP_OFFER","recipientClientId":"v","messagePayload":"QQ=="}"#.into(),
+                r#"{"action":"SDP_OFFER","recipientClientId":"v","messagePayload":"QQ=="}"#
+                    .to_owned(),
             )
             .await
             .unwrap();
@@ -286,10 +310,147 @@ async fn a_slow_consumer_is_closed_not_buffered_for() {
     shard
         .frame(
             master.conn(),
-            r#"{"action":"ICE_CANDIDATE","recipientClientId":"v","messagePayload":"QQ=="}"#.into(),
+            r#"{"action":"ICE_CANDIDATE","recipientClientId":"v","messagePayload":"QQ=="}"#
+                .to_owned(),
         )
         .await
         .unwrap();
     assert_eq!(settle(&shard).await.buffered, 1);
     drop(master);
+}
+
+/// Upgrades a raw TCP connection to `path`, and returns it after the `101`.
+async fn raw_connect(addr: SocketAddr, path: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small receive buffer, so that a peer that stops reading fills it soon.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            tcp.read(&mut byte).await.unwrap(),
+            1,
+            "the upgrade was answered"
+        );
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    tcp
+}
+
+/// Waits, up to `within`, until the hub counts `n` connections closed by their side.
+async fn until_closed(shard: &ShardHandle, n: u64, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while settle(shard).await.closed_by_client < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the connection was not released within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Issue 11: a peer with a zero window used to pin its task, socket and queued frames
+/// forever; a write now has a deadline, after which the connection is dropped.
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_dropped_at_the_write_deadline() {
+    let limits = WebSocketLimits::default().write_timeout(Duration::from_millis(300));
+    let config = HubConfig::default()
+        .master_sdp_rate(Rate::per_second(100_000))
+        .max_payload_len(10_240);
+    let (addr, shard) = server_with(config, ShardConfig::default(), limits).await;
+    let mut master = connect(addr, "/master/stuck").await;
+    // The viewer upgrades, then never reads again.
+    let stuck = raw_connect(addr, "/viewer/stuck/v").await;
+    while settle(&shard).await.opened < 2 {
+        tokio::task::yield_now().await;
+    }
+    let payload = "QUFB".repeat(2_500);
+    let frame =
+        format!(r#"{{"action":"SDP_OFFER","recipientClientId":"v","messagePayload":"{payload}"}}"#);
+    // Far more than the socket buffers take: the writer blocks on a full window.
+    for _ in 0..200 {
+        send(&mut master, &frame).await;
+    }
+    until_closed(&shard, 1, Duration::from_secs(10)).await;
+    // The master is unharmed.
+    send(
+        &mut master,
+        r#"{"action":"SDP_OFFER","recipientClientId":"v2","messagePayload":"QQ==","correlationId":"ok"}"#,
+    )
+    .await;
+    assert_eq!(settle(&shard).await.closed_by_client, 1);
+    drop(stuck);
+}
+
+/// Issue 11: a peer that never answers the server's close frame used to keep its TCP
+/// connection for over a minute; the closing handshake now ends at its deadline.
+#[tokio::test]
+async fn a_close_the_peer_never_answers_ends_at_the_close_deadline() {
+    let limits = WebSocketLimits::default().close_timeout(Duration::from_millis(300));
+    let (addr, shard) = server_with(HubConfig::default(), ShardConfig::default(), limits).await;
+    let mut silent = raw_connect(addr, "/master/silent").await;
+    while settle(&shard).await.opened < 1 {
+        tokio::task::yield_now().await;
+    }
+    shard.channel_deleted(arn("silent")).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 256];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut chunk))
+            .await
+            .expect("the server ends the connection");
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    // The close frame (1000, "channel deleted"), then the end of the stream, which came at
+    // the close deadline although the peer never answered.
+    assert_eq!(&got[..4], &[0x88, 17, 0x03, 0xE8]);
+    assert_eq!(&got[4..], b"channel deleted");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A client's close frame is answered with the same code, and the server then ends the
+/// stream.
+#[tokio::test]
+async fn a_client_close_is_echoed_then_the_stream_ends() {
+    let (addr, shard) = server(HubConfig::default(), ShardConfig::default()).await;
+    let mut tcp = raw_connect(addr, "/master/echo").await;
+    while settle(&shard).await.opened < 1 {
+        tokio::task::yield_now().await;
+    }
+    // A masked close frame with code 4001.
+    let mask = [1, 2, 3, 4];
+    let code = 4001u16.to_be_bytes();
+    let frame = [
+        0x88,
+        0x82,
+        mask[0],
+        mask[1],
+        mask[2],
+        mask[3],
+        code[0] ^ mask[0],
+        code[1] ^ mask[1],
+    ];
+    tcp.write_all(&frame).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, [0x88, 2, 0x0F, 0xA1]);
+    until_closed(&shard, 1, Duration::from_secs(5)).await;
 }

@@ -142,7 +142,13 @@ pub enum StartError {
 
 impl Server {
     /// Binds the listener and starts serving on the current tokio runtime.
-    pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
+    pub async fn start(
+        #[cfg_attr(
+            not(test),
+            expect(unused_mut, reason = "tests take the faulty store out")
+        )]
+        mut config: ServerConfig,
+    ) -> Result<Self, StartError> {
         let listener = kvs_transport_tokio::listen(config.listen, config.listen_backlog).map_err(
             |source| StartError::Bind {
                 addr: config.listen,
@@ -186,6 +192,12 @@ impl Server {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let registry_config = config.registry.clone().region(config.region.clone());
+        #[cfg(test)]
+        let store = match config.faulty_store.take() {
+            Some(faulty) => Arc::new(crate::store::Store::Faulty(faulty)),
+            None => Arc::new(crate::store::Store::open(config.data_dir.as_deref())?),
+        };
+        #[cfg(not(test))]
         let store = Arc::new(crate::store::Store::open(config.data_dir.as_deref())?);
         let snapshot = store.load()?;
         let restored = snapshot.channels.len();
@@ -436,6 +448,7 @@ async fn metrics(app: &App) -> HttpResponse {
         counters.dropped_from_superseded += c.dropped_from_superseded;
         counters.buffer_full += c.buffer_full;
         counters.status_responses += c.status_responses;
+        counters.closed_without_go_away += c.closed_without_go_away;
     }
     let channels = app
         .registry
@@ -508,6 +521,30 @@ async fn metrics(app: &App) -> HttpResponse {
         "STATUS_RESPONSE errors sent.",
         counters.status_responses,
     );
+    counter(
+        "sockets_refused_total",
+        "Connections refused with 503 at the cap on open connections (max_connections).",
+        app.connections_refused.load(Ordering::Relaxed),
+    );
+    counter(
+        "accept_errors_total",
+        "Accepts that failed for want of descriptors or memory (the listener then backs off).",
+        app.accept_errors.load(Ordering::Relaxed),
+    );
+    counter(
+        "connections_closed_without_go_away_total",
+        "WebSocket connections closed at the duration cap or on drain without GO_AWAY, their client not handling it.",
+        counters.closed_without_go_away,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP kvs_sockets_open Connections open now, HTTP and WebSocket, and their cap."
+    );
+    let _ = writeln!(out, "# TYPE kvs_sockets_open gauge");
+    let _ = writeln!(out, "kvs_sockets_open {}", app.connections.open());
+    let _ = writeln!(out, "# HELP kvs_sockets_max The cap on open connections.");
+    let _ = writeln!(out, "# TYPE kvs_sockets_max gauge");
+    let _ = writeln!(out, "kvs_sockets_max {}", app.connections.max());
     let _ = writeln!(
         out,
         "# HELP kvs_channels Signaling channels in the registry."

@@ -134,6 +134,9 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     /// The certificate and key to serve TLS with; plain HTTP when absent.
     pub tls: Option<crate::TlsFiles>,
+    /// A disk that fails or stalls, in place of the store, for the tests.
+    #[cfg(test)]
+    pub(crate) faulty_store: Option<crate::store::faulty::Faulty>,
 }
 
 impl ServerConfig {
@@ -161,6 +164,8 @@ impl ServerConfig {
             tcp: TcpTuning::default(),
             data_dir: None,
             tls: None,
+            #[cfg(test)]
+            faulty_store: None,
         }
     }
 

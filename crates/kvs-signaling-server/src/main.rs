@@ -414,10 +414,15 @@ fn config(options: &Options) -> Result<Setup, String> {
     })
 }
 
-#[expect(
-    clippy::print_stdout,
-    reason = "the binary tells its user where it listens"
-)]
+/// Writes a line to standard output for the user, as `println!` does, except that a closed
+/// output (a supervisor that stopped reading) is not an error: the server goes on serving.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 async fn serve(options: Options) -> Result<(), String> {
     let Setup {
         config,
@@ -432,27 +437,27 @@ async fn serve(options: Options) -> Result<(), String> {
     let region = config.region.clone();
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await.map_err(|err| err.to_string())?;
-    println!(
+    say!(
         "kvs-signaling {} is serving on {}",
         env!("CARGO_PKG_VERSION"),
         server.public_url()
     );
-    println!();
-    println!("Point an AWS or KVS SDK at it with:");
-    println!("  endpoint:               {}", server.public_url());
-    println!("  region:                 {region}");
+    say!();
+    say!("Point an AWS or KVS SDK at it with:");
+    say!("  endpoint:               {}", server.public_url());
+    say!("  region:                 {region}");
     if let Some(key) = printed_key {
-        println!("  AWS_ACCESS_KEY_ID:      {}", key.access_key_id);
-        println!("  AWS_SECRET_ACCESS_KEY:  {}", key.secret_access_key);
+        say!("  AWS_ACCESS_KEY_ID:      {}", key.access_key_id);
+        say!("  AWS_SECRET_ACCESS_KEY:  {}", key.secret_access_key);
     }
     if !file_keys.is_empty() {
-        println!(
+        say!(
             "  access keys from the config file: {}",
             file_keys.join(", ")
         );
     }
     if let Some(ca) = dev_ca {
-        println!(
+        say!(
             "  TLS: a local development certificate; trust its CA, {} (for Node: \
              NODE_EXTRA_CA_CERTS={})",
             ca.display(),
@@ -460,15 +465,15 @@ async fn serve(options: Options) -> Result<(), String> {
         );
     }
     if let Some(secret) = turn_secret {
-        println!("  TURN static-auth-secret (for coturn): {secret}");
+        say!("  TURN static-auth-secret (for coturn): {secret}");
     }
-    println!();
+    say!();
     match data_dir {
-        Some(dir) => println!(
+        Some(dir) => say!(
             "Channels are kept in {}. Ctrl-C or SIGTERM drains and stops.",
             dir.display()
         ),
-        None => println!(
+        None => say!(
             "Channels live in memory and are lost when the server stops. Ctrl-C or SIGTERM drains and stops."
         ),
     }
@@ -477,7 +482,7 @@ async fn serve(options: Options) -> Result<(), String> {
         result = shutdown_signal() => result?,
         () = reload_on_hangup(&server, reload) => {}
     }
-    println!(
+    say!(
         "Draining: {} connections open; those that handle GO_AWAY get it and {} s, the others \
          are closed now.",
         server.open_connections(),

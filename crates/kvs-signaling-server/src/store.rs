@@ -39,6 +39,9 @@ pub(crate) enum Store {
     Memory,
     /// A redb database.
     Redb { db: Database, path: PathBuf },
+    /// A disk that fails or stalls, for the tests.
+    #[cfg(test)]
+    Faulty(faulty::Faulty),
 }
 
 impl Store {
@@ -68,6 +71,8 @@ impl Store {
         match self {
             Self::Memory => None,
             Self::Redb { path, .. } => Some(path),
+            #[cfg(test)]
+            Self::Faulty(_) => Some(Path::new("/faulty")),
         }
     }
 
@@ -102,6 +107,10 @@ impl Store {
     /// Saves a staged control-plane change; it is durable when this returns. Blocks on the
     /// disk: call it where blocking is allowed.
     pub(crate) fn save(&self, change: &Change) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if let Self::Faulty(faulty) = self {
+            return faulty.save();
+        }
         match change {
             Change::Put { record, .. } => self.put(record),
             Change::Remove { record } => self.remove(record.name()),
@@ -152,5 +161,67 @@ impl Store {
         }
         tx.commit()
             .map_err(|err| StoreError::new("committing", err))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod faulty {
+    //! A store whose saves fail, or wait until the test lets them go on.
+
+    use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+    use super::StoreError;
+
+    /// What the disk does.
+    #[derive(Debug, Default)]
+    pub(crate) struct Gate {
+        /// Saves begun.
+        pub(crate) entered: Mutex<u32>,
+        pub(crate) entered_changed: Condvar,
+        /// Whether saves may finish.
+        pub(crate) open: Mutex<bool>,
+        pub(crate) opened: Condvar,
+    }
+
+    impl Gate {
+        /// Lets every waiting and later save finish.
+        pub(crate) fn release(&self) {
+            *self.open.lock().unwrap_or_else(PoisonError::into_inner) = true;
+            self.opened.notify_all();
+        }
+
+        /// Saves begun so far.
+        pub(crate) fn entered(&self) -> u32 {
+            *self.entered.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    /// A store that fails every save, or holds every save at its gate.
+    #[derive(Debug, Clone)]
+    pub(crate) enum Faulty {
+        /// Every save fails, as on a full or read-only disk.
+        Failing,
+        /// Every save waits until the gate opens, as on a disk that stalls.
+        Gated(Arc<Gate>),
+    }
+
+    impl Faulty {
+        pub(crate) fn save(&self) -> Result<(), StoreError> {
+            match self {
+                Self::Failing => Err(StoreError::new("committing", "No space left on device")),
+                Self::Gated(gate) => {
+                    *gate.entered.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+                    gate.entered_changed.notify_all();
+                    let mut open = gate.open.lock().unwrap_or_else(PoisonError::into_inner);
+                    while !*open {
+                        open = gate
+                            .opened
+                            .wait(open)
+                            .unwrap_or_else(PoisonError::into_inner);
+                    }
+                    Ok(())
+                }
+            }
+        }
     }
 }

@@ -20,6 +20,9 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::{Server, ServerConfig};
 
 mod aws_sdk;
+mod conformance;
+mod hardening;
+mod harness;
 mod security;
 
 const KEY: &str = "AKIDTESTKEY";
@@ -117,6 +120,18 @@ async fn call_signed(
     body: &str,
     signing: Option<&Signing<'_>>,
 ) -> Answer {
+    let request = signed_request(server, path, body, signing);
+    let stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    exchange(stream, &request).await
+}
+
+/// A POST of `body` to `path`, signed as `signing` says, with `connection: close`.
+fn signed_request(
+    server: &Server,
+    path: &str,
+    body: &str,
+    signing: Option<&Signing<'_>>,
+) -> String {
     let host = server.local_addr().to_string();
     let mut headers = vec![("host".to_owned(), host.clone())];
     if let Some(signing) = signing {
@@ -144,7 +159,14 @@ async fn call_signed(
         "content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     ));
-    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    request
+}
+
+/// Writes `request` on `stream` and reads the whole answer.
+async fn exchange<S>(mut stream: S, request: &str) -> Answer
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))

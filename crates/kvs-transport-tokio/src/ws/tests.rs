@@ -51,6 +51,11 @@ async fn server_with(
                     return;
                 };
                 let ttl = MessageTtlSeconds::default();
+                // `?hold`: the client goes away between the hub's verdict and the 101.
+                let (path, hold) = match path.split_once('?') {
+                    Some((path, "hold")) => (path.to_owned(), true),
+                    _ => (path, false),
+                };
                 let open = match path.split('/').collect::<Vec<_>>().as_slice() {
                     ["", "master", channel] => OpenConnection::master(arn(channel), ttl),
                     ["", "viewer", channel, id] => {
@@ -62,6 +67,13 @@ async fn server_with(
                 let Ok(Ok(registration)) = shard.open(open).await else {
                     return;
                 };
+                if hold {
+                    let mut rest = Vec::new();
+                    let _ = tcp.read_to_end(&mut rest).await;
+                    // The upgrade never completes: the registration goes, never established.
+                    drop(registration);
+                    return;
+                }
                 let accept = accept_key(Some(b"13"), Some(key.as_bytes())).unwrap();
                 let response = format!(
                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
@@ -453,4 +465,44 @@ async fn a_client_close_is_echoed_then_the_stream_ends() {
         .unwrap();
     assert_eq!(got, [0x88, 2, 0x0F, 0xA1]);
     until_closed(&shard, 1, Duration::from_secs(5)).await;
+}
+
+/// Issue 11: a connect whose client goes away before its 101 is written displaces nobody;
+/// the hub used to supersede the live master at the verdict.
+#[tokio::test]
+async fn a_connect_dropped_before_its_101_evicts_nobody() {
+    let (addr, shard) = server(HubConfig::default(), ShardConfig::default()).await;
+    let mut master = connect(addr, "/master/kept").await;
+    let mut viewer = connect(addr, "/viewer/kept/v").await;
+    while settle(&shard).await.opened < 2 {
+        tokio::task::yield_now().await;
+    }
+    // A second master asks, and its client is gone before the answer.
+    let mut dropped = TcpStream::connect(addr).await.unwrap();
+    dropped
+        .write_all(
+            b"GET /master/kept?hold HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    while settle(&shard).await.opened < 3 {
+        tokio::task::yield_now().await;
+    }
+    drop(dropped);
+    while settle(&shard).await.closed_by_client < 1 {
+        tokio::task::yield_now().await;
+    }
+    // The live master still gets the viewer's offer, and was never superseded.
+    send(
+        &mut viewer,
+        r#"{"action":"SDP_OFFER","messagePayload":"a2VwdA=="}"#,
+    )
+    .await;
+    assert_eq!(
+        next_text(&mut master).await,
+        r#"{"messagePayload":"a2VwdA==","messageType":"SDP_OFFER","senderClientId":"v"}"#
+    );
+    assert_eq!(settle(&shard).await.superseded, 0);
 }

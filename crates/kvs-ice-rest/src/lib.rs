@@ -25,6 +25,9 @@
 
 mod client;
 mod endpoint;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod internal;
 mod sign;
 mod sigv4;
 mod turn;

@@ -95,3 +95,51 @@ pub fn fuzz_connect_query(data: &[u8]) {
         assert!(text.ends_with(arn.suffix()) && text.contains(arn.channel_name()));
     }
 }
+
+/// Routes `data` as an HTTP request (`METHOD /path\nbody`) the way the server does: the
+/// operation its path names, then that operation's request body. Nothing may panic; every
+/// path that names an operation is its own path; a refused body names what is wrong and maps
+/// to a 400.
+pub fn fuzz_request(data: &[u8]) {
+    let (head, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let head = String::from_utf8_lossy(head);
+    let (_method, path) = head.split_once(' ').unwrap_or(("POST", &head));
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    let Some(operation) = Operation::from_path(path) else {
+        return;
+    };
+    assert_eq!(operation.path(), path);
+    fn decode<T: JsonBody>(body: &[u8]) {
+        if let Err(err) = T::decode(body) {
+            let message = err.to_string();
+            assert!(!message.is_empty());
+            assert!(
+                err.error_type().http_status() < 500,
+                "a bad body is the caller's fault: {message}"
+            );
+        }
+    }
+    match operation {
+        Operation::CreateSignalingChannel => decode::<CreateSignalingChannelRequest>(body),
+        Operation::DescribeSignalingChannel => {
+            decode::<DescribeSignalingChannelRequest>(body);
+        }
+        Operation::ListSignalingChannels => decode::<ListSignalingChannelsRequest>(body),
+        Operation::UpdateSignalingChannel => decode::<UpdateSignalingChannelRequest>(body),
+        Operation::DeleteSignalingChannel => decode::<DeleteSignalingChannelRequest>(body),
+        Operation::GetSignalingChannelEndpoint => {
+            decode::<GetSignalingChannelEndpointRequest>(body);
+        }
+        Operation::TagResource => decode::<TagResourceRequest>(body),
+        Operation::UntagResource => decode::<UntagResourceRequest>(body),
+        Operation::ListTagsForResource => decode::<ListTagsForResourceRequest>(body),
+        Operation::DescribeMediaStorageConfiguration => {
+            decode::<DescribeMediaStorageConfigurationRequest>(body);
+        }
+        Operation::GetIceServerConfig => decode::<GetIceServerConfigRequest>(body),
+        Operation::SendAlexaOfferToMaster => decode::<SendAlexaOfferToMasterRequest>(body),
+    }
+}

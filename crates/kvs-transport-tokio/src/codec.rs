@@ -103,7 +103,7 @@ impl Decoder {
     }
 
     /// Bytes the decoder holds for a frame or message still arriving.
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn held(&self) -> usize {
         self.message.capacity() + self.control.capacity()
     }

@@ -17,6 +17,9 @@
 
 mod client;
 mod codec;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod internal;
 mod listen;
 mod log;
 mod outbox;

@@ -1,0 +1,4 @@
+//! Fuzzes `kvs_transport_tokio::internal::fuzz_upgrade`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kvs_transport_tokio::internal::fuzz_upgrade(data));

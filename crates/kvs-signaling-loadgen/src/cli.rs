@@ -28,12 +28,14 @@ line goes to stderr every second).
   --mode M                   hold: connect, probe each pair, hold --duration, probe again
                              saturate: closed loop, --window messages in flight per pair
                              rate: open loop at --rate messages/s, one-way latency
-  --payload P                offer (SDP offer/answer, ~1 KB JSON) or candidate (~300 B)
+  --payload P                offer (SDP offer/answer, ~1 KB JSON), large (an SDP of
+                             many codecs, ~9.5 KB payload) or candidate (~300 B)
                                                              (offer)
   --channels N               channels                        (100)
   --viewers V                viewers per channel             (1)
   --channel-prefix P         channel name prefix             (load-)
   --no-create                do not create channels; synthesize their ARNs (reference relay)
+  --ca-file PATH             a CA (PEM) to trust for https:// and wss:// endpoints
   --setup-concurrency N      channel creations in flight     (32)
   --connect-concurrency N    WebSocket connects in flight    (256)
   --connect-timeout SECS     per connect                     (10)
@@ -145,9 +147,10 @@ fn parse_run(args: &[String]) -> Result<Command, String> {
                 config.payload = match value()? {
                     "offer" => PayloadKind::Offer,
                     "candidate" => PayloadKind::Candidate,
+                    "large" => PayloadKind::Large,
                     other => {
                         return Err(format!(
-                            "--payload: {other:?} is not one of offer, candidate"
+                            "--payload: {other:?} is not one of offer, candidate, large"
                         ));
                     }
                 };
@@ -156,6 +159,11 @@ fn parse_run(args: &[String]) -> Result<Command, String> {
             "--viewers" => config.viewers = number(flag, value()?)?,
             "--channel-prefix" => config.channel_prefix = value()?.to_owned(),
             "--no-create" => config.no_create = true,
+            "--ca-file" => {
+                let path = value()?;
+                config.ca_pem =
+                    Some(std::fs::read(path).map_err(|err| format!("--ca-file {path}: {err}"))?);
+            }
             "--setup-concurrency" => config.setup_concurrency = number(flag, value()?)?,
             "--connect-concurrency" => config.connect_concurrency = number(flag, value()?)?,
             "--connect-timeout" => config.connect_timeout = seconds(flag, value()?)?,

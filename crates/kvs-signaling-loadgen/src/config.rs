@@ -44,6 +44,9 @@ pub enum PayloadKind {
     Offer,
     /// An ICE candidate (about 300 bytes of JSON) both ways, `ICE_CANDIDATE`.
     Candidate,
+    /// A large SDP offer and answer, as a browser offering many codecs and extensions
+    /// writes it: a payload of about 9.5 KB, near the service's 10K limit.
+    Large,
 }
 
 impl PayloadKind {
@@ -52,6 +55,7 @@ impl PayloadKind {
         match self {
             Self::Offer => "offer",
             Self::Candidate => "candidate",
+            Self::Large => "large",
         }
     }
 }
@@ -82,6 +86,9 @@ pub struct RunConfig {
     /// `arn:aws:kinesisvideo:<region>:123456789012:channel/<name>/1` (for the reference
     /// relay, which has no control plane).
     pub no_create: bool,
+    /// A CA certificate (PEM) to trust for `https://` and `wss://` endpoints, beside the
+    /// public roots: a kvs-signaling development CA, say.
+    pub ca_pem: Option<Vec<u8>>,
     /// Channel creations (REST calls) in flight at once: 32.
     pub setup_concurrency: usize,
     /// WebSocket connects in flight at once: 256.
@@ -137,6 +144,7 @@ impl RunConfig {
             channel_prefix: "load-".to_owned(),
             viewers: 1,
             no_create: false,
+            ca_pem: None,
             setup_concurrency: 32,
             connect_concurrency: 256,
             connect_timeout: Duration::from_secs(10),

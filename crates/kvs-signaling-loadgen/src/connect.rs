@@ -1,11 +1,16 @@
 //! Opening one signaling WebSocket as the official SDKs do: a connect URL presigned with
 //! SigV4, a TCP connection (from a chosen loopback source address when asked), the upgrade.
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use kvs_ice_rest::{Credentials, presign_connect_url};
 use kvs_signaling_proto::{ChannelArn, ClientId};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -14,7 +19,54 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use crate::LoadError;
 
 /// A client WebSocket.
-pub(crate) type Ws = WebSocketStream<TcpStream>;
+pub(crate) type Ws = WebSocketStream<Stream>;
+
+/// A connection to the server: plain TCP, or TLS over it.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// The largest message the client accepts: the service's payload limit and room for the
 /// envelope, as the server allows.
@@ -26,29 +78,35 @@ const RETRY_DELAY: Duration = Duration::from_millis(400);
 /// Where the WebSockets go.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
-    /// `ws://host[:port][/path]`, as presigned.
+    /// `ws://host[:port][/path]` or `wss://…`, as presigned.
     pub(crate) ws_endpoint: String,
     /// The address the host resolved to.
     pub(crate) addr: SocketAddr,
+    /// For `wss://`: the name the server's certificate must carry, and the TLS
+    /// configuration.
+    pub(crate) tls: Option<(
+        rustls_pki_types::ServerName<'static>,
+        Arc<rustls::ClientConfig>,
+    )>,
 }
 
 impl Target {
     /// Resolves the host of `ws_endpoint` once, for every connection.
-    pub(crate) async fn resolve(ws_endpoint: &str) -> Result<Self, LoadError> {
+    pub(crate) async fn resolve(
+        ws_endpoint: &str,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Self, LoadError> {
         let fail = |reason: String| LoadError::Endpoint {
             endpoint: ws_endpoint.to_owned(),
             reason,
         };
-        let rest = if let Some(rest) = ws_endpoint.strip_prefix("ws://") {
-            rest
-        } else if ws_endpoint.starts_with("wss://") {
-            return Err(fail(
-                "wss:// is not supported: serve plain ws:// (kvs-signaling serve --no-tls)"
-                    .to_owned(),
-            ));
+        let (rest, secure) = if let Some(rest) = ws_endpoint.strip_prefix("ws://") {
+            (rest, false)
+        } else if let Some(rest) = ws_endpoint.strip_prefix("wss://") {
+            (rest, true)
         } else {
             return Err(fail(
-                "the WebSocket endpoint must start with ws://".to_owned(),
+                "the WebSocket endpoint must start with ws:// or wss://".to_owned(),
             ));
         };
         let authority = rest.split(['/', '?']).next().unwrap_or_default();
@@ -59,10 +117,22 @@ impl Target {
             Some((_, after)) => after.starts_with(':'),
             None => authority.contains(':'),
         };
-        let lookup = if has_port {
-            authority.to_owned()
+        let lookup = match (has_port, secure) {
+            (true, _) => authority.to_owned(),
+            (false, false) => format!("{authority}:80"),
+            (false, true) => format!("{authority}:443"),
+        };
+        let tls = if secure {
+            let host = match authority.rsplit_once(':') {
+                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+                _ => authority,
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|err| fail(format!("{host} is not a TLS server name: {err}")))?;
+            Some((name, tls))
         } else {
-            format!("{authority}:80")
+            None
         };
         let addr = tokio::net::lookup_host(&lookup)
             .await
@@ -72,6 +142,7 @@ impl Target {
         Ok(Self {
             ws_endpoint: ws_endpoint.to_owned(),
             addr,
+            tls,
         })
     }
 }
@@ -94,7 +165,7 @@ pub(crate) struct Job {
 pub(crate) enum Failure {
     Presign,
     Timeout,
-    Tcp(std::io::ErrorKind),
+    Tcp(io::ErrorKind),
     /// The upgrade was answered with this status; `throttled` when the connect rate limit
     /// refused it.
     Http {
@@ -181,6 +252,17 @@ impl Connector {
                 .map_err(|err| Failure::Tcp(err.kind()))?;
             // Small frames, latency-bound: no Nagle delay, as the server.
             let _ = tcp.set_nodelay(true);
+            let tcp = match &self.target.tls {
+                None => Stream::Plain(tcp),
+                Some((name, config)) => {
+                    let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+                    let tls = connector
+                        .connect(name.clone(), tcp)
+                        .await
+                        .map_err(|_| Failure::Handshake)?;
+                    Stream::Tls(Box::new(tls))
+                }
+            };
             let config = kvs_transport_tokio::websocket_config(MAX_MESSAGE_LEN);
             match tokio_tungstenite::client_async_with_config(request, tcp, Some(config)).await {
                 Ok((ws, _)) => Ok(ws),
@@ -202,7 +284,7 @@ impl Connector {
 
     /// A TCP connection to the target, from 127.0.0.(1 + seq mod K) when source addresses
     /// are spread.
-    async fn tcp(&self, seq: usize) -> std::io::Result<TcpStream> {
+    async fn tcp(&self, seq: usize) -> io::Result<TcpStream> {
         let addr = self.target.addr;
         if self.source_ips == 0 || !addr.is_ipv4() {
             return TcpStream::connect(addr).await;

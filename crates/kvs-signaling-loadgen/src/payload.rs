@@ -73,6 +73,23 @@ fn sdp(session_id: u64, version: u32, answer: bool) -> String {
     )
 }
 
+/// [`sdp`] with the many codecs, header extensions and feedback lines of a browser that
+/// offers everything it has: about 7 KB, a payload of about 9.5 KB in base64.
+fn large_sdp(session_id: u64, version: u32, answer: bool) -> String {
+    let mut text = sdp(session_id, version, answer);
+    let mut pt = 35;
+    while text.len() < 7_000 {
+        text.push_str(&format!(
+            "a=rtpmap:{pt} H265/90000\r\n\
+             a=rtcp-fb:{pt} goog-remb\r\na=rtcp-fb:{pt} transport-cc\r\n\
+             a=rtcp-fb:{pt} ccm fir\r\na=rtcp-fb:{pt} nack\r\na=rtcp-fb:{pt} nack pli\r\n\
+             a=fmtp:{pt} level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST\r\n"
+        ));
+        pt += 1;
+    }
+    text
+}
+
 /// A server-reflexive ICE candidate over IPv6 as Chrome writes it; `foundation` first.
 fn candidate(foundation: u64, network_id: u32) -> IceCandidate {
     let mut candidate = IceCandidate::new(
@@ -99,6 +116,14 @@ fn payload(kind: PayloadKind, from_master: bool, ts: u64, run: u32) -> MessagePa
                 SdpType::Offer
             };
             SessionDescription::new(sdp_type, sdp(ts, run, from_master)).to_payload()
+        }
+        PayloadKind::Large => {
+            let sdp_type = if from_master {
+                SdpType::Answer
+            } else {
+                SdpType::Offer
+            };
+            SessionDescription::new(sdp_type, large_sdp(ts, run, from_master)).to_payload()
         }
         PayloadKind::Candidate => candidate(ts, run).to_payload(),
     };
@@ -130,7 +155,7 @@ impl Frames {
     /// A viewer's message to its master, sent at `ts`: `SDP_OFFER` or `ICE_CANDIDATE`.
     pub(crate) fn viewer(&self, ts: u64) -> String {
         let action = match self.kind {
-            PayloadKind::Offer => Action::SdpOffer,
+            PayloadKind::Offer | PayloadKind::Large => Action::SdpOffer,
             PayloadKind::Candidate => Action::IceCandidate,
         };
         let mut message = ClientMessage::new(action, self.payload(false, ts));
@@ -142,7 +167,7 @@ impl Frames {
     /// `ICE_CANDIDATE`.
     pub(crate) fn master(&self, recipient: &PeerId, ts: u64) -> String {
         let action = match self.kind {
-            PayloadKind::Offer => Action::SdpAnswer,
+            PayloadKind::Offer | PayloadKind::Large => Action::SdpAnswer,
             PayloadKind::Candidate => Action::IceCandidate,
         };
         let mut message = ClientMessage::new(action, self.payload(true, ts));
@@ -166,8 +191,8 @@ impl Frames {
     #[cfg(test)]
     pub(crate) fn payload_type(&self, from_master: bool) -> MessageType {
         match (self.kind, from_master) {
-            (PayloadKind::Offer, false) => MessageType::SdpOffer,
-            (PayloadKind::Offer, true) => MessageType::SdpAnswer,
+            (PayloadKind::Offer | PayloadKind::Large, false) => MessageType::SdpOffer,
+            (PayloadKind::Offer | PayloadKind::Large, true) => MessageType::SdpAnswer,
             (PayloadKind::Candidate, _) => MessageType::IceCandidate,
         }
     }
@@ -175,7 +200,7 @@ impl Frames {
     /// Whether `message_type` is what a master receives from a viewer.
     pub(crate) fn is_to_master(&self, message_type: MessageType) -> bool {
         match self.kind {
-            PayloadKind::Offer => message_type == MessageType::SdpOffer,
+            PayloadKind::Offer | PayloadKind::Large => message_type == MessageType::SdpOffer,
             PayloadKind::Candidate => message_type == MessageType::IceCandidate,
         }
     }
@@ -183,7 +208,7 @@ impl Frames {
     /// Whether `message_type` is what a viewer receives from its master.
     pub(crate) fn is_to_viewer(&self, message_type: MessageType) -> bool {
         match self.kind {
-            PayloadKind::Offer => message_type == MessageType::SdpAnswer,
+            PayloadKind::Offer | PayloadKind::Large => message_type == MessageType::SdpAnswer,
             PayloadKind::Candidate => message_type == MessageType::IceCandidate,
         }
     }
@@ -298,7 +323,7 @@ fn stamp(kind: PayloadKind, payload: &MessagePayload<'_>) -> Option<(u64, u32)> 
         Some((ts, after.split(' ').next()?.parse().ok()?))
     };
     match kind {
-        PayloadKind::Offer => as_offer().or_else(as_candidate),
+        PayloadKind::Offer | PayloadKind::Large => as_offer().or_else(as_candidate),
         PayloadKind::Candidate => as_candidate().or_else(as_offer),
     }
 }

@@ -81,7 +81,7 @@ async fn run_phases(
     if deadline_hit {
         notes.push("the deadline passed during the setup".to_owned());
     }
-    let target = Target::resolve(&setup.ws_endpoint).await?;
+    let target = Target::resolve(&setup.ws_endpoint, Arc::clone(&setup.tls)).await?;
 
     let open_file_limit = sys::open_file_limit();
     let needed = config.connections() as u64 + SPARE_FILES;

@@ -17,8 +17,10 @@ const SYNTHETIC_ACCOUNT: &str = "123456789012";
 pub(crate) struct Setup {
     /// By channel index; `None` when the channel could not be created.
     pub(crate) arns: Vec<Option<ChannelArn>>,
-    /// `ws://…`, as presigned.
+    /// `ws://…` or `wss://…`, as presigned.
     pub(crate) ws_endpoint: String,
+    /// The TLS configuration `wss://` connects with.
+    pub(crate) tls: std::sync::Arc<rustls::ClientConfig>,
     pub(crate) report: SetupReport,
     /// Whether the deadline cut the setup short.
     pub(crate) deadline_hit: bool,
@@ -55,6 +57,23 @@ pub(crate) async fn setup(
 ) -> Result<Setup, LoadError> {
     let started = Instant::now();
     let (control, derived_ws) = endpoints(&config.endpoint)?;
+    let mut trust = TlsTrust::default();
+    if let Some(pem) = &config.ca_pem {
+        trust = trust
+            .with_pem(pem)
+            .map_err(|err| LoadError::config("--ca-file", err.to_string()))?;
+    }
+    let rest = RestClient::new(
+        &control,
+        config.region.clone(),
+        config.credentials.clone(),
+        trust,
+    )
+    .map_err(|err| LoadError::Endpoint {
+        endpoint: config.endpoint.clone(),
+        reason: err.to_string(),
+    })?;
+    let tls = rest.tls_config();
     let names = (0..config.channels)
         .map(|i| channel_name(config, i))
         .collect::<Result<Vec<_>, _>>()?;
@@ -70,20 +89,11 @@ pub(crate) async fn setup(
         return Ok(Setup {
             arns,
             ws_endpoint: derived_ws,
+            tls,
             report: SetupReport::default(),
             deadline_hit: false,
         });
     }
-    let rest = RestClient::new(
-        &control,
-        config.region.clone(),
-        config.credentials.clone(),
-        TlsTrust::default(),
-    )
-    .map_err(|err| LoadError::Endpoint {
-        endpoint: config.endpoint.clone(),
-        reason: err.to_string(),
-    })?;
     let mut report = SetupReport {
         created_channels: true,
         ..SetupReport::default()
@@ -153,6 +163,7 @@ pub(crate) async fn setup(
     Ok(Setup {
         arns,
         ws_endpoint,
+        tls,
         report,
         deadline_hit,
     })

@@ -336,3 +336,44 @@ async fn leftovers_of_an_earlier_run_are_ignored() {
         }
     }
 }
+
+/// Issue 11: the generator speaks `wss://`, trusting a development CA given as a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturate_over_tls_with_large_offers() {
+    let dir = std::env::temp_dir().join(format!("kvs-loadgen-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dev = kvs_signaling_server::dev_certificate(&dir).unwrap();
+    let ice = TurnConfig::new(
+        vec![],
+        vec![IceUri::new("stun:127.0.0.1:3478").unwrap()],
+        vec![],
+        IceServerTtl::default(),
+    )
+    .unwrap();
+    let hub = HubConfig::default()
+        .sdp_rate(Rate::per_second(1_000_000))
+        .master_sdp_rate(Rate::per_second(1_000_000))
+        .connect_rate(Rate::per_second(10_000));
+    let server = Server::start(
+        ServerConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![Credentials::new(KEY, SECRET)],
+            ice,
+        )
+        .hub(hub)
+        .tls(dev.files.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(server.public_url().starts_with("https://"));
+    let mut config = config(server.public_url(), Mode::Saturate)
+        .window(2)
+        .payload(PayloadKind::Large);
+    config.ca_pem = Some(std::fs::read(&dev.ca).unwrap());
+    let report = run(config).await.unwrap();
+    assert_clean(&report);
+    assert!(report.ws_endpoint.starts_with("wss://"), "{report:#?}");
+    assert!(report.payload_len > 9_000, "{report:#?}");
+    assert!(report.messages.received > 0, "{report:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

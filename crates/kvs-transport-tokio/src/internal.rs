@@ -31,7 +31,11 @@ pub fn fuzz_frames(data: &[u8]) {
     let mut got = Vec::new();
     for chunk in bytes.chunks(step) {
         split.feed(chunk, &mut got);
-        assert!(split.held() <= max + 125, "the decoder holds {} bytes", split.held());
+        assert!(
+            split.held() <= max + 125,
+            "the decoder holds {} bytes",
+            split.held()
+        );
     }
     assert_eq!(got, expected, "reads of {step} bytes gave other events");
 }
@@ -47,7 +51,9 @@ pub fn fuzz_upgrade(data: &[u8]) {
     let header = |name: &str| {
         text.split("\r\n").skip(1).find_map(|line| {
             let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().as_bytes())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().as_bytes())
         })
     };
     match accept_key(header("sec-websocket-version"), header("sec-websocket-key")) {

@@ -95,7 +95,7 @@ fn messages_of_another_run_are_stale() {
         );
         // An earlier run's message of the other kind is stale too, not undecodable.
         let other = match kind {
-            PayloadKind::Offer => PayloadKind::Candidate,
+            PayloadKind::Offer | PayloadKind::Large => PayloadKind::Candidate,
             PayloadKind::Candidate => PayloadKind::Offer,
         };
         let old = relayed(&Frames::new(other, false, RUN - 1).viewer(0), Some(&v0));
@@ -129,4 +129,14 @@ fn other_frames_are_classified() {
             ts: None
         }
     );
+}
+
+#[test]
+fn a_large_offer_is_near_the_payload_limit_and_reads_back() {
+    let frames = Frames::new(PayloadKind::Large, false, 7);
+    let (payload, frame) = frames.sizes();
+    assert!((9_000..=10_240).contains(&payload), "{payload}");
+    assert!(frame > payload);
+    let sent = frames.payload(false, 12_345);
+    assert_eq!(stamp(PayloadKind::Large, &sent), Some((12_345, 7)));
 }

@@ -36,6 +36,8 @@ line goes to stderr every second).
   --channel-prefix P         channel name prefix             (load-)
   --no-create                do not create channels; synthesize their ARNs (reference relay)
   --ca-file PATH             a CA (PEM) to trust for https:// and wss:// endpoints
+  --server-metrics           saturate/rate: read the server's relay-latency histogram from
+                             its /metrics at both ends of the measurement window
   --setup-concurrency N      channel creations in flight     (32)
   --connect-concurrency N    WebSocket connects in flight    (256)
   --connect-timeout SECS     per connect                     (10)
@@ -159,6 +161,7 @@ fn parse_run(args: &[String]) -> Result<Command, String> {
             "--viewers" => config.viewers = number(flag, value()?)?,
             "--channel-prefix" => config.channel_prefix = value()?.to_owned(),
             "--no-create" => config.no_create = true,
+            "--server-metrics" => config.server_metrics = true,
             "--ca-file" => {
                 let path = value()?;
                 config.ca_pem =

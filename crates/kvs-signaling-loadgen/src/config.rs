@@ -89,6 +89,9 @@ pub struct RunConfig {
     /// A CA certificate (PEM) to trust for `https://` and `wss://` endpoints, beside the
     /// public roots: a kvs-signaling development CA, say.
     pub ca_pem: Option<Vec<u8>>,
+    /// Whether to read the server's relay-latency histogram from its `/metrics` at both ends
+    /// of the measurement window (a kvs-signaling server exports one).
+    pub server_metrics: bool,
     /// Channel creations (REST calls) in flight at once: 32.
     pub setup_concurrency: usize,
     /// WebSocket connects in flight at once: 256.
@@ -145,6 +148,7 @@ impl RunConfig {
             viewers: 1,
             no_create: false,
             ca_pem: None,
+            server_metrics: false,
             setup_concurrency: 32,
             connect_concurrency: 256,
             connect_timeout: Duration::from_secs(10),

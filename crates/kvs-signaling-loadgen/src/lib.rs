@@ -43,6 +43,7 @@ mod payload;
 mod relay;
 mod report;
 mod run;
+mod scrape;
 mod setup;
 mod stats;
 mod sys;
@@ -53,6 +54,6 @@ pub use error::LoadError;
 pub use relay::ReferenceRelay;
 pub use report::{
     ConnectReport, LatencyReport, MessagesReport, ProbeReport, ProbeRound, ProcessReport,
-    RateReport, Report, SetupReport,
+    RateReport, Report, ServerLatencyReport, SetupReport,
 };
 pub use run::run;

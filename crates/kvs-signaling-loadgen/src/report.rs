@@ -54,11 +54,31 @@ pub struct Report {
     pub rate: Option<RateReport>,
     /// The server process, with `--server-pid`; `null` without.
     pub server: Option<ProcessReport>,
+    /// The server's own relay latency over the measurement window, from its `/metrics`,
+    /// with `--server-metrics`; `null` without, or when the server exports none.
+    pub server_relay_latency_us: Option<ServerLatencyReport>,
     /// The generator's own process, measured the same way (the server's figures are only
     /// meaningful when the generator is not the bottleneck).
     pub loadgen: ProcessReport,
     /// Anything worth knowing about the run, in words (limits hit, phases cut short).
     pub notes: Vec<String>,
+}
+
+/// A latency histogram read from a server, in microseconds, quantiles interpolated within
+/// its buckets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ServerLatencyReport {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
 }
 
 /// Creating the channels (`setup`).

@@ -175,6 +175,7 @@ async fn run_phases(
     let mut messages = MessagesReport::default();
     let mut rate = None;
     let mut latency = None;
+    let mut server_relay_latency = None;
     let server_after;
     let own_after;
     let window_start;
@@ -235,12 +236,22 @@ async fn run_phases(
             let received_before = stats.received.get();
             let sent_before = stats.sent.get();
             window_start = Some((server_pid.map(Sample::take), Sample::take(own_pid)));
+            let metrics_before = if config.server_metrics {
+                crate::scrape::scrape(&target).await
+            } else {
+                None
+            };
             if !deadline_hit && sleep_until(at(measure_until), deadline).await {
                 deadline_hit = true;
             }
             measured = from.elapsed();
             server_after = server_pid.map(Sample::take);
             own_after = Sample::take(own_pid);
+            if let Some(before) = &metrics_before
+                && let Some(after) = crate::scrape::scrape(&target).await
+            {
+                server_relay_latency = after.since(before);
+            }
             if deadline_hit {
                 notes.push("the deadline passed before the measurement ended".to_owned());
             }
@@ -375,6 +386,7 @@ async fn run_phases(
         latency_us: latency,
         rate,
         server,
+        server_relay_latency_us: server_relay_latency,
         loadgen,
         notes,
     })

@@ -155,13 +155,22 @@ async fn saturate_relays_a_closed_loop() {
 async fn rate_times_every_message_both_ways() {
     let server = server(true).await;
     for (payload, viewers) in [(PayloadKind::Offer, 1), (PayloadKind::Candidate, 2)] {
-        let config = config(server.public_url(), Mode::Rate)
+        let mut config = config(server.public_url(), Mode::Rate)
             .rate(400)
             .payload(payload)
             .viewers(viewers)
             .channel_prefix(format!("rate-{}-", payload.as_str()));
+        config.server_metrics = true;
         let report = run(config).await.unwrap();
         assert_clean(&report);
+        // The server's own view of the window: its relay latency, below the generator's
+        // one-way latency, which contains it.
+        let inside = report.server_relay_latency_us.as_ref().unwrap();
+        assert!(inside.count > 100, "{report:#?}");
+        assert!(
+            inside.p50 <= report.latency_us.as_ref().unwrap().p99,
+            "{report:#?}"
+        );
         let rate = report.rate.as_ref().unwrap();
         let latency = report.latency_us.as_ref().unwrap();
         assert!(rate.sent > 100, "{report:#?}");

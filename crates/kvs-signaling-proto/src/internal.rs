@@ -102,7 +102,10 @@ pub fn fuzz_connect_query(data: &[u8]) {
 /// to a 400.
 pub fn fuzz_request(data: &[u8]) {
     let (head, body) = match data.iter().position(|&b| b == b'\n') {
-        Some(at) => (&data[..at], &data[at + 1..]),
+        Some(at) => {
+            let (head, rest) = data.split_at(at);
+            (head, rest.get(1..).unwrap_or_default())
+        }
         None => (data, &[][..]),
     };
     let head = String::from_utf8_lossy(head);

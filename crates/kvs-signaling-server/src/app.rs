@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use kvs_ice_rest::{AuthError, HeaderSignedRequest, TurnConfig, TurnSecret, Verifier};
 use kvs_signaling_core::{Hub, Registry, SplitMix64};
 use kvs_signaling_proto::{ErrorType, Operation};
-use kvs_transport_tokio::ShardHandle;
+use kvs_transport_tokio::{ShardHandle, Telemetry};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -47,6 +47,8 @@ pub(crate) struct App {
     pub(crate) accept_errors: AtomicU64,
     /// Connections refused at the cap.
     pub(crate) connections_refused: AtomicU64,
+    /// The relay latency and the bytes in and out, over every shard.
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 impl App {
@@ -179,9 +181,14 @@ impl Server {
             .hub
             .clone()
             .max_held_bytes((config.hub.max_held_bytes / shard_count).max(1));
+        let telemetry = Arc::new(Telemetry::default());
         for _ in 0..shard_count {
             let hub = Hub::new(hub_config.clone())?;
-            let (shard, task) = kvs_transport_tokio::spawn(hub, config.shard);
+            let (shard, task) = kvs_transport_tokio::spawn_with_telemetry(
+                hub,
+                config.shard,
+                Arc::clone(&telemetry),
+            );
             shards.push(shard);
             shard_tasks.push(task);
         }
@@ -223,6 +230,7 @@ impl Server {
             connections: Arc::clone(&connections),
             accept_errors: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            telemetry,
         });
         let weak = Arc::downgrade(&app);
         let (shutdown, stop) = watch::channel(false);
@@ -536,6 +544,28 @@ async fn metrics(app: &App) -> HttpResponse {
         "WebSocket connections closed at the duration cap or on drain without GO_AWAY, their client not handling it.",
         counters.closed_without_go_away,
     );
+    let telemetry = &app.telemetry;
+    counter(
+        "websocket_bytes_received_total",
+        "WebSocket bytes read from clients, frame headers included.",
+        telemetry.bytes_in(),
+    );
+    counter(
+        "websocket_bytes_sent_total",
+        "WebSocket bytes written to clients, frame headers included.",
+        telemetry.bytes_out(),
+    );
+    counter(
+        "websocket_messages_received_total",
+        "Text messages read from clients.",
+        telemetry.frames_in(),
+    );
+    counter(
+        "websocket_frames_sent_total",
+        "Text frames written to clients.",
+        telemetry.frames_out(),
+    );
+    relay_histogram(&mut out, &telemetry.relay_latency.snapshot());
     let _ = writeln!(
         out,
         "# HELP kvs_sockets_open Connections open now, HTTP and WebSocket, and their cap."
@@ -557,4 +587,28 @@ async fn metrics(app: &App) -> HttpResponse {
         http::HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     response
+}
+
+/// The relay latency as a Prometheus histogram, in seconds.
+fn relay_histogram(out: &mut String, snapshot: &kvs_transport_tokio::HistogramSnapshot) {
+    let name = "kvs_relay_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} From a message read off its sender's socket to its relay written to the \
+         recipient's, for messages relayed at once."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (bound, count) in kvs_transport_tokio::HistogramSnapshot::bounds().zip(&snapshot.counts) {
+        cumulative += count;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\"}} {cumulative}",
+            bound.as_secs_f64()
+        );
+    }
+    let total = snapshot.count();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum {}", snapshot.sum_ns as f64 / 1e9);
+    let _ = writeln!(out, "{name}_count {total}");
 }

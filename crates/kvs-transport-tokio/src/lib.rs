@@ -24,6 +24,7 @@ mod listen;
 mod log;
 mod outbox;
 mod shard;
+mod telemetry;
 mod ws;
 
 pub use client::{
@@ -36,6 +37,7 @@ pub use listen::{LISTEN_BACKLOG, TcpTuning, listen};
 pub use log::LogLimiter;
 pub use shard::{
     CloseCommand, Registration, SLOW_CONSUMER_CLOSE_CODE, ShardConfig, ShardHandle, ShardStopped,
-    spawn,
+    spawn, spawn_with_telemetry,
 };
+pub use telemetry::{HistogramSnapshot, LatencyHistogram, Telemetry};
 pub use ws::{WebSocketLimits, serve_websocket};

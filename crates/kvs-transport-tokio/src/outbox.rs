@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use kvs_signaling_core::Frame;
 
@@ -15,8 +16,12 @@ use crate::shard::CloseCommand;
 /// A drained queue keeps at most this many slots; a larger one is shrunk.
 const KEEP_SLOTS: usize = 8;
 
+/// A frame to write, and when the message it relays was read from its sender (for the relay
+/// latency; `None` for frames that relay nothing read just now).
+pub(crate) type Queued = (Frame, Option<Instant>);
+
 struct State {
-    frames: VecDeque<Frame>,
+    frames: VecDeque<Queued>,
     close: Option<CloseCommand>,
     sender_gone: bool,
     receiver_gone: bool,
@@ -49,7 +54,7 @@ pub(crate) enum PushError {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Batch {
     /// Write these frames, in order.
-    Frames(Vec<Frame>),
+    Frames(Vec<Queued>),
     /// Close the connection (frames still queued are dropped).
     Close(CloseCommand),
     /// The shard has let go and everything was taken.
@@ -110,7 +115,7 @@ fn wake(waker: Option<Waker>) {
 
 impl OutboxSender {
     /// Queues `frame` for the writer.
-    pub(crate) fn push(&self, frame: Frame) -> Result<(), PushError> {
+    pub(crate) fn push(&self, frame: Queued) -> Result<(), PushError> {
         let waker = {
             let mut state = self.inner.lock();
             if state.receiver_gone {
@@ -159,7 +164,7 @@ impl OutboxReceiver {
         }
         if !state.frames.is_empty() {
             let take = state.frames.len().min(max.max(1));
-            let frames: Vec<Frame> = state.frames.drain(..take).collect();
+            let frames: Vec<Queued> = state.frames.drain(..take).collect();
             if state.frames.is_empty() && state.frames.capacity() > KEEP_SLOTS {
                 state.frames.shrink_to_fit();
             }
@@ -183,7 +188,7 @@ impl OutboxReceiver {
     /// Waits for one frame, or the close order; `None` at the end.
     pub(crate) async fn next(&mut self) -> Option<Result<Frame, CloseCommand>> {
         match self.next_batch(1).await {
-            Batch::Frames(mut frames) => frames.pop().map(Ok),
+            Batch::Frames(mut frames) => frames.pop().map(|(frame, _)| Ok(frame)),
             Batch::Close(close) => Some(Err(close)),
             Batch::End => None,
         }
@@ -203,7 +208,11 @@ impl Drop for OutboxReceiver {
 mod tests {
     use super::*;
 
-    fn text(s: &str) -> Frame {
+    fn text(s: &str) -> Queued {
+        (Frame::from(s.to_owned()), None)
+    }
+
+    fn frame(s: &str) -> Frame {
         Frame::from(s.to_owned())
     }
 
@@ -213,7 +222,7 @@ mod tests {
         tx.push(text("a")).unwrap();
         tx.push(text("b")).unwrap();
         assert_eq!(tx.push(text("c")), Err(PushError::Full));
-        assert_eq!(rx.next().await, Some(Ok(text("a"))));
+        assert_eq!(rx.next().await, Some(Ok(frame("a"))));
         tx.push(text("c")).unwrap();
         assert_eq!(
             rx.next_batch(8).await,
@@ -263,7 +272,7 @@ mod tests {
         tx.push(text("late")).unwrap();
         drop(tx);
         let (first, end) = waiter.await.unwrap();
-        assert_eq!(first, Some(Ok(text("late"))));
+        assert_eq!(first, Some(Ok(frame("late"))));
         assert_eq!(end, None);
     }
 

@@ -3,6 +3,7 @@
 //! queue. No lock is shared with the hub.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use kvs_signaling_core::{
@@ -15,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::outbox::{Batch, OutboxReceiver, OutboxSender, PushError, outbox};
+use crate::telemetry::Telemetry;
 
 /// The sizes of the shard's queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +94,8 @@ enum Command {
         reply: oneshot::Sender<Result<ConnId, Refused>>,
     },
     Established(ConnId),
-    Frame(ConnId, String),
+    /// A text message, and when it was read off the socket.
+    Frame(ConnId, String, StdInstant),
     Keepalive(ConnId),
     Closed(ConnId),
     Alexa {
@@ -111,6 +114,7 @@ enum Command {
 pub struct ShardHandle {
     commands: mpsc::Sender<Command>,
     outbound_capacity: usize,
+    telemetry: Arc<Telemetry>,
 }
 
 impl std::fmt::Debug for Command {
@@ -199,7 +203,23 @@ impl ShardHandle {
 
     /// Passes a text frame from `conn` to the hub, waiting while the shard's queue is full.
     pub async fn frame(&self, conn: ConnId, text: String) -> Result<(), ShardStopped> {
-        self.send(Command::Frame(conn, text)).await
+        self.frame_read_at(conn, text, StdInstant::now()).await
+    }
+
+    /// [`ShardHandle::frame`] for a frame read off the socket at `read_at`, from which its
+    /// relay latency is counted.
+    pub(crate) async fn frame_read_at(
+        &self,
+        conn: ConnId,
+        text: String,
+        read_at: StdInstant,
+    ) -> Result<(), ShardStopped> {
+        self.send(Command::Frame(conn, text, read_at)).await
+    }
+
+    /// The measurements of the shard and its connections.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// Tells the hub `conn` closed.
@@ -278,12 +298,23 @@ impl ShardHandle {
     }
 }
 
-/// Starts a shard task driving `hub` on the current tokio runtime.
+/// Starts a shard task driving `hub` on the current tokio runtime, with measurements of its
+/// own.
 pub fn spawn(hub: Hub, config: ShardConfig) -> (ShardHandle, JoinHandle<()>) {
+    spawn_with_telemetry(hub, config, Arc::default())
+}
+
+/// [`spawn`], counting into `telemetry` (which several shards of a server may share).
+pub fn spawn_with_telemetry(
+    hub: Hub,
+    config: ShardConfig,
+    telemetry: Arc<Telemetry>,
+) -> (ShardHandle, JoinHandle<()>) {
     let (commands, inbound) = mpsc::channel(config.inbound_capacity.max(1));
     let handle = ShardHandle {
         commands,
         outbound_capacity: config.outbound_capacity.max(1),
+        telemetry,
     };
     let task = tokio::spawn(run(hub, inbound));
     (handle, task)
@@ -309,17 +340,39 @@ async fn run(mut hub: Hub, mut inbound: mpsc::Receiver<Command>) {
         tokio::select! {
             command = inbound.recv() => {
                 let Some(command) = command else { break };
-                handle(&mut hub, &mut peers, &mut alexa, command);
+                step(&mut hub, &mut peers, &mut alexa, command);
+                // Take what else is waiting, up to a budget, before waiting again.
+                for _ in 0..COMMANDS_PER_WAKEUP {
+                    let Ok(command) = inbound.try_recv() else { break };
+                    step(&mut hub, &mut peers, &mut alexa, command);
+                }
             }
             () = sleep_until(deadline), if deadline.is_some() => {
                 let at = now();
                 hub.handle_timeout(at);
                 debug_assert!(hub.poll_timeout().is_none_or(|next| next > at), "timers must move");
+                while let Some(output) = hub.poll_output() {
+                    dispatch(&mut hub, &mut peers, &mut alexa, output, None);
+                }
             }
         }
-        while let Some(output) = hub.poll_output() {
-            dispatch(&mut hub, &mut peers, &mut alexa, output);
-        }
+    }
+}
+
+/// Commands handled per wakeup of the shard task before it waits again.
+const COMMANDS_PER_WAKEUP: usize = 256;
+
+/// Handles one command and carries out every output it caused, each relayed frame stamped
+/// with when the message it relays was read.
+fn step(
+    hub: &mut Hub,
+    peers: &mut HashMap<ConnId, Peer>,
+    alexa: &mut AlexaReplies,
+    command: Command,
+) {
+    let read_at = handle(hub, peers, alexa, command);
+    while let Some(output) = hub.poll_output() {
+        dispatch(hub, peers, alexa, output, read_at);
     }
 }
 
@@ -332,12 +385,13 @@ async fn sleep_until(deadline: Option<StdInstant>) {
 type AlexaReplies =
     HashMap<AlexaRequestId, oneshot::Sender<Result<MessagePayload<'static>, Refused>>>;
 
+/// Hands `command` to the hub; returns when the frame it carried was read, if it did.
 fn handle(
     hub: &mut Hub,
     peers: &mut HashMap<ConnId, Peer>,
     alexa: &mut AlexaReplies,
     command: Command,
-) {
+) -> Option<StdInstant> {
     let now = now();
     match command {
         Command::Open {
@@ -356,7 +410,10 @@ fn handle(
             }
         }
         Command::Established(conn) => hub.handle_established(now, conn),
-        Command::Frame(conn, text) => hub.handle_frame(now, conn, &text),
+        Command::Frame(conn, text, read_at) => {
+            hub.handle_frame(now, conn, &text);
+            return Some(read_at);
+        }
         Command::Keepalive(conn) => hub.handle_keepalive(now, conn),
         Command::Closed(conn) => {
             peers.remove(&conn);
@@ -381,6 +438,7 @@ fn handle(
             let _ = reply.send(hub.counters().clone());
         }
     }
+    None
 }
 
 fn dispatch(
@@ -388,13 +446,14 @@ fn dispatch(
     peers: &mut HashMap<ConnId, Peer>,
     alexa: &mut AlexaReplies,
     output: Output,
+    read_at: Option<StdInstant>,
 ) {
     match output {
         Output::Deliver { conn, frame } => {
             let Some(peer) = peers.get_mut(&conn) else {
                 return;
             };
-            match peer.outbound.push(frame) {
+            match peer.outbound.push((frame, read_at)) {
                 Ok(()) => {}
                 Err(PushError::Full) => {
                     // A slow reader is closed, not buffered for.

@@ -14,15 +14,16 @@ use std::pin::Pin;
 use std::task::{Poll, ready};
 use std::time::Duration;
 
-use kvs_signaling_core::{ConnId, Frame};
+use kvs_signaling_core::ConnId;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::time::Instant;
 
 use crate::codec::{
     CLOSE_NORMAL, Decoder, Event, OP_PONG, OP_TEXT, close_frame, encode, frame_header,
 };
-use crate::outbox::Batch;
+use crate::outbox::{Batch, Queued};
 use crate::shard::{Registration, ShardHandle};
+use crate::telemetry::Telemetry;
 
 /// Bytes read from the socket at once, on the stack.
 const READ_CHUNK: usize = 4096;
@@ -119,6 +120,7 @@ pub async fn serve_websocket<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let shard = registration.shard.clone();
+    let telemetry = std::sync::Arc::clone(shard.telemetry());
     let conn = registration.conn;
     if shard.established(conn).await.is_err() {
         return;
@@ -134,9 +136,11 @@ pub async fn serve_websocket<S>(
         tokio::select! {
             batch = registration.next_batch(BATCH_FRAMES) => match batch {
                 Batch::Frames(frames) => {
-                    if write_frames(&mut io, &frames, limits.write_timeout).await.is_err() {
+                    let written = write_frames(&mut io, &frames, limits.write_timeout).await;
+                    if written.is_err() {
                         break Ending::Failed;
                     }
+                    count_written(&telemetry, &frames);
                 }
                 Batch::Close(close) => {
                     break Ending::Close {
@@ -153,7 +157,7 @@ pub async fn serve_websocket<S>(
                     };
                 }
             },
-            read = read_some(&mut io, &mut decoder, &mut events) => match read {
+            read = read_some(&mut io, &mut decoder, &mut events, &telemetry) => match read {
                 Ok(true) => {}
                 Ok(false) => break Ending::Eof,
                 Err(_) => break Ending::Failed,
@@ -180,9 +184,13 @@ where
     if events.is_empty() {
         return None;
     }
+    let read_at = std::time::Instant::now();
     for event in std::mem::take(events) {
         let delivered = match event {
-            Event::Text(text) => shard.frame(conn, text).await,
+            Event::Text(text) => {
+                shard.telemetry().frame_in();
+                shard.frame_read_at(conn, text, read_at).await
+            }
             Event::Pong => shard.keepalive(conn).await,
             Event::Ping(payload) => {
                 if write_bytes(io, &encode(OP_PONG, &payload), limits.write_timeout)
@@ -220,6 +228,7 @@ async fn read_some<S>(
     io: &mut S,
     decoder: &mut Decoder,
     events: &mut Vec<Event>,
+    telemetry: &Telemetry,
 ) -> io::Result<bool>
 where
     S: AsyncRead + Unpin,
@@ -236,6 +245,7 @@ where
                         return Poll::Ready(Ok(reads > 0));
                     }
                     let full = filled.len() == READ_CHUNK;
+                    telemetry.read(filled.len());
                     decoder.feed(filled, events);
                     reads += 1;
                     if !full || reads >= READS_PER_WAKEUP || decoder.is_ended() {
@@ -256,9 +266,27 @@ fn header_len(len: usize) -> usize {
     frame_header(OP_TEXT, len, &mut [0; 10])
 }
 
+/// Counts what a batch wrote, and the relay latency of each frame that relays a message read
+/// just before.
+fn count_written(telemetry: &Telemetry, frames: &[Queued]) {
+    let bytes: usize = frames
+        .iter()
+        .map(|(frame, _)| header_len(frame.as_str().len()) + frame.as_str().len())
+        .sum();
+    telemetry.wrote(bytes, frames.len());
+    if frames.iter().any(|(_, read_at)| read_at.is_some()) {
+        let now = std::time::Instant::now();
+        for read_at in frames.iter().filter_map(|(_, read_at)| *read_at) {
+            telemetry
+                .relay_latency
+                .record(now.saturating_duration_since(read_at));
+        }
+    }
+}
+
 /// Writes `frames` as text frames, as many as fit in each vectored write, and flushes, within
 /// `timeout`. The payloads are written where they are, never copied.
-async fn write_frames<S>(io: &mut S, frames: &[Frame], timeout: Duration) -> io::Result<()>
+async fn write_frames<S>(io: &mut S, frames: &[Queued], timeout: Duration) -> io::Result<()>
 where
     S: AsyncWrite + Unpin,
 {
@@ -273,10 +301,10 @@ where
                 let mut lens = [0usize; FRAMES_PER_WRITE];
                 let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
                 let mut used = 0;
-                for (i, frame) in rest.iter().take(count).enumerate() {
+                for (i, (frame, _)) in rest.iter().take(count).enumerate() {
                     lens[i] = frame_header(OP_TEXT, frame.as_str().len(), &mut headers[i]);
                 }
-                for (i, frame) in rest.iter().take(count).enumerate() {
+                for (i, (frame, _)) in rest.iter().take(count).enumerate() {
                     let header = &headers[i][..lens[i]];
                     let payload = frame.as_str().as_bytes();
                     let skip = if i == 0 { offset } else { 0 };
@@ -296,7 +324,9 @@ where
                 }
                 let mut left = written;
                 while left > 0 {
-                    let Some(frame) = frames.get(at) else { break };
+                    let Some((frame, _)) = frames.get(at) else {
+                        break;
+                    };
                     let len = frame.as_str().len();
                     let remaining = header_len(len) + len - offset;
                     if left >= remaining {
@@ -362,8 +392,9 @@ where
         if await_reply {
             // Read on until the client's close frame (or its end of stream).
             let mut events = Vec::new();
+            let discard = Telemetry::default();
             while !decoder.is_ended() {
-                match read_some(io, decoder, &mut events).await {
+                match read_some(io, decoder, &mut events, &discard).await {
                     Ok(true) => events.clear(),
                     Ok(false) | Err(_) => return,
                 }
@@ -375,7 +406,8 @@ where
         // Drain until the client closes its end.
         let mut sink = Decoder::new(0);
         let mut events = Vec::new();
-        while let Ok(true) = read_some(io, &mut sink, &mut events).await {
+        let discard = Telemetry::default();
+        while let Ok(true) = read_some(io, &mut sink, &mut events, &discard).await {
             events.clear();
         }
     })

@@ -612,3 +612,47 @@ async fn a_stalled_save_blocks_neither_connects_nor_reads() {
     .await;
     assert_eq!(late.status, 200);
 }
+
+#[tokio::test]
+async fn metrics_count_the_relay_latency_and_the_bytes() {
+    for listener in Listener::BOTH {
+        let harness = Harness::start(listener, config()).await;
+        let arn = harness.channel("measured").await;
+        let mut master = harness.upgrade(&arn, None).await;
+        let mut viewer = harness.upgrade(&arn, Some("v")).await;
+        for n in 0..3 {
+            send(
+                &mut viewer,
+                &format!(r#"{{"action":"ICE_CANDIDATE","messagePayload":"Yz{n}="}}"#),
+            )
+            .await;
+            assert!(next_text(&mut master).await.contains(&format!("Yz{n}=")));
+        }
+        let mut io = harness.raw().await;
+        io.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut metrics = String::new();
+        let _ = io.read_to_string(&mut metrics).await;
+        let value = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(
+            value("kvs_relay_latency_seconds_count"),
+            3.0,
+            "{listener:?}"
+        );
+        let sum = value("kvs_relay_latency_seconds_sum");
+        assert!(sum > 0.0 && sum < 3.0, "{sum}");
+        assert_eq!(value("kvs_relay_latency_seconds_bucket{le=\"+Inf\"}"), 3.0);
+        assert_eq!(value("kvs_websocket_messages_received_total"), 3.0);
+        assert_eq!(value("kvs_websocket_frames_sent_total"), 3.0);
+        assert!(value("kvs_websocket_bytes_received_total") >= 3.0 * 50.0);
+        assert!(value("kvs_websocket_bytes_sent_total") >= 3.0 * 50.0);
+    }
+}

@@ -195,7 +195,8 @@ async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, resp
 }
 
 /// Serves one accepted connection: the TLS handshake within its deadline if the listener
-/// speaks TLS, then HTTP/1.1.
+/// speaks TLS, then HTTP/1.1. Each kind of stream is served by a future of its own size,
+/// boxed, so that a plain connection's task is not as large as a TLS one's.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -205,11 +206,11 @@ async fn serve_connection(
     stop: watch::Receiver<bool>,
 ) {
     match acceptor {
-        None => serve_http(stream, app, peer, slot, stop).await,
+        None => Box::pin(serve_http(stream, app, peer, slot, stop)).await,
         Some(acceptor) => {
             let timeout = app.config.tls_handshake_timeout;
             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => serve_http(tls, app, peer, slot, stop).await,
+                Ok(Ok(tls)) => Box::pin(serve_http(tls, app, peer, slot, stop)).await,
                 Ok(Err(err)) => {
                     if let Some(suppressed) = TLS_FAILED.check() {
                         tracing::debug!(%peer, %err, suppressed, "TLS handshake failed");

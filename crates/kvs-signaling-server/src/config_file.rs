@@ -330,6 +330,14 @@ mod tests {
         let hub = limits.apply_to_hub(HubConfig::default());
         assert_eq!(hub.max_viewers_per_channel, 10);
         assert_eq!(hub.go_away_grace, Duration::from_secs(60));
+        // The example shows the defaults.
+        assert_eq!(hub, HubConfig::default());
+        assert_eq!(file.indications.as_deref(), Some("opt-in"));
+        let defaults = crate::tests_support::config();
+        let applied = limits.apply(defaults.clone()).unwrap();
+        assert_eq!(applied.header_read_timeout, defaults.header_read_timeout);
+        assert_eq!(applied.websocket, defaults.websocket);
+        assert_eq!(applied.tcp, defaults.tcp);
     }
 
     #[test]
@@ -367,6 +375,26 @@ mod tests {
             FileConfig::parse("[[credentials]]\naccess_key_id = \"K\"\nsecret_access_key = \"\"\n")
                 .unwrap();
         assert!(file.credentials[0].resolve().is_err());
+    }
+
+    #[test]
+    fn zero_timeouts_and_caps_are_refused_with_their_key() {
+        for (text, key) in [
+            (
+                "header_read_timeout_seconds = 0",
+                "limits.header_read_timeout_seconds",
+            ),
+            ("close_timeout_seconds = 0", "limits.close_timeout_seconds"),
+            ("max_connections = 0", "limits.max_connections"),
+        ] {
+            let file = FileConfig::parse(&format!("[limits]\n{text}\n")).unwrap();
+            let err = file
+                .limits
+                .unwrap()
+                .apply(crate::tests_support::config())
+                .unwrap_err();
+            assert!(err.starts_with(key), "{err}");
+        }
     }
 
     #[test]

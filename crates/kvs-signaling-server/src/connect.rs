@@ -3,6 +3,8 @@
 //! service's status, as clients expect. Plain TCP and TLS sockets are then served by the same
 //! WebSocket code.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -173,20 +175,27 @@ pub(crate) async fn connect(
     response
 }
 
-/// Serves the WebSocket on the upgraded socket, plain TCP or TLS, with the bytes that came
-/// after the request; hyper's read buffer is let go first (kilobytes, for the connection's
-/// whole life otherwise).
-async fn serve_upgraded(
+/// The future that serves the WebSocket on the upgraded socket, plain TCP or TLS, with the
+/// bytes that came after the request; hyper's read buffer is let go first (kilobytes, for
+/// the connection's whole life otherwise). Each kind of stream gets a future of its own size,
+/// boxed: the connection's task holds only the box, where inline it would be as large as the
+/// largest kind (TLS's) and the downcasts' temporaries.
+fn serve_upgraded(
     upgraded: hyper::upgrade::Upgraded,
     registration: Registration,
     limits: kvs_transport_tokio::WebSocketLimits,
-) {
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let hyper::upgrade::Parts { io, read_buf, .. } = parts;
             let initial = read_buf.to_vec();
             drop(read_buf);
-            return serve_websocket(io.into_inner(), initial, registration, limits).await;
+            return Box::pin(serve_websocket(
+                io.into_inner(),
+                initial,
+                registration,
+                limits,
+            ));
         }
         Err(upgraded) => upgraded,
     };
@@ -195,11 +204,19 @@ async fn serve_upgraded(
             let hyper::upgrade::Parts { io, read_buf, .. } = parts;
             let initial = read_buf.to_vec();
             drop(read_buf);
-            serve_websocket(io.into_inner(), initial, registration, limits).await;
+            Box::pin(serve_websocket(
+                io.into_inner(),
+                initial,
+                registration,
+                limits,
+            ))
         }
         // Another stream type: served as hyper hands it over.
-        Err(upgraded) => {
-            serve_websocket(TokioIo::new(upgraded), Vec::new(), registration, limits).await;
-        }
+        Err(upgraded) => Box::pin(serve_websocket(
+            TokioIo::new(upgraded),
+            Vec::new(),
+            registration,
+            limits,
+        )),
     }
 }

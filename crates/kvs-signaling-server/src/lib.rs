@@ -53,3 +53,18 @@ pub use tls::{DevCertificate, TlsError, TlsFiles, dev_certificate};
 
 #[cfg(test)]
 mod tests;
+
+/// A configuration for unit tests outside `tests`.
+#[cfg(test)]
+mod tests_support {
+    pub(crate) fn config() -> crate::ServerConfig {
+        let ice = kvs_ice_rest::TurnConfig::new(
+            vec![],
+            vec![kvs_signaling_proto::IceUri::new("stun:127.0.0.1:3478").unwrap()],
+            vec![],
+            kvs_signaling_proto::IceServerTtl::default(),
+        )
+        .unwrap();
+        crate::ServerConfig::new("127.0.0.1:0".parse().unwrap(), vec![], ice)
+    }
+}

@@ -607,43 +607,18 @@ fn run_logged(
     }
 }
 
-/// glibc's `malloc` keeps freed memory in its heap unless the block was mapped on its own,
-/// which by default only blocks of 128 KiB and more are. The buffers of each connect's HTTP
-/// handshake (hyper's, several KiB each) are freed once the WebSocket is up, but the small,
-/// long-lived state allocated meanwhile pins the heap around them: the server's resident
-/// memory then grows by about 7.5 KB per idle connection where 2.5 KB are in use. With
-/// blocks of 4 KiB and more mapped on their own, freed handshakes go back to the system and
-/// an idle connection costs about 3 KB. The threshold can only be set before `main` (or with
-/// `mallopt`, which needs unsafe code), so `serve` starts itself again with it in the
-/// environment, once, keeping its pid; `MALLOC_MMAP_THRESHOLD_` set by the user wins.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn map_large_blocks_on_their_own() {
-    use std::os::unix::process::CommandExt as _;
-    const VAR: &str = "MALLOC_MMAP_THRESHOLD_";
-    if std::env::var_os(VAR).is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(VAR, "4096")
-        .exec();
-    // `exec` returns only when it failed: serve as we are.
-    eprintln!(
-        "kvs-signaling: could not restart with {VAR}=4096 ({err}); idle connections will cost more memory"
-    );
-}
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("connect") {
         return connect(&args[1..]);
-    }
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if args.first().map(String::as_str) == Some("serve") {
-        map_large_blocks_on_their_own();
     }
     let options = match parse(args.into_iter()) {
         Ok(Some(options)) => options,

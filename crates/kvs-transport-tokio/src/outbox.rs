@@ -1,7 +1,7 @@
 //! One connection's outbound queue: the frames the shard hands its writer, and the order to
 //! close. A bounded queue that costs almost nothing while empty, which is how most
-//! connections spend their life: no slots are reserved up front, and a queue that grew for a
-//! burst gives its room back once drained. The writer takes everything queued at once, so
+//! connections spend their life: no slots are reserved up front, and a queue gives its room
+//! back each time it is drained. The writer takes everything queued at once, so
 //! that a burst goes out in one vectored write.
 
 use std::collections::VecDeque;
@@ -12,9 +12,6 @@ use std::time::Instant;
 use kvs_signaling_core::Frame;
 
 use crate::shard::CloseCommand;
-
-/// A drained queue keeps at most this many slots; a larger one is shrunk.
-const KEEP_SLOTS: usize = 8;
 
 /// A frame to write, and when the message it relays was read from its sender (for the relay
 /// latency; `None` for frames that relay nothing read just now).
@@ -54,7 +51,7 @@ pub(crate) enum PushError {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Batch {
     /// Write these frames, in order.
-    Frames(Vec<Queued>),
+    Frames(VecDeque<Queued>),
     /// Close the connection (frames still queued are dropped).
     Close(CloseCommand),
     /// The shard has let go and everything was taken.
@@ -154,7 +151,9 @@ impl Drop for OutboxSender {
 }
 
 impl OutboxReceiver {
-    /// The close order if there is one, else every queued frame (up to `max`), else `End`
+    /// The close order if there is one, else every queued frame (all of them when `max` is
+    /// at least the queue's capacity, without copying: the queue's own storage is handed
+    /// over, and the queue is left holding nothing, as most idle connections do), else `End`
     /// once the shard has let go; `Pending` until one of them.
     pub(crate) fn poll_batch(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Batch> {
         let mut state = self.inner.lock();
@@ -163,11 +162,11 @@ impl OutboxReceiver {
             return Poll::Ready(Batch::Close(close));
         }
         if !state.frames.is_empty() {
-            let take = state.frames.len().min(max.max(1));
-            let frames: Vec<Queued> = state.frames.drain(..take).collect();
-            if state.frames.is_empty() && state.frames.capacity() > KEEP_SLOTS {
-                state.frames.shrink_to_fit();
-            }
+            let frames = if state.frames.len() <= max.max(1) {
+                std::mem::take(&mut state.frames)
+            } else {
+                state.frames.drain(..max.max(1)).collect()
+            };
             return Poll::Ready(Batch::Frames(frames));
         }
         if state.sender_gone {
@@ -188,7 +187,7 @@ impl OutboxReceiver {
     /// Waits for one frame, or the close order; `None` at the end.
     pub(crate) async fn next(&mut self) -> Option<Result<Frame, CloseCommand>> {
         match self.next_batch(1).await {
-            Batch::Frames(mut frames) => frames.pop().map(|(frame, _)| Ok(frame)),
+            Batch::Frames(mut frames) => frames.pop_front().map(|(frame, _)| Ok(frame)),
             Batch::Close(close) => Some(Err(close)),
             Batch::End => None,
         }
@@ -226,7 +225,7 @@ mod tests {
         tx.push(text("c")).unwrap();
         assert_eq!(
             rx.next_batch(8).await,
-            Batch::Frames(vec![text("b"), text("c")])
+            Batch::Frames(vec![text("b"), text("c")].into())
         );
         drop(tx);
         assert_eq!(rx.next().await, None);
@@ -240,11 +239,11 @@ mod tests {
         }
         assert_eq!(
             rx.next_batch(3).await,
-            Batch::Frames(vec![text("0"), text("1"), text("2")])
+            Batch::Frames(vec![text("0"), text("1"), text("2")].into())
         );
         assert_eq!(
             rx.next_batch(3).await,
-            Batch::Frames(vec![text("3"), text("4")])
+            Batch::Frames(vec![text("3"), text("4")].into())
         );
     }
 
@@ -283,7 +282,7 @@ mod tests {
             tx.push(text(&i.to_string())).unwrap();
         }
         assert!(matches!(rx.next_batch(512).await, Batch::Frames(f) if f.len() == 100));
-        assert!(tx.inner.lock().frames.capacity() <= KEEP_SLOTS);
+        assert_eq!(tx.inner.lock().frames.capacity(), 0);
         drop(rx);
         assert_eq!(tx.push(text("x")), Err(PushError::Gone));
     }

@@ -87,7 +87,7 @@ impl From<CloseReason> for CloseCommand {
 #[non_exhaustive]
 pub struct ShardStopped;
 
-enum Command {
+pub(crate) enum Command {
     Open {
         open: OpenConnection,
         outbound: OutboxSender,
@@ -278,8 +278,33 @@ impl ShardHandle {
         counters.await.map_err(|_| ShardStopped)
     }
 
+    /// Queues `command`, waiting while the shard's queue is full.
     async fn send(&self, command: Command) -> Result<(), ShardStopped> {
-        self.commands.send(command).await.map_err(|_| ShardStopped)
+        match self.try_post(command) {
+            Ok(None) => Ok(()),
+            Ok(Some(command)) => self.send_slow(command).await,
+            Err(stopped) => Err(stopped),
+        }
+    }
+
+    /// Queues `command` if the shard's queue has room: `Ok(Some(command))` when it is full.
+    /// Connection tasks post this way and wait ([`ShardHandle::send_slow`]) only under
+    /// backpressure, so that the state of a wait is not part of every idle connection's task.
+    pub(crate) fn try_post(&self, command: Command) -> Result<Option<Command>, ShardStopped> {
+        match self.commands.try_send(command) {
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Full(command)) => Ok(Some(command)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(ShardStopped),
+        }
+    }
+
+    /// Waits for room in the shard's queue and queues `command`; boxed, since it is rare
+    /// (the caller holds only the box while it waits).
+    pub(crate) fn send_slow(
+        &self,
+        command: Command,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), ShardStopped>> + Send + '_>> {
+        Box::pin(async move { self.commands.send(command).await.map_err(|_| ShardStopped) })
     }
 
     /// Tells the hub `conn` closed, from a context that cannot wait (a `Drop`).

@@ -8,7 +8,7 @@
 //! bounded: a peer that stops reading, or never answers a close, costs its socket for a
 //! bounded time only.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Poll, ready};
@@ -22,15 +22,15 @@ use crate::codec::{
     CLOSE_NORMAL, Decoder, Event, OP_PONG, OP_TEXT, close_frame, encode, frame_header,
 };
 use crate::outbox::{Batch, Queued};
-use crate::shard::{Registration, ShardHandle};
+use crate::shard::{Command, Registration, ShardHandle};
 use crate::telemetry::Telemetry;
 
 /// Bytes read from the socket at once, on the stack.
-const READ_CHUNK: usize = 4096;
+const READ_CHUNK: usize = 16 * 1024;
 /// Reads per wakeup before the task lets others run.
 const READS_PER_WAKEUP: usize = 16;
-/// Frames taken from the outbound queue at once.
-const BATCH_FRAMES: usize = 64;
+/// Frames taken from the outbound queue at once: all of them (its capacity is below this).
+const BATCH_FRAMES: usize = usize::MAX;
 /// Frames per vectored write (two slices each).
 const FRAMES_PER_WRITE: usize = 32;
 
@@ -135,12 +135,13 @@ pub async fn serve_websocket<S>(
         }
         tokio::select! {
             batch = registration.next_batch(BATCH_FRAMES) => match batch {
-                Batch::Frames(frames) => {
-                    let written = write_frames(&mut io, &frames, limits.write_timeout).await;
+                Batch::Frames(mut frames) => {
+                    let frames = frames.make_contiguous();
+                    let written = write_frames(&mut io, frames, limits.write_timeout).await;
                     if written.is_err() {
                         break Ending::Failed;
                     }
-                    count_written(&telemetry, &frames);
+                    count_written(&telemetry, frames);
                 }
                 Batch::Close(close) => {
                     break Ending::Close {
@@ -167,7 +168,9 @@ pub async fn serve_websocket<S>(
     // The hub forgets the connection first: nothing more is queued for it while it closes.
     let _ = shard.closed(conn).await;
     drop(registration);
-    finish(&mut io, &mut decoder, ending, &limits).await;
+    // Boxed: the closing handshake's state would otherwise be part of every idle
+    // connection's task.
+    Box::pin(finish(&mut io, &mut decoder, ending, &limits)).await;
 }
 
 /// Acts on the decoded events; returns how the connection ends if one of them ends it.
@@ -186,20 +189,22 @@ where
     }
     let read_at = std::time::Instant::now();
     for event in std::mem::take(events) {
-        let delivered = match event {
+        let command = match event {
             Event::Text(text) => {
                 shard.telemetry().frame_in();
-                shard.frame_read_at(conn, text, read_at).await
+                Command::Frame(conn, text, read_at)
             }
-            Event::Pong => shard.keepalive(conn).await,
+            Event::Pong => Command::Keepalive(conn),
             Event::Ping(payload) => {
-                if write_bytes(io, &encode(OP_PONG, &payload), limits.write_timeout)
+                // Boxed, as rare: its state stays out of every idle connection's task.
+                let pong = encode(OP_PONG, &payload);
+                if Box::pin(write_bytes(io, &pong, limits.write_timeout))
                     .await
                     .is_err()
                 {
                     return Some(Ending::Failed);
                 }
-                shard.keepalive(conn).await
+                Command::Keepalive(conn)
             }
             Event::Close(code) => return Some(Ending::PeerClosed(code)),
             Event::Refuse(code, reason) => {
@@ -209,6 +214,11 @@ where
                     await_reply: false,
                 });
             }
+        };
+        let delivered = match shard.try_post(command) {
+            Ok(None) => Ok(()),
+            Ok(Some(command)) => shard.send_slow(command).await,
+            Err(stopped) => Err(stopped),
         };
         if delivered.is_err() {
             return Some(Ending::Close {
@@ -285,7 +295,9 @@ fn count_written(telemetry: &Telemetry, frames: &[Queued]) {
 }
 
 /// Writes `frames` as text frames, as many as fit in each vectored write, and flushes, within
-/// `timeout`. The payloads are written where they are, never copied.
+/// `timeout`. The payloads are written where they are, never copied. A write the socket takes
+/// at once (the usual case) arms no timer; the deadline starts when the socket first pushes
+/// back.
 async fn write_frames<S>(io: &mut S, frames: &[Queued], timeout: Duration) -> io::Result<()>
 where
     S: AsyncWrite + Unpin,
@@ -344,7 +356,20 @@ where
         .await?;
         poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
     };
-    tokio::time::timeout(timeout, write)
+    with_deadline(write, timeout).await
+}
+
+/// Runs `work` within `timeout`, arming the timer only if `work` does not finish at its
+/// first poll.
+async fn with_deadline<F>(work: F, timeout: Duration) -> io::Result<()>
+where
+    F: Future<Output = io::Result<()>>,
+{
+    let mut work = std::pin::pin!(work);
+    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+        return done;
+    }
+    tokio::time::timeout(timeout, work)
         .await
         .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
@@ -358,9 +383,7 @@ where
         io.write_all(bytes).await?;
         io.flush().await
     };
-    tokio::time::timeout(timeout, write)
-        .await
-        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+    with_deadline(write, timeout).await
 }
 
 /// The closing handshake, all of it within [`WebSocketLimits::close_timeout`] from its start:

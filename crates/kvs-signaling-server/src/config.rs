@@ -115,7 +115,7 @@ pub struct ServerConfig {
     /// Which WebSocket clients get GO_AWAY and RECONNECT_ICE_SERVER: only those that ask.
     pub indications: IndicationPolicy,
     /// Open connections at most, HTTP and WebSocket alike: the process's descriptor limit
-    /// less 256 (10,000 where it cannot be read). A connection past it is answered with 503
+    /// less 64 (10,000 where it cannot be read). A connection past it is answered with 503
     /// and closed.
     pub max_connections: usize,
     /// How long a client may take to send a request's head, and how long an idle keep-alive
@@ -262,7 +262,7 @@ impl ServerConfig {
 }
 
 /// Descriptors kept for what is not a client connection: the listener, the store, logs.
-const DESCRIPTOR_RESERVE: usize = 256;
+const DESCRIPTOR_RESERVE: usize = 64;
 
 /// The default cap on open connections: the process's limit on open files less a reserve,
 /// read from `/proc/self/limits` where there is one; 10,000 elsewhere.

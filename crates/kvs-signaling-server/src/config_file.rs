@@ -167,7 +167,7 @@ pub struct LimitsSection {
     pub alexa_timeout_seconds: Option<u64>,
     /// Largest REST request body, in bytes: 65,536.
     pub max_body_len: Option<usize>,
-    /// Open connections at most: the descriptor limit less 256.
+    /// Open connections at most: the descriptor limit less 64.
     pub max_connections: Option<usize>,
     /// Seconds a client may take to send a request's head (also the idle keep-alive time):
     /// 10.

@@ -14,9 +14,14 @@ Scenarios (--quick divides the sizes by 20 and the times by 5, for a smoke run):
 - hold, 9,950 and 19,900 connections (a master and a viewer per channel): memory per idle
   connection at both sizes (linearity), connect rate with SigV4 verified;
 - saturate: 500 master-viewer pairs, ~1 KB offers, a window of 8 per pair: relayed msgs/s
-  and CPU per message;
-- rate: 5,000 msgs/s over 19,900 connections: one-way latency percentiles;
-- saturate at 250 pairs, for the linearity of throughput cost.
+  and CPU per message; again with ~9.5 KB offers (`--payload large`);
+- rate: 5,000 msgs/s over 19,900 connections, five runs: one-way latency percentiles (the
+  median of the runs), beside the server's own relay-latency histogram over the same window
+  (read from its /metrics), which tells the server's share of the tail from the rest;
+- saturate at 250 pairs, for the linearity of throughput cost;
+- TLS (ours only; the reference relay has none): hold 19,900 connections over wss:// (memory
+  per idle TLS connection, connects per second with TLS handshakes) and saturate 500 pairs
+  over wss:// (CPU per message).
 """
 
 import argparse
@@ -57,15 +62,17 @@ def pinned(cpu, argv):
     return argv
 
 
-def start_server(kind, args, workdir):
-    """Starts a server; returns (process, endpoint)."""
+def start_server(kind, args, workdir, tls=False):
+    """Starts a server; returns (process, endpoint). With `tls`, ours serves its development
+    certificate from `workdir` (the CA is `workdir/tls/ca.pem`)."""
     if kind == "ours":
         config = os.path.join(workdir, "bench.toml")
         with open(config, "w", encoding="utf-8") as f:
             f.write(BENCH_TOML)
-        argv = [args.server, "serve", "--no-tls", "--in-memory", "--listen", "127.0.0.1:0",
+        argv = [args.server, "serve", "--in-memory", "--listen", "127.0.0.1:0",
                 "--shards", "1", "--access-key-id", KEY, "--secret-access-key", SECRET,
                 "--config", config]
+        argv += ["--data-dir", workdir] if tls else ["--no-tls"]
     else:
         argv = [args.loadgen, "reference-relay", "--listen", "127.0.0.1:0", "--threads", "1"]
     env = dict(os.environ, RUST_LOG="warn")
@@ -92,13 +99,17 @@ def stop(process):
     process.wait(timeout=10)
 
 
-def loadgen(args, kind, endpoint, server_pid, mode, channels, extra, deadline):
+def loadgen(args, kind, endpoint, server_pid, mode, channels, extra, deadline, ca=None):
     argv = [args.loadgen, "run", "--endpoint", endpoint, "--access-key-id", KEY,
             "--secret-access-key", SECRET, "--mode", mode, "--channels", str(channels),
             "--viewers", "1", "--server-pid", str(server_pid), "--threads", "1",
             "--deadline", str(deadline), "--source-ips", "4"] + extra
     if kind == "reference":
         argv.append("--no-create")
+    else:
+        argv.append("--server-metrics")
+    if ca:
+        argv += ["--ca-file", ca]
     started = time.time()
     done = subprocess.run(pinned(1, argv), capture_output=True, text=True,
                           preexec_fn=raise_file_limit, timeout=deadline + 60)
@@ -115,16 +126,48 @@ def scenarios(quick):
     scale = 20 if quick else 1
     short = 5 if quick else 1
     full = 9950 // scale
+    pairs = 500 // scale * (1 if not quick else 4)
+    saturate = ["--window", "8", "--duration", str(10 // short), "--warmup", "2"]
+    hold = ["--duration", str(5 // short or 1)]
+    rate = ["--rate", str(5000 // short), "--duration", str(10 // short), "--warmup", "2"]
+    both, ours = ("ours", "reference"), ("ours",)
+    # (name, mode, channels, loadgen flags, deadline, kinds, TLS, runs)
     return [
-        ("hold-half", "hold", full // 2, ["--duration", str(5 // short or 1)], 240),
-        ("hold-full", "hold", full, ["--duration", str(5 // short or 1)], 300),
-        ("saturate", "saturate", 500 // scale * (1 if not quick else 4),
-         ["--window", "8", "--duration", str(10 // short), "--warmup", "2"], 240),
-        ("saturate-half", "saturate", 250 // scale * (1 if not quick else 4),
-         ["--window", "8", "--duration", str(10 // short), "--warmup", "2"], 240),
-        ("rate", "rate", full, ["--rate", str(5000 // short), "--duration", str(10 // short),
-                                "--warmup", "2"], 300),
+        ("hold-half", "hold", full // 2, hold, 240, both, False, 1),
+        ("hold-full", "hold", full, hold, 300, both, False, 1),
+        ("saturate", "saturate", pairs, saturate, 240, both, False, 1),
+        ("saturate-large", "saturate", pairs, saturate + ["--payload", "large"], 240, both,
+         False, 1),
+        ("saturate-half", "saturate", pairs // 2, saturate, 240, both, False, 1),
+        ("rate", "rate", full, rate, 300, both, False, 1 if quick else 5),
+        ("tls-hold-full", "hold", full, hold, 300, ours, True, 1),
+        ("tls-saturate", "saturate", pairs, saturate, 240, ours, True, 1),
     ]
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def median_run(reports):
+    """One report standing for several runs: each latency figure the median of the runs'."""
+    if len(reports) == 1:
+        return reports[0]
+    merged = dict(reports[len(reports) // 2])
+    for key in ("latency_us", "server_relay_latency_us"):
+        parts = [r.get(key) or {} for r in reports]
+        names = set().union(*parts)
+        merged[key] = {name: median([p.get(name) for p in parts]) for name in names}
+    merged["rate"] = dict(merged.get("rate") or {})
+    merged["rate"]["lost"] = sum((r.get("rate") or {}).get("lost", 0) for r in reports)
+    merged["rate"]["achieved_per_second"] = median(
+        [(r.get("rate") or {}).get("achieved_per_second") for r in reports])
+    merged["runs"] = len(reports)
+    return merged
 
 
 def machine():
@@ -213,10 +256,36 @@ def summarize(runs):
         ("saturate", "server", "cpu_us_per_message"), better="lower")
     add(f"server CPU per message, {half} pairs", "µs",
         ("saturate-half", "server", "cpu_us_per_message"), better="lower")
+    add("server CPU per message, ratio to the reference relay's", "",
+        ("saturate", "server", "cpu_us_per_message"), better="lower")
+    figures[-1]["ours"] = figures[-1]["ratio"]
+    figures[-1]["reference"] = None
+    if figures[-1]["ours"] is not None:
+        figures[-1]["goal_met"] = figures[-1]["ours"] <= 0.55
+    large = get("ours", "saturate-large", "payload_len")
+    add(f"relayed msgs/s at saturation, {large} B payloads, {pairs} pairs", "msgs/s",
+        ("saturate-large", "messages", "per_second"))
+    add(f"server CPU per message, {large} B payloads", "µs",
+        ("saturate-large", "server", "cpu_us_per_message"), better="lower")
+    runs_note = get("ours", "rate", "runs")
     for p in ("p50", "p90", "p99", "p999", "max"):
-        goal = (lambda o, r: o <= 500) if p == "p99" else None
-        add(f"latency {p} at the fixed rate", "µs", ("rate", "latency_us", p), goal=goal,
-            better="lower")
+        goal = {"p99": (lambda o, r: o <= 500), "p999": (lambda o, r: o <= 2000)}.get(p)
+        label = f"latency {p} at the fixed rate" + (f" (median of {runs_note} runs)"
+                                                       if runs_note else "")
+        add(label, "µs", ("rate", "latency_us", p), goal=goal, better="lower")
+    for p in ("p50", "p99", "p999"):
+        add(f"server's own relay latency {p} at the fixed rate (its /metrics)", "µs",
+            ("rate", "server_relay_latency_us", p), better="lower")
+    tls_conns = get("ours", "tls-hold-full", "connect", "held")
+    add(f"TLS: server memory per idle connection, {tls_conns} conns", "bytes",
+        ("tls-hold-full", "server", "rss_per_connection_bytes"),
+        goal=lambda o, r: o <= 8192, better="lower")
+    add("TLS: connects per second, TLS handshake and SigV4 verified", "connects/s",
+        ("tls-hold-full", "connect", "per_second"))
+    add(f"TLS: relayed msgs/s at saturation, {pairs} pairs", "msgs/s",
+        ("tls-saturate", "messages", "per_second"))
+    add("TLS: server CPU per message at saturation", "µs",
+        ("tls-saturate", "server", "cpu_us_per_message"), better="lower")
     add(f"achieved rate, over {get('ours', 'rate', 'connect', 'held')} connections", "msgs/s",
         ("rate", "rate", "achieved_per_second"))
     add("lost messages at the fixed rate", "", ("rate", "rate", "lost"), better="lower")
@@ -274,19 +343,28 @@ def main():
     errors = []
     kinds = [args.only] if args.only else ["ours", "reference"]
     with tempfile.TemporaryDirectory() as workdir:
-        for name, mode, channels, extra, deadline in scenarios(args.quick):
-            for kind in kinds:
-                print(f"bench: {name} against {kind} ({channels} channels)", file=sys.stderr,
-                      flush=True)
-                process, endpoint = start_server(kind, args, workdir)
-                try:
-                    runs[kind][name] = loadgen(args, kind, endpoint, process.pid, mode, channels,
-                                               extra + ["--quiet"], deadline)
-                except (RuntimeError, subprocess.SubprocessError, json.JSONDecodeError) as err:
-                    errors.append(f"{name} against {kind}: {err}")
-                    print(f"bench: {errors[-1]}", file=sys.stderr, flush=True)
-                finally:
-                    stop(process)
+        for name, mode, channels, extra, deadline, which, tls, repeat in scenarios(args.quick):
+            for kind in [k for k in kinds if k in which]:
+                reports = []
+                for attempt in range(repeat):
+                    print(f"bench: {name} against {kind} ({channels} channels, run "
+                          f"{attempt + 1} of {repeat})", file=sys.stderr, flush=True)
+                    with tempfile.TemporaryDirectory() as serverdir:
+                        process, endpoint = start_server(kind, args, serverdir, tls)
+                        ca = os.path.join(serverdir, "tls", "ca.pem") if tls else None
+                        try:
+                            reports.append(loadgen(args, kind, endpoint, process.pid, mode,
+                                                   channels, extra + ["--quiet"], deadline, ca))
+                        except (RuntimeError, subprocess.SubprocessError,
+                                json.JSONDecodeError) as err:
+                            errors.append(f"{name} against {kind}: {err}")
+                            print(f"bench: {errors[-1]}", file=sys.stderr, flush=True)
+                        finally:
+                            stop(process)
+                if reports:
+                    runs[kind][name] = median_run(reports)
+                    if repeat > 1:
+                        runs[kind][name + "-runs"] = reports
     report = {"machine": machine(), "quick": args.quick, "runs": runs, "errors": errors}
     report["figures"] = summarize(runs)
 

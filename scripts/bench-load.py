@@ -336,6 +336,8 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", help="run one server kind: ours or reference")
+    parser.add_argument("--scenario", action="append", default=[],
+                        help="run only this scenario (repeatable), e.g. tls-hold-full")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     raise_file_limit()
@@ -344,6 +346,8 @@ def main():
     kinds = [args.only] if args.only else ["ours", "reference"]
     with tempfile.TemporaryDirectory() as workdir:
         for name, mode, channels, extra, deadline, which, tls, repeat in scenarios(args.quick):
+            if args.scenario and name not in args.scenario:
+                continue
             for kind in [k for k in kinds if k in which]:
                 reports = []
                 for attempt in range(repeat):

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use kvs_transport_tokio::LogLimiter;
+use kvs_transport_tokio::{LogLimiter, accept_tls};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -88,7 +88,7 @@ fn is_transient(err: &io::Error) -> bool {
 /// Accepts connections until `stop` turns true.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    acceptor: Option<Arc<rustls::ServerConfig>>,
     app: Arc<App>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -158,7 +158,7 @@ pub(crate) async fn accept_loop(
 }
 
 /// Answers a connection past the cap with 503, then closes it.
-async fn refuse(stream: TcpStream, acceptor: Option<tokio_rustls::TlsAcceptor>, max: usize) {
+async fn refuse(stream: TcpStream, acceptor: Option<Arc<rustls::ServerConfig>>, max: usize) {
     let message = format!(
         "too many connections: this server holds at most {max} at once (max_connections); \
          try again later"
@@ -173,7 +173,7 @@ async fn refuse(stream: TcpStream, acceptor: Option<tokio_rustls::TlsAcceptor>, 
     match acceptor {
         None => answer_and_close(stream, response.as_bytes()).await,
         Some(acceptor) => {
-            if let Ok(tls) = acceptor.accept(stream).await {
+            if let Ok(tls) = accept_tls(stream, acceptor).await {
                 answer_and_close(tls, response.as_bytes()).await;
             }
         }
@@ -200,7 +200,7 @@ async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, resp
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    acceptor: Option<Arc<rustls::ServerConfig>>,
     app: Arc<App>,
     slot: Slot,
     stop: watch::Receiver<bool>,
@@ -209,7 +209,7 @@ async fn serve_connection(
         None => Box::pin(serve_http(stream, app, peer, slot, stop)).await,
         Some(acceptor) => {
             let timeout = app.config.tls_handshake_timeout;
-            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            match tokio::time::timeout(timeout, accept_tls(stream, acceptor)).await {
                 Ok(Ok(tls)) => Box::pin(serve_http(tls, app, peer, slot, stop)).await,
                 Ok(Err(err)) => {
                     if let Some(suppressed) = TLS_FAILED.check() {

@@ -15,9 +15,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use kvs_signaling_core::OpenConnection;
 use kvs_signaling_proto::{ChannelArn, ConnectQuery, ErrorType, MessageTtlSeconds};
-use kvs_transport_tokio::{HandshakeError, LogLimiter, Registration, accept_key, serve_websocket};
+use kvs_transport_tokio::{
+    HandshakeError, LogLimiter, Registration, TlsStream, accept_key, serve_websocket,
+};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 use crate::accept::Slot;
 use crate::access::Action;
@@ -199,7 +200,7 @@ fn serve_upgraded(
         }
         Err(upgraded) => upgraded,
     };
-    match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+    match upgraded.downcast::<TokioIo<TlsStream>>() {
         Ok(parts) => {
             let hyper::upgrade::Parts { io, read_buf, .. } = parts;
             let initial = read_buf.to_vec();

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::TlsAcceptor;
 
 /// The certificate chain and private key the server presents, as PEM files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,8 +120,8 @@ fn write(path: &Path, contents: &str, secret: bool) -> Result<(), TlsError> {
     Ok(())
 }
 
-/// A TLS acceptor presenting `files`, speaking HTTP/1.1 (the official C SDK pins it).
-pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
+/// The TLS configuration presenting `files`, speaking HTTP/1.1 (the official C SDK pins it).
+pub(crate) fn acceptor(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .map_err(|err| TlsError::new(files.cert.display(), err))?
         .collect::<Result<_, _>>()
@@ -143,5 +142,5 @@ pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
         .with_single_cert(certs, key)
         .map_err(|err| TlsError::new("the certificate and key", err))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }

@@ -25,6 +25,7 @@ mod log;
 mod outbox;
 mod shard;
 mod telemetry;
+mod tls;
 mod ws;
 
 pub use client::{
@@ -40,4 +41,5 @@ pub use shard::{
     spawn, spawn_with_telemetry,
 };
 pub use telemetry::{HistogramSnapshot, LatencyHistogram, Telemetry};
+pub use tls::{TlsStream, accept_tls};
 pub use ws::{WebSocketLimits, serve_websocket};

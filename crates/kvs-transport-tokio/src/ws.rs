@@ -10,6 +10,7 @@
 
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Poll, ready};
 use std::time::Duration;
@@ -244,10 +245,11 @@ where
     S: AsyncRead + Unpin,
 {
     poll_fn(|cx| {
-        let mut chunk = [0u8; READ_CHUNK];
+        // Uninitialized: a socket reads into it without the 16 KiB being zeroed each time.
+        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
         let mut reads = 0;
         loop {
-            let mut buf = ReadBuf::new(&mut chunk);
+            let mut buf = ReadBuf::uninit(&mut chunk);
             match Pin::new(&mut *io).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) => {
                     let filled = buf.filled();

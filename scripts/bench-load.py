@@ -262,6 +262,18 @@ def summarize(runs):
     figures[-1]["reference"] = None
     if figures[-1]["ours"] is not None:
         figures[-1]["goal_met"] = figures[-1]["ours"] <= 0.55
+    add("server CPU per message at saturation: share spent in the kernel", "",
+        ("saturate", "server", "kernel_share"))
+    # The kernel's share alone, against the reference's whole: how low the ratio could go
+    # if our own code cost nothing.
+    share = get("ours", "saturate", "server", "kernel_share")
+    ours_cpu = get("ours", "saturate", "server", "cpu_us_per_message")
+    ref_cpu = get("reference", "saturate", "server", "cpu_us_per_message")
+    if None not in (share, ours_cpu, ref_cpu) and ref_cpu:
+        figures.append({"figure": "server CPU per message, our kernel time alone as a ratio "
+                        "to the reference's whole", "unit": "", "ours": round(
+                            share * ours_cpu / ref_cpu, 2), "reference": None, "ratio": None,
+                        "goal_met": None, "better": "lower"})
     large = get("ours", "saturate-large", "payload_len")
     add(f"relayed msgs/s at saturation, {large} B payloads, {pairs} pairs", "msgs/s",
         ("saturate-large", "messages", "per_second"))

@@ -274,6 +274,9 @@ pub struct ProcessReport {
     pub cpu_seconds: Option<f64>,
     /// `cpu_seconds / messages.received`, in microseconds (`saturate` and `rate`).
     pub cpu_us_per_message: Option<f64>,
+    /// The share of `cpu_seconds` spent in the kernel (system time): on loopback, the TCP
+    /// stack's work for both ends is mostly done in the sender's context.
+    pub kernel_share: Option<f64>,
     /// Share of one CPU used in the window: `cpu_seconds / measured_seconds`.
     pub cpu_utilization: Option<f64>,
 }

@@ -556,14 +556,14 @@ impl Placer<'_> {
 #[derive(Debug, Clone)]
 struct Sample {
     rss_kib: Option<u64>,
-    cpu_seconds: Option<f64>,
+    cpu: Option<sys::CpuTimes>,
 }
 
 impl Sample {
     fn take(pid: u32) -> Self {
         Self {
             rss_kib: sys::rss_kib(pid),
-            cpu_seconds: sys::cpu_seconds(pid),
+            cpu: sys::cpu_times(pid),
         }
     }
 }
@@ -579,8 +579,13 @@ fn process_report(
     messages: Option<u64>,
     measured: Duration,
 ) -> ProcessReport {
-    let cpu_seconds = match (start.cpu_seconds, after.cpu_seconds) {
-        (Some(start), Some(after)) => Some(round(after - start, 2)),
+    let spent = match (start.cpu, after.cpu) {
+        (Some(start), Some(after)) => Some((after.user - start.user, after.system - start.system)),
+        _ => None,
+    };
+    let cpu_seconds = spent.map(|(user, system)| round(user + system, 2));
+    let kernel_share = match spent {
+        Some((user, system)) if user + system > 0.0 => Some(round(system / (user + system), 3)),
         _ => None,
     };
     let rss_per_connection_bytes = match (before.rss_kib, after.rss_kib, held) {
@@ -605,6 +610,7 @@ fn process_report(
         rss_per_connection_bytes,
         cpu_seconds,
         cpu_us_per_message,
+        kernel_share,
         cpu_utilization,
     }
 }

@@ -25,7 +25,7 @@
 
 mod client;
 mod endpoint;
-#[cfg(fuzzing)]
+#[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod internal;
 mod sign;

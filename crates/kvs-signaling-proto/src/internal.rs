@@ -146,3 +146,32 @@ pub fn fuzz_request(data: &[u8]) {
         Operation::SendAlexaOfferToMaster => decode::<SendAlexaOfferToMasterRequest>(body),
     }
 }
+
+/// Every committed fuzz input, and every crash turned into a regression input, run through
+/// the targets' entry points by `cargo test`, without the fuzzer.
+#[cfg(test)]
+mod corpus {
+    fn replay(target: &str, run: fn(&[u8])) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus")
+            .join(target);
+        let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        inputs.sort();
+        assert!(!inputs.is_empty(), "{} holds no input", dir.display());
+        for input in inputs {
+            run(&std::fs::read(&input).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_committed_corpora_replay() {
+        replay("client_message", super::fuzz_client_message);
+        replay("server_event", super::fuzz_server_event);
+        replay("rest_bodies", super::fuzz_rest_bodies);
+        replay("connect_query", super::fuzz_connect_query);
+        replay("request_routing", super::fuzz_request);
+    }
+}

@@ -72,3 +72,29 @@ pub fn fuzz_upgrade(data: &[u8]) {
         assert!(!err.to_string().is_empty());
     }
 }
+
+/// Every committed fuzz input, and every crash turned into a regression input, run through
+/// the targets' entry points by `cargo test`, without the fuzzer.
+#[cfg(test)]
+mod corpus {
+    fn replay(target: &str, run: fn(&[u8])) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus")
+            .join(target);
+        let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        inputs.sort();
+        assert!(!inputs.is_empty(), "{} holds no input", dir.display());
+        for input in inputs {
+            run(&std::fs::read(&input).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_committed_corpora_replay() {
+        replay("ws_frames", super::fuzz_frames);
+        replay("upgrade_request", super::fuzz_upgrade);
+    }
+}

@@ -17,7 +17,7 @@
 
 mod client;
 mod codec;
-#[cfg(fuzzing)]
+#[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod internal;
 mod listen;

@@ -556,3 +556,29 @@ fn check_state(sim: &Sim, model: &Model) {
         }
     }
 }
+
+/// Every committed input of the `hub_sequence` fuzz target, and every crash turned into a
+/// regression input, run through the model by `cargo test`, without the fuzzer.
+#[cfg(test)]
+mod corpus {
+    #[test]
+    fn the_committed_corpus_replays() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/hub_sequence");
+        let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        inputs.sort();
+        assert!(!inputs.is_empty(), "{} holds no input", dir.display());
+        for input in inputs {
+            let transitions = super::Transition::decode_all(&std::fs::read(&input).unwrap());
+            assert_eq!(
+                super::run(&transitions),
+                super::run(&transitions),
+                "{} ran differently twice",
+                input.display()
+            );
+        }
+    }
+}

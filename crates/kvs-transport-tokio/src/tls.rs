@@ -22,11 +22,15 @@ use tokio::net::TcpStream;
 
 /// Bytes read from the socket at once, on the stack.
 const READ_CHUNK: usize = 16 * 1024;
+/// Received bytes kept at most while rustls waits for the rest: the largest handshake message
+/// (2^16 - 1 bytes, whose fragments rustls keeps until it is whole) and one more record.
+/// Beyond it the peer is refused: it could otherwise pile up records of one byte each.
+const MAX_INCOMING: usize = 0xffff + 5 + 16_384 + 2_048;
 /// Plaintext encrypted in one write at most.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Ciphertext kept unsent at most before reading stops: what one write leaves (a chunk and
-/// its records' overhead) and 16 KiB of answers to the peer's key updates, which a peer that
-/// does not read could otherwise pile up.
+/// its records' overhead) and 16 KiB for what rustls answers meanwhile (key updates, which it
+/// also limits itself), so that a peer that does not read is not read from either.
 const MAX_UNSENT: usize = WRITE_CHUNK + WRITE_CHUNK / 16_384 * 64 + 64 + 16 * 1024;
 
 /// What processing the received records came to.
@@ -41,6 +45,10 @@ enum Step {
 }
 
 /// A TLS connection accepted by [`accept_tls`].
+///
+/// Read and write it from one task (as hyper and the WebSocket server do): a read may send
+/// what rustls owes the peer, and the socket keeps one waker per direction. Early data
+/// (0-RTT) is not expected: a configuration that enables it would see it as ordinary data.
 pub struct TlsStream {
     io: TcpStream,
     conn: Box<UnbufferedServerConnection>,
@@ -54,6 +62,8 @@ pub struct TlsStream {
     out_at: usize,
     read_closed: bool,
     close_sent: bool,
+    /// A TLS error ended the connection: nothing more is read or written.
+    failed: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -156,6 +166,7 @@ pub async fn accept_tls(io: TcpStream, config: Arc<rustls::ServerConfig>) -> io:
         out_at: 0,
         read_closed: false,
         close_sent: false,
+        failed: false,
     };
     loop {
         let step = tls.process_incoming(&mut [])?;
@@ -188,8 +199,25 @@ impl TlsStream {
     }
 
     /// Processes what is kept in `incoming` followed by `fresh` (just read), keeping the
-    /// start of a record that has not fully arrived.
+    /// start of a record (or the fragments of a handshake message) that has not fully
+    /// arrived, up to [`MAX_INCOMING`].
     fn process_incoming(&mut self, fresh: &mut [u8]) -> io::Result<Step> {
+        let step = self.process_kept_and(fresh);
+        if step.is_err() {
+            self.failed = true;
+        } else if self.incoming.len() > MAX_INCOMING {
+            self.failed = true;
+            self.incoming = Vec::new();
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the peer sent more of one TLS message than it may",
+            ));
+        }
+        step
+    }
+
+    /// [`Self::process_incoming`] without the bound.
+    fn process_kept_and(&mut self, fresh: &mut [u8]) -> io::Result<Step> {
         if self.incoming.is_empty() {
             let (used, step) = process(
                 &mut self.conn,
@@ -277,15 +305,22 @@ impl TlsStream {
     fn queue_close_notify(&mut self) -> io::Result<()> {
         self.with_writer(|writer, outgoing| {
             let at = outgoing.len();
-            outgoing.resize(at + 64, 0);
-            match writer.queue_close_notify(&mut outgoing[at..]) {
-                Ok(written) => {
-                    outgoing.truncate(at + written);
-                    Ok(())
-                }
-                Err(err) => {
-                    outgoing.truncate(at);
-                    Err(io::Error::other(err.to_string()))
+            // An alert record, and a key update rustls may still owe the peer ahead of it.
+            let mut room = 64;
+            loop {
+                outgoing.resize(at + room, 0);
+                match writer.queue_close_notify(&mut outgoing[at..]) {
+                    Ok(written) => {
+                        outgoing.truncate(at + written);
+                        return Ok(());
+                    }
+                    Err(EncryptError::InsufficientSize(InsufficientSizeError {
+                        required_size,
+                    })) if required_size > room => room = required_size,
+                    Err(err) => {
+                        outgoing.truncate(at);
+                        return Err(io::Error::other(err.to_string()));
+                    }
                 }
             }
         })
@@ -347,7 +382,22 @@ impl TlsStream {
         if !records.is_empty() {
             self.incoming = records;
         }
+        if result.is_err() {
+            self.failed = true;
+        }
         result
+    }
+
+    /// The error of every call once the connection has failed.
+    fn check_failed(&self) -> io::Result<()> {
+        if self.failed {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the TLS connection failed",
+            ))
+        } else {
+            Ok(())
+        }
     }
 
     /// Moves decrypted bytes into `buf`; whether there were any.
@@ -378,6 +428,7 @@ impl AsyncRead for TlsStream {
             if this.take_plaintext(buf) || this.read_closed {
                 return Poll::Ready(Ok(()));
             }
+            this.check_failed()?;
             // Handshake messages rustls answers (tickets, key updates) go out when they can;
             // a peer that makes them but does not read them is not read from either.
             match this.poll_flush_outgoing(cx) {
@@ -388,6 +439,14 @@ impl AsyncRead for TlsStream {
                 _ => {}
             }
             if !ready!(this.poll_read_records(cx))? {
+                if !this.incoming.is_empty() {
+                    // A record cut short: truncated, not ended.
+                    this.failed = true;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the connection in the middle of a TLS record",
+                    )));
+                }
                 // The peer ended the TCP stream without close_notify: the end, all the same.
                 this.read_closed = true;
             }
@@ -410,6 +469,7 @@ impl AsyncWrite for TlsStream {
         slices: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.check_failed()?;
         // What was encrypted before goes out first: the backlog stays one write deep.
         ready!(this.poll_flush_outgoing(cx))?;
         let mut nonempty = slices

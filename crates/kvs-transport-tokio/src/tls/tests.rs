@@ -252,3 +252,52 @@ async fn key_updates_the_client_asks_for_are_answered() {
         echo_both_ways(&mut client, &mut server, &[round; 1_000]).await;
     }
 }
+
+#[tokio::test]
+async fn a_handshake_message_sent_a_byte_per_record_is_refused_past_the_bound() {
+    let (server, _) = configs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepting = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        accept_tls(tcp, server).await.map(|_| ())
+    });
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    // A ClientHello that says it is 65,535 bytes long, then its body one byte per record:
+    // rustls keeps every record until the message is whole, 6 bytes for each byte of it.
+    let mut flood = vec![22u8, 3, 1, 0, 4, 1, 0, 0xff, 0xff];
+    let records = 20_000;
+    for _ in 0..records {
+        flood.extend_from_slice(&[22, 3, 1, 0, 1, 0]);
+    }
+    assert!(
+        flood.len() > MAX_INCOMING,
+        "the flood stays within the bound"
+    );
+    // The server refuses before the message is whole; it may reset the rest of the flood.
+    let _ = tcp.write_all(&flood).await;
+    let result = tokio::time::timeout(Duration::from_secs(10), accepting)
+        .await
+        .expect("the server still waits for the message")
+        .unwrap();
+    let err = result.expect_err("the handshake went on");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+}
+
+#[tokio::test]
+async fn a_record_cut_short_by_the_end_of_the_stream_is_an_error_not_the_end() {
+    let (client, accepted) = pair().await;
+    let mut server = accepted.await.unwrap();
+    let (mut tcp, _) = client.into_inner();
+    // The header of an application-data record of 50 bytes, and 3 of them.
+    tcp.write_all(&[23, 3, 3, 0, 50, 1, 2, 3]).await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    let err = tokio::time::timeout(Duration::from_secs(5), server.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .expect_err("a truncated stream read as its end");
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    // And the connection stays failed.
+    assert!(server.write_all(b"more").await.is_err());
+}

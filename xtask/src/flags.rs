@@ -5,7 +5,10 @@ pub(crate) const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci [--fuzz-time SECS]              fmt, clippy, tests, docs, bench build, fuzz smoke (10 s per target)
+  ci [--fuzz-time SECS]              fmt, clippy, tests, docs, bench build, packaging,
+                                     msrv, fuzz smoke (10 s per target)
+  msrv                               check each publishable crate with the oldest Rust its
+                                     rust-version claims (installing it with rustup)
   fuzz [TARGET] [--time SECS] [--replay]
                                      run every fuzz target (or one) for SECS (default 60),
                                      or replay the committed corpus only
@@ -19,6 +22,7 @@ commands:
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Flags {
     Help,
+    Msrv,
     Ci {
         fuzz_seconds: u64,
     },
@@ -52,6 +56,10 @@ impl Flags {
         };
         match command.as_str() {
             "help" | "-h" | "--help" => Ok(Self::Help),
+            "msrv" => match args.next() {
+                None => Ok(Self::Msrv),
+                Some(other) => Err(format!("msrv: unknown argument {other:?}")),
+            },
             "ci" => {
                 let mut fuzz_seconds = 10;
                 while let Some(arg) = args.next() {
@@ -129,6 +137,8 @@ mod tests {
     fn commands() {
         assert_eq!(parse(""), Ok(Flags::Help));
         assert_eq!(parse("ci"), Ok(Flags::Ci { fuzz_seconds: 10 }));
+        assert_eq!(parse("msrv"), Ok(Flags::Msrv));
+        assert!(parse("msrv extra").is_err());
         assert_eq!(parse("ci --fuzz-time 3"), Ok(Flags::Ci { fuzz_seconds: 3 }));
         assert_eq!(
             parse("fuzz client_message --time 5"),

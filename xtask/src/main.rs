@@ -2,7 +2,9 @@
 //!
 //! - `ci`: everything CI checks, in order: the tools tests need (coturn, installed by
 //!   `scripts/install-test-deps.sh` when missing), formatting, clippy, tests, docs, benchmark
-//!   builds, fuzz smoke. Ends with one line, `ci: N passed, N failed`, counting every test.
+//!   builds, packaging of the publishable crates, each checked with the oldest Rust it claims
+//!   (`rust-version`), fuzz smoke. Ends with one line, `ci: N passed, N failed`, counting every test.
+//! - `msrv`: each publishable crate checked with the oldest Rust its `rust-version` claims.
 //! - `fuzz [TARGET] [--time SECS] [--replay]`: runs the cargo-fuzz targets.
 //! - `bench [--save NAME | --baseline NAME] [--micro-only | --load-only] [--quick] [FILTER]`:
 //!   runs the criterion benchmarks, then the load scenarios (`scripts/bench-load.py` driving
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
             eprintln!("{}", flags::USAGE);
             Ok(())
         }
+        Flags::Msrv => msrv(),
         Flags::Ci { fuzz_seconds } => ci(fuzz_seconds),
         Flags::Fuzz {
             target,
@@ -172,11 +175,108 @@ fn ci(fuzz_seconds: u64) -> Result<(), String> {
             "bench build",
             cargo().args(["bench", "--workspace", "--no-run", "--locked"]),
         )?;
+        let mut package = cargo();
+        package.args(["package", "--no-verify", "--locked"]);
+        for (name, _) in rust_versions()? {
+            package.args(["-p", &name]);
+        }
+        run("package", &mut package)?;
+        msrv()?;
         fuzz(None, fuzz_seconds, false)
     })();
     // The closing line CI reads: every test counted, whatever step failed.
     println!("ci: {} passed, {} failed", counts.passed, counts.failed);
     result
+}
+
+/// The `rust-version` of each publishable crate, as its manifest states it (its own, or the
+/// workspace's).
+fn rust_versions() -> Result<Vec<(String, String)>, String> {
+    let read = |path: PathBuf| {
+        std::fs::read_to_string(&path).map_err(|err| format!("{}: {err}", path.display()))
+    };
+    let field = |manifest: &str, key: &str| {
+        manifest.lines().find_map(|line| {
+            let value = line.trim().strip_prefix(key)?.trim().strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_owned())
+        })
+    };
+    let workspace = read(root().join("Cargo.toml"))?;
+    let default = field(&workspace, "rust-version").ok_or("Cargo.toml: no rust-version")?;
+    let mut found = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(root().join("crates"))
+        .map_err(|err| format!("crates/: {err}"))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let manifest = read(dir.join("Cargo.toml"))?;
+        if field(&manifest, "publish").is_some_and(|value| value == "false") {
+            continue;
+        }
+        let name = field(&manifest, "name").ok_or_else(|| format!("{}: no name", dir.display()))?;
+        let version = match field(&manifest, "rust-version") {
+            Some(version) => version,
+            None => default.clone(),
+        };
+        found.push((name, version));
+    }
+    Ok(found)
+}
+
+/// Checks each publishable crate with the oldest Rust its manifest claims, installing that
+/// toolchain (minimal profile) when it is missing.
+fn msrv() -> Result<(), String> {
+    let mut by_version: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, version) in rust_versions()? {
+        match by_version.iter_mut().find(|(v, _)| *v == version) {
+            Some((_, names)) => names.push(name),
+            None => by_version.push((version, vec![name])),
+        }
+    }
+    let target_dir = std::env::var("CARGO_TARGET_DIR").map_or_else(
+        |_| root().join("target/msrv"),
+        |dir| PathBuf::from(dir).join("msrv"),
+    );
+    for (version, names) in by_version {
+        let installed = Command::new("rustup")
+            .args(["run", &version, "rustc", "--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed {
+            run(
+                &format!("install Rust {version}"),
+                Command::new("rustup").args([
+                    "toolchain",
+                    "install",
+                    &version,
+                    "--profile",
+                    "minimal",
+                ]),
+            )?;
+        }
+        // Through rustup, so that `+version` picks that toolchain's cargo, not this one's.
+        let mut cmd = Command::new("rustup");
+        cmd.current_dir(root())
+            .env_remove("CARGO")
+            .env_remove("RUSTC")
+            .args([
+                "run",
+                &version,
+                "cargo",
+                "check",
+                "--locked",
+                "--target-dir",
+            ])
+            .arg(&target_dir);
+        for name in &names {
+            cmd.args(["-p", name]);
+        }
+        run(&format!("msrv {version}: {}", names.join(", ")), &mut cmd)?;
+    }
+    Ok(())
 }
 
 /// The fuzz targets, as `fuzz/Cargo.toml` lists them.

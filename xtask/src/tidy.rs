@@ -131,3 +131,120 @@ fn readme_starts_with_the_two_commands_and_ci_runs_the_second() {
         ".ci/run must run the README's test command, `cargo xtask ci`"
     );
 }
+
+/// The manifests of the crates under `crates/` that are published (no `publish = false`).
+fn publishable() -> Vec<(PathBuf, String)> {
+    crates()
+        .into_iter()
+        .map(|dir| {
+            let manifest = read(&dir.join("Cargo.toml"));
+            (dir, manifest)
+        })
+        .filter(|(_, manifest)| !manifest.lines().any(|l| l.trim() == "publish = false"))
+        .collect()
+}
+
+#[test]
+fn publishable_crates_carry_what_a_registry_user_expects() {
+    let published = publishable();
+    assert!(
+        published.len() >= 5,
+        "{} publishable crates",
+        published.len()
+    );
+    for (dir, manifest) in published {
+        for key in [
+            "description",
+            "license",
+            "repository",
+            "readme",
+            "documentation",
+            "keywords",
+            "categories",
+            "rust-version",
+        ] {
+            assert!(
+                manifest
+                    .lines()
+                    .any(|line| line.starts_with(&format!("{key} "))
+                        || line.starts_with(&format!("{key}."))),
+                "{}/Cargo.toml has no {key}",
+                dir.display()
+            );
+        }
+        for license in ["LICENSE-MIT", "LICENSE-APACHE"] {
+            let text = read(&dir.join(license));
+            assert!(
+                text.contains("Permission is hereby granted") || text.contains("Apache License"),
+                "{}/{license} is not the license text",
+                dir.display()
+            );
+        }
+    }
+    let workspace = read(&root().join("Cargo.toml"));
+    assert!(
+        workspace.contains(r#"license = "MIT OR Apache-2.0""#),
+        "the workspace's license is MIT OR Apache-2.0, as LICENSE-MIT and LICENSE-APACHE say"
+    );
+}
+
+/// The crates in `krate`'s normal dependency tree (no dev or build dependencies).
+fn normal_dependencies(krate: &str) -> Vec<String> {
+    let output = super::cargo()
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            krate,
+        ])
+        .output()
+        .unwrap_or_else(|err| panic!("cargo tree: {err}"));
+    assert!(
+        output.status.success(),
+        "cargo tree -p {krate}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn proto_and_core_pull_in_no_io_crate() {
+    const IO: [&str; 10] = [
+        "tokio",
+        "mio",
+        "hyper",
+        "hyper-util",
+        "h2",
+        "rustls",
+        "tokio-rustls",
+        "socket2",
+        "ring",
+        "tungstenite",
+    ];
+    for krate in ["kvs-signaling-proto", "kvs-signaling-core"] {
+        let names = normal_dependencies(krate);
+        assert!(names.iter().any(|name| name == krate), "{names:?}");
+        let io: Vec<_> = names
+            .iter()
+            .filter(|name| IO.contains(&name.as_str()) || name.starts_with("tokio"))
+            .collect();
+        assert!(io.is_empty(), "{krate} depends on {io:?}");
+    }
+    // The check sees IO crates where they are.
+    let transport = normal_dependencies("kvs-transport-tokio");
+    assert!(
+        transport.iter().any(|name| name == "tokio"),
+        "{transport:?}"
+    );
+}

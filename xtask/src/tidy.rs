@@ -248,3 +248,28 @@ fn proto_and_core_pull_in_no_io_crate() {
         "{transport:?}"
     );
 }
+
+#[test]
+fn dependency_versions_live_in_the_workspace_manifest() {
+    let mut manifests: Vec<PathBuf> = crates().iter().map(|dir| dir.join("Cargo.toml")).collect();
+    manifests.push(root().join("tests/Cargo.toml"));
+    for manifest in manifests {
+        let mut section = String::new();
+        for line in read(&manifest).lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                section = line.to_owned();
+                continue;
+            }
+            let in_dependencies = section.ends_with("dependencies]");
+            if !in_dependencies || line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            assert!(
+                line.contains("workspace = true") || line.contains("path = "),
+                "{}: {line:?} sets its own version; put it in [workspace.dependencies]",
+                manifest.display()
+            );
+        }
+    }
+}

@@ -965,3 +965,99 @@ async fn keys_limited_to_channels_and_roles() {
     );
     master.close(None).await.unwrap();
 }
+
+/// Every metric name in `text`: the words that start with `kvs_`.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("kvs_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_what_metrics_exports() {
+    let server = start().await;
+    let response = exchange(
+        TcpStream::connect(server.local_addr()).await.unwrap(),
+        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    // The series the server exports: each sample line's name.
+    let exported: std::collections::BTreeSet<String> = response
+        .body
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next().map(str::to_owned))
+        .collect();
+    assert!(
+        exported.contains("kvs_relay_latency_seconds_bucket"),
+        "{exported:?}"
+    );
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/grafana/kvs-signaling.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(!panels.is_empty());
+    let mut queried = std::collections::BTreeSet::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap();
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "{title}: id taken"
+        );
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title} has no query");
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            let names = metric_names(expr);
+            assert!(!names.is_empty(), "{title}: {expr} names no metric");
+            for name in names {
+                assert!(
+                    exported.contains(&name),
+                    "{title}: {expr} queries {name}, which /metrics does not export"
+                );
+                queried.insert(name);
+            }
+        }
+    }
+    // And nothing the server exports is missing from the dashboard.
+    let families: std::collections::BTreeSet<String> = exported
+        .iter()
+        .map(|name| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| exported.contains(&format!("{base}_bucket")))
+                .unwrap_or(name)
+                .to_owned()
+        })
+        .collect();
+    let shown: std::collections::BTreeSet<String> = queried
+        .iter()
+        .map(|name| {
+            name.strip_suffix("_bucket")
+                .or_else(|| name.strip_suffix("_sum"))
+                .or_else(|| name.strip_suffix("_count"))
+                .unwrap_or(name)
+                .to_owned()
+        })
+        .collect();
+    let missing: Vec<_> = families.difference(&shown).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard shows nothing of {missing:?}"
+    );
+}

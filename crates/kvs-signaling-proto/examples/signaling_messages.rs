@@ -3,7 +3,10 @@
 //!
 //! Run it with `cargo run -p kvs-signaling-proto --example signaling_messages`. It prints what
 //! it does and checks each step, so it fails loudly if the crate stops behaving as shown.
-#![allow(clippy::print_stdout, reason = "an example shows its results on stdout")]
+#![allow(
+    clippy::print_stdout,
+    reason = "an example shows its results on stdout"
+)]
 
 use std::error::Error;
 

@@ -1,4 +1,4 @@
-//! Fuzzes `kvs_ice_rest::internal::fuzz_sigv4_header`.
+//! Fuzzes `kvs_signaling_auth::internal::fuzz_sigv4_header`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kvs_ice_rest::internal::fuzz_sigv4_header(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kvs_signaling_auth::internal::fuzz_sigv4_header(data));

@@ -219,7 +219,7 @@ fn normal_dependencies(krate: &str) -> Vec<String> {
 }
 
 #[test]
-fn proto_and_core_pull_in_no_io_crate() {
+fn proto_core_and_auth_pull_in_no_io_crate() {
     const IO: [&str; 10] = [
         "tokio",
         "mio",
@@ -232,7 +232,11 @@ fn proto_and_core_pull_in_no_io_crate() {
         "ring",
         "tungstenite",
     ];
-    for krate in ["kvs-signaling-proto", "kvs-signaling-core"] {
+    for krate in [
+        "kvs-signaling-proto",
+        "kvs-signaling-core",
+        "kvs-signaling-auth",
+    ] {
         let names = normal_dependencies(krate);
         assert!(names.iter().any(|name| name == krate), "{names:?}");
         let io: Vec<_> = names

@@ -18,9 +18,10 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
-use crate::endpoint::{Endpoint, EndpointError, EndpointKind};
-use crate::sign::{PresignError, presign_connect_url, sign_headers};
-use crate::sigv4::Credentials;
+use kvs_signaling_auth::{
+    Credentials, Endpoint, EndpointError, EndpointKind, PresignError, presign_connect_url,
+    sign_request_headers,
+};
 
 mod http;
 
@@ -342,18 +343,18 @@ impl RestClient {
     ) -> Result<A, RequestError> {
         let body = request.encode();
         let path = endpoint.join(operation.path());
-        let signed = sign_headers(
+        let signed = sign_request_headers(
             &self.credentials,
             &self.region,
             SystemTime::now(),
             "POST",
-            &endpoint.authority,
+            endpoint.authority(),
             &path,
             &body,
         )
         .map_err(|err| RequestError::new(format!("{operation:?}: {err}")))?;
         let mut headers: Vec<(&str, &str)> = vec![
-            ("host", &endpoint.authority),
+            ("host", endpoint.authority()),
             ("content-type", "application/json"),
             ("user-agent", USER_AGENT),
         ];

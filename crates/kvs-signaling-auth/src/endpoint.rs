@@ -19,23 +19,31 @@ pub struct EndpointError {
 
 /// Which surface an endpoint serves, and so which schemes it may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EndpointKind {
+#[non_exhaustive]
+pub enum EndpointKind {
     /// The control plane or a channel's HTTPS endpoint.
     Rest,
     /// A channel's WebSocket endpoint.
     WebSocket,
 }
 
+/// An endpoint's scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Scheme {
+#[non_exhaustive]
+pub enum Scheme {
+    /// `http://`, a local server without TLS.
     Http,
+    /// `https://`.
     Https,
+    /// `ws://`, a local server without TLS.
     Ws,
+    /// `wss://`.
     Wss,
 }
 
 impl Scheme {
-    pub(crate) const fn as_str(self) -> &'static str {
+    /// The scheme's name, without `://`.
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Http => "http",
             Self::Https => "https",
@@ -45,7 +53,7 @@ impl Scheme {
     }
 
     /// Whether the connection runs over TLS.
-    pub(crate) const fn is_tls(self) -> bool {
+    pub const fn is_tls(self) -> bool {
         matches!(self, Self::Https | Self::Wss)
     }
 
@@ -54,9 +62,10 @@ impl Scheme {
     }
 }
 
-/// A parsed endpoint.
+/// A parsed endpoint: what a client dials, the `Host` it signs, and the path its calls go
+/// under.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Endpoint {
+pub struct Endpoint {
     pub(crate) scheme: Scheme,
     /// The host as written, with the brackets of an IPv6 address.
     host: String,
@@ -71,7 +80,7 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     /// Parses `url`, given as the argument `field`.
-    pub(crate) fn parse(
+    pub fn parse(
         field: &'static str,
         url: &str,
         kind: EndpointKind,
@@ -130,8 +139,29 @@ impl Endpoint {
         })
     }
 
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The port to dial: the URL's, or the scheme's default.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `host[:port]`, the port only when it is not the scheme's default: the `Host` header
+    /// to send and sign, and the authority of every URL built on this endpoint.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The path as written, `/` when there is none.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// The host to dial and to name to TLS, without the brackets of an IPv6 address.
-    pub(crate) fn host(&self) -> &str {
+    pub fn host(&self) -> &str {
         self.host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
@@ -141,14 +171,14 @@ impl Endpoint {
     /// The path of the operation at `operation_path` (which starts with `/`) under this
     /// endpoint: a trailing slash of the endpoint is dropped, as the official C SDK appends
     /// paths to endpoints.
-    pub(crate) fn join(&self, operation_path: &str) -> String {
+    pub fn join(&self, operation_path: &str) -> String {
         let mut path = self.path.trim_end_matches('/').to_owned();
         path.push_str(operation_path);
         path
     }
 
     /// `scheme://authority`, without a path.
-    pub(crate) fn origin(&self) -> String {
+    pub fn origin(&self) -> String {
         format!("{}://{}", self.scheme.as_str(), self.authority)
     }
 }

@@ -118,7 +118,7 @@ pub fn fuzz_sigv4_header(data: &[u8]) {
 
     let credentials = Credentials::new(KEY, SECRET);
     let host = "127.0.0.1:8443";
-    let Ok(signed) = sign::sign_headers(
+    let Ok(signed) = sign::sign_request_headers(
         &credentials,
         "us-west-2",
         fuzz_now(),

@@ -1,27 +1,18 @@
 //! SigV4 signing on the client side: the presigned WebSocket connect URL, as the official
 //! SDKs presign it, and the `Authorization` header of REST calls, as the AWS SDKs sign them.
-//! Both go through aws-sigv4, as the [`Verifier`](crate::Verifier) does.
+//! Both compute their signature as the [`Verifier`](crate::Verifier) checks it.
 
-use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_credential_types::Credentials as AwsCredentials;
-use aws_sigv4::http_request::{
-    SignableBody, SignableRequest, SignatureLocation, SigningInstructions, SigningSettings, sign,
-};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
-use kvs_signaling_proto::{ChannelArn, ClientId};
+use kvs_signaling_proto::{AmzDate, ChannelArn, ClientId};
 
+use crate::canonical::{self, ALGORITHM, encoded};
 use crate::endpoint::{Endpoint, EndpointError, EndpointKind};
-use crate::sigv4::{Credentials, SERVICE, push_encoded, signing_uri};
+use crate::sigv4::{Credentials, SERVICE};
 
 /// How long a presigned connect URL stays valid: the `X-Amz-Expires` the official JavaScript,
 /// Android and iOS SDKs give.
 const PRESIGN_EXPIRES: Duration = Duration::from_secs(299);
-
-/// 10000-01-01T00:00:00Z: a SigV4 date has four digits for the year.
-const END_OF_SIGV4_TIME: Duration = Duration::from_secs(253_402_300_800);
 
 /// Why a request cannot be signed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,12 +33,6 @@ pub enum PresignError {
         /// The time given.
         time: SystemTime,
     },
-    /// aws-sigv4 refused the request.
-    #[error("the request cannot be signed: {message}")]
-    Signing {
-        /// Its explanation.
-        message: String,
-    },
 }
 
 /// The WebSocket connect URL for `channel_arn` on `wss_endpoint`, presigned as the official
@@ -66,7 +51,7 @@ pub enum PresignError {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use kvs_ice_rest::{Credentials, presign_connect_url};
+/// use kvs_signaling_auth::{Credentials, presign_connect_url};
 /// use kvs_signaling_proto::ChannelArn;
 ///
 /// let credentials = Credentials::new("AKIAIOSFODJJ7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxQQiCYEXAMPLEKEY");
@@ -138,58 +123,80 @@ pub(crate) fn presign(
     expires: Duration,
     now: SystemTime,
 ) -> Result<String, PresignError> {
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(expires);
-    settings.excluded_headers = Some(Vec::new());
-    let (instructions, signature) = sign_request(
-        credentials,
+    let date = signing_date(credentials, now)?;
+    let scope = canonical::Scope {
+        amz_date: date.as_str(),
         region,
         service,
-        now,
-        settings,
-        "GET",
-        &endpoint.path,
-        params,
-        &[("host", &endpoint.authority)],
-        b"",
-    )?;
-    let (_, added) = instructions.into_parts();
-    let mut query: Vec<(String, String)> = params
+    };
+    let credential = format!("{}/{}", credentials.access_key_id, scope.credential_scope());
+    let expires = expires.as_secs().to_string();
+    let mut query: Vec<(&str, &str)> = params.to_vec();
+    query.extend([
+        ("X-Amz-Algorithm", ALGORITHM),
+        ("X-Amz-Credential", credential.as_str()),
+        ("X-Amz-Date", date.as_str()),
+        ("X-Amz-Expires", expires.as_str()),
+        ("X-Amz-SignedHeaders", "host"),
+    ]);
+    if let Some(token) = &credentials.session_token {
+        query.push(("X-Amz-Security-Token", token));
+    }
+    let request = canonical::Request {
+        method: "GET",
+        path: &endpoint.path,
+        query,
+        headers: vec![("host", &endpoint.authority)],
+        payload_hash: canonical::sha256_hex(b""),
+    };
+    let signature = canonical::signature(&credentials.secret_access_key, &scope, &request);
+    let mut pairs: Vec<(String, String)> = request
+        .query
         .iter()
-        .map(|(name, value)| (*name, *value))
-        .chain(
-            added
-                .iter()
-                .filter(|(name, _)| *name != "X-Amz-Signature")
-                .map(|(name, value)| (*name, value.as_ref())),
-        )
-        .map(|(name, value)| (encode(name), encode(value)))
+        .map(|(name, value)| (encoded(name), encoded(value)))
         .collect();
-    query.sort();
+    pairs.sort();
     let mut url = format!(
         "{}://{}{}",
         endpoint.scheme.as_str(),
         endpoint.authority,
         endpoint.path
     );
-    for (i, (name, value)) in query.iter().enumerate() {
+    for (i, (name, value)) in pairs.iter().enumerate() {
         url.push(if i == 0 { '?' } else { '&' });
         url.push_str(name);
         url.push('=');
         url.push_str(value);
     }
-    url.push_str(if query.is_empty() { "?" } else { "&" });
-    url.push_str("X-Amz-Signature=");
+    url.push_str("&X-Amz-Signature=");
     url.push_str(&signature);
     Ok(url)
 }
 
-/// The headers that sign a REST call (`x-amz-date`, `authorization` and, for temporary
-/// credentials, `x-amz-security-token`), as the AWS SDKs sign it: the signed headers are
-/// `host`, `x-amz-date` and the session token; the body is hashed into the signature and no
-/// `x-amz-content-sha256` is sent.
-pub(crate) fn sign_headers(
+/// The headers that sign a REST call to `authority` (`x-amz-date`, `authorization` and, for
+/// temporary credentials, `x-amz-security-token`), as the AWS SDKs sign it: the signed headers
+/// are `host`, `x-amz-date` and the session token; the body is hashed into the signature and
+/// no `x-amz-content-sha256` is sent.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use kvs_signaling_auth::{Credentials, HeaderSignedRequest, Verifier, sign_request_headers};
+///
+/// let credentials = Credentials::new("AKIDEXAMPLE", "secret");
+/// let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// let body = br#"{"ChannelName":"demo"}"#;
+/// let signed = sign_request_headers(
+///     &credentials, "us-west-2", now, "POST", "kinesisvideo.us-west-2.amazonaws.com",
+///     "/describeSignalingChannel", body,
+/// )?;
+/// let mut headers = vec![("host", "kinesisvideo.us-west-2.amazonaws.com")];
+/// headers.extend(signed.iter().map(|(name, value)| (*name, value.as_str())));
+/// let request = HeaderSignedRequest::new("POST", "/describeSignalingChannel", &headers, body);
+/// let verifier = Verifier::new("us-west-2", [credentials]);
+/// assert_eq!(verifier.verify_header(now, &request)?.access_key_id, "AKIDEXAMPLE");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn sign_request_headers(
     credentials: &Credentials,
     region: &str,
     now: SystemTime,
@@ -198,40 +205,42 @@ pub(crate) fn sign_headers(
     path: &str,
     body: &[u8],
 ) -> Result<Vec<(&'static str, String)>, PresignError> {
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::Headers;
-    let (instructions, _) = sign_request(
-        credentials,
+    let date = signing_date(credentials, now)?;
+    let scope = canonical::Scope {
+        amz_date: date.as_str(),
         region,
-        SERVICE,
-        now,
-        settings,
+        service: SERVICE,
+    };
+    let mut headers = vec![("host", authority), ("x-amz-date", date.as_str())];
+    if let Some(token) = &credentials.session_token {
+        headers.push(("x-amz-security-token", token));
+    }
+    let request = canonical::Request {
         method,
         path,
-        &[],
-        &[("host", authority)],
-        body,
-    )?;
-    let (headers, _) = instructions.into_parts();
-    Ok(headers
-        .into_iter()
-        .map(|header| (header.name(), header.value().to_owned()))
-        .collect())
+        query: Vec::new(),
+        headers,
+        payload_hash: canonical::sha256_hex(body),
+    };
+    let signature = canonical::signature(&credentials.secret_access_key, &scope, &request);
+    let authorization = format!(
+        "{ALGORITHM} Credential={}/{}, SignedHeaders={}, Signature={signature}",
+        credentials.access_key_id,
+        scope.credential_scope(),
+        canonical::signed_headers(&request.headers),
+    );
+    let mut out = vec![
+        ("x-amz-date", date.as_str().to_owned()),
+        ("authorization", authorization),
+    ];
+    if let Some(token) = &credentials.session_token {
+        out.push(("x-amz-security-token", token.clone()));
+    }
+    Ok(out)
 }
 
-#[expect(clippy::too_many_arguments, reason = "the parts of one request")]
-fn sign_request(
-    credentials: &Credentials,
-    region: &str,
-    service: &str,
-    now: SystemTime,
-    settings: SigningSettings,
-    method: &str,
-    path: &str,
-    query: &[(&str, &str)],
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<(SigningInstructions, String), PresignError> {
+/// The SigV4 date of `now`, once the credentials are known to be usable.
+fn signing_date(credentials: &Credentials, now: SystemTime) -> Result<AmzDate, PresignError> {
     if credentials.access_key_id.is_empty() {
         return Err(PresignError::EmptyCredential {
             field: "access_key_id",
@@ -242,45 +251,10 @@ fn sign_request(
             field: "secret_access_key",
         });
     }
-    // aws-sigv4 formats the date with the `time` crate, which cannot go past year 9999.
-    match now.duration_since(UNIX_EPOCH) {
-        Ok(since) if since < END_OF_SIGV4_TIME => {}
-        _ => return Err(PresignError::TimeOutOfRange { time: now }),
-    }
-    let signing_error = |message: String| PresignError::Signing { message };
-    let identity: Identity = AwsCredentials::new(
-        &credentials.access_key_id,
-        &credentials.secret_access_key,
-        credentials.session_token.clone(),
-        None,
-        "kvs-signaling",
-    )
-    .into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(now)
-        .settings(settings)
-        .build()
-        .map_err(|err| signing_error(err.to_string()))?
-        .into();
-    let uri = signing_uri(path, query);
-    let request = SignableRequest::new(
-        method,
-        Cow::Owned(uri),
-        headers.iter().copied(),
-        SignableBody::Bytes(body),
-    )
-    .map_err(|err| signing_error(err.to_string()))?;
-    let output = sign(request, &params).map_err(|err| signing_error(err.to_string()))?;
-    Ok(output.into_parts())
-}
-
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    push_encoded(&mut out, text);
-    out
+    now.duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|since| AmzDate::from_unix_seconds(since.as_secs()))
+        .ok_or(PresignError::TimeOutOfRange { time: now })
 }
 
 #[cfg(test)]

@@ -1,22 +1,17 @@
 //! Verification of SigV4-signed requests, in both forms the official SDKs use: the presigned
 //! WebSocket connect URL (signature in the query) and the `Authorization` header of REST calls.
 //!
-//! The signature is recomputed with aws-sigv4 from the request as received and the configured
-//! secret, and compared in constant time; the time, scope, region and service are checked
+//! The signature is recomputed (by [`canonical`](crate::canonical)) from the request as
+//! received and the configured secret, and compared in constant time; the time, scope, region and service are checked
 //! first, so that every refusal says what was wrong.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_credential_types::Credentials as AwsCredentials;
-use aws_sigv4::http_request::{
-    SessionTokenMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
-};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use kvs_signaling_proto::{AmzDate, ErrorType, PresignParams, parse_query};
+
+use crate::canonical;
 
 /// The SigV4 service name of every KVS signaling surface.
 pub const SERVICE: &str = "kinesisvideo";
@@ -328,27 +323,20 @@ impl Verifier {
         }
         check_token(credentials, presign.security_token.as_deref())?;
 
-        // Recompute over every parameter but the ones presigning adds.
-        let kept: Vec<(&str, &str)> = params
+        // Recompute over every parameter but the signature, as the client signed them.
+        let query: Vec<(&str, &str)> = params
             .iter()
-            .filter(|(name, _)| !PresignParams::is_auth_param(name))
+            .filter(|(name, _)| name != "X-Amz-Signature")
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
-        let mut settings = SigningSettings::default();
-        settings.signature_location = SignatureLocation::QueryParams;
-        settings.expires_in = Some(expires);
-        settings.excluded_headers = Some(Vec::new());
-        let expected = self.signature(
-            credentials,
-            presign.security_token.as_deref(),
-            signed_at,
-            settings,
-            "GET",
+        let request = canonical::Request {
+            method: "GET",
             path,
-            &kept,
-            &[("host", host)],
-            b"",
-        )?;
+            query,
+            headers: vec![("host", host)],
+            payload_hash: canonical::sha256_hex(b""),
+        };
+        let expected = self.signature(credentials, &presign.date, &request);
         compare(&expected, &presign.signature)?;
         Ok(Verified {
             access_key_id: credentials.access_key_id.clone(),
@@ -413,9 +401,6 @@ impl Verifier {
         }
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(signed.len());
         for name in &signed {
-            if *name == "x-amz-security-token" {
-                continue; // Added by the signer from the credentials, when it was signed.
-            }
             let value = header(name).ok_or_else(|| {
                 AuthError::new(
                     AuthErrorKind::Malformed,
@@ -424,31 +409,20 @@ impl Verifier {
             })?;
             headers.push((name, value));
         }
-        let mut settings = SigningSettings::default();
-        settings.signature_location = SignatureLocation::Headers;
-        settings.excluded_headers = Some(Vec::new());
-        settings.session_token_mode = if signed.contains(&"x-amz-security-token") {
-            SessionTokenMode::Include
-        } else {
-            SessionTokenMode::Exclude
-        };
         let query = parse_query(request.query)
             .map_err(|err| AuthError::new(AuthErrorKind::Malformed, err.to_string()))?;
         let query: Vec<(&str, &str)> = query
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let expected = self.signature(
-            credentials,
-            token,
-            signed_at,
-            settings,
-            request.method,
-            request.path,
-            &query,
-            &headers,
-            request.body,
-        )?;
+        let canonical = canonical::Request {
+            method: request.method,
+            path: request.path,
+            query,
+            headers,
+            payload_hash: canonical::sha256_hex(request.body),
+        };
+        let expected = self.signature(credentials, &date, &canonical);
         compare(&expected, auth.signature)?;
         Ok(Verified {
             access_key_id: credentials.access_key_id.clone(),
@@ -515,72 +489,20 @@ impl Verifier {
         Ok(signed_at)
     }
 
-    #[expect(clippy::too_many_arguments, reason = "the parts of one request")]
+    /// The signature `request` should carry, signed at `date` with `credentials`.
     fn signature(
         &self,
         credentials: &Credentials,
-        token: Option<&str>,
-        signed_at: SystemTime,
-        settings: SigningSettings,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<String, AuthError> {
-        let identity: Identity = AwsCredentials::new(
-            &credentials.access_key_id,
-            &credentials.secret_access_key,
-            token.map(str::to_owned),
-            None,
-            "kvs-signaling",
-        )
-        .into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(SERVICE)
-            .time(signed_at)
-            .settings(settings)
-            .build()
-            .map_err(|err| AuthError::new(AuthErrorKind::Malformed, err.to_string()))?
-            .into();
-        let uri = signing_uri(path, query);
-        let request = SignableRequest::new(
-            method,
-            Cow::Owned(uri),
-            headers.iter().copied(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|err| {
-            AuthError::new(
-                AuthErrorKind::Malformed,
-                format!("the request cannot be canonicalized: {err}"),
-            )
-        })?;
-        let output = sign(request, &params).map_err(|err| {
-            AuthError::new(
-                AuthErrorKind::Malformed,
-                format!("the request cannot be canonicalized: {err}"),
-            )
-        })?;
-        Ok(output.signature().to_owned())
+        date: &AmzDate,
+        request: &canonical::Request<'_>,
+    ) -> String {
+        let scope = canonical::Scope {
+            amz_date: date.as_str(),
+            region: &self.region,
+            service: SERVICE,
+        };
+        canonical::signature(&credentials.secret_access_key, &scope, request)
     }
-}
-
-/// The URI aws-sigv4 signs for `path` and `query` (each name and value percent-encoded as
-/// SigV4 wants). The authority is a placeholder: the canonical request takes the host from the
-/// Host header.
-pub(crate) fn signing_uri<N: AsRef<str>, V: AsRef<str>>(path: &str, query: &[(N, V)]) -> String {
-    let mut uri = String::from("https://signing.invalid");
-    uri.push_str(if path.is_empty() { "/" } else { path });
-    for (i, (name, value)) in query.iter().enumerate() {
-        uri.push(if i == 0 { '?' } else { '&' });
-        push_encoded(&mut uri, name.as_ref());
-        uri.push('=');
-        push_encoded(&mut uri, value.as_ref());
-    }
-    uri
 }
 
 fn check_token(credentials: &Credentials, given: Option<&str>) -> Result<(), AuthError> {
@@ -622,22 +544,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
-
-/// Appends `text` percent-encoded as SigV4 encodes query components (RFC 3986 unreserved
-/// characters kept).
-pub(crate) fn push_encoded(out: &mut String, text: &str) {
-    for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
-    }
-}
-
-const HEX: [u8; 16] = *b"0123456789ABCDEF";
 
 /// The parts of `AWS4-HMAC-SHA256 Credential=AKID/20230724/us-west-2/kinesisvideo/aws4_request,
 /// SignedHeaders=host;x-amz-date, Signature=…`.

@@ -130,6 +130,23 @@ impl AmzDate {
         Ok(Self(text.to_owned()))
     }
 
+    /// The date `seconds` after the Unix epoch; `None` past the year 9999, which the form's
+    /// four digits cannot hold.
+    pub fn from_unix_seconds(seconds: u64) -> Option<Self> {
+        let days = i64::try_from(seconds / 86_400).ok()?;
+        let rem = seconds % 86_400;
+        let (year, month, day) = civil_from_days(days);
+        if year > 9999 {
+            return None;
+        }
+        Some(Self(format!(
+            "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+            rem / 3_600,
+            rem % 3_600 / 60,
+            rem % 60
+        )))
+    }
+
     /// The text, `YYYYMMDDTHHMMSSZ`.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -146,6 +163,24 @@ impl AmzDate {
         let days = days_from_civil(num(0..4), num(4..6), num(6..8));
         days * 86_400 + num(9..11) * 3_600 + num(11..13) * 60 + num(13..15)
     }
+}
+
+/// The proleptic Gregorian date of day `days` since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::MAX_RESPONSE_BODY;
-use crate::endpoint::Endpoint;
+use kvs_signaling_auth::Endpoint;
 
 /// What the server answered.
 #[derive(Debug)]
@@ -43,12 +43,12 @@ pub(super) async fn post(
     let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|err| RequestError::new(format!("the request to {origin} is invalid: {err}")))?;
-    let tcp = TcpStream::connect((endpoint.host(), endpoint.port))
+    let tcp = TcpStream::connect((endpoint.host(), endpoint.port()))
         .await
         .map_err(|err| RequestError::new(format!("cannot connect to {origin}: {err}")))?;
     // Small requests: send them at once. Failing to set it costs only latency.
     let _ = tcp.set_nodelay(true);
-    if !endpoint.scheme.is_tls() {
+    if !endpoint.scheme().is_tls() {
         return exchange(tcp, request, &origin).await;
     }
     let name = ServerName::try_from(endpoint.host().to_owned()).map_err(|err| {

@@ -224,3 +224,20 @@ fn amz_dates() {
         assert!(AmzDate::new(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn amz_dates_are_made_from_unix_seconds_and_read_back() {
+    for (seconds, text) in [
+        (0, "19700101T000000Z"),
+        (1_690_186_022, "20230724T080702Z"),
+        (951_782_400, "20000229T000000Z"),
+        (253_402_300_799, "99991231T235959Z"),
+    ] {
+        let date = AmzDate::from_unix_seconds(seconds).unwrap();
+        assert_eq!(date.as_str(), text);
+        assert_eq!(AmzDate::new(text).unwrap(), date);
+        assert_eq!(date.unix_seconds(), i64::try_from(seconds).unwrap());
+    }
+    assert_eq!(AmzDate::from_unix_seconds(253_402_300_800), None);
+    assert_eq!(AmzDate::from_unix_seconds(u64::MAX), None);
+}

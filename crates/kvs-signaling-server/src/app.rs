@@ -346,6 +346,21 @@ impl Server {
 /// Routes one request. `slot` is the connection's place under the cap, which a WebSocket
 /// keeps for as long as its socket is open.
 pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>, slot: Slot) -> HttpResponse {
+    // A WebSocket connect is authenticated by its signature alone, as the service's is:
+    // CORS does not apply to it.
+    if is_upgrade(&request) {
+        return route(app, request, slot).await;
+    }
+    let decision = match app.config.cors.decide(request.method(), request.headers()) {
+        crate::cors::Decision::Answer(answer) => return answer,
+        decision => decision,
+    };
+    let mut response = route(Arc::clone(&app), request, slot).await;
+    app.config.cors.apply(&mut response, decision);
+    response
+}
+
+async fn route(app: Arc<App>, request: Request<Incoming>, slot: Slot) -> HttpResponse {
     let path = request.uri().path().to_owned();
     match (request.method().clone(), path.as_str()) {
         (Method::GET, "/health") => text(StatusCode::OK, "ok\n".to_owned()),

@@ -134,6 +134,8 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     /// The certificate and key to serve TLS with; plain HTTP when absent.
     pub tls: Option<crate::TlsFiles>,
+    /// Which web origins may call the REST API from a browser: any, by default.
+    pub cors: crate::CorsConfig,
     /// A disk that fails or stalls, in place of the store, for the tests.
     #[cfg(test)]
     pub(crate) faulty_store: Option<crate::store::faulty::Faulty>,
@@ -164,6 +166,7 @@ impl ServerConfig {
             tcp: TcpTuning::default(),
             data_dir: None,
             tls: None,
+            cors: crate::CorsConfig::default(),
             #[cfg(test)]
             faulty_store: None,
         }

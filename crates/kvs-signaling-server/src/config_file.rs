@@ -44,6 +44,20 @@ pub struct FileConfig {
     pub ice: Option<IceSection>,
     /// The service limits.
     pub limits: Option<LimitsSection>,
+    /// Browser access to the REST API.
+    pub cors: Option<CorsSection>,
+}
+
+/// `[cors]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CorsSection {
+    /// The web origins that may call the REST API from a browser, such as
+    /// `["https://app.example.com"]`; `["*"]` (the default) for any.
+    pub allowed_origins: Option<Vec<String>>,
+    /// How long a browser may cache a preflight's answer: 7200 seconds.
+    pub max_age_seconds: Option<u64>,
 }
 
 /// `[tls]`.
@@ -326,6 +340,14 @@ mod tests {
         assert!(scope.covers("camera-1") && !scope.covers("doorbell"));
         let ice = file.ice.unwrap();
         assert_eq!(ice.turn_secrets.map(|s| s.len()), Some(2));
+        // The [cors] section shows the defaults.
+        let cors = file.cors.unwrap();
+        let defaults = crate::CorsConfig::default();
+        assert_eq!(
+            crate::AllowedOrigins::parse(&cors.allowed_origins.unwrap()),
+            Ok(defaults.allowed_origins)
+        );
+        assert_eq!(cors.max_age_seconds, Some(defaults.max_age.as_secs()));
         let limits = file.limits.unwrap();
         let hub = limits.apply_to_hub(HubConfig::default());
         assert_eq!(hub.max_viewers_per_channel, 10);

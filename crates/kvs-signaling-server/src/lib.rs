@@ -40,6 +40,7 @@ mod config;
 mod config_file;
 mod connect;
 mod control;
+mod cors;
 mod http;
 mod store;
 mod tls;
@@ -47,7 +48,10 @@ mod tls;
 pub use access::{Action, Grant, Scope};
 pub use app::{Server, StartError};
 pub use config::{AuthMode, IndicationPolicy, ServerConfig};
-pub use config_file::{CredentialEntry, FileConfig, IceSection, LimitsSection, TlsSection};
+pub use config_file::{
+    CorsSection, CredentialEntry, FileConfig, IceSection, LimitsSection, TlsSection,
+};
+pub use cors::{ALLOW_HEADERS, ALLOW_METHODS, AllowedOrigins, CorsConfig, EXPOSE_HEADERS};
 pub use store::StoreError;
 pub use tls::{DevCertificate, TlsError, TlsFiles, dev_certificate};
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use kvs_ice_rest::{Credentials, TurnConfig, TurnSecret};
 use kvs_signaling_proto::{IceServerTtl, IceUri};
@@ -9,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 mod repl;
 use kvs_signaling_server::{
-    AuthMode, FileConfig, IndicationPolicy, LimitsSection, Scope, Server, ServerConfig, TlsFiles,
-    dev_certificate,
+    AllowedOrigins, AuthMode, FileConfig, IndicationPolicy, LimitsSection, Scope, Server,
+    ServerConfig, TlsFiles, dev_certificate,
 };
 
 /// The policy `text` names, the error naming where it came from.
@@ -54,6 +55,9 @@ options:
   --indications POLICY       which WebSocket clients get GO_AWAY and RECONNECT_ICE_SERVER:
                              opt-in (those connecting with X-Kvs-Indications=true),
                              unless-c-sdk, always or never        [KVS_INDICATIONS] (opt-in)
+  --cors-origin ORIGIN       a web origin that may call the REST API from a browser,
+                             such as https://app.example.com (repeatable; * for any)
+                                                [KVS_CORS_ORIGINS, comma-separated] (*)
   --insecure-no-auth         accept unsigned requests: throwaway local use only
   -h, --help                 this text
 ";
@@ -76,6 +80,9 @@ struct Options {
     in_memory: bool,
     shards: Option<usize>,
     indications: IndicationPolicy,
+    /// The web origins allowed; any when absent.
+    cors_origins: Option<Vec<String>>,
+    cors_max_age: Option<u64>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     no_tls: bool,
@@ -107,6 +114,8 @@ impl Options {
             in_memory: false,
             shards: None,
             indications: IndicationPolicy::default(),
+            cors_origins: None,
+            cors_max_age: None,
             tls_cert: None,
             tls_key: None,
             no_tls: false,
@@ -134,6 +143,10 @@ impl Options {
             self.indications = indication_policy("indications", policy)?;
         }
         self.insecure |= file.insecure_no_auth == Some(true);
+        if let Some(cors) = file.cors {
+            self.cors_origins = cors.allowed_origins.or(self.cors_origins.take());
+            self.cors_max_age = cors.max_age_seconds.or(self.cors_max_age);
+        }
         if let Some(tls) = file.tls {
             self.tls_cert = tls.cert.or(self.tls_cert.take());
             self.tls_key = tls.key.or(self.tls_key.take());
@@ -178,6 +191,9 @@ impl Options {
         if let Some(policy) = env("KVS_INDICATIONS") {
             self.indications = indication_policy("KVS_INDICATIONS", &policy)?;
         }
+        if let Some(origins) = env("KVS_CORS_ORIGINS") {
+            self.cors_origins = Some(origins.split(',').map(|o| o.trim().to_owned()).collect());
+        }
         if let Some(dir) = env("KVS_DATA_DIR") {
             self.data_dir = dir;
         }
@@ -191,6 +207,7 @@ impl Options {
         let mut args = args.iter();
         let mut turn_uris = Vec::new();
         let mut stun_uris = Vec::new();
+        let mut cors_origins = Vec::new();
         while let Some(flag) = args.next() {
             let mut value = || {
                 args.next()
@@ -224,6 +241,7 @@ impl Options {
                 "--tls-key" => self.tls_key = Some(value()?),
                 "--no-tls" => self.no_tls = true,
                 "--insecure-no-auth" => self.insecure = true,
+                "--cors-origin" => cors_origins.push(value()?),
                 other => return Err(format!("unknown option {other:?}")),
             }
         }
@@ -232,6 +250,9 @@ impl Options {
         }
         if !stun_uris.is_empty() {
             self.stun_uris = stun_uris;
+        }
+        if !cors_origins.is_empty() {
+            self.cors_origins = Some(cors_origins);
         }
         Ok(())
     }
@@ -243,7 +264,12 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> 
         Some("serve") => {}
         Some("-h" | "--help") | None => return Ok(None),
         Some("--version" | "-V") => {
-            eprintln!("kvs-signaling {}", env!("CARGO_PKG_VERSION"));
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stdout(),
+                "kvs-signaling {}",
+                env!("CARGO_PKG_VERSION")
+            );
             return Ok(None);
         }
         Some(other) => return Err(format!("unknown command {other:?}")),
@@ -396,6 +422,15 @@ fn config(options: &Options) -> Result<Setup, String> {
     }
     if options.insecure {
         config = config.auth(AuthMode::DisabledInsecure);
+    }
+    if let Some(origins) = &options.cors_origins {
+        config.cors.allowed_origins =
+            AllowedOrigins::parse(origins).map_err(|err| format!("cors origins: {err}"))?;
+    }
+    match options.cors_max_age {
+        Some(0) => return Err("cors.max_age_seconds: must be at least 1 second".to_owned()),
+        Some(seconds) => config.cors.max_age = Duration::from_secs(seconds),
+        None => {}
     }
     if !options.in_memory {
         config = config.data_dir(options.data_dir.clone());

@@ -6,11 +6,11 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use kvs_ice_rest::{Credentials, RestClient, TlsTrust};
-use kvs_signaling_core::{ClientSessionConfig, SessionEvent};
+use kvs_signaling_core::{ClientSessionConfig, RequestKind, SessionEvent, SessionState};
 use kvs_signaling_proto::{
-    Action, ChannelName, ClientId, ClientMessage, MessagePayload, PeerId, Role,
+    Action, ChannelName, ClientId, ClientMessage, ErrorType, MessagePayload, PeerId, Role,
 };
-use kvs_transport_tokio::{ClientConfig, ClientEvent, SignalingClient};
+use kvs_transport_tokio::{ClientConfig, ClientEvent, Sent, SignalingClient};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
 
@@ -160,6 +160,35 @@ fn decoded(payload: &MessagePayload<'_>) -> Value {
     }
 }
 
+/// A session state as `connect` prints it.
+fn state_name(state: SessionState) -> &'static str {
+    match state {
+        SessionState::New => "new",
+        SessionState::Describing => "describing",
+        SessionState::Creating => "creating",
+        SessionState::GettingEndpoints => "getting-endpoints",
+        SessionState::GettingIceConfig => "getting-ice-config",
+        SessionState::Connecting => "connecting",
+        SessionState::Connected => "connected",
+        SessionState::WaitingToRetry => "waiting-to-retry",
+        SessionState::Closed => "closed",
+        SessionState::Failed => "failed",
+        _ => "other",
+    }
+}
+
+/// A request as `connect` prints it: the operation's name.
+fn request_name(request: RequestKind) -> &'static str {
+    match request {
+        RequestKind::Describe => "DescribeSignalingChannel",
+        RequestKind::Create => "CreateSignalingChannel",
+        RequestKind::GetEndpoints => "GetSignalingChannelEndpoint",
+        RequestKind::GetIceConfig => "GetIceServerConfig",
+        RequestKind::Connect => "Connect",
+        _ => "other",
+    }
+}
+
 /// An event as one line of JSON.
 fn line(event: &ClientEvent) -> Value {
     let relayed = |kind: &str, sender: &Option<PeerId>, payload: &MessagePayload<'_>| {
@@ -201,6 +230,33 @@ fn line(event: &ClientEvent) -> Value {
                 "ttl": s.ttl.map(|t| t.get()),
             })).collect::<Vec<_>>(),
         }),
+        ClientEvent::Session(SessionEvent::StateChanged(state)) => {
+            json!({ "event": "state", "state": state_name(*state) })
+        }
+        ClientEvent::Session(SessionEvent::GoAway) => json!({ "event": "GO_AWAY" }),
+        ClientEvent::Session(SessionEvent::ReconnectIceServer) => {
+            json!({ "event": "RECONNECT_ICE_SERVER" })
+        }
+        ClientEvent::Session(SessionEvent::RequestFailed { request, error }) => json!({
+            "event": "request-failed",
+            "request": request_name(*request),
+            "statusCode": error.status,
+            "errorType": error.error_type.map(ErrorType::name),
+            "error": error.to_string(),
+        }),
+        ClientEvent::Session(SessionEvent::CredentialsRejected) => {
+            json!({ "event": "credentials-rejected" })
+        }
+        ClientEvent::Session(SessionEvent::RetryScheduled { attempt, at }) => json!({
+            "event": "retry",
+            "attempt": attempt,
+            "inMilliseconds": at
+                .saturating_duration_since(std::time::Instant::now())
+                .as_millis(),
+        }),
+        ClientEvent::Session(SessionEvent::Failed(reason)) => {
+            json!({ "event": "failed", "reason": reason.to_string() })
+        }
         ClientEvent::Session(other) => {
             json!({ "event": "session", "detail": format!("{other:?}") })
         }
@@ -264,7 +320,7 @@ pub(crate) async fn run(options: ConnectOptions) -> Result<(), String> {
                 }
                 match parse_line(&text, is_master) {
                     Ok(Some(message)) => match client.send(message).await {
-                        Ok(sent) => println!("{}", json!({ "event": "sent", "how": format!("{sent:?}") })),
+                        Ok(sent) => println!("{}", json!({ "event": "sent", "how": match sent { Sent::Written => "written", Sent::Queued => "queued", _ => "other" } })),
                         Err(err) => println!("{}", json!({ "event": "not-sent", "error": err.to_string() })),
                     },
                     Ok(None) => {}
@@ -282,6 +338,8 @@ pub(crate) async fn run(options: ConnectOptions) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use kvs_signaling_core::FailureReason;
+
     use super::*;
 
     fn args(list: &[&str]) -> Vec<String> {
@@ -367,5 +425,51 @@ mod tests {
         assert_eq!(decoded(&payload), json!({"type": "answer", "sdp": "v=0"}));
         let text = MessagePayload::encode(b"plain");
         assert_eq!(decoded(&text), json!("plain"));
+    }
+
+    #[test]
+    fn session_events_print_as_json_not_debug_text() {
+        let session = |event| line(&ClientEvent::Session(event));
+        assert_eq!(
+            session(SessionEvent::StateChanged(SessionState::GettingEndpoints)),
+            json!({"event": "state", "state": "getting-endpoints"})
+        );
+        assert_eq!(session(SessionEvent::GoAway), json!({"event": "GO_AWAY"}));
+        assert_eq!(
+            session(SessionEvent::ReconnectIceServer),
+            json!({"event": "RECONNECT_ICE_SERVER"})
+        );
+        assert_eq!(
+            session(SessionEvent::CredentialsRejected),
+            json!({"event": "credentials-rejected"})
+        );
+        let retry = session(SessionEvent::RetryScheduled {
+            attempt: 3,
+            at: std::time::Instant::now() + std::time::Duration::from_secs(60),
+        });
+        assert_eq!(retry["event"], "retry");
+        assert_eq!(retry["attempt"], 3);
+        let wait = retry["inMilliseconds"].as_u64().unwrap();
+        assert!((59_000..=60_000).contains(&wait), "{retry}");
+        let failed = session(SessionEvent::Failed(FailureReason::ChannelNotFound {
+            name: ChannelName::new("door").unwrap(),
+        }));
+        assert_eq!(
+            failed,
+            json!({"event": "failed", "reason": "channel door does not exist"})
+        );
+        for state in [
+            SessionState::New,
+            SessionState::Describing,
+            SessionState::Creating,
+            SessionState::GettingIceConfig,
+            SessionState::Connecting,
+            SessionState::Connected,
+            SessionState::WaitingToRetry,
+            SessionState::Closed,
+            SessionState::Failed,
+        ] {
+            assert_ne!(state_name(state), "other", "{state:?}");
+        }
     }
 }

@@ -15,6 +15,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::LoadError;
 
@@ -263,7 +264,14 @@ impl Connector {
                     Stream::Tls(Box::new(tls))
                 }
             };
-            let config = kvs_transport_tokio::websocket_config(MAX_MESSAGE_LEN);
+            // Small buffers, as the Rust client's, so that the generator's own memory stays
+            // small at 20,000 connections.
+            let config = WebSocketConfig::default()
+                .read_buffer_size(4 * 1024)
+                .write_buffer_size(0)
+                .max_write_buffer_size(MAX_MESSAGE_LEN.saturating_mul(4).max(64 * 1024))
+                .max_message_size(Some(MAX_MESSAGE_LEN))
+                .max_frame_size(Some(MAX_MESSAGE_LEN));
             match tokio_tungstenite::client_async_with_config(request, tcp, Some(config)).await {
                 Ok((ws, _)) => Ok(ws),
                 Err(WsError::Http(response)) => {

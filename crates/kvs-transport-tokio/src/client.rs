@@ -36,7 +36,7 @@ mod driver;
 /// The WebSocket limits and buffers a signaling client connects with: messages and frames up
 /// to `max_message_len` bytes (room for the largest payload and its envelope), and small
 /// buffers so that an idle connection costs little memory.
-pub fn websocket_config(max_message_len: usize) -> WebSocketConfig {
+pub(crate) fn websocket_config(max_message_len: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)

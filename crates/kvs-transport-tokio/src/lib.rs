@@ -30,7 +30,6 @@ mod ws;
 
 pub use client::{
     ClientConfig, ClientError, ClientEvent, Events, Received, SendError, Sent, SignalingClient,
-    websocket_config,
 };
 
 pub use codec::{HandshakeError, accept_key};

@@ -480,7 +480,7 @@ async fn connect(
     } else {
         Box::new(tcp)
     };
-    let config = crate::websocket_config(max_message_len);
+    let config = super::websocket_config(max_message_len);
     match tokio_tungstenite::client_async_with_config(request, io, Some(config)).await {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {

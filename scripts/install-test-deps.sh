@@ -3,7 +3,8 @@
 # - coturn's `turnserver`, which tests/it/coturn.rs starts on loopback;
 # - Node.js (18 or newer) and npm, and the official KVS WebRTC JavaScript SDK with its
 #   dependencies in tests/js-sdk/node_modules (`npm ci` from the committed package-lock.json),
-#   for crates/kvs-signaling-server/tests/js_sdk.rs.
+#   for crates/kvs-signaling-server/tests/js_sdk.rs;
+# - Debian's Chromium and certutil (libnss3-tools), for the same SDK in a real browser.
 # Idempotent: each step is a no-op when its tool is on PATH, and `npm ci` runs only when
 # tests/js-sdk/node_modules is missing or older than package-lock.json. apt-get installs need
 # root (or sudo) on Debian or Ubuntu; `npm ci` runs as the invoking user. It never starts coturn.
@@ -74,6 +75,26 @@ else
         exit 1
     fi
     echo "install-test-deps: installed $(command -v turnserver)"
+fi
+
+# --- Chromium and certutil, for the browser test ---------------------------------------------
+
+# tests/js-sdk/browser.mjs drives Debian's Chromium with playwright-core (no browser download)
+# and trusts the server's development CA through an NSS database that certutil makes.
+chromium_missing=()
+command -v chromium >/dev/null 2>&1 || chromium_missing+=(chromium)
+command -v certutil >/dev/null 2>&1 || chromium_missing+=(libnss3-tools)
+if [ "${#chromium_missing[@]}" -eq 0 ]; then
+    echo "install-test-deps: chromium and certutil already installed"
+else
+    apt_install "${chromium_missing[@]}"
+    for tool in chromium certutil; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "install-test-deps: chromium and libnss3-tools installed but $tool is not on PATH" >&2
+            exit 1
+        fi
+    done
+    echo "install-test-deps: installed $(chromium --version 2>/dev/null || echo chromium) and certutil"
 fi
 
 # --- Node.js and npm --------------------------------------------------------------------------

@@ -6,8 +6,10 @@
 //! `CreateSignalingChannel` over HTTPS, asks `GetSignalingChannelEndpoint` for the endpoints,
 //! then runs `tests/js-sdk/e2e.mjs`, in which the SDK presigns its connects with its own signer
 //! and the clients exchange offers, answers and ICE candidates; see that script for what it
-//! checks. Node and the SDK come from `scripts/install-test-deps.sh`; without them the test fails
-//! (it does not skip).
+//! checks. A second test runs the same SDK and the AWS SDK for JavaScript in headless Chromium
+//! (`tests/js-sdk/browser.mjs`): pages of another origin, so CORS, and real WebRTC between
+//! them. Node, the SDKs and Chromium come from `scripts/install-test-deps.sh`; without them the
+//! tests fail (they do not skip).
 
 // Marks the helpers below as test code, for clippy's `allow-*-in-tests`.
 #![cfg(test)]
@@ -274,12 +276,17 @@ impl Drop for Serve {
     }
 }
 
-/// Runs `node e2e.mjs` in `dir` with `envs`, killed after `limit`; its status (None when it
+/// Runs `node script` in `dir` with `envs`, killed after `limit`; its status (None when it
 /// was killed), stdout and stderr.
-fn run_node(dir: &Path, envs: &[(&str, String)], limit: Duration) -> (Option<i32>, String, String) {
+fn run_node(
+    dir: &Path,
+    script: &str,
+    envs: &[(&str, String)],
+    limit: Duration,
+) -> (Option<i32>, String, String) {
     let mut command = Command::new("node");
     command
-        .arg("e2e.mjs")
+        .arg(script)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -368,6 +375,7 @@ fn official_js_sdk_signaling_client_as_master_and_viewers() {
     let started = Instant::now();
     let (code, stdout, stderr) = run_node(
         &js_dir,
+        "e2e.mjs",
         &[
             ("NODE_EXTRA_CA_CERTS", server.ca.display().to_string()),
             ("KVS_WSS_ENDPOINT", wss),
@@ -394,4 +402,89 @@ fn official_js_sdk_signaling_client_as_master_and_viewers() {
         server.stderr.text()
     );
     assert!(stdout.contains("e2e: PASSED"), "{stdout}");
+}
+
+/// The browser run's own time limit (two runs of two pages each); it exits 1 when it elapses.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The official JS SDK and the AWS SDK for JavaScript in headless Chromium, under full web
+/// security, against the binary over TLS: `tests/js-sdk/browser.mjs` serves a master page and
+/// a viewer page from an origin of their own (so every REST call is a CORS request), trusts the
+/// development CA in the browser's own certificate store, and checks that the pages create
+/// the channel, get endpoints and ICE servers, connect, exchange offer, answer and candidates,
+/// reach `connected` and pass data-channel messages both ways; once more with the pages'
+/// clocks 15 minutes ahead, corrected from the answers' `Date` header. Screenshots of the
+/// pages go to the test's temporary directory, whose path the output gives.
+#[test]
+fn official_js_sdk_in_chromium_with_cors_tls_and_a_skewed_clock() {
+    let js_dir = repo_root().join("tests/js-sdk");
+    match node_version() {
+        Ok(version) => eprintln!("node {version}"),
+        Err(err) => panic!("cannot run `node` ({err}); {INSTALL}"),
+    }
+    for package in [
+        "amazon-kinesis-video-streams-webrtc",
+        "aws-sdk",
+        "playwright-core",
+    ] {
+        let manifest = js_dir
+            .join("node_modules")
+            .join(package)
+            .join("package.json");
+        assert!(
+            manifest.is_file(),
+            "{} is missing: {INSTALL}",
+            manifest.display()
+        );
+    }
+    for tool in ["/usr/bin/chromium", "/usr/bin/certutil"] {
+        assert!(Path::new(tool).is_file(), "{tool} is missing: {INSTALL}");
+    }
+
+    let dir = TempDir::new();
+    let server = Serve::start(&dir.0);
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+
+    let started = Instant::now();
+    let (code, stdout, stderr) = run_node(
+        &js_dir,
+        "browser.mjs",
+        &[
+            ("KVS_ENDPOINT", format!("https://{}", server.addr)),
+            ("KVS_CA_FILE", server.ca.display().to_string()),
+            ("KVS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET.to_owned()),
+            (
+                "KVS_BROWSER_TIMEOUT_MS",
+                BROWSER_TIMEOUT.as_millis().to_string(),
+            ),
+            ("KVS_SCREENSHOTS", screenshots.display().to_string()),
+        ],
+        BROWSER_TIMEOUT + NODE_GRACE,
+    );
+    let elapsed = started.elapsed();
+    eprintln!(
+        "--- node browser.mjs ({elapsed:?}; screenshots in {}) stdout ---\n{stdout}--- stderr ---\n{stderr}",
+        screenshots.display()
+    );
+    assert!(
+        code == Some(0),
+        "node browser.mjs {} after {elapsed:?}\n--- node stdout ---\n{stdout}--- node stderr ---\n{stderr}\
+         --- server stdout ---\n{}--- server stderr ---\n{}",
+        code.map_or_else(
+            || "was killed: it did not exit by itself".to_owned(),
+            |c| format!("exited with {c}")
+        ),
+        server.stdout.text(),
+        server.stderr.text()
+    );
+    assert!(stdout.contains("browser: PASSED"), "{stdout}");
+    for name in ["clock-right", "clock-15-minutes-ahead"] {
+        assert!(
+            stdout.contains(&format!("ok: {name}: master and viewer connected")),
+            "{stdout}"
+        );
+    }
 }

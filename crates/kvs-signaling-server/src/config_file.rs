@@ -192,6 +192,11 @@ pub struct LimitsSection {
     pub write_timeout_seconds: Option<u64>,
     /// Seconds the closing handshake may take: 5.
     pub close_timeout_seconds: Option<u64>,
+    /// Seconds a WebSocket may be silent before the server pings it: 20 (0: no pings).
+    pub ping_interval_seconds: Option<u64>,
+    /// Seconds the server waits for any frame after its ping before it closes the
+    /// connection: 10.
+    pub pong_timeout_seconds: Option<u64>,
     /// Seconds without traffic before TCP keepalive probes start: 30 (0: no keepalive).
     pub tcp_keepalive_seconds: Option<u64>,
     /// Seconds data may go unacknowledged before the connection is dropped
@@ -298,6 +303,14 @@ impl LimitsSection {
         }
         if let Some(t) = positive("close_timeout_seconds", self.close_timeout_seconds)? {
             config.websocket = config.websocket.close_timeout(t);
+        }
+        if let Some(seconds) = self.ping_interval_seconds {
+            config.websocket = config
+                .websocket
+                .ping_interval((seconds > 0).then(|| Duration::from_secs(seconds)));
+        }
+        if let Some(t) = positive("pong_timeout_seconds", self.pong_timeout_seconds)? {
+            config.websocket = config.websocket.pong_timeout(t);
         }
         if let Some(seconds) = self.tcp_keepalive_seconds {
             config.tcp.keepalive_idle = (seconds > 0).then(|| Duration::from_secs(seconds));
@@ -407,6 +420,7 @@ mod tests {
                 "limits.header_read_timeout_seconds",
             ),
             ("close_timeout_seconds = 0", "limits.close_timeout_seconds"),
+            ("pong_timeout_seconds = 0", "limits.pong_timeout_seconds"),
             ("max_connections = 0", "limits.max_connections"),
         ] {
             let file = FileConfig::parse(&format!("[limits]\n{text}\n")).unwrap();

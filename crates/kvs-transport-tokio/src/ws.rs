@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::time::Instant;
 
 use crate::codec::{
-    CLOSE_NORMAL, Decoder, Event, OP_PONG, OP_TEXT, close_frame, encode, frame_header,
+    CLOSE_NORMAL, Decoder, Event, OP_PING, OP_PONG, OP_TEXT, close_frame, encode, frame_header,
 };
 use crate::outbox::{Batch, Queued};
 use crate::shard::{Command, Registration, ShardHandle};
@@ -50,6 +50,19 @@ pub struct WebSocketLimits {
     /// How long the closing handshake may take once the server sends its close frame: 5
     /// seconds. Then the connection is dropped, answered or not.
     pub close_timeout: Duration,
+    /// How long a connection may be silent before the server pings it: 20 seconds; `None`
+    /// sends no pings. Every official client answers pings at the WebSocket layer (browsers,
+    /// Node's `ws`, libwebsockets in the C SDK, OkHttp on Android, Starscream on iOS), so a
+    /// client that answers nothing is gone: a device that lost power or network, whose socket
+    /// the kernel would otherwise keep for minutes while messages to it are lost.
+    pub ping_interval: Option<Duration>,
+    /// How long the server waits for any frame after its ping before it closes the connection
+    /// (1001): 10 seconds, room for a mobile radio to wake up. A dead socket is found within
+    /// `ping_interval + pong_timeout` of its last frame; its client id is then free, and
+    /// what is sent to it is held for the channel's TTL as for any absent recipient. A pong is
+    /// liveness, not activity: the hub's idle timeout still counts only what the client sends
+    /// on its own.
+    pub pong_timeout: Duration,
 }
 
 impl Default for WebSocketLimits {
@@ -58,6 +71,8 @@ impl Default for WebSocketLimits {
             max_message_len: kvs_signaling_proto::limits::MAX_MESSAGE_PAYLOAD_LEN + 4 * 1024,
             write_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
+            ping_interval: Some(Duration::from_secs(20)),
+            pong_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -83,6 +98,92 @@ impl WebSocketLimits {
         self.close_timeout = timeout;
         self
     }
+
+    /// Sets [`WebSocketLimits::ping_interval`].
+    #[must_use]
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// Sets [`WebSocketLimits::pong_timeout`].
+    #[must_use]
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
+        self
+    }
+}
+
+/// When to ping a silent connection, and when to give up on it.
+struct Heartbeat {
+    interval: Duration,
+    timeout: Duration,
+    /// When the client was last heard from: any bytes at all.
+    heard: Instant,
+    /// When the ping went out, while nothing has been heard since.
+    pinged: Option<Instant>,
+    /// Armed for the next decision; boxed, so that it does not move.
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// What the heartbeat's timer asks for.
+enum Beat {
+    /// Nothing yet: the timer is armed again.
+    Wait,
+    /// Send a ping now.
+    Ping,
+    /// No answer in time: the connection is dead.
+    Dead,
+}
+
+impl Heartbeat {
+    fn new(interval: Duration, timeout: Duration, now: Instant) -> Self {
+        Self {
+            interval,
+            timeout,
+            heard: now,
+            pinged: None,
+            timer: Box::pin(tokio::time::sleep_until(now + interval)),
+        }
+    }
+
+    /// The client was heard from at `now`: any bytes answer an outstanding ping (comparing
+    /// instants would not do: a clock as coarse as a paused test clock gives the ping and its
+    /// answer the same one).
+    fn heard(&mut self, now: Instant) {
+        self.heard = now;
+        self.pinged = None;
+    }
+
+    /// The timer fired at `now`: decide, and arm it for the next decision. Hearing from the
+    /// client only moves [`Heartbeat::heard`]; the timer catches up here, so that reads never
+    /// touch it.
+    fn fire(&mut self, now: Instant) -> Beat {
+        if let Some(pinged) = self.pinged {
+            let due = pinged + self.timeout;
+            if now >= due {
+                return Beat::Dead;
+            }
+            self.timer.as_mut().reset(due);
+            return Beat::Wait;
+        }
+        let due = self.heard + self.interval;
+        if now < due {
+            self.timer.as_mut().reset(due);
+            return Beat::Wait;
+        }
+        self.pinged = Some(now);
+        self.timer.as_mut().reset(now + self.timeout);
+        Beat::Ping
+    }
+}
+
+/// Waits for the heartbeat's timer; forever when there is none.
+async fn beat(heartbeat: &mut Option<Heartbeat>) {
+    match heartbeat {
+        Some(heartbeat) => heartbeat.timer.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How the serving loop ended.
@@ -107,7 +208,9 @@ enum Ending {
 /// Serves the WebSocket on `io`, over plain TCP or TLS (the `101` already written; `initial`
 /// holds any bytes that came after the upgrade request), for the hub connection
 /// `registration`: the hub is told the socket is up, text messages go to it, pings are
-/// answered and count as activity as pongs do, and what the hub sends is written in order.
+/// answered and count as activity (pongs do not), a connection silent for
+/// [`WebSocketLimits::ping_interval`] is pinged and closed if it stays silent for
+/// [`WebSocketLimits::pong_timeout`] more, and what the hub sends is written in order.
 /// The protocol is text only: a binary frame closes the connection with 1003 (the official C
 /// SDK tears down on one), a message over the limit with 1009, a broken frame with 1002 and
 /// text that is not UTF-8 with 1007. Returns when the connection is over, its closing
@@ -130,6 +233,9 @@ pub async fn serve_websocket<S>(
     let mut events = Vec::new();
     decoder.feed(&initial, &mut events);
     drop(initial);
+    let mut heartbeat = limits
+        .ping_interval
+        .map(|interval| Heartbeat::new(interval, limits.pong_timeout, Instant::now()));
     let ending = loop {
         if let Some(ending) = handle_events(&mut io, &shard, conn, &mut events, &limits).await {
             break ending;
@@ -160,10 +266,36 @@ pub async fn serve_websocket<S>(
                 }
             },
             read = read_some(&mut io, &mut decoder, &mut events, &telemetry) => match read {
-                Ok(true) => {}
+                Ok(true) => {
+                    if let Some(heartbeat) = &mut heartbeat {
+                        heartbeat.heard(Instant::now());
+                    }
+                }
                 Ok(false) => break Ending::Eof,
                 Err(_) => break Ending::Failed,
             },
+            () = beat(&mut heartbeat) => {
+                let Some(heartbeat) = &mut heartbeat else { continue };
+                match heartbeat.fire(Instant::now()) {
+                    Beat::Wait => {}
+                    Beat::Ping => {
+                        let ping = encode(OP_PING, &[]);
+                        if Box::pin(write_bytes(&mut io, &ping, limits.write_timeout))
+                            .await
+                            .is_err()
+                        {
+                            break Ending::Failed;
+                        }
+                    }
+                    Beat::Dead => {
+                        break Ending::Close {
+                            code: 1001,
+                            reason: "no answer to ping",
+                            await_reply: false,
+                        };
+                    }
+                }
+            }
         }
     };
     // The hub forgets the connection first: nothing more is queued for it while it closes.
@@ -195,7 +327,9 @@ where
                 shard.telemetry().frame_in();
                 Command::Frame(conn, text, read_at)
             }
-            Event::Pong => Command::Keepalive(conn),
+            // Liveness (the heartbeat has it from the read), not activity: a client that only
+            // answers the server's pings is idle.
+            Event::Pong => continue,
             Event::Ping(payload) => {
                 // Boxed, as rare: its state stays out of every idle connection's task.
                 let pong = encode(OP_PONG, &payload);

@@ -31,7 +31,8 @@ pub struct HubConfig {
     pub connect_rate: Rate,
     /// SendAlexaOfferToMaster per channel: 5 a second.
     pub alexa_rate: Rate,
-    /// A connection with no frame (ping and pong included) for this long is closed: 10 minutes.
+    /// A connection that sends no frame (its pings included; pongs, which answer the
+    /// server's pings, are liveness and not activity) for this long is closed: 10 minutes.
     pub idle_timeout: Duration,
     /// A connection is closed (1001) this long after it opened: 1 hour. A connection that
     /// handles GO_AWAY ([`OpenConnection::indications`](crate::OpenConnection::indications))

@@ -24,6 +24,7 @@ mod conformance;
 mod cors;
 mod hardening;
 mod harness;
+mod liveness;
 mod security;
 
 const KEY: &str = "AKIDTESTKEY";

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::app::App;
+use crate::deadline::WriteDeadline;
 
 /// A connection's place under [`crate::ServerConfig::max_connections`]: held by the task that
 /// serves the socket, HTTP or WebSocket, and given back when the socket is closed.
@@ -227,8 +228,9 @@ async fn serve_connection(
 }
 
 /// Serves HTTP/1.1 (with upgrades) on one connection, plain or TLS: a request head must come
-/// within the header read timeout (which also closes idle keep-alive connections), and on
-/// drain the connection ends after its request in flight.
+/// within the header read timeout (which also closes idle keep-alive connections), every
+/// write within the write timeout, and on drain the connection ends after its request in
+/// flight.
 async fn serve_http<S>(
     stream: S,
     app: Arc<App>,
@@ -239,6 +241,7 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let header_read_timeout = app.config.header_read_timeout;
+    let write_timeout = app.config.websocket.write_timeout;
     let service = service_fn(move |request| {
         let app = Arc::clone(&app);
         let slot = Arc::clone(&slot);
@@ -249,7 +252,10 @@ async fn serve_http<S>(
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
     let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(
+            TokioIo::new(WriteDeadline::new(stream, write_timeout)),
+            service,
+        )
         .with_upgrades();
     tokio::pin!(connection);
     let stopping = async move {

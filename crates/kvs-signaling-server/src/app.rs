@@ -403,9 +403,27 @@ pub(crate) fn host(request: &Request<Incoming>) -> String {
 
 async fn rest(app: Arc<App>, operation: Operation, request: Request<Incoming>) -> HttpResponse {
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, app.config.max_body_len).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) => {
+    // The body has the head's deadline of its own: a client that announces a length and sends
+    // nothing (the signature is checked only once the body is in) must not hold its socket.
+    let timeout = app.config.header_read_timeout;
+    let collected = tokio::time::timeout(
+        timeout,
+        Limited::new(body, app.config.max_body_len).collect(),
+    )
+    .await;
+    let body = match collected {
+        Err(_) => {
+            return crate::http::error(
+                ErrorType::InvalidArgumentException,
+                408,
+                format!(
+                    "request body: not received within {} s (header_read_timeout_seconds)",
+                    timeout.as_secs()
+                ),
+            );
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) => {
             return rest_error(
                 ErrorType::InvalidArgumentException,
                 format!(
@@ -415,7 +433,7 @@ async fn rest(app: Arc<App>, operation: Operation, request: Request<Incoming>) -
             );
         }
     };
-    let mut caller = None;
+    let mut access_key_id = None;
     if app.config.auth == AuthMode::Verify {
         let headers: Vec<(&str, &str)> = parts
             .headers
@@ -426,7 +444,7 @@ async fn rest(app: Arc<App>, operation: Operation, request: Request<Incoming>) -
             HeaderSignedRequest::new(parts.method.as_str(), parts.uri.path(), &headers, &body);
         signed.query = parts.uri.query().unwrap_or("");
         match app.verifier.verify_header(SystemTime::now(), &signed) {
-            Ok(verified) => caller = app.caller(verified.access_key_id),
+            Ok(verified) => access_key_id = Some(verified.access_key_id),
             Err(err) => {
                 app.auth_failures.fetch_add(1, Ordering::Relaxed);
                 app.rest_errors.fetch_add(1, Ordering::Relaxed);
@@ -434,7 +452,21 @@ async fn rest(app: Arc<App>, operation: Operation, request: Request<Incoming>) -
             }
         }
     }
-    let response = crate::control::dispatch(&app, caller.as_ref(), operation, body).await;
+    // On a task of its own: hyper drops this future when the client goes away mid-call, and
+    // a control-plane write must not stop between its save and its commit, nor before the
+    // hubs hear of it.
+    let task = Arc::clone(&app);
+    let dispatched = tokio::spawn(async move {
+        let caller = access_key_id.and_then(|key| task.caller(key));
+        crate::control::dispatch(&task, caller.as_ref(), operation, body).await
+    })
+    .await;
+    let response = dispatched.unwrap_or_else(|err| {
+        rest_error(
+            ErrorType::InternalFailure,
+            format!("the call failed inside the server: {err}"),
+        )
+    });
     if response.status().is_client_error() || response.status().is_server_error() {
         app.rest_errors.fetch_add(1, Ordering::Relaxed);
         if response.status() == StatusCode::UNAUTHORIZED {

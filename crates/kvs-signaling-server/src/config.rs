@@ -118,14 +118,14 @@ pub struct ServerConfig {
     /// less 64 (10,000 where it cannot be read). A connection past it is answered with 503
     /// and closed.
     pub max_connections: usize,
-    /// How long a client may take to send a request's head, and how long an idle keep-alive
-    /// connection stays open: 10 seconds. A socket that sends nothing, or trickles its
-    /// headers, is closed then.
+    /// How long a client may take to send a request's head, then its body, and how long an
+    /// idle keep-alive connection stays open: 10 seconds each. A socket that sends nothing,
+    /// or trickles its headers, is closed then; a body that does not come is answered 408.
     pub header_read_timeout: Duration,
     /// How long a TLS handshake may take: 10 seconds.
     pub tls_handshake_timeout: Duration,
-    /// The deadlines of WebSocket writes and of the closing handshake. The largest message
-    /// follows the hub's largest payload.
+    /// The deadlines of writes (WebSocket frames and HTTP answers alike) and of the closing
+    /// handshake. The largest message follows the hub's largest payload.
     pub websocket: WebSocketLimits,
     /// The TCP options of accepted connections: no Nagle delay, keepalive probes and
     /// `TCP_USER_TIMEOUT`.

@@ -183,12 +183,13 @@ pub struct LimitsSection {
     pub max_body_len: Option<usize>,
     /// Open connections at most: the descriptor limit less 64.
     pub max_connections: Option<usize>,
-    /// Seconds a client may take to send a request's head (also the idle keep-alive time):
-    /// 10.
+    /// Seconds a client may take to send a request's head, and then its body (also the idle
+    /// keep-alive time): 10.
     pub header_read_timeout_seconds: Option<u64>,
     /// Seconds a TLS handshake may take: 10.
     pub tls_handshake_timeout_seconds: Option<u64>,
-    /// Seconds a WebSocket write may take before the connection is dropped: 10.
+    /// Seconds one write (an HTTP answer or a WebSocket frame) may take before the
+    /// connection is dropped: 10.
     pub write_timeout_seconds: Option<u64>,
     /// Seconds the closing handshake may take: 5.
     pub close_timeout_seconds: Option<u64>,

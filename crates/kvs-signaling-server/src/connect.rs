@@ -24,6 +24,7 @@ use crate::accept::Slot;
 use crate::access::Action;
 use crate::app::{App, host};
 use crate::config::AuthMode;
+use crate::deadline::WriteDeadline;
 use crate::http::{HttpResponse, error};
 
 static UPGRADE_FAILED: LogLimiter = LogLimiter::new(Duration::from_secs(10));
@@ -186,13 +187,13 @@ fn serve_upgraded(
     registration: Registration,
     limits: kvs_transport_tokio::WebSocketLimits,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let upgraded = match upgraded.downcast::<TokioIo<WriteDeadline<TcpStream>>>() {
         Ok(parts) => {
             let hyper::upgrade::Parts { io, read_buf, .. } = parts;
             let initial = read_buf.to_vec();
             drop(read_buf);
             return Box::pin(serve_websocket(
-                io.into_inner(),
+                io.into_inner().into_inner(),
                 initial,
                 registration,
                 limits,
@@ -200,13 +201,13 @@ fn serve_upgraded(
         }
         Err(upgraded) => upgraded,
     };
-    match upgraded.downcast::<TokioIo<TlsStream>>() {
+    match upgraded.downcast::<TokioIo<WriteDeadline<TlsStream>>>() {
         Ok(parts) => {
             let hyper::upgrade::Parts { io, read_buf, .. } = parts;
             let initial = read_buf.to_vec();
             drop(read_buf);
             Box::pin(serve_websocket(
-                io.into_inner(),
+                io.into_inner().into_inner(),
                 initial,
                 registration,
                 limits,

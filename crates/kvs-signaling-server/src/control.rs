@@ -25,6 +25,10 @@ use crate::access::{Action, Caller};
 use crate::app::App;
 use crate::http::{HttpResponse, json, rest_error};
 
+/// A failing disk fails every write: one line per period says so.
+static NOT_SAVED: kvs_transport_tokio::LogLimiter =
+    kvs_transport_tokio::LogLimiter::new(std::time::Duration::from_secs(10));
+
 fn registry(app: &App) -> MutexGuard<'_, Registry> {
     // A panic while holding the lock cannot leave the registry half-changed: every method
     // checks before it changes anything.
@@ -53,7 +57,9 @@ async fn write<R>(
     };
     if let Err(err) = saved {
         let name = change.name();
-        tracing::error!(%err, channel = %name, "a control-plane change was not saved");
+        if let Some(suppressed) = NOT_SAVED.check() {
+            tracing::error!(%err, channel = %name, suppressed, "a control-plane change was not saved");
+        }
         return Err(rest_error(
             ErrorType::InternalFailure,
             format!("the change to channel {name} could not be saved, and was not made: {err}"),

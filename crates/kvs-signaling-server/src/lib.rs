@@ -41,6 +41,7 @@ mod config_file;
 mod connect;
 mod control;
 mod cors;
+mod deadline;
 mod http;
 mod store;
 mod tls;

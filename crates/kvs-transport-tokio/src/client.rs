@@ -56,6 +56,9 @@ pub struct ClientConfig {
     /// How often a ping goes out while the socket is silent: 30 s. A socket that stays silent
     /// (no frame, no pong) for twice this long is closed and reconnected.
     pub ping_interval: Duration,
+    /// How long one write to the socket may take: 10 s. A server that stops reading is
+    /// taken for gone, and the client reconnects.
+    pub write_timeout: Duration,
     /// Messages held while not connected: 64. More are refused with
     /// [`SendError::QueueFull`].
     pub max_queued_messages: usize,
@@ -78,6 +81,7 @@ impl ClientConfig {
             session,
             rest,
             ping_interval: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
             max_queued_messages: 64,
             event_capacity: 256,
             max_message_len: 64 * 1024,
@@ -97,6 +101,13 @@ impl ClientConfig {
     #[must_use]
     pub fn ping_interval(mut self, interval: Duration) -> Self {
         self.ping_interval = interval.max(Duration::from_millis(100));
+        self
+    }
+
+    /// Sets [`ClientConfig::write_timeout`] (at least 100 ms).
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout.max(Duration::from_millis(100));
         self
     }
 

@@ -229,8 +229,15 @@ impl Decoder {
     /// The header is whole: make room for its payload, or finish an empty frame at once.
     fn begin_payload(&mut self, header: Header, events: &mut Vec<Event>) {
         if header.opcode < OP_CLOSE {
-            // Each message is reserved for once per frame, never copied again.
-            self.message.reserve_exact(header.len);
+            // Amortized: a message of many small fragments grows by doubling (within the
+            // size limit), so reassembling it copies each byte a bounded number of times.
+            let want = self.message.len().saturating_add(header.len);
+            if want > self.message.capacity() {
+                let grown = want
+                    .max(self.message.capacity().saturating_mul(2))
+                    .min(self.max_message_len.max(want));
+                self.message.reserve_exact(grown - self.message.len());
+            }
         } else if header.len > 0 {
             self.control.reserve_exact(header.len);
         }

@@ -387,6 +387,10 @@ async fn run(mut hub: Hub, mut inbound: mpsc::Receiver<Command>) {
 /// Commands handled per wakeup of the shard task before it waits again.
 const COMMANDS_PER_WAKEUP: usize = 256;
 
+/// Slow consumers are closed as often as peers stop reading; one line per period says so.
+static SLOW_CONSUMER: crate::LogLimiter =
+    crate::LogLimiter::new(std::time::Duration::from_secs(10));
+
 /// Handles one command and carries out every output it caused, each relayed frame stamped
 /// with when the message it relays was read.
 fn step(
@@ -482,7 +486,9 @@ fn dispatch(
                 Ok(()) => {}
                 Err(PushError::Full) => {
                     // A slow reader is closed, not buffered for.
-                    tracing::debug!(?conn, "closing a slow consumer");
+                    if let Some(suppressed) = SLOW_CONSUMER.check() {
+                        tracing::debug!(?conn, suppressed, "closing a slow consumer");
+                    }
                     if let Some(peer) = peers.remove(&conn) {
                         peer.outbound.close(CloseCommand {
                             code: SLOW_CONSUMER_CLOSE_CODE,

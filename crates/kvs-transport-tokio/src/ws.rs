@@ -522,10 +522,12 @@ where
     with_deadline(write, timeout).await
 }
 
-/// The closing handshake, all of it within [`WebSocketLimits::close_timeout`] from its start:
-/// the close frame (the answer to the client's, or the server's own), the client's answer
-/// where one may come, then the end of the stream (a TLS close_notify and a FIN) and what the
-/// client sends until it closes, so that unread bytes never turn the close into a reset.
+/// The closing handshake, within [`WebSocketLimits::close_timeout`] from its start: the close
+/// frame (the answer to the client's, or the server's own), the client's answer where one may
+/// come, then the end of the stream (a TLS close_notify and a FIN), and what the client sends
+/// until it closes, so that unread bytes never turn the close into a reset. The end of the
+/// stream is written even when the client never answered or ended its side first, within a
+/// write deadline of its own, so that a TLS client always learns the close was meant.
 async fn finish<S>(io: &mut S, decoder: &mut Decoder, ending: Ending, limits: &WebSocketLimits)
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -547,30 +549,54 @@ where
     {
         return;
     }
-    let _ = tokio::time::timeout_at(deadline, async {
-        if await_reply {
-            // Read on until the client's close frame (or its end of stream).
-            let mut events = Vec::new();
-            let discard = Telemetry::default();
-            while !decoder.is_ended() {
-                match read_some(io, decoder, &mut events, &discard).await {
-                    Ok(true) => events.clear(),
-                    Ok(false) | Err(_) => return,
-                }
-            }
+    /// What is left to do once the client's answer came, or did not.
+    enum Then {
+        /// End the stream, then read until the client ends its side.
+        Drain,
+        /// End the stream: the client's side is over, or its time is.
+        Shut,
+        /// Nothing: the socket failed.
+        Gone,
+    }
+    let then = tokio::time::timeout_at(deadline, async {
+        if !await_reply {
+            return Then::Drain;
         }
-        if io.shutdown().await.is_err() {
-            return;
-        }
-        // Drain until the client closes its end.
-        let mut sink = Decoder::new(0);
+        // Read on until the client's close frame (or its end of stream).
         let mut events = Vec::new();
         let discard = Telemetry::default();
-        while let Ok(true) = read_some(io, &mut sink, &mut events, &discard).await {
-            events.clear();
+        while !decoder.is_ended() {
+            match read_some(io, decoder, &mut events, &discard).await {
+                Ok(true) => events.clear(),
+                Ok(false) => return Then::Shut,
+                Err(_) => return Then::Gone,
+            }
         }
+        Then::Drain
     })
-    .await;
+    .await
+    .unwrap_or(Then::Shut);
+    if matches!(then, Then::Gone) {
+        return;
+    }
+    if !matches!(
+        tokio::time::timeout(write_timeout, io.shutdown()).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    if matches!(then, Then::Drain) {
+        // Drain until the client closes its end.
+        let _ = tokio::time::timeout_at(deadline, async {
+            let mut sink = Decoder::new(0);
+            let mut events = Vec::new();
+            let discard = Telemetry::default();
+            while let Ok(true) = read_some(io, &mut sink, &mut events, &discard).await {
+                events.clear();
+            }
+        })
+        .await;
+    }
 }
 
 #[cfg(test)]

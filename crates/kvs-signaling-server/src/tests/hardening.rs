@@ -656,3 +656,136 @@ async fn metrics_count_the_relay_latency_and_the_bytes() {
         assert!(value("kvs_websocket_bytes_sent_total") >= 3.0 * 50.0);
     }
 }
+
+#[tokio::test]
+async fn a_request_body_that_never_comes_is_answered_408_and_closed() {
+    let config = config().header_read_timeout(Duration::from_secs(1));
+    for listener in Listener::BOTH {
+        let harness = Harness::start(listener, config.clone()).await;
+        let mut io = harness.raw().await;
+        // The head announces 100 bytes; 10 come, then nothing. The signature is checked
+        // only once the body is in, so before the fix nothing ever answered.
+        io.write_all(
+            b"POST /describeSignalingChannel HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n\
+              {\"Channel",
+        )
+        .await
+        .unwrap();
+        let started = Instant::now();
+        let head = tokio::time::timeout(Duration::from_secs(5), super::harness::read_head(&mut io))
+            .await
+            .expect("no answer to a body that never came");
+        assert!(head.starts_with("HTTP/1.1 408"), "{listener:?}: {head}");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+        let mut body = vec![0u8; 512];
+        let n = io.read(&mut body).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&body[..n]).contains("header_read_timeout_seconds"),
+            "{}",
+            String::from_utf8_lossy(&body[..n])
+        );
+        until_closed(&mut io, Duration::from_secs(5)).await;
+        assert_eq!(harness.server.wait_closed(Duration::from_secs(5)).await, 0);
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_http_answers_is_dropped_at_the_write_deadline() {
+    let limits =
+        kvs_transport_tokio::WebSocketLimits::default().write_timeout(Duration::from_secs(1));
+    let config = config().websocket(limits);
+    for listener in Listener::BOTH {
+        let harness = Harness::start(listener, config.clone()).await;
+        let io = harness.raw_small_receive_buffer(4096).await;
+        let (_reader, mut writer) = tokio::io::split(io);
+        // Thousands of pipelined requests whose answers (the metrics page, kilobytes each)
+        // are never read: the server's writes push back for good.
+        let writing = tokio::spawn(async move {
+            let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+            for _ in 0..4000 {
+                if writer.write_all(request).await.is_err() {
+                    break;
+                }
+            }
+            writer
+        });
+        let started = Instant::now();
+        while harness.server.open_connections() == 0 {
+            assert!(started.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            harness.server.wait_closed(Duration::from_secs(15)).await,
+            0,
+            "{listener:?}: a connection whose answers were never read was still open"
+        );
+        writing.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_tls_client_that_never_answers_the_close_still_gets_close_notify() {
+    let hub = HubConfig::default().idle_timeout(Duration::from_secs(1));
+    let limits = kvs_transport_tokio::WebSocketLimits::default()
+        .close_timeout(Duration::from_secs(1))
+        .ping_interval(None);
+    let harness = Harness::start(Listener::Tls, config().hub(hub).websocket(limits)).await;
+    let arn = harness.channel("mute").await;
+    let mut io = harness.upgrade(&arn, Some("mute")).await;
+    // The idle timeout closes the connection; the client reads but never answers the close.
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(5), next_frame(&mut io))
+            .await
+            .expect("no close frame"),
+        ServerFrame::Close(Some(1000))
+    ));
+    // Then the stream ends cleanly: close_notify, not a bare TCP close (which tokio-rustls
+    // reports as an unexpected end of file).
+    let mut sink = [0u8; 64];
+    let end = tokio::time::timeout(Duration::from_secs(5), io.read(&mut sink))
+        .await
+        .expect("the stream did not end");
+    assert_eq!(end.unwrap(), 0, "the stream ended without close_notify");
+}
+
+#[tokio::test]
+async fn a_write_whose_caller_goes_away_is_still_saved_and_applied() {
+    let gate = Arc::new(Gate::default());
+    let mut config = config();
+    config.faulty_store = Some(Faulty::Gated(Arc::clone(&gate)));
+    let harness = Harness::start(Listener::Plain, config).await;
+    let request = super::signed_request(
+        &harness.server,
+        "/createSignalingChannel",
+        r#"{"ChannelName":"orphan"}"#,
+        Some(&super::Signing::new(super::KEY, SECRET)),
+    );
+    let mut io = harness.raw().await;
+    io.write_all(request.as_bytes()).await.unwrap();
+    while gate.entered() < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The caller goes away while the change is on its way to the disk.
+    drop(io);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.release();
+    let started = Instant::now();
+    loop {
+        let described = call(
+            &harness.server,
+            "/describeSignalingChannel",
+            r#"{"ChannelName":"orphan"}"#,
+            Some(SECRET),
+        )
+        .await;
+        if described.status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a saved channel never became visible: {}",
+            described.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

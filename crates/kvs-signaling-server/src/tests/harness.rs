@@ -79,6 +79,20 @@ impl Harness {
     /// A new connection, its TLS handshake done.
     pub(super) async fn raw(&self) -> Raw {
         let tcp = TcpStream::connect(self.server.local_addr()).await.unwrap();
+        self.over(tcp).await
+    }
+
+    /// A new connection whose receive buffer holds only `bytes`, so that the server's
+    /// writes push back as soon as the client stops reading.
+    pub(super) async fn raw_small_receive_buffer(&self, bytes: u32) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let tcp = socket.connect(self.server.local_addr()).await.unwrap();
+        self.over(tcp).await
+    }
+
+    /// `tcp` with this listener's TLS handshake done, if it speaks TLS.
+    async fn over(&self, tcp: TcpStream) -> Raw {
         tcp.set_nodelay(true).unwrap();
         match &self.connector {
             None => Box::new(tcp),

@@ -27,6 +27,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 type Socket = WebSocketStream<Box<dyn Io>>;
 
+/// Frames the client cannot decode come as often as the server sends them: one line per
+/// period.
+static UNDECODABLE: crate::LogLimiter = crate::LogLimiter::new(Duration::from_secs(10));
+
+/// Writes `message` within `timeout`: whether it went out.
+async fn write(socket: &mut Socket, message: Message, timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// What a spawned request reports back.
 enum Completion {
     Describe(SessionRequestId, Result<ChannelInfo, RequestError>),
@@ -319,7 +331,11 @@ impl Driver {
                     Err(err) => {
                         // Not an event of the protocol (the real gateway sends some of its own
                         // JSON on errors): tell the application, keep the socket.
-                        tracing::debug!(%err, frame = %text, "an undecodable frame");
+                        if let Some(suppressed) = UNDECODABLE.check() {
+                            // The frame is the server's: at most its start is logged.
+                            let start: String = text.as_str().chars().take(200).collect();
+                            tracing::debug!(%err, frame = %start, suppressed, "an undecodable frame");
+                        }
                         let _ = self
                             .events
                             .send(ClientEvent::Undecodable {
@@ -355,11 +371,12 @@ impl Driver {
             return;
         }
         open.ping_at = now + self.config.ping_interval;
-        if open
-            .socket
-            .send(Message::Ping(Default::default()))
-            .await
-            .is_err()
+        if !write(
+            &mut open.socket,
+            Message::Ping(Default::default()),
+            self.config.write_timeout,
+        )
+        .await
         {
             let id = open.id;
             self.open = None;
@@ -380,7 +397,13 @@ impl Driver {
             && let Some(open) = &mut self.open
         {
             let text = message.encode();
-            if open.socket.send(Message::Text(text.into())).await.is_ok() {
+            if write(
+                &mut open.socket,
+                Message::Text(text.into()),
+                self.config.write_timeout,
+            )
+            .await
+            {
                 return Ok(Sent::Written);
             }
             let id = open.id;
@@ -400,8 +423,19 @@ impl Driver {
         let Some(open) = &mut self.open else { return };
         while let Some(message) = self.queued.front() {
             let text = message.encode();
-            if open.socket.send(Message::Text(text.into())).await.is_err() {
-                // Kept for the next connection; the reader sees the socket's end.
+            if !write(
+                &mut open.socket,
+                Message::Text(text.into()),
+                self.config.write_timeout,
+            )
+            .await
+            {
+                // Kept for the next connection. A write that failed or timed out leaves the
+                // socket unusable (part of a frame may be out): it is given up.
+                let id = open.id;
+                self.open = None;
+                self.session
+                    .handle_socket_closed(Instant::now().into_std(), id);
                 return;
             }
             self.queued.pop_front();

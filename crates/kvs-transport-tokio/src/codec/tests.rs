@@ -58,6 +58,31 @@ fn frames_split_anywhere_come_out_whole() {
 }
 
 #[test]
+fn a_message_of_many_small_fragments_grows_by_doubling() {
+    // 10,000 fragments of one byte each: the message's room grows a few dozen times at
+    // most, not once per fragment (which would copy the message over and over).
+    let mut bytes = client_frame(false, OP_TEXT, b"a", [1, 2, 3, 4]);
+    for _ in 1..9_999 {
+        bytes.extend(client_frame(false, OP_CONTINUATION, b"b", [5, 6, 7, 8]));
+    }
+    bytes.extend(client_frame(true, OP_CONTINUATION, b"c", [9, 9, 9, 9]));
+    let mut decoder = Decoder::new(20_000);
+    let mut events = Vec::new();
+    let mut capacities = std::collections::BTreeSet::new();
+    for chunk in bytes.chunks(7) {
+        decoder.feed(chunk, &mut events);
+        capacities.insert(decoder.message.capacity());
+    }
+    assert!(
+        capacities.len() <= 32,
+        "the message was reallocated {} times",
+        capacities.len()
+    );
+    let text = format!("a{}c", "b".repeat(9_998));
+    assert_eq!(events, vec![Event::Text(text)]);
+}
+
+#[test]
 fn a_frame_trickled_a_byte_at_a_time_is_reserved_once_and_never_copied_again() {
     let payload: Vec<u8> = (0..10_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let bytes = client_frame(true, OP_TEXT, &payload, [7, 13, 42, 99]);

@@ -14,105 +14,79 @@ use kvs_transport_tokio::{ClientConfig, ClientEvent, Sent, SignalingClient};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
 
-pub(crate) const USAGE: &str = "\
-usage:
-  kvs-signaling connect --channel NAME --role master|viewer [options]
-
+/// What `connect --help` says after the options: how to type messages.
+const TYPING: &str = "\
 Joins a signaling channel as its master or as a viewer, prints every event as a line of
 JSON (payloads decoded from base64) and sends what you type, one message a line:
 
   offer [to=ID] JSON        an SDP offer; JSON is the payload, such as
                             {\"type\":\"offer\",\"sdp\":\"v=0...\"}; it is base64-encoded for you
   answer [to=ID] JSON       an SDP answer
-  candidate [to=ID] JSON    an ICE candidate, such as {\"candidate\":\"candidate:...\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}
+  candidate [to=ID] JSON    an ICE candidate, such as
+                            {\"candidate\":\"candidate:...\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}
   raw JSON                  a whole message envelope, sent as it is
   quit                      close and exit (so does end of input)
 
 The master must name the viewer with to=ID; a viewer's messages go to the master.
+Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.";
 
-options:
-  --channel NAME             the signaling channel                      (required)
-  --role master|viewer       which side to join as                      (required)
-  --client-id ID             the viewer's client id                     (viewers: required)
-  --endpoint URL             the control-plane endpoint                 [KVS_ENDPOINT]
-                             (https://kinesisvideo.REGION.amazonaws.com)
-  --region REGION            [AWS_REGION, AWS_DEFAULT_REGION] (us-west-2)
-  --ca-file PEM              also trust this CA, such as a kvs-signaling server's
-                             development CA, .kvs-signaling/tls/ca.pem
-  --create                   create the channel when it does not exist
+/// Which side `connect` joins as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RoleArg {
+    /// The channel's master.
+    Master,
+    /// A viewer, with its client id.
+    Viewer,
+}
 
-Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
-";
-
-#[derive(Debug)]
+/// The options of `kvs-signaling connect`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = TYPING)]
 pub(crate) struct ConnectOptions {
+    /// The signaling channel.
+    #[arg(long, value_name = "NAME", value_parser = parse_channel)]
     channel: ChannelName,
-    role: Role,
+    /// Which side to join as.
+    #[arg(long, value_enum)]
+    role: RoleArg,
+    /// The viewer's client id (viewers only, and required for them).
+    #[arg(long, value_name = "ID", value_parser = parse_client_id)]
     client_id: Option<ClientId>,
+    /// The control-plane endpoint [default: https://kinesisvideo.REGION.amazonaws.com].
+    #[arg(long, value_name = "URL", env = "KVS_ENDPOINT")]
     endpoint: Option<String>,
+    /// The region [default: AWS_REGION or AWS_DEFAULT_REGION, else us-west-2].
+    #[arg(long, value_name = "REGION")]
     region: Option<String>,
+    /// Also trust this CA (PEM), such as a kvs-signaling server's development CA,
+    /// .kvs-signaling/tls/ca.pem.
+    #[arg(long, value_name = "PEM")]
     ca_file: Option<PathBuf>,
+    /// Create the channel when it does not exist.
+    #[arg(long)]
     create: bool,
 }
 
-/// Parses the options of `connect`.
-pub(crate) fn parse(args: &[String]) -> Result<ConnectOptions, String> {
-    let mut channel = None;
-    let mut role = None;
-    let mut client_id = None;
-    let mut endpoint = std::env::var("KVS_ENDPOINT").ok().filter(|v| !v.is_empty());
-    let mut region = None;
-    let mut ca_file = None;
-    let mut create = false;
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--channel" => {
-                let text = value()?;
-                channel = Some(ChannelName::new(&text).map_err(|err| format!("--channel: {err}"))?);
+fn parse_channel(text: &str) -> Result<ChannelName, String> {
+    ChannelName::new(text).map_err(|err| err.to_string())
+}
+
+fn parse_client_id(text: &str) -> Result<ClientId, String> {
+    ClientId::new(text).map_err(|err| err.to_string())
+}
+
+impl ConnectOptions {
+    /// The role, checked against the client id: a viewer needs one, a master has none.
+    fn role(&self) -> Result<Role, String> {
+        match (self.role, &self.client_id) {
+            (RoleArg::Viewer, None) => Err("--client-id is required for a viewer".to_owned()),
+            (RoleArg::Master, Some(_)) => {
+                Err("--client-id is for viewers; the master has none".to_owned())
             }
-            "--role" => {
-                role = Some(match value()?.as_str() {
-                    "master" => Role::Master,
-                    "viewer" => Role::Viewer,
-                    other => return Err(format!("--role: {other:?} is neither master nor viewer")),
-                });
-            }
-            "--client-id" => {
-                let text = value()?;
-                client_id =
-                    Some(ClientId::new(&text).map_err(|err| format!("--client-id: {err}"))?);
-            }
-            "--endpoint" => endpoint = Some(value()?),
-            "--region" => region = Some(value()?),
-            "--ca-file" => ca_file = Some(PathBuf::from(value()?)),
-            "--create" => create = true,
-            other => return Err(format!("unknown option {other:?}")),
+            (RoleArg::Master, None) => Ok(Role::Master),
+            (RoleArg::Viewer, Some(_)) => Ok(Role::Viewer),
         }
     }
-    let channel = channel.ok_or("--channel is required")?;
-    let role = role.ok_or("--role is required")?;
-    match (role, &client_id) {
-        (Role::Viewer, None) => return Err("--client-id is required for a viewer".to_owned()),
-        (Role::Master, Some(_)) => {
-            return Err("--client-id is for viewers; the master has none".to_owned());
-        }
-        _ => {}
-    }
-    Ok(ConnectOptions {
-        channel,
-        role,
-        client_id,
-        endpoint,
-        region,
-        ca_file,
-        create,
-    })
 }
 
 /// One typed line: what to send.
@@ -274,6 +248,7 @@ fn line(event: &ClientEvent) -> Value {
     reason = "the interactive client prints its events"
 )]
 pub(crate) async fn run(options: ConnectOptions) -> Result<(), String> {
+    let role = options.role()?;
     let credentials = Credentials::from_env().map_err(|err| err.to_string())?;
     let region = options
         .region
@@ -292,9 +267,9 @@ pub(crate) async fn run(options: ConnectOptions) -> Result<(), String> {
     }
     let rest =
         RestClient::new(&endpoint, &region, credentials, trust).map_err(|err| err.to_string())?;
-    let is_master = options.role == Role::Master;
+    let is_master = role == Role::Master;
     let mut session =
-        ClientSessionConfig::new(options.channel, options.role).create_if_missing(options.create);
+        ClientSessionConfig::new(options.channel, role).create_if_missing(options.create);
     if let Some(id) = options.client_id {
         session = session.client_id(id);
     }
@@ -342,29 +317,32 @@ mod tests {
 
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|a| (*a).to_owned()).collect()
+    /// `connect`'s options as the command line gives them.
+    fn parse(list: &[&str]) -> Result<ConnectOptions, String> {
+        use clap::Parser as _;
+        let mut all = vec!["kvs-signaling", "connect"];
+        all.extend_from_slice(list);
+        let cli = crate::cli::Cli::try_parse_from(all).map_err(|err| err.to_string())?;
+        let crate::cli::Command::Connect(options) = cli.command else {
+            unreachable!("connect parses as connect")
+        };
+        options.role()?;
+        Ok(*options)
     }
 
     #[test]
     fn options_name_what_is_missing_or_wrong() {
-        let err = parse(&args(&["--role", "viewer"])).unwrap_err();
+        let err = parse(&["--role", "viewer"]).unwrap_err();
         assert!(err.contains("--channel"), "{err}");
-        let err = parse(&args(&["--channel", "c", "--role", "viewer"])).unwrap_err();
+        let err = parse(&["--channel", "c", "--role", "viewer"]).unwrap_err();
         assert!(err.contains("--client-id"), "{err}");
-        let err = parse(&args(&["--channel", "c", "--role", "boss"])).unwrap_err();
-        assert!(err.contains("\"boss\""), "{err}");
-        let err = parse(&args(&["--channel", "bad name", "--role", "master"])).unwrap_err();
+        let err = parse(&["--channel", "c", "--role", "master", "--client-id", "m"]).unwrap_err();
+        assert!(err.contains("--client-id is for viewers"), "{err}");
+        let err = parse(&["--channel", "c", "--role", "boss"]).unwrap_err();
+        assert!(err.contains("'boss'") && err.contains("--role"), "{err}");
+        let err = parse(&["--channel", "bad name", "--role", "master"]).unwrap_err();
         assert!(err.contains("--channel"), "{err}");
-        let ok = parse(&args(&[
-            "--channel",
-            "c",
-            "--role",
-            "viewer",
-            "--client-id",
-            "v1",
-        ]))
-        .unwrap();
+        let ok = parse(&["--channel", "c", "--role", "viewer", "--client-id", "v1"]).unwrap();
         assert_eq!(
             ok.client_id.map(|c| c.as_str().to_owned()).as_deref(),
             Some("v1")

@@ -12,12 +12,14 @@ use crate::throttle::Bucket;
 
 mod alexa;
 mod config;
+mod observe;
 mod routing;
 mod slab;
 mod types;
 mod viewers;
 
 pub use config::{HubConfig, HubConfigError};
+pub use observe::{ChannelView, ConnectionStanding, ConnectionView, HeldView, Observation};
 use slab::Slab;
 pub use types::{
     AlexaOffer, AlexaRequestId, CloseReason, ConnId, Counters, Frame, OpenConnection, Output,
@@ -40,6 +42,8 @@ struct Pending {
     sender: Option<PeerId>,
     action: Action,
     expires: Instant,
+    /// When it was held.
+    held_at: Instant,
 }
 
 /// A channel's state. Declared in order, hot fields first: routing reads the master and the
@@ -116,6 +120,11 @@ struct Conn {
     indications: bool,
     opened: Instant,
     last_activity: Instant,
+    /// Where it connected from, when the caller said.
+    remote_addr: Option<std::net::SocketAddr>,
+    /// Messages it sent that were relayed or held, and messages relayed to it.
+    messages_in: u64,
+    messages_out: u64,
     /// When GO_AWAY was sent, and the close is due.
     close_due: Option<(Instant, CloseReason)>,
     sdp: Bucket,
@@ -236,6 +245,8 @@ pub struct Hub {
     held_bytes: usize,
     outputs: VecDeque<Output>,
     draining: bool,
+    /// Whether [`Output::Observed`] is on.
+    observing: bool,
     counters: Counters,
 }
 
@@ -296,6 +307,7 @@ impl Hub {
             held_bytes: 0,
             outputs: VecDeque::new(),
             draining: false,
+            observing: false,
             counters: Counters::default(),
         })
     }
@@ -380,10 +392,26 @@ impl Hub {
     /// A connection opened. Refused connects get the service's error, which the caller sends
     /// as the HTTP answer to the upgrade request.
     pub fn handle_open(&mut self, now: Instant, open: OpenConnection) -> Result<ConnId, Refused> {
+        let observed = self
+            .observing
+            .then(|| (open.channel_arn.clone(), open.role, open.client_id.clone()));
         let result = self.open(now, open);
         match &result {
             Ok(_) => self.counters.opened += 1,
-            Err(_) => self.counters.refused += 1,
+            Err(error) => {
+                self.counters.refused += 1;
+                if let Some((channel, role, client_id)) = observed {
+                    let error = error.clone();
+                    self.observe(|_| {
+                        Some(Observation::ConnectRefused {
+                            channel,
+                            role,
+                            client_id: client_id.map(PeerId::from),
+                            error,
+                        })
+                    });
+                }
+            }
         }
         result
     }
@@ -465,6 +493,9 @@ impl Hub {
             indications: open.indications,
             opened: now,
             last_activity: now,
+            remote_addr: open.remote_addr,
+            messages_in: 0,
+            messages_out: 0,
             close_due: None,
             sdp: Bucket::full(sdp_rate, now),
             ice: Bucket::full(ice_rate, now),
@@ -548,6 +579,13 @@ impl Hub {
                 c.standing = Standing::Superseded(now);
             }
             self.counters.superseded += 1;
+            self.observe(|hub| {
+                Some(Observation::Superseded {
+                    channel: hub.arn_of(channel_index)?,
+                    conn,
+                    client_id: client_id.clone(),
+                })
+            });
             self.schedule_conn(conn);
             return;
         }
@@ -569,11 +607,28 @@ impl Hub {
         if let Some(c) = self.conns.get_mut(conn.slot, conn.generation) {
             c.standing = Standing::Current;
         }
+        self.observe(|hub| {
+            let c = hub.conns.get(conn.slot, conn.generation)?;
+            Some(Observation::Connected {
+                channel: hub.arn_of(channel_index)?,
+                conn,
+                role: c.role,
+                client_id: client_id.clone(),
+                remote_addr: c.remote_addr,
+            })
+        });
         if let Some(previous) = previous
             && let Some(old) = self.conns.get_mut(previous.slot, previous.generation)
         {
             old.standing = Standing::Superseded(now);
             self.counters.superseded += 1;
+            self.observe(|hub| {
+                Some(Observation::Superseded {
+                    channel: hub.arn_of(channel_index)?,
+                    conn: previous,
+                    client_id: client_id.clone(),
+                })
+            });
             self.schedule_conn(previous);
         }
         if let Some(request) = alexa {
@@ -677,7 +732,7 @@ impl Hub {
     /// A connection's client closed it (or the socket failed, or its upgrade never
     /// finished). Unknown or already closed connections are ignored.
     pub fn handle_close(&mut self, now: Instant, conn: ConnId) {
-        if self.detach(now, conn).is_some() {
+        if self.detach(now, conn, None).is_some() {
             self.counters.closed_by_client += 1;
         }
     }
@@ -689,10 +744,19 @@ impl Hub {
         }
     }
 
-    /// Forgets `conn`, releasing its identity if it still held it.
-    fn detach(&mut self, now: Instant, conn: ConnId) -> Option<Conn> {
+    /// Forgets `conn`, releasing its identity if it still held it; the hub closes it for
+    /// `reason`, or its client did when `None`.
+    fn detach(&mut self, now: Instant, conn: ConnId, reason: Option<CloseReason>) -> Option<Conn> {
         self.conns.get(conn.slot, conn.generation)?;
         let removed = self.conns.remove(conn.slot)?;
+        self.observe(|hub| {
+            Some(Observation::Closed {
+                channel: hub.arn_of(removed.channel)?,
+                conn,
+                client_id: removed.client_id.clone(),
+                reason,
+            })
+        });
         if let Some(key) = removed.timer {
             self.timers.remove(&key);
         }
@@ -715,7 +779,7 @@ impl Hub {
 
     /// Closes `conn` from the hub's side.
     fn close(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
-        if self.detach(now, conn).is_some() {
+        if self.detach(now, conn, Some(reason)).is_some() {
             self.counters.closed_by_hub += 1;
             self.outputs.push_back(Output::Close { conn, reason });
         }

@@ -22,8 +22,9 @@ mod session;
 mod throttle;
 
 pub use hub::{
-    AlexaOffer, AlexaRequestId, CloseReason, ConnId, Counters, Frame, Hub, HubConfig,
-    HubConfigError, OpenConnection, Output, Refused,
+    AlexaOffer, AlexaRequestId, ChannelView, CloseReason, ConnId, ConnectionStanding,
+    ConnectionView, Counters, Frame, HeldView, Hub, HubConfig, HubConfigError, Observation,
+    OpenConnection, Output, Refused,
 };
 pub use registry::{
     Change, ChannelRecord, Registry, RegistryConfig, RegistryConfigError, RegistryError,

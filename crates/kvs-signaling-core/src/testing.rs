@@ -109,6 +109,7 @@ impl Sim {
                     Err(refused) => format!("alexa #{n} failed {refused}"),
                 }
             }
+            Output::Observed(observation) => format!("observed {observation:?}"),
         }
     }
 

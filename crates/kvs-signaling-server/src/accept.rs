@@ -23,6 +23,10 @@ use crate::deadline::WriteDeadline;
 /// serves the socket, HTTP or WebSocket, and given back when the socket is closed.
 pub(crate) type Slot = Arc<OwnedSemaphorePermit>;
 
+/// The address a request came from, in its extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub(crate) SocketAddr);
+
 /// Refusals (503) written at once, at most; connections past them are closed unanswered.
 const MAX_REFUSING: usize = 64;
 /// How long a refusal may take, TLS handshake included.
@@ -242,9 +246,10 @@ async fn serve_http<S>(
 {
     let header_read_timeout = app.config.header_read_timeout;
     let write_timeout = app.config.websocket.write_timeout;
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
         let app = Arc::clone(&app);
         let slot = Arc::clone(&slot);
+        request.extensions_mut().insert(PeerAddr(peer));
         async move { Ok::<_, Infallible>(crate::app::handle(app, request, slot).await) }
     });
     let mut builder = http1::Builder::new();

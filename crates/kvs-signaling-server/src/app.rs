@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::accept::{Connections, Slot, accept_loop};
 use crate::config::{AuthMode, ServerConfig};
-use crate::http::{HttpResponse, rest_error, text};
+use crate::http::{HttpResponse, Reply, rest_error, text};
 
 /// The shared state of every request.
 #[derive(Debug)]
@@ -47,8 +47,14 @@ pub(crate) struct App {
     pub(crate) accept_errors: AtomicU64,
     /// Connections refused at the cap.
     pub(crate) connections_refused: AtomicU64,
-    /// The relay latency and the bytes in and out, over every shard.
+    /// The relay latency and the bytes in and out, over every shard, and what the hubs do
+    /// for the console's event stream.
     pub(crate) telemetry: Arc<Telemetry>,
+    /// The live console, when it is on.
+    pub(crate) console: Option<crate::console::Console>,
+    /// Turns true when the server drains: long-lived answers (the console's event streams)
+    /// end then.
+    pub(crate) stopping: watch::Receiver<bool>,
 }
 
 impl App {
@@ -74,6 +80,7 @@ impl App {
 pub struct Server {
     local_addr: SocketAddr,
     public_url: String,
+    console_url: Option<String>,
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<()>,
     shards: Shards,
@@ -140,6 +147,9 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The console's settings cannot be used.
+    #[error("{0}")]
+    Console(String),
 }
 
 impl Server {
@@ -216,6 +226,11 @@ impl Server {
         let verifier = Verifier::new(config.region.clone(), config.credentials.clone());
         let ice = Arc::new(RwLock::new(Arc::new(config.ice.clone())));
         let connections = Arc::new(Connections::new(config.max_connections));
+        let console = crate::console::Console::new(&config.console).map_err(StartError::Console)?;
+        let console_url = console
+            .as_ref()
+            .map(|console| format!("{public_url}/console/?token={}", console.token()));
+        let (shutdown, stop) = watch::channel(false);
         let app = Arc::new(App {
             config,
             registry: Mutex::new(registry),
@@ -231,13 +246,15 @@ impl Server {
             accept_errors: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
             telemetry,
+            console,
+            stopping: stop.clone(),
         });
         let weak = Arc::downgrade(&app);
-        let (shutdown, stop) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(listener, acceptor, app, stop));
         Ok(Self {
             local_addr,
             public_url,
+            console_url,
             shutdown,
             accept,
             shards,
@@ -256,6 +273,12 @@ impl Server {
     /// The URL clients reach the server at.
     pub fn public_url(&self) -> &str {
         &self.public_url
+    }
+
+    /// The live console's URL, with its token (`PUBLIC_URL/console/?token=...`); `None` when
+    /// the console is off. Whoever has it can administer every channel.
+    pub fn console_url(&self) -> Option<&str> {
+        self.console_url.as_deref()
     }
 
     /// Stops taking connections, and ends the open ones: an HTTP connection after its
@@ -345,19 +368,24 @@ impl Server {
 
 /// Routes one request. `slot` is the connection's place under the cap, which a WebSocket
 /// keeps for as long as its socket is open.
-pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>, slot: Slot) -> HttpResponse {
+pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>, slot: Slot) -> Reply {
+    // The console is for its own page only: no CORS, its own authentication.
+    if crate::console::is_console(request.uri().path()) && !is_upgrade(&request) {
+        return crate::console::handle(app, request).await;
+    }
+    let full = |response: HttpResponse| response.map(http_body_util::Either::Left);
     // A WebSocket connect is authenticated by its signature alone, as the service's is:
     // CORS does not apply to it.
     if is_upgrade(&request) {
-        return route(app, request, slot).await;
+        return full(route(app, request, slot).await);
     }
     let decision = match app.config.cors.decide(request.method(), request.headers()) {
-        crate::cors::Decision::Answer(answer) => return answer,
+        crate::cors::Decision::Answer(answer) => return full(answer),
         decision => decision,
     };
     let mut response = route(Arc::clone(&app), request, slot).await;
     app.config.cors.apply(&mut response, decision);
-    response
+    full(response)
 }
 
 async fn route(app: Arc<App>, request: Request<Incoming>, slot: Slot) -> HttpResponse {

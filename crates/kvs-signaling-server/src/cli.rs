@@ -109,6 +109,18 @@ pub(crate) struct ServeArgs {
     /// Accept unsigned requests: throwaway local use only.
     #[arg(long)]
     pub(crate) insecure_no_auth: bool,
+    /// The token of the live console's URL (at least 16 letters and digits) [default: a random
+    /// one, printed at start].
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "KVS_CONSOLE_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) console_token: Option<String>,
+    /// Serve no console at /console/.
+    #[arg(long)]
+    pub(crate) no_console: bool,
 }
 
 fn parse_policy(text: &str) -> Result<IndicationPolicy, String> {
@@ -142,6 +154,8 @@ pub(crate) struct Options {
     pub(crate) no_tls: bool,
     pub(crate) insecure: bool,
     pub(crate) limits: LimitsSection,
+    pub(crate) console_token: Option<String>,
+    pub(crate) no_console: bool,
     /// The config file, read again on SIGHUP for new TURN secrets.
     pub(crate) config_path: Option<PathBuf>,
 }
@@ -170,6 +184,8 @@ impl Options {
             no_tls: false,
             insecure: false,
             limits: LimitsSection::default(),
+            console_token: None,
+            no_console: false,
             config_path: None,
         }
     }
@@ -235,6 +251,10 @@ impl Options {
         if let Some(limits) = file.limits {
             self.limits = limits;
         }
+        if let Some(console) = file.console {
+            self.console_token = console.token.or(self.console_token.take());
+            self.no_console |= console.enabled == Some(false);
+        }
         Ok(())
     }
 
@@ -259,6 +279,8 @@ impl Options {
             indications,
             cors_origins,
             insecure_no_auth,
+            console_token,
+            no_console,
         } = args;
         if let Some(listen) = listen {
             self.listen = listen;
@@ -298,6 +320,8 @@ impl Options {
             self.cors_origins = Some(cors_origins);
         }
         self.insecure |= insecure_no_auth;
+        self.console_token = console_token.or(self.console_token.take());
+        self.no_console |= no_console;
     }
 }
 

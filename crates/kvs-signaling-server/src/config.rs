@@ -136,6 +136,8 @@ pub struct ServerConfig {
     pub tls: Option<crate::TlsFiles>,
     /// Which web origins may call the REST API from a browser: any, by default.
     pub cors: crate::CorsConfig,
+    /// The live console at `/console/`: on, with a token made at start, by default.
+    pub console: crate::ConsoleConfig,
     /// A disk that fails or stalls, in place of the store, for the tests.
     #[cfg(test)]
     pub(crate) faulty_store: Option<crate::store::faulty::Faulty>,
@@ -167,9 +169,17 @@ impl ServerConfig {
             data_dir: None,
             tls: None,
             cors: crate::CorsConfig::default(),
+            console: crate::ConsoleConfig::default(),
             #[cfg(test)]
             faulty_store: None,
         }
+    }
+
+    /// Sets [`ServerConfig::console`].
+    #[must_use]
+    pub fn console(mut self, console: crate::ConsoleConfig) -> Self {
+        self.console = console;
+        self
     }
 
     /// Sets [`ServerConfig::public_url`].

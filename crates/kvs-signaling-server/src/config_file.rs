@@ -46,6 +46,20 @@ pub struct FileConfig {
     pub limits: Option<LimitsSection>,
     /// Browser access to the REST API.
     pub cors: Option<CorsSection>,
+    /// The live console.
+    pub console: Option<ConsoleSection>,
+}
+
+/// `[console]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ConsoleSection {
+    /// Whether `/console/` is served: true.
+    pub enabled: Option<bool>,
+    /// The token of the console's URL (at least 16 letters and digits); a random one, printed
+    /// at start, when absent.
+    pub token: Option<String>,
 }
 
 /// `[cors]`.

@@ -131,7 +131,13 @@ pub(crate) async fn connect(
         None => OpenConnection::master(connect.channel_arn, ttl),
     }
     .ttl_revision(revision)
-    .indications(indications);
+    .indications(indications)
+    .remote_addr(
+        request
+            .extensions()
+            .get::<crate::accept::PeerAddr>()
+            .map(|peer| peer.0),
+    );
     let shard = app.shards.of(&arn);
     let registration = match shard.open(open).await {
         Ok(Ok(registration)) => registration,

@@ -12,6 +12,9 @@ use kvs_signaling_proto::{ErrorBody, ErrorType};
 /// A response with a complete body.
 pub(crate) type HttpResponse = Response<Full<Bytes>>;
 
+/// What the listener answers: a complete body, or the console's event stream.
+pub(crate) type Reply = Response<http_body_util::Either<Full<Bytes>, crate::console::EventStream>>;
+
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// A request id in the service's shape (8-4-4-4-12 hex digits), unique in this process.

@@ -39,6 +39,7 @@ mod app;
 mod config;
 mod config_file;
 mod connect;
+mod console;
 mod control;
 mod cors;
 mod deadline;
@@ -50,8 +51,9 @@ pub use access::{Action, Grant, Scope};
 pub use app::{Server, StartError};
 pub use config::{AuthMode, IndicationPolicy, ServerConfig};
 pub use config_file::{
-    CorsSection, CredentialEntry, FileConfig, IceSection, LimitsSection, TlsSection,
+    ConsoleSection, CorsSection, CredentialEntry, FileConfig, IceSection, LimitsSection, TlsSection,
 };
+pub use console::ConsoleConfig;
 pub use cors::{ALLOW_HEADERS, ALLOW_METHODS, AllowedOrigins, CorsConfig, EXPOSE_HEADERS};
 pub use store::StoreError;
 pub use tls::{DevCertificate, TlsError, TlsFiles, dev_certificate};

@@ -149,6 +149,11 @@ pub(crate) fn config(options: &Options) -> Result<Setup, String> {
     if !options.in_memory {
         config = config.data_dir(options.data_dir.clone());
     }
+    let mut console = kvs_signaling_server::ConsoleConfig::default().enabled(!options.no_console);
+    if let Some(token) = &options.console_token {
+        console = console.token(token.clone());
+    }
+    config = config.console(console);
     let mut dev_ca = None;
     if let Some((files, ca)) = tls(options)? {
         config = config.tls(files);
@@ -215,6 +220,11 @@ pub(crate) async fn serve(options: Options) -> Result<(), String> {
     }
     if let Some(secret) = turn_secret {
         say!("  TURN static-auth-secret (for coturn): {secret}");
+    }
+    if let Some(url) = server.console_url() {
+        say!();
+        say!("The live console (channels, connections, events, test calls):");
+        say!("  {url}");
     }
     say!();
     match data_dir {

@@ -39,6 +39,6 @@ pub use shard::{
     CloseCommand, Registration, SLOW_CONSUMER_CLOSE_CODE, ShardConfig, ShardHandle, ShardStopped,
     spawn, spawn_with_telemetry,
 };
-pub use telemetry::{HistogramSnapshot, LatencyHistogram, Telemetry};
+pub use telemetry::{HistogramSnapshot, LatencyHistogram, Observations, Telemetry};
 pub use tls::{TlsStream, accept_tls};
 pub use ws::{WebSocketLimits, serve_websocket};

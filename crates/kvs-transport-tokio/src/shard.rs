@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use kvs_signaling_core::{
-    AlexaOffer, AlexaRequestId, CloseReason, ConnId, Counters, Frame, Hub, OpenConnection, Output,
-    Refused,
+    AlexaOffer, AlexaRequestId, ChannelView, CloseReason, ConnId, Counters, Frame, Hub,
+    OpenConnection, Output, Refused,
 };
 use kvs_signaling_proto::{ChannelArn, MessagePayload, MessageTtlSeconds};
 use tokio::sync::{mpsc, oneshot};
@@ -107,6 +107,7 @@ pub(crate) enum Command {
     ChannelUpdated(ChannelArn, MessageTtlSeconds, u64),
     ChannelDeleted(ChannelArn),
     Counters(oneshot::Sender<Counters>),
+    ChannelViews(oneshot::Sender<Vec<ChannelView>>),
 }
 
 /// A way to talk to a shard task. Cheap to clone.
@@ -131,6 +132,7 @@ impl std::fmt::Debug for Command {
             Self::ChannelUpdated(..) => "ChannelUpdated",
             Self::ChannelDeleted(_) => "ChannelDeleted",
             Self::Counters(_) => "Counters",
+            Self::ChannelViews(_) => "ChannelViews",
         })
     }
 }
@@ -278,6 +280,13 @@ impl ShardHandle {
         counters.await.map_err(|_| ShardStopped)
     }
 
+    /// Every channel the hub holds now, with its connections and held messages.
+    pub async fn channel_views(&self) -> Result<Vec<ChannelView>, ShardStopped> {
+        let (reply, views) = oneshot::channel();
+        self.send(Command::ChannelViews(reply)).await?;
+        views.await.map_err(|_| ShardStopped)
+    }
+
     /// Queues `command`, waiting while the shard's queue is full.
     async fn send(&self, command: Command) -> Result<(), ShardStopped> {
         match self.try_post(command) {
@@ -339,9 +348,9 @@ pub fn spawn_with_telemetry(
     let handle = ShardHandle {
         commands,
         outbound_capacity: config.outbound_capacity.max(1),
-        telemetry,
+        telemetry: Arc::clone(&telemetry),
     };
-    let task = tokio::spawn(run(hub, inbound));
+    let task = tokio::spawn(run(hub, inbound, telemetry));
     (handle, task)
 }
 
@@ -354,7 +363,8 @@ fn now() -> StdInstant {
     Instant::now().into_std()
 }
 
-async fn run(mut hub: Hub, mut inbound: mpsc::Receiver<Command>) {
+async fn run(mut hub: Hub, mut inbound: mpsc::Receiver<Command>, telemetry: Arc<Telemetry>) {
+    let telemetry = &*telemetry;
     let mut peers: HashMap<ConnId, Peer> = HashMap::new();
     let mut alexa: HashMap<
         AlexaRequestId,
@@ -365,19 +375,21 @@ async fn run(mut hub: Hub, mut inbound: mpsc::Receiver<Command>) {
         tokio::select! {
             command = inbound.recv() => {
                 let Some(command) = command else { break };
-                step(&mut hub, &mut peers, &mut alexa, command);
+                hub.set_observing(telemetry.observing());
+                step(&mut hub, &mut peers, &mut alexa, telemetry, command);
                 // Take what else is waiting, up to a budget, before waiting again.
                 for _ in 0..COMMANDS_PER_WAKEUP {
                     let Ok(command) = inbound.try_recv() else { break };
-                    step(&mut hub, &mut peers, &mut alexa, command);
+                    step(&mut hub, &mut peers, &mut alexa, telemetry, command);
                 }
             }
             () = sleep_until(deadline), if deadline.is_some() => {
                 let at = now();
+                hub.set_observing(telemetry.observing());
                 hub.handle_timeout(at);
                 debug_assert!(hub.poll_timeout().is_none_or(|next| next > at), "timers must move");
                 while let Some(output) = hub.poll_output() {
-                    dispatch(&mut hub, &mut peers, &mut alexa, output, None);
+                    dispatch(&mut hub, &mut peers, &mut alexa, telemetry, output, None);
                 }
             }
         }
@@ -397,11 +409,12 @@ fn step(
     hub: &mut Hub,
     peers: &mut HashMap<ConnId, Peer>,
     alexa: &mut AlexaReplies,
+    telemetry: &Telemetry,
     command: Command,
 ) {
     let read_at = handle(hub, peers, alexa, command);
     while let Some(output) = hub.poll_output() {
-        dispatch(hub, peers, alexa, output, read_at);
+        dispatch(hub, peers, alexa, telemetry, output, read_at);
     }
 }
 
@@ -466,6 +479,9 @@ fn handle(
         Command::Counters(reply) => {
             let _ = reply.send(hub.counters().clone());
         }
+        Command::ChannelViews(reply) => {
+            let _ = reply.send(hub.channel_views());
+        }
     }
     None
 }
@@ -474,6 +490,7 @@ fn dispatch(
     hub: &mut Hub,
     peers: &mut HashMap<ConnId, Peer>,
     alexa: &mut AlexaReplies,
+    telemetry: &Telemetry,
     output: Output,
     read_at: Option<StdInstant>,
 ) {
@@ -513,6 +530,7 @@ fn dispatch(
                 let _ = reply.send(result);
             }
         }
+        Output::Observed(observation) => telemetry.observed(observation),
         other => tracing::warn!(?other, "unknown hub output"),
     }
 }

@@ -6,6 +6,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use kvs_signaling_core::Observation;
+use tokio::sync::broadcast;
+
 /// Upper bounds of the latency buckets, in nanoseconds: ten a decade (the R10 series) from
 /// 1 µs to 10 s, so that a quantile read from them is within about 25%.
 const BOUNDS_NS: [u64; 71] = {
@@ -111,8 +114,9 @@ impl HistogramSnapshot {
     }
 }
 
-/// The transport's measurements for one server.
-#[derive(Debug, Default)]
+/// The transport's measurements for one server, and what its hubs do, for whoever watches
+/// ([`Telemetry::subscribe`]).
+#[derive(Debug)]
 pub struct Telemetry {
     /// From a frame read to its relay written, for messages relayed at once (not those held
     /// for an absent recipient).
@@ -121,9 +125,61 @@ pub struct Telemetry {
     bytes_out: AtomicU64,
     frames_in: AtomicU64,
     frames_out: AtomicU64,
+    /// The hubs' observations, to every subscriber; the hubs make them only while someone
+    /// subscribes.
+    observations: broadcast::Sender<Observation>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            relay_latency: LatencyHistogram::default(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            observations: broadcast::channel(OBSERVATIONS_QUEUED).0,
+        }
+    }
+}
+
+/// Observations waiting for the slowest subscriber; a subscriber further behind skips what
+/// it missed, and is told how many.
+const OBSERVATIONS_QUEUED: usize = 1024;
+
+/// What the hubs of a server do, as they do it: [`Telemetry::subscribe`].
+#[derive(Debug)]
+pub struct Observations(broadcast::Receiver<Observation>);
+
+impl Observations {
+    /// The next observation; `Some(Err(n))` when this subscriber fell behind and `n` were
+    /// skipped; `None` when the server is gone.
+    pub async fn recv(&mut self) -> Option<Result<Observation, u64>> {
+        match self.0.recv().await {
+            Ok(observation) => Some(Ok(observation)),
+            Err(broadcast::error::RecvError::Lagged(skipped)) => Some(Err(skipped)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
 }
 
 impl Telemetry {
+    /// Every observation of the hubs from now on, each subscriber holding at most about a
+    /// thousand it has not read. The hubs make observations only while someone subscribes.
+    pub fn subscribe(&self) -> Observations {
+        Observations(self.observations.subscribe())
+    }
+
+    /// Whether anyone subscribes.
+    pub(crate) fn observing(&self) -> bool {
+        self.observations.receiver_count() > 0
+    }
+
+    /// Hands `observation` to the subscribers.
+    pub(crate) fn observed(&self, observation: Observation) {
+        let _ = self.observations.send(observation);
+    }
+
     pub(crate) fn read(&self, bytes: usize) {
         self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
     }

@@ -75,6 +75,7 @@ impl Hub {
                     sender: Some(offer.sender_client_id.clone()),
                     action: Action::SdpOffer,
                     expires: now,
+                    held_at: now,
                 };
                 if let Err(description) = self.buffer(now, index, Recipient::Master, pending) {
                     self.counters.buffer_full += 1;

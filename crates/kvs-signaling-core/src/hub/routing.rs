@@ -8,7 +8,7 @@ use kvs_signaling_proto::{
     Action, ClientMessage, CorrelationId, ErrorType, Role, ServerEvent, StatusResponse,
 };
 
-use super::{ConnId, Frame, Hub, Output, Pending, Recipient, Standing, Timer};
+use super::{ConnId, Frame, Hub, Observation, Output, Pending, Recipient, Standing, Timer};
 
 impl Hub {
     /// A text frame arrived on `conn`.
@@ -66,6 +66,7 @@ impl Hub {
             return;
         }
         let channel_index = c.channel;
+        c.messages_in += 1;
         match c.role {
             Role::Viewer => {
                 // The viewer's id goes into the frame; it is copied only if the frame waits.
@@ -98,6 +99,19 @@ impl Hub {
         correlation_id: Option<CorrelationId>,
     ) {
         let master = self.channels.at(channel_index).and_then(|ch| ch.master);
+        let held = master.is_none();
+        self.observe(|hub| {
+            Some(Observation::Relayed {
+                channel: hub.arn_of(channel_index)?,
+                message_type: action.message_type(),
+                from: hub
+                    .conns
+                    .get(from.slot, from.generation)
+                    .and_then(|c| c.client_id.clone()),
+                to: None,
+                held,
+            })
+        });
         match master {
             Some(to) => self.deliver(to, Frame(Cow::Owned(frame))),
             None => {
@@ -115,6 +129,7 @@ impl Hub {
                         sender,
                         action,
                         expires: now,
+                        held_at: now,
                     },
                     correlation_id,
                 );
@@ -162,7 +177,17 @@ impl Hub {
             ServerEvent::relay(message.action.message_type(), None, message.message_payload)
                 .encode(),
         ));
-        match channel.viewers.get(recipient.as_str()) {
+        let to = channel.viewers.get(recipient.as_str());
+        self.observe(|hub| {
+            Some(Observation::Relayed {
+                channel: hub.arn_of(channel_index)?,
+                message_type: message.action.message_type(),
+                from: None,
+                to: Some(recipient.clone()),
+                held: to.is_none(),
+            })
+        });
+        match to {
             Some(to) => self.deliver(to, frame),
             None => self.buffer_or_refuse(
                 now,
@@ -174,6 +199,7 @@ impl Hub {
                     sender: None,
                     action: message.action,
                     expires: now,
+                    held_at: now,
                 },
                 message.correlation_id,
             ),
@@ -182,6 +208,9 @@ impl Hub {
 
     pub(super) fn deliver(&mut self, to: ConnId, frame: Frame) {
         self.counters.delivered += 1;
+        if let Some(c) = self.conns.get_mut(to.slot, to.generation) {
+            c.messages_out += 1;
+        }
         self.outputs.push_back(Output::Deliver { conn: to, frame });
     }
 
@@ -327,6 +356,16 @@ impl Hub {
         error_type: ErrorType,
         description: String,
     ) {
+        self.observe(|hub| {
+            let c = hub.conns.get(conn.slot, conn.generation)?;
+            Some(Observation::MessageRefused {
+                channel: hub.arn_of(c.channel)?,
+                conn,
+                client_id: c.client_id.clone(),
+                error_type,
+                description: description.clone(),
+            })
+        });
         match correlation_id {
             Some(id) => {
                 self.counters.status_responses += 1;
@@ -382,12 +421,31 @@ impl Hub {
             return;
         };
         queue.timer = None; // It just fired.
+        let mut count = 0;
         while queue.messages.front().is_some_and(|p| p.expires <= now) {
             if let Some(gone) = queue.messages.pop_front() {
                 self.held_bytes = self.held_bytes.saturating_sub(gone.frame.as_str().len());
             }
             self.counters.expired += 1;
+            count += 1;
         }
+        if self.observing && count > 0 {
+            let observation = Observation::Expired {
+                channel: channel.arn.clone(),
+                to: match &recipient {
+                    Recipient::Master => None,
+                    Recipient::Viewer(id) => Some(id.clone()),
+                },
+                count,
+            };
+            self.outputs.push_back(Output::Observed(observation));
+        }
+        let Some(channel) = self.channels.get_mut(channel_index, generation) else {
+            return;
+        };
+        let Some(queue) = channel.pending.get_mut(&recipient) else {
+            return;
+        };
         match queue.messages.front().map(|p| p.expires) {
             Some(next) => self.arm_expiry(next, channel_index, generation, &recipient),
             None => {

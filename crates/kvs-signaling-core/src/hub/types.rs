@@ -127,6 +127,9 @@ pub enum Output {
         /// The answer or the error.
         result: Result<MessagePayload<'static>, Refused>,
     },
+    /// Something the hub did, for a console or a log: only while
+    /// [`Hub::set_observing`](crate::Hub::set_observing) is on. Nothing to carry out.
+    Observed(super::Observation),
 }
 
 /// A connection that opened, with its identity as the connect URL gave it.
@@ -152,6 +155,9 @@ pub struct OpenConnection {
     /// with 1001 instead of GO_AWAY, and relies on its own refresh instead of
     /// RECONNECT_ICE_SERVER. `false` unless set.
     pub indications: bool,
+    /// Where the connection comes from, for [`Hub::channel_views`](crate::Hub::channel_views)
+    /// and observations; the hub decides nothing by it.
+    pub remote_addr: Option<std::net::SocketAddr>,
 }
 
 impl OpenConnection {
@@ -164,6 +170,7 @@ impl OpenConnection {
             message_ttl,
             ttl_revision: 0,
             indications: false,
+            remote_addr: None,
         }
     }
 
@@ -171,6 +178,13 @@ impl OpenConnection {
     #[must_use]
     pub fn ttl_revision(mut self, revision: u64) -> Self {
         self.ttl_revision = revision;
+        self
+    }
+
+    /// Sets [`OpenConnection::remote_addr`].
+    #[must_use]
+    pub fn remote_addr(mut self, addr: Option<std::net::SocketAddr>) -> Self {
+        self.remote_addr = addr;
         self
     }
 
@@ -194,6 +208,7 @@ impl OpenConnection {
             message_ttl,
             ttl_revision: 0,
             indications: false,
+            remote_addr: None,
         }
     }
 }

@@ -497,6 +497,7 @@ fn handle_outputs(sim: &mut Sim, model: &mut Model, transcript: &mut String) -> 
                 transcript.push_str(&format!("  close {conn:?} {reason:?}\n"));
             }
             Output::AlexaAnswer { .. } => panic!("no Alexa offer was made"),
+            Output::Observed(_) => {}
         }
     }
     delivered

@@ -21,6 +21,7 @@ use crate::{Server, ServerConfig};
 
 mod aws_sdk;
 mod conformance;
+mod console;
 mod cors;
 mod hardening;
 mod harness;

@@ -23,6 +23,7 @@ use kvs_signaling_auth::{
     sign_request_headers,
 };
 
+mod connect;
 mod http;
 
 /// The largest answer body a [`RestClient`] reads; a longer one fails the call. The service's
@@ -32,6 +33,10 @@ pub const MAX_RESPONSE_BODY: usize = 1024 * 1024;
 /// How long a [`RestClient`] call may take by default, from connect to the last byte of the
 /// answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a [`RestClient`] may take by default to make a connection: the TCP connect and the
+/// TLS handshake.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A [`RestClient`] or [`TlsTrust`] cannot be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,11 +159,21 @@ impl TlsTrust {
 /// The REST calls of a signaling client, SigV4-signed with one set of credentials for one
 /// region.
 ///
-/// Each call opens its own connection (TLS for `https://`, plain TCP for `http://`), sends one
-/// HTTP/1.1 `POST` with a JSON body and reads an answer of at most [`MAX_RESPONSE_BODY`]
-/// bytes. Every call is bounded by the client's timeout ([`DEFAULT_REQUEST_TIMEOUT`] unless
-/// [`RestClient::with_timeout`] says otherwise), which covers the connect, the TLS handshake
-/// and the whole exchange; a caller that wants a shorter deadline may also drop the future.
+/// Each call sends one HTTP/1.1 `POST` with a JSON body and reads an answer of at most
+/// [`MAX_RESPONSE_BODY`] bytes, on a kept-alive connection to the endpoint when the client
+/// has an idle one (TLS for `https://`, plain TCP for `http://`), on a new one otherwise. The
+/// pool is shared by the client's clones and keeps an idle connection for 30 seconds, so the
+/// calls of one connect (DescribeSignalingChannel, GetSignalingChannelEndpoint,
+/// GetIceServerConfig) and of a quick reconnect pay one TCP and TLS handshake per endpoint.
+/// (A call that starts at the very moment another one ends may not find that connection back
+/// in the pool yet and open a second, which the pool then keeps as well.) The pool needs a
+/// tokio runtime, where it spawns the tasks that drive its connections.
+///
+/// Two deadlines bound a call: making a connection (the TCP connect and the TLS handshake)
+/// may take [`DEFAULT_CONNECT_TIMEOUT`] unless
+/// [`RestClient::with_connect_timeout`] says otherwise, and the whole call, connection
+/// included, [`DEFAULT_REQUEST_TIMEOUT`] unless [`RestClient::with_timeout`] says otherwise;
+/// a caller that wants a shorter deadline may also drop the future.
 ///
 /// Calls read the clock (`SystemTime::now`) for their signature. Errors are
 /// [`RequestError`]s: the HTTP status and the service's error type when the service answered
@@ -191,6 +206,8 @@ pub struct RestClient {
     credentials: Credentials,
     tls: Arc<rustls::ClientConfig>,
     timeout: Duration,
+    connect_timeout: Duration,
+    pool: http::Pool,
 }
 
 impl RestClient {
@@ -204,19 +221,33 @@ impl RestClient {
         credentials: Credentials,
         trust: TlsTrust,
     ) -> Result<Self, ClientConfigError> {
+        let control = Endpoint::parse("control_endpoint", control_endpoint, EndpointKind::Rest)?;
+        let tls = Arc::new(trust.client_config()?);
+        let pool = http::Pool::new(Arc::clone(&tls), DEFAULT_CONNECT_TIMEOUT);
         Ok(Self {
-            control: Endpoint::parse("control_endpoint", control_endpoint, EndpointKind::Rest)?,
+            control,
             region: region.into(),
             credentials,
-            tls: Arc::new(trust.client_config()?),
+            tls,
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            pool,
         })
     }
 
-    /// Sets the time each call may take.
+    /// Sets the time each call may take, connection included.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets the time making a connection may take: the TCP connect and the TLS handshake.
+    /// The client starts a new connection pool (set it before the first call).
+    #[must_use]
+    pub fn with_connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self.pool = http::Pool::new(Arc::clone(&self.tls), connect_timeout);
         self
     }
 
@@ -238,6 +269,11 @@ impl RestClient {
     /// The time each call may take.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The time making a connection may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// The TLS configuration of every call, for the WebSocket client to connect to `wss://`
@@ -359,7 +395,7 @@ impl RestClient {
             ("user-agent", USER_AGENT),
         ];
         headers.extend(signed.iter().map(|(name, value)| (*name, value.as_str())));
-        let exchange = http::post(endpoint, &self.tls, &path, &headers, body);
+        let exchange = self.pool.post(endpoint, &path, &headers, body);
         let answer = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| RequestError::timeout(self.timeout))??;

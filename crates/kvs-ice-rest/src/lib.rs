@@ -4,7 +4,8 @@
 //!
 //! - [`RestClient`]: DescribeSignalingChannel, CreateSignalingChannel,
 //!   GetSignalingChannelEndpoint and GetIceServerConfig over HTTPS (or plain HTTP for a local
-//!   server), header-signed as the AWS SDKs sign them, one bounded exchange per call, errors as
+//!   server), header-signed as the AWS SDKs sign them, on kept-alive connections shared by
+//!   the client's clones, each call bounded in time and size, errors as
 //!   [`kvs_signaling_core::RequestError`] for the core's `ClientSession`; [`TlsTrust`] chooses
 //!   the CAs it and the WebSocket client trust.
 //! - From `kvs-signaling-auth`, which needs no runtime: [`Verifier`] (SigV4 verification of
@@ -20,7 +21,8 @@
 mod client;
 
 pub use client::{
-    ClientConfigError, DEFAULT_REQUEST_TIMEOUT, MAX_RESPONSE_BODY, RestClient, TlsTrust,
+    ClientConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MAX_RESPONSE_BODY,
+    RestClient, TlsTrust,
 };
 pub use kvs_signaling_auth::{
     AuthError, AuthErrorKind, Credentials, EndpointError, EnvError, HeaderSignedRequest,

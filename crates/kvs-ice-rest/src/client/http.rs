@@ -15,6 +15,7 @@ use kvs_signaling_core::RequestError;
 
 use super::MAX_RESPONSE_BODY;
 use super::connect::{self, ConnectError, Connector, DialError};
+use super::proxy::Proxies;
 use kvs_signaling_auth::Endpoint;
 
 /// How long an idle connection stays in the pool. Short enough that a NAT or a proxy that
@@ -48,13 +49,18 @@ impl fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// An empty pool whose connections trust `tls` and are made within `connect_timeout`.
-    pub(super) fn new(tls: Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Self {
+    /// An empty pool whose connections trust `tls`, go through `proxies` and are made within
+    /// `connect_timeout`.
+    pub(super) fn new(
+        tls: Arc<rustls::ClientConfig>,
+        proxies: Arc<Proxies>,
+        connect_timeout: Duration,
+    ) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build(connect::connector(tls, connect_timeout));
+            .build(connect::connector(tls, proxies, connect_timeout));
         Self {
             client,
             connect_timeout,
@@ -71,7 +77,7 @@ impl Pool {
         body: Vec<u8>,
     ) -> Result<Answer, RequestError> {
         let origin = endpoint.origin();
-        // The port is always written: the pool's key uses it.
+        // The port is always written: the pool's key and the tunnel's CONNECT use it.
         let host = endpoint.host();
         let uri = if host.contains(':') {
             format!(
@@ -137,6 +143,12 @@ fn failed(origin: &str, err: &hyper_util::client::legacy::Error) -> RequestError
         }
         Some(ConnectError::Dial(DialError::Direct(err))) => {
             format!("cannot connect to {origin}: {}", chain(&**err))
+        }
+        Some(ConnectError::Dial(DialError::Tunnel { proxy, source })) => {
+            format!(
+                "cannot connect to {origin} through the proxy {proxy}: {}",
+                chain(&**source)
+            )
         }
         Some(ConnectError::Tls(err)) => {
             format!("TLS handshake with {origin} failed: {}", chain(&**err))

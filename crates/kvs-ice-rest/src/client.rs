@@ -23,7 +23,11 @@ use kvs_signaling_auth::{
     sign_request_headers,
 };
 
+mod connect;
 mod http;
+mod proxy;
+
+pub use proxy::ProxyConfig;
 
 /// The largest answer body a [`RestClient`] reads; a longer one fails the call. The service's
 /// answers are a few kilobytes at most.
@@ -32,6 +36,10 @@ pub const MAX_RESPONSE_BODY: usize = 1024 * 1024;
 /// How long a [`RestClient`] call may take by default, from connect to the last byte of the
 /// answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a [`RestClient`] may take by default to make a connection: the TCP connect (to
+/// the endpoint or its proxy), the proxy's tunnel and the TLS handshake.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A [`RestClient`] or [`TlsTrust`] cannot be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +69,14 @@ pub enum ClientConfigError {
     #[error("tls: {reason}")]
     Tls {
         /// Why.
+        reason: String,
+    },
+    /// A proxy setting cannot be used.
+    #[error("{setting}: {reason}")]
+    Proxy {
+        /// The variable (such as `HTTPS_PROXY`) or the [`ProxyConfig`] setter that gave it.
+        setting: &'static str,
+        /// Why, quoting the URL without its credentials.
         reason: String,
     },
 }
@@ -154,11 +170,25 @@ impl TlsTrust {
 /// The REST calls of a signaling client, SigV4-signed with one set of credentials for one
 /// region.
 ///
-/// Each call opens its own connection (TLS for `https://`, plain TCP for `http://`), sends one
-/// HTTP/1.1 `POST` with a JSON body and reads an answer of at most [`MAX_RESPONSE_BODY`]
-/// bytes. Every call is bounded by the client's timeout ([`DEFAULT_REQUEST_TIMEOUT`] unless
-/// [`RestClient::with_timeout`] says otherwise), which covers the connect, the TLS handshake
-/// and the whole exchange; a caller that wants a shorter deadline may also drop the future.
+/// Each call sends one HTTP/1.1 `POST` with a JSON body and reads an answer of at most
+/// [`MAX_RESPONSE_BODY`] bytes, on a kept-alive connection to the endpoint when the client
+/// has an idle one (TLS for `https://`, plain TCP for `http://`), on a new one otherwise. The
+/// pool is shared by the client's clones and keeps an idle connection for 30 seconds, so the
+/// calls of one connect (DescribeSignalingChannel, GetSignalingChannelEndpoint,
+/// GetIceServerConfig) and of a quick reconnect pay one TCP and TLS handshake per endpoint.
+/// (A call that starts at the very moment another one ends may not find that connection back
+/// in the pool yet and open a second, which the pool then keeps as well.) The pool needs a
+/// tokio runtime, where it spawns the tasks that drive its connections.
+///
+/// Two deadlines bound a call: making a connection (the TCP connect, a proxy's tunnel and
+/// the TLS handshake) may take [`DEFAULT_CONNECT_TIMEOUT`] unless
+/// [`RestClient::with_connect_timeout`] says otherwise, and the whole call, connection
+/// included, [`DEFAULT_REQUEST_TIMEOUT`] unless [`RestClient::with_timeout`] says otherwise;
+/// a caller that wants a shorter deadline may also drop the future.
+///
+/// Connections go through the HTTP proxy the environment names ([`ProxyConfig::from_env`]:
+/// `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`), in an HTTP `CONNECT` tunnel, unless
+/// [`RestClient::with_proxy`] sets others.
 ///
 /// Calls read the clock (`SystemTime::now`) for their signature. Errors are
 /// [`RequestError`]s: the HTTP status and the service's error type when the service answered
@@ -191,33 +221,106 @@ pub struct RestClient {
     credentials: Credentials,
     tls: Arc<rustls::ClientConfig>,
     timeout: Duration,
+    connect_timeout: Duration,
+    proxies: Arc<proxy::Proxies>,
+    /// Why the proxy the environment names cannot be used: every call fails with it until
+    /// [`RestClient::with_proxy`] replaces it.
+    proxy_error: Option<ClientConfigError>,
+    pool: http::Pool,
 }
 
 impl RestClient {
     /// A client of the control plane at `control_endpoint` (such as
     /// `https://kinesisvideo.us-west-2.amazonaws.com`, or `http://127.0.0.1:8080` for a local
     /// server), signing for `region`, trusting the CAs of `trust` for every `https://` and
-    /// `wss://` endpoint.
+    /// `wss://` endpoint, through the proxies of [`ProxyConfig::from_env`].
+    ///
+    /// Fails if the endpoint is not a URL or if `trust` does not make a TLS configuration. If
+    /// the environment names a proxy this client cannot use (see [`ProxyConfig`]), every call
+    /// fails, naming the variable, until [`RestClient::with_proxy`] replaces it, as curl
+    /// fails its transfers.
     pub fn new(
         control_endpoint: &str,
         region: impl Into<String>,
         credentials: Credentials,
         trust: TlsTrust,
     ) -> Result<Self, ClientConfigError> {
+        Self::with_environment(
+            control_endpoint,
+            region,
+            credentials,
+            trust,
+            ProxyConfig::from_env(),
+        )
+    }
+
+    /// [`RestClient::new`] with the proxies `environment` names.
+    fn with_environment(
+        control_endpoint: &str,
+        region: impl Into<String>,
+        credentials: Credentials,
+        trust: TlsTrust,
+        environment: ProxyConfig,
+    ) -> Result<Self, ClientConfigError> {
+        let control = Endpoint::parse("control_endpoint", control_endpoint, EndpointKind::Rest)?;
+        let tls = Arc::new(trust.client_config()?);
+        let (proxies, proxy_error) = match environment.resolve() {
+            Ok(proxies) => (proxies, None),
+            Err(err) => (proxy::Proxies::direct(), Some(err)),
+        };
+        let proxies = Arc::new(proxies);
+        let pool = http::Pool::new(
+            Arc::clone(&tls),
+            Arc::clone(&proxies),
+            DEFAULT_CONNECT_TIMEOUT,
+        );
         Ok(Self {
-            control: Endpoint::parse("control_endpoint", control_endpoint, EndpointKind::Rest)?,
+            control,
             region: region.into(),
             credentials,
-            tls: Arc::new(trust.client_config()?),
+            tls,
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            proxies,
+            proxy_error,
+            pool,
         })
     }
 
-    /// Sets the time each call may take.
+    /// Sets the time each call may take, connection included.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Sets the time making a connection may take: the TCP connect, a proxy's tunnel and the
+    /// TLS handshake. The client starts a new connection pool (set it before the first call).
+    #[must_use]
+    pub fn with_connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self.pool = self.new_pool();
+        self
+    }
+
+    /// Replaces the proxies the environment named with `proxy` ([`ProxyConfig::none`] to
+    /// connect directly). The client starts a new connection pool (set it before the first
+    /// call).
+    ///
+    /// Fails if a proxy URL cannot be used: see [`ProxyConfig`].
+    pub fn with_proxy(mut self, proxy: ProxyConfig) -> Result<Self, ClientConfigError> {
+        self.proxies = Arc::new(proxy.resolve()?);
+        self.proxy_error = None;
+        self.pool = self.new_pool();
+        Ok(self)
+    }
+
+    fn new_pool(&self) -> http::Pool {
+        http::Pool::new(
+            Arc::clone(&self.tls),
+            Arc::clone(&self.proxies),
+            self.connect_timeout,
+        )
     }
 
     /// Replaces the credentials, after the service refused the old ones.
@@ -238,6 +341,11 @@ impl RestClient {
     /// The time each call may take.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The time making a connection may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// The TLS configuration of every call, for the WebSocket client to connect to `wss://`
@@ -341,6 +449,9 @@ impl RestClient {
         operation: Operation,
         request: &Q,
     ) -> Result<A, RequestError> {
+        if let Some(err) = &self.proxy_error {
+            return Err(RequestError::new(format!("{operation:?}: {err}")));
+        }
         let body = request.encode();
         let path = endpoint.join(operation.path());
         let signed = sign_request_headers(
@@ -359,7 +470,7 @@ impl RestClient {
             ("user-agent", USER_AGENT),
         ];
         headers.extend(signed.iter().map(|(name, value)| (*name, value.as_str())));
-        let exchange = http::post(endpoint, &self.tls, &path, &headers, body);
+        let exchange = self.pool.post(endpoint, &path, &headers, body);
         let answer = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| RequestError::timeout(self.timeout))??;

@@ -4,9 +4,10 @@
 //!
 //! - [`RestClient`]: DescribeSignalingChannel, CreateSignalingChannel,
 //!   GetSignalingChannelEndpoint and GetIceServerConfig over HTTPS (or plain HTTP for a local
-//!   server), header-signed as the AWS SDKs sign them, one bounded exchange per call, errors as
-//!   [`kvs_signaling_core::RequestError`] for the core's `ClientSession`; [`TlsTrust`] chooses
-//!   the CAs it and the WebSocket client trust.
+//!   server), header-signed as the AWS SDKs sign them, on kept-alive connections shared by
+//!   the client's clones, through the HTTP proxy of `HTTPS_PROXY` or a [`ProxyConfig`], each
+//!   call bounded in time and size, errors as [`kvs_signaling_core::RequestError`] for the
+//!   core's `ClientSession`; [`TlsTrust`] chooses the CAs it and the WebSocket client trust.
 //! - From `kvs-signaling-auth`, which needs no runtime: [`Verifier`] (SigV4 verification of
 //!   the presigned WebSocket connect URL and of `Authorization`-signed REST calls),
 //!   [`TurnConfig`] (GetIceServerConfig answers with TURN REST API credentials),
@@ -20,7 +21,8 @@
 mod client;
 
 pub use client::{
-    ClientConfigError, DEFAULT_REQUEST_TIMEOUT, MAX_RESPONSE_BODY, RestClient, TlsTrust,
+    ClientConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MAX_RESPONSE_BODY,
+    ProxyConfig, RestClient, TlsTrust,
 };
 pub use kvs_signaling_auth::{
     AuthError, AuthErrorKind, Credentials, EndpointError, EnvError, HeaderSignedRequest,

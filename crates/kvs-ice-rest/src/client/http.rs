@@ -1,22 +1,29 @@
-//! One HTTP/1.1 exchange per connection, over plain TCP or TLS, with a bounded answer.
+//! HTTP/1.1 exchanges on pooled connections (hyper-util's client over [`connect`]), with a
+//! bounded answer.
 
-use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::error::Error as StdError;
+use std::fmt;
 use std::sync::Arc;
-use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kvs_signaling_core::RequestError;
-use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use super::MAX_RESPONSE_BODY;
+use super::connect::{self, ConnectError, Connector, DialError};
+use super::proxy::Proxies;
 use kvs_signaling_auth::Endpoint;
+
+/// How long an idle connection stays in the pool. Short enough that a NAT or a proxy that
+/// forgets idle flows silently rarely gets the chance; long enough for a reconnect's calls.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many idle connections the pool keeps per endpoint.
+const POOL_MAX_IDLE_PER_HOST: usize = 4;
 
 /// What the server answered.
 #[derive(Debug)]
@@ -26,58 +33,77 @@ pub(super) struct Answer {
     pub(super) body: Bytes,
 }
 
-/// Sends `POST path` with `headers` (which must include `host`) and `body` to `endpoint`, on
-/// a connection of its own, and reads the whole answer.
-pub(super) async fn post(
-    endpoint: &Endpoint,
-    tls: &Arc<rustls::ClientConfig>,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Vec<u8>,
-) -> Result<Answer, RequestError> {
-    let origin = endpoint.origin();
-    let mut request = Request::builder().method(Method::POST).uri(path);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|err| RequestError::new(format!("the request to {origin} is invalid: {err}")))?;
-    let tcp = TcpStream::connect((endpoint.host(), endpoint.port()))
-        .await
-        .map_err(|err| RequestError::new(format!("cannot connect to {origin}: {err}")))?;
-    // Small requests: send them at once. Failing to set it costs only latency.
-    let _ = tcp.set_nodelay(true);
-    if !endpoint.scheme().is_tls() {
-        return exchange(tcp, request, &origin).await;
-    }
-    let name = ServerName::try_from(endpoint.host().to_owned()).map_err(|err| {
-        RequestError::new(format!(
-            "{origin}: the host is not a TLS server name: {err}"
-        ))
-    })?;
-    let stream = TlsConnector::from(Arc::clone(tls))
-        .connect(name, tcp)
-        .await
-        .map_err(|err| RequestError::new(format!("TLS handshake with {origin} failed: {err}")))?;
-    exchange(stream, request, &origin).await
+/// A pool of connections, shared by the clones of a [`RestClient`](super::RestClient).
+#[derive(Clone)]
+pub(super) struct Pool {
+    client: Client<Connector, Full<Bytes>>,
+    connect_timeout: Duration,
 }
 
-async fn exchange<S>(
-    stream: S,
-    request: Request<Full<Bytes>>,
-    origin: &str,
-) -> Result<Answer, RequestError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let failed =
-        |err: hyper::Error| RequestError::new(format!("HTTP exchange with {origin}: {err}"));
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(failed)?;
-    let mut answer = pin!(async move {
-        let response = sender.send_request(request).await.map_err(failed)?;
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// An empty pool whose connections trust `tls`, go through `proxies` and are made within
+    /// `connect_timeout`.
+    pub(super) fn new(
+        tls: Arc<rustls::ClientConfig>,
+        proxies: Arc<Proxies>,
+        connect_timeout: Duration,
+    ) -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .build(connect::connector(tls, proxies, connect_timeout));
+        Self {
+            client,
+            connect_timeout,
+        }
+    }
+
+    /// Sends `POST path` with `headers` (which must include `host`) and `body` to `endpoint`,
+    /// on a pooled connection or a new one, and reads the whole answer.
+    pub(super) async fn post(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer, RequestError> {
+        let origin = endpoint.origin();
+        // The port is always written: the pool's key and the tunnel's CONNECT use it.
+        let host = endpoint.host();
+        let uri = if host.contains(':') {
+            format!(
+                "{}://[{host}]:{}{path}",
+                endpoint.scheme().as_str(),
+                endpoint.port()
+            )
+        } else {
+            format!(
+                "{}://{host}:{}{path}",
+                endpoint.scheme().as_str(),
+                endpoint.port()
+            )
+        };
+        let mut request = Request::builder().method(Method::POST).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|err| {
+            RequestError::new(format!("the request to {origin} is invalid: {err}"))
+        })?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|err| failed(&origin, &err))?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, MAX_RESPONSE_BODY)
             .collect()
@@ -88,7 +114,7 @@ where
                         "the answer of {origin} is longer than {MAX_RESPONSE_BODY} bytes"
                     ))
                 } else {
-                    RequestError::new(format!("reading the answer of {origin}: {err}"))
+                    RequestError::new(format!("reading the answer of {origin}: {}", chain(&*err)))
                 }
             })?
             .to_bytes();
@@ -97,24 +123,58 @@ where
             headers: parts.headers,
             body,
         })
-    });
-    // Drive the connection here rather than in a spawned task: it serves this one exchange
-    // and is dropped (closed) with it.
-    let mut connection = pin!(connection);
-    let mut connection_done = false;
-    poll_fn(|cx| {
-        if let Poll::Ready(result) = answer.as_mut().poll(cx) {
-            return Poll::Ready(result);
+    }
+}
+
+/// The error of an exchange with `origin` that got no answer.
+fn failed(origin: &str, err: &hyper_util::client::legacy::Error) -> RequestError {
+    let mut source = err.source();
+    let mut connect = None;
+    while let Some(err) = source {
+        if let Some(found) = err.downcast_ref::<ConnectError>() {
+            connect = Some(found);
+            break;
         }
-        if !connection_done && let Poll::Ready(result) = connection.as_mut().poll(cx) {
-            connection_done = true;
-            if let Err(err) = result {
-                return Poll::Ready(Err(failed(err)));
-            }
-            // A clean end fails the pending exchange, which says why.
-            return answer.as_mut().poll(cx);
+        source = err.source();
+    }
+    let message = match connect {
+        Some(ConnectError::Timeout(after)) => {
+            format!("cannot connect to {origin}: not connected within {after:?}")
         }
-        Poll::Pending
-    })
-    .await
+        Some(ConnectError::Dial(DialError::Direct(err))) => {
+            format!("cannot connect to {origin}: {}", chain(&**err))
+        }
+        Some(ConnectError::Dial(DialError::Tunnel { proxy, source })) => {
+            format!(
+                "cannot connect to {origin} through the proxy {proxy}: {}",
+                chain(&**source)
+            )
+        }
+        Some(ConnectError::Tls(err)) => {
+            format!("TLS handshake with {origin} failed: {}", chain(&**err))
+        }
+        // The client's own error says only its kind; its sources say what happened.
+        None => match err.source() {
+            Some(source) => format!("HTTP exchange with {origin}: {}", chain(source)),
+            None => format!("HTTP exchange with {origin}: {err}"),
+        },
+    };
+    RequestError::new(message)
+}
+
+/// `err` and its sources, joined by `: `, skipping a source that repeats the text before it.
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut last = text.clone();
+    let mut source = err.source();
+    while let Some(err) = source {
+        let next = err.to_string();
+        if !last.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        last = next;
+        source = err.source();
+    }
+    text
 }

@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ::http::{HeaderMap, HeaderValue, Response};
 use bytes::Bytes;
@@ -39,6 +40,7 @@ type Handler = Arc<dyn Fn(&str) -> Answer + Send + Sync>;
 struct TestServer {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl TestServer {
@@ -46,9 +48,12 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let shared = (Arc::new(verifier), handler, Arc::clone(&seen));
+        let counter = Arc::clone(&accepted);
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
                 let shared = shared.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
@@ -63,7 +68,16 @@ impl TestServer {
                 });
             }
         });
-        Self { addr, seen }
+        Self {
+            addr,
+            seen,
+            accepted,
+        }
+    }
+
+    /// How many TCP connections the server accepted.
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     fn url(&self, scheme: &str) -> String {
@@ -176,10 +190,20 @@ fn temporary() -> Credentials {
     Credentials::new("AKIDEXAMPLE", "secret").with_session_token("token+/=")
 }
 
-fn client(url: &str, credentials: Credentials, trust: TlsTrust) -> RestClient {
-    RestClient::new(url, "us-west-2", credentials, trust)
+/// A client whose proxies are those of `environment`, not of the process's environment.
+fn client_in(
+    url: &str,
+    credentials: Credentials,
+    trust: TlsTrust,
+    environment: ProxyConfig,
+) -> RestClient {
+    RestClient::with_environment(url, "us-west-2", credentials, trust, environment)
         .unwrap()
         .with_timeout(TIMEOUT)
+}
+
+fn client(url: &str, credentials: Credentials, trust: TlsTrust) -> RestClient {
+    client_in(url, credentials, trust, ProxyConfig::none())
 }
 
 #[tokio::test]
@@ -616,3 +640,161 @@ fn the_client_presigns_with_its_credentials_and_region() {
     client.set_credentials(Credentials::new("AKIDOTHER", "s"));
     assert_eq!(client.credentials().access_key_id, "AKIDOTHER");
 }
+
+#[tokio::test]
+async fn calls_reuse_one_connection_over_http_and_tls() {
+    let (ca_pem, acceptor) = dev_ca();
+    let trust = TlsTrust::empty().with_pem(ca_pem.as_bytes()).unwrap();
+    let name = ChannelName::new("demo").unwrap();
+    let arn = ChannelArn::new(ARN).unwrap();
+    for (scheme, tls) in [("http", None), ("https", Some(acceptor))] {
+        let credentials = temporary();
+        let https = Arc::new(Mutex::new(String::new()));
+        let server = TestServer::start(
+            Verifier::new("us-west-2", [credentials.clone()]),
+            service(Arc::clone(&https)),
+            tls,
+        )
+        .await;
+        *https.lock().unwrap() = server.url(scheme);
+        let client = client(&server.url(scheme), credentials.clone(), trust.clone());
+
+        // What a connect asks, then a reconnect on a clone of the client.
+        client.describe_channel(&name).await.unwrap();
+        client.create_channel(&name).await.unwrap();
+        let endpoints = client.get_endpoints(&arn, Role::Viewer).await.unwrap();
+        client
+            .get_ice_config(&endpoints.https, &arn, None)
+            .await
+            .unwrap();
+        let clone = client.clone();
+        clone.describe_channel(&name).await.unwrap();
+        clone.get_endpoints(&arn, Role::Viewer).await.unwrap();
+        assert_eq!(server.seen().len(), 6, "{scheme}");
+        assert_eq!(server.accepted(), 1, "{scheme}: six calls, one connection");
+
+        // Another client has a pool of its own.
+        let other = self::client(&server.url(scheme), credentials, trust.clone());
+        other.describe_channel(&name).await.unwrap();
+        assert_eq!(server.accepted(), 2, "{scheme}");
+    }
+}
+
+/// A listener whose accept queue is full and that never accepts: Linux drops the SYN of a
+/// further connect, which then waits (and retries) for an answer that never comes. Returns
+/// the address and what must stay alive.
+async fn saturated_listener() -> (SocketAddr, impl Sized) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..64 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(stream) => queued.push(stream.unwrap()),
+            Err(_) => return (addr, (listener, queued)),
+        }
+    }
+    panic!("64 connects to a listener that never accepts all completed");
+}
+
+#[tokio::test]
+async fn making_a_connection_is_bounded_by_the_connect_timeout() {
+    let connect_timeout = Duration::from_millis(300);
+    async fn check(url: String, client: RestClient) {
+        let started = Instant::now();
+        let name = ChannelName::new("demo").unwrap();
+        let err = client.describe_channel(&name).await.unwrap_err();
+        assert_eq!(
+            err,
+            RequestError::new(format!(
+                "cannot connect to {url}: not connected within {:?}",
+                client.connect_timeout()
+            ))
+        );
+        // The call's own timeout did not end it.
+        assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+    }
+
+    // The TCP connect: the SYN gets no answer.
+    let (addr, _held) = saturated_listener().await;
+    let url = format!("http://{addr}");
+    let tcp = client(&url, temporary(), TlsTrust::default()).with_connect_timeout(connect_timeout);
+    assert_eq!(tcp.connect_timeout(), connect_timeout);
+    check(url, tcp).await;
+
+    // The TLS handshake: the server accepts and never answers the ClientHello.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", silent.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            held.push(tcp);
+        }
+    });
+    let tls = client(&url, temporary(), TlsTrust::default()).with_connect_timeout(connect_timeout);
+    check(url, tls).await;
+    hold.abort();
+
+    // The tunnel: the proxy never answers the CONNECT.
+    let proxy = proxy::TestProxy::start(proxy::ProxyMode::Silent).await;
+    let url = "http://127.0.0.1:9".to_owned();
+    let tunnel = client(&url, temporary(), TlsTrust::default())
+        .with_connect_timeout(connect_timeout)
+        .with_proxy(ProxyConfig::none().with_http(proxy.url()))
+        .unwrap();
+    check(url, tunnel).await;
+    assert_eq!(proxy.connects(), ["CONNECT 127.0.0.1:9 HTTP/1.1"]);
+}
+
+/// `SignalingClient` runs on a multi-thread runtime, where the pool's tasks and the calls run in
+/// parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_on_a_multi_thread_runtime_reuse_their_connections() {
+    let (ca_pem, acceptor) = dev_ca();
+    let credentials = temporary();
+    let https = Arc::new(Mutex::new(String::new()));
+    let server = TestServer::start(
+        Verifier::new("us-west-2", [credentials.clone()]),
+        service(Arc::clone(&https)),
+        Some(acceptor),
+    )
+    .await;
+    *https.lock().unwrap() = server.url("https");
+    let client = client(
+        &server.url("https"),
+        credentials,
+        TlsTrust::empty().with_pem(ca_pem.as_bytes()).unwrap(),
+    );
+    let name = ChannelName::new("demo").unwrap();
+    let arn = ChannelArn::new(ARN).unwrap();
+    const CYCLES: usize = 20;
+    for _ in 0..CYCLES {
+        // Each call on a task of its own, as SignalingClient makes them.
+        let (c, n) = (client.clone(), name.clone());
+        tokio::spawn(async move { c.describe_channel(&n).await.unwrap() })
+            .await
+            .unwrap();
+        let (c, a) = (client.clone(), arn.clone());
+        let endpoints =
+            tokio::spawn(async move { c.get_endpoints(&a, Role::Viewer).await.unwrap() })
+                .await
+                .unwrap();
+        let (c, a) = (client.clone(), arn.clone());
+        tokio::spawn(async move { c.get_ice_config(&endpoints.https, &a, None).await.unwrap() })
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.seen().len(), 3 * CYCLES);
+    // One connection in practice. A call that starts before the previous call's connection
+    // is back in the pool opens another (hyperium/hyper#4134), which the pool then keeps too;
+    // a task hop between calls leaves the pool the time it needs.
+    assert!(server.accepted() <= 2, "{} connections", server.accepted());
+}
+
+mod proxy;

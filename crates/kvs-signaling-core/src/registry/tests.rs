@@ -1,9 +1,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kvs_signaling_proto::{
-    ChannelNameCondition, ComparisonOperator, CreateSignalingChannelRequest,
-    DeleteSignalingChannelRequest, JsonBody, MaxResults, Tag, TagResourceRequest,
-    UntagResourceRequest, UpdateSignalingChannelRequest,
+    ChannelInfo, ChannelNameCondition, ComparisonOperator, CreateSignalingChannelRequest,
+    DeleteSignalingChannelRequest, ErrorType, JsonBody, MaxResults, MessageTtlSeconds, NextToken,
+    SingleMasterConfiguration, Tag, TagKey, TagResourceRequest, TagValue, UntagResourceRequest,
+    UpdateSignalingChannelRequest,
 };
 
 use super::*;

@@ -11,7 +11,8 @@
 
 use serde::de::IgnoredAny;
 
-use super::{Action, CLIENT_KEYS, ClientMessage, DecodeOptions};
+use super::client::CLIENT_KEYS;
+use super::{Action, ClientMessage, DecodeOptions};
 use crate::ids::{CorrelationId, PeerId};
 use crate::payload::{self, MessagePayload};
 

@@ -1,4 +1,8 @@
 use super::*;
+use crate::error::{Error, ErrorType, Field, JsonType};
+use crate::ids::{CorrelationId, PeerId};
+use crate::limits;
+use crate::payload::MessagePayload;
 
 const PAYLOAD: &str = "eyJ0eXBlIjoib2ZmZXIiLCJzZHAiOiJ2PTAifQ==";
 

@@ -1,6 +1,10 @@
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
+use crate::error::{Error, ErrorType, Field, JsonType, Violation};
+use crate::ids::{ChannelArn, ChannelName, Version};
+use crate::number::MessageTtlSeconds;
+use crate::tags::TagKey;
 
 fn decode<T: JsonBody>(value: Value) -> Result<T, Error> {
     T::decode(value.to_string().as_bytes())

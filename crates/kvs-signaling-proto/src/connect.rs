@@ -36,6 +36,9 @@ pub struct ConnectQuery {
     /// Whether the client says it handles GO_AWAY and RECONNECT_ICE_SERVER: the extension
     /// parameter [`INDICATIONS_PARAM`]`=true`, which no official SDK sends.
     pub indications: bool,
+    /// Whether the client asks for DELIVERY_STATUS events: the extension parameter
+    /// [`DELIVERY_STATUS_PARAM`]`=true`, which no official SDK sends.
+    pub delivery_status: bool,
     /// Every parameter, percent-decoded, in the order received: what a SigV4 verifier
     /// canonicalizes.
     pub params: Vec<(String, String)>,
@@ -200,6 +203,13 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// better sends them to nobody; the real service ignores the parameter.
 pub const INDICATIONS_PARAM: &str = "X-Kvs-Indications";
 
+/// An extension of this project, not of the service: a client that wants to know what became
+/// of each message it sends with a correlation id connects with `X-Kvs-DeliveryStatus=true`
+/// (signed like every other parameter), and then receives a DELIVERY_STATUS event
+/// ([`DeliveryStatus`](crate::DeliveryStatus)) for each. `true` or `false`; anything else is
+/// refused.
+pub const DELIVERY_STATUS_PARAM: &str = "X-Kvs-DeliveryStatus";
+
 const AUTH_PARAMS: [&str; 6] = [
     "X-Amz-Algorithm",
     "X-Amz-Credential",
@@ -229,11 +239,23 @@ impl ConnectQuery {
             .transpose()?;
         let presign = PresignParams::from_params(&params)?;
         let indications = get(INDICATIONS_PARAM).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let delivery_status = match get(DELIVERY_STATUS_PARAM) {
+            None => false,
+            Some(value) if value.eq_ignore_ascii_case("true") => true,
+            Some(value) if value.eq_ignore_ascii_case("false") => false,
+            Some(value) => {
+                return Err(Error::invalid(
+                    Field::new(DELIVERY_STATUS_PARAM),
+                    Violation::unknown_value(value, "true, false"),
+                ));
+            }
+        };
         Ok(Self {
             channel_arn,
             client_id,
             presign,
             indications,
+            delivery_status,
             params,
         })
     }
@@ -295,7 +317,7 @@ impl PresignParams {
 /// anything else as a generic label (an unknown name is the client's text, which an error
 /// should not echo at length).
 fn leak_free_name(name: &str) -> &'static str {
-    const KNOWN: [&str; 10] = [
+    const KNOWN: [&str; 11] = [
         "X-Amz-ChannelARN",
         "X-Amz-ClientId",
         "X-Amz-Algorithm",
@@ -306,6 +328,7 @@ fn leak_free_name(name: &str) -> &'static str {
         "X-Amz-Signature",
         "X-Amz-Security-Token",
         INDICATIONS_PARAM,
+        DELIVERY_STATUS_PARAM,
     ];
     KNOWN
         .into_iter()

@@ -71,13 +71,14 @@ mod tags;
 mod text;
 
 pub use connect::{
-    AmzDate, ConnectQuery, Credential, INDICATIONS_PARAM, PresignParams, Role, parse_query,
+    AmzDate, ConnectQuery, Credential, DELIVERY_STATUS_PARAM, INDICATIONS_PARAM, PresignParams,
+    Role, parse_query,
 };
 pub use error::{Error, ErrorType, Field, JsonType, Violation};
 pub use ids::{ChannelArn, ChannelName, ClientId, CorrelationId, NextToken, PeerId, Version};
 pub use message::{
-    Action, ClientMessage, ClientMessageError, DecodeOptions, MessageType, ServerEvent,
-    StatusResponse,
+    Action, ClientMessage, ClientMessageError, DecodeOptions, DeliveryState, DeliveryStatus,
+    MessageType, ServerEvent, StatusResponse,
 };
 pub use number::{IceServerTtl, MaxResults, MessageTtlSeconds, PresignExpires};
 pub use payload::MessagePayload;

@@ -10,11 +10,13 @@ use std::fmt;
 use crate::error::Violation;
 
 mod client;
+mod delivery;
 mod fast;
 mod raw;
 mod server;
 
 pub use client::{ClientMessage, ClientMessageError, DecodeOptions};
+pub use delivery::{DeliveryState, DeliveryStatus};
 pub(crate) use raw::CowStr;
 pub use server::{ServerEvent, StatusResponse};
 
@@ -88,6 +90,10 @@ pub enum MessageType {
     GoAway,
     /// `RECONNECT_ICE_SERVER`: fetch a fresh ICE server configuration.
     ReconnectIceServer,
+    /// `DELIVERY_STATUS`: what became of a message that carried a correlation id. An
+    /// extension of this project, sent only to connections that ask for it
+    /// ([`DELIVERY_STATUS_PARAM`](crate::DELIVERY_STATUS_PARAM)); the service never sends it.
+    DeliveryStatus,
 }
 
 impl MessageType {
@@ -100,6 +106,7 @@ impl MessageType {
             Self::StatusResponse => "STATUS_RESPONSE",
             Self::GoAway => "GO_AWAY",
             Self::ReconnectIceServer => "RECONNECT_ICE_SERVER",
+            Self::DeliveryStatus => "DELIVERY_STATUS",
         }
     }
 
@@ -112,9 +119,11 @@ impl MessageType {
             "STATUS_RESPONSE" => Ok(Self::StatusResponse),
             "GO_AWAY" => Ok(Self::GoAway),
             "RECONNECT_ICE_SERVER" => Ok(Self::ReconnectIceServer),
+            "DELIVERY_STATUS" => Ok(Self::DeliveryStatus),
             other => Err(Violation::unknown_value(
                 other,
-                "SDP_OFFER, SDP_ANSWER, ICE_CANDIDATE, STATUS_RESPONSE, GO_AWAY, RECONNECT_ICE_SERVER",
+                "SDP_OFFER, SDP_ANSWER, ICE_CANDIDATE, STATUS_RESPONSE, GO_AWAY, \
+                 RECONNECT_ICE_SERVER, DELIVERY_STATUS",
             )),
         }
     }

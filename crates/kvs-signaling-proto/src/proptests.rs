@@ -144,6 +144,28 @@ proptest! {
     }
 
     #[test]
+    fn delivery_status_round_trip(
+        correlation in correlation_id(),
+        recipient in proptest::option::of(peer_id()),
+        state in prop_oneof![
+            Just(DeliveryState::Delivered),
+            Just(DeliveryState::Held),
+            Just(DeliveryState::Expired),
+            Just(DeliveryState::Overwritten),
+        ],
+    ) {
+        let event = ServerEvent::delivery_status(DeliveryStatus::new(correlation, recipient, state));
+        let text = event.encode();
+        // Exactly the documented shape: the member first (keys sorted), nothing else.
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(json.as_object().unwrap().len(), 2);
+        prop_assert_eq!(&json["messageType"], "DELIVERY_STATUS");
+        prop_assert_eq!(&json["deliveryStatus"]["status"], state.as_str());
+        let back = ServerEvent::decode(&text).unwrap();
+        prop_assert_eq!(back, event);
+    }
+
+    #[test]
     fn create_request_round_trip(
         name in channel_name(),
         ttl in proptest::option::of(5..=120u32),

@@ -241,3 +241,34 @@ fn amz_dates_are_made_from_unix_seconds_and_read_back() {
     assert_eq!(AmzDate::from_unix_seconds(253_402_300_800), None);
     assert_eq!(AmzDate::from_unix_seconds(u64::MAX), None);
 }
+
+#[test]
+fn delivery_status_is_asked_for_with_true_and_refused_when_neither_true_nor_false() {
+    let base = format!("X-Amz-ChannelARN={ARN}&X-Amz-ClientId=v");
+    let parse = |extra: &str| ConnectQuery::parse(&format!("{base}{extra}"));
+    assert!(!parse("").unwrap().delivery_status);
+    assert!(parse("&X-Kvs-DeliveryStatus=true").unwrap().delivery_status);
+    assert!(parse("&X-Kvs-DeliveryStatus=TRUE").unwrap().delivery_status);
+    assert!(
+        !parse("&X-Kvs-DeliveryStatus=false")
+            .unwrap()
+            .delivery_status
+    );
+    let err = parse("&X-Kvs-DeliveryStatus=yes").unwrap_err();
+    assert_eq!(
+        err,
+        Error::Invalid {
+            field: Field::new(DELIVERY_STATUS_PARAM),
+            violation: Violation::unknown_value("yes", "true, false"),
+        }
+    );
+    assert_eq!(err.error_type(), crate::ErrorType::InvalidArgumentException);
+    // It rides in the signed parameters like any other.
+    let query = parse("&X-Kvs-DeliveryStatus=true").unwrap();
+    assert!(
+        query
+            .params
+            .iter()
+            .any(|(name, value)| name == DELIVERY_STATUS_PARAM && value == "true")
+    );
+}

@@ -7,21 +7,23 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::raw::{Raw, RawObject, optional_id, optional_str, required_str};
-use super::{MessageType, push_member};
+use super::{DeliveryStatus, MessageType, push_member};
 use crate::error::{Error, ErrorType, Field, JsonType, Violation};
 use crate::ids::{CorrelationId, PeerId};
 use crate::limits;
 use crate::payload::MessagePayload;
 
-const EVENT_KEYS: [&str; 4] = [
+const EVENT_KEYS: [&str; 5] = [
     "senderClientId",
     "messageType",
     "messagePayload",
     "statusResponse",
+    "deliveryStatus",
 ];
 
 /// An event the service sends over the WebSocket:
-/// `{"senderClientId", "messageType", "messagePayload", "statusResponse"}`.
+/// `{"senderClientId", "messageType", "messagePayload", "statusResponse"}`, and this
+/// project's `deliveryStatus` ([`DeliveryStatus`]).
 ///
 /// Encoding writes what every official client parses, as the service writes it: compact JSON
 /// with keys sorted by name, `messageType` always, camelCase keys, absent fields omitted
@@ -38,6 +40,8 @@ pub struct ServerEvent<'a> {
     pub message_payload: Option<MessagePayload<'a>>,
     /// The failure a STATUS_RESPONSE reports.
     pub status_response: Option<StatusResponse>,
+    /// What became of a message, on a DELIVERY_STATUS event (an extension of this project).
+    pub delivery_status: Option<DeliveryStatus>,
 }
 
 impl<'a> ServerEvent<'a> {
@@ -52,6 +56,7 @@ impl<'a> ServerEvent<'a> {
             message_type,
             message_payload: Some(payload),
             status_response: None,
+            delivery_status: None,
         }
     }
 
@@ -72,6 +77,18 @@ impl<'a> ServerEvent<'a> {
             message_type: MessageType::StatusResponse,
             message_payload: None,
             status_response: Some(status),
+            delivery_status: None,
+        }
+    }
+
+    /// A DELIVERY_STATUS event reporting `status` (an extension of this project).
+    pub fn delivery_status(status: DeliveryStatus) -> Self {
+        Self {
+            sender_client_id: None,
+            message_type: MessageType::DeliveryStatus,
+            message_payload: None,
+            status_response: None,
+            delivery_status: Some(status),
         }
     }
 
@@ -81,6 +98,7 @@ impl<'a> ServerEvent<'a> {
             message_type,
             message_payload: None,
             status_response: None,
+            delivery_status: None,
         }
     }
 
@@ -91,6 +109,11 @@ impl<'a> ServerEvent<'a> {
         let payload_len = self.message_payload.as_ref().map_or(0, |p| p.len() + 2);
         let mut out = String::with_capacity(64 + payload_len);
         out.push('{');
+        if let Some(status) = &self.delivery_status {
+            out.push_str("\"deliveryStatus\":");
+            status.write_json(&mut out);
+            out.push(',');
+        }
         if let Some(payload) = &self.message_payload {
             out.push_str("\"messagePayload\":\"");
             out.push_str(&payload.normalized());
@@ -124,7 +147,7 @@ impl<'a> ServerEvent<'a> {
                 field: Field::new(EVENT_KEYS.get(index).copied().unwrap_or_default()),
             });
         }
-        let [sender, message_type, payload, status] = &mut raw.values;
+        let [sender, message_type, payload, status, delivery] = &mut raw.values;
         let message_type = required_str(message_type.take(), "messageType")?;
         let message_type = MessageType::from_wire(&message_type)
             .map_err(|violation| Error::invalid(Field::new("messageType"), violation))?;
@@ -148,11 +171,23 @@ impl<'a> ServerEvent<'a> {
             }
             Some(Raw::Other(value)) => Some(StatusResponse::from_value(value)?),
         };
+        let delivery_status = match delivery.take() {
+            None | Some(Raw::Null) => None,
+            Some(Raw::Str(_)) => {
+                return Err(Error::WrongType {
+                    field: Field::new("deliveryStatus"),
+                    expected: JsonType::Object,
+                    found: JsonType::String,
+                });
+            }
+            Some(Raw::Other(value)) => Some(DeliveryStatus::from_value(value)?),
+        };
         Ok(Self {
             sender_client_id,
             message_type,
             message_payload,
             status_response,
+            delivery_status,
         })
     }
 
@@ -163,6 +198,7 @@ impl<'a> ServerEvent<'a> {
             message_type: self.message_type,
             message_payload: self.message_payload.map(MessagePayload::into_owned),
             status_response: self.status_response,
+            delivery_status: self.delivery_status,
         }
     }
 }

@@ -2,6 +2,7 @@ use super::*;
 use crate::error::{Error, ErrorType, Field, JsonType};
 use crate::ids::{CorrelationId, PeerId};
 use crate::limits;
+use crate::message::{DeliveryState, DeliveryStatus};
 use crate::payload::MessagePayload;
 
 const PAYLOAD: &str = "eyJ0eXBlIjoib2ZmZXIiLCJzZHAiOiJ2PTAifQ==";
@@ -356,7 +357,8 @@ fn server_event_decoding() {
                 Field::new("messageType"),
                 Violation::UnknownValue {
                     found: "SOMETHING_NEW".to_owned(),
-                    allowed: "SDP_OFFER, SDP_ANSWER, ICE_CANDIDATE, STATUS_RESPONSE, GO_AWAY, RECONNECT_ICE_SERVER",
+                    allowed: "SDP_OFFER, SDP_ANSWER, ICE_CANDIDATE, STATUS_RESPONSE, GO_AWAY, \
+                              RECONNECT_ICE_SERVER, DELIVERY_STATUS",
                 },
             ),
         ),
@@ -510,4 +512,97 @@ fn a_viewers_recipient_is_ignored_entirely() {
         // Decoding for a master still checks it.
         assert!(ClientMessage::decode(frame).is_err(), "{frame}");
     }
+}
+
+#[test]
+fn delivery_status_events_encode_and_decode_exactly() {
+    let id = |text: &str| CorrelationId::new(text).unwrap();
+    let cases = [
+        (
+            DeliveryStatus::new(
+                id("c1"),
+                Some(PeerId::new("v1").unwrap()),
+                DeliveryState::Delivered,
+            ),
+            r#"{"deliveryStatus":{"correlationId":"c1","recipientClientId":"v1","status":"DELIVERED"},"messageType":"DELIVERY_STATUS"}"#,
+        ),
+        (
+            DeliveryStatus::new(id("offer.2_x-y"), None, DeliveryState::Held),
+            r#"{"deliveryStatus":{"correlationId":"offer.2_x-y","status":"HELD"},"messageType":"DELIVERY_STATUS"}"#,
+        ),
+        (
+            DeliveryStatus::new(id("3"), None, DeliveryState::Expired),
+            r#"{"deliveryStatus":{"correlationId":"3","status":"EXPIRED"},"messageType":"DELIVERY_STATUS"}"#,
+        ),
+        (
+            DeliveryStatus::new(
+                id("4"),
+                Some(PeerId::new("AWS_x").unwrap()),
+                DeliveryState::Overwritten,
+            ),
+            r#"{"deliveryStatus":{"correlationId":"4","recipientClientId":"AWS_x","status":"OVERWRITTEN"},"messageType":"DELIVERY_STATUS"}"#,
+        ),
+    ];
+    for (status, wire) in cases {
+        let event = ServerEvent::delivery_status(status.clone());
+        assert_eq!(event.encode(), wire);
+        let decoded = ServerEvent::decode(wire).unwrap();
+        assert_eq!(decoded.message_type, MessageType::DeliveryStatus);
+        assert_eq!(decoded.delivery_status, Some(status));
+        // The shape the issue gives, with keys in another order, decodes the same.
+        let reordered: serde_json::Value = serde_json::from_str(wire).unwrap();
+        let reordered = format!(
+            r#"{{"messageType":"DELIVERY_STATUS","deliveryStatus":{}}}"#,
+            reordered["deliveryStatus"]
+        );
+        assert_eq!(ServerEvent::decode(&reordered).unwrap(), decoded);
+    }
+    assert!(!DeliveryState::Held.is_final());
+    for state in [
+        DeliveryState::Delivered,
+        DeliveryState::Expired,
+        DeliveryState::Overwritten,
+    ] {
+        assert!(state.is_final());
+        assert_eq!(DeliveryState::from_wire(state.as_str()), Ok(state));
+    }
+}
+
+#[test]
+fn bad_delivery_status_events_name_the_member_and_the_rule() {
+    let cases = [
+        (
+            r#"{"messageType":"DELIVERY_STATUS","deliveryStatus":"DELIVERED"}"#,
+            "deliveryStatus",
+        ),
+        (
+            r#"{"messageType":"DELIVERY_STATUS","deliveryStatus":{"status":"HELD"}}"#,
+            "deliveryStatus.correlationId",
+        ),
+        (
+            r#"{"messageType":"DELIVERY_STATUS","deliveryStatus":{"correlationId":"c","status":"LOST"}}"#,
+            "deliveryStatus.status",
+        ),
+        (
+            r#"{"messageType":"DELIVERY_STATUS","deliveryStatus":{"correlationId":"bad id","status":"HELD"}}"#,
+            "deliveryStatus.correlationId",
+        ),
+        (
+            r#"{"messageType":"DELIVERY_STATUS","deliveryStatus":{"correlationId":"c","recipientClientId":"","status":"HELD"}}"#,
+            "deliveryStatus.recipientClientId",
+        ),
+    ];
+    for (text, field) in cases {
+        let err = ServerEvent::decode(text).unwrap_err();
+        assert!(err.to_string().starts_with(field), "{text}: {err}");
+    }
+    let err = ServerEvent::decode(
+        r#"{"messageType":"DELIVERY_STATUS","deliveryStatus":{"correlationId":"c","status":"LOST"}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("DELIVERED, HELD, EXPIRED, OVERWRITTEN"),
+        "{err}"
+    );
 }

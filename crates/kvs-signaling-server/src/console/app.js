@@ -97,14 +97,23 @@ function renderChannels(state) {
             'tr',
             { 'data-channel': ch.name },
             element('td', {}, name, element('br'), element('small', {}, ch.arn)),
-            element('td', {}, ch.ttlSeconds ? `${ch.ttlSeconds} s` : ''),
+            element('td', { class: 'ttl' }, ch.ttlSeconds ? `${ch.ttlSeconds} s` : ''),
             element('td', { class: 'master' }, ...master.map((c) => connection(c, now))),
             element('td', { class: 'viewers' }, ...viewers.map((c) => connection(c, now))),
             element('td', { class: 'held' }, ...held),
             element('td', {}, remove),
         );
     });
+    if (rows.length === 0) {
+        rows.push(element('tr', { class: 'empty' }, element('td', { colspan: 6 },
+            'No channels yet: create one here, or with CreateSignalingChannel.')));
+    }
     body.replaceChildren(...rows);
+    // A deleted channel's configuration goes with it.
+    const details = $('details');
+    if (!details.hidden && !state.channels.some((ch) => ch.arn === details.dataset.arn && !ch.deleted)) {
+        details.hidden = true;
+    }
 
     // The test call's channel list follows the channels.
     const select = $('call-channel');
@@ -166,6 +175,7 @@ function showResult(text) {
 async function describe(ch) {
     const described = await api('/console/api/describe', { ChannelARN: ch.arn });
     const tags = await api('/console/api/tags', { ResourceARN: ch.arn });
+    $('details').dataset.arn = ch.arn;
     $('details-name').textContent = ch.name;
     $('details-body').textContent = JSON.stringify({ ...described, Tags: tags.Tags || {} }, null, 2);
     $('details').hidden = false;
@@ -183,6 +193,7 @@ function describeEvent(e) {
         case 'relayed': return `${e.messageType} relayed on ${e.channel}: ${e.from} → ${e.to}`;
         case 'held': return `${e.messageType} held on ${e.channel}: ${e.from} → ${e.to} (not connected)`;
         case 'expired': return `${e.count} held message(s) for ${e.to} on ${e.channel} expired`;
+        case 'lagged': return e.text;
         default: return JSON.stringify(e);
     }
 }
@@ -339,6 +350,7 @@ async function startCall() {
             chat(`no camera or microphone (${err.name}): data channel only`);
         }
     }
+    $('videos').hidden = false;
     setCallState('connecting');
     const socket = new WebSocket(url);
     call.socket = socket;
@@ -381,7 +393,9 @@ function stopCall() {
     call.channels.clear();
     if (call.stream) for (const track of call.stream.getTracks()) track.stop();
     call.stream = null;
+    $('local-video').srcObject = null;
     $('remote-videos').replaceChildren();
+    $('videos').hidden = true;
     $('call-stop').disabled = true;
     setCallState('idle');
 }

@@ -2,11 +2,11 @@
 //!
 //! Each test starts its own `turnserver` (install it with `scripts/install-test-deps.sh`) with
 //! `use-auth-secret`, from the library's [`Coturn`], then speaks TURN to it with the library's
-//! minimal STUN/TURN client (RFC 5389 and RFC 5766), one blocking transaction at a time, checking
-//! each answer here: an Allocate without credentials to learn the realm and nonce, an Allocate
-//! with the long-term credential (MESSAGE-INTEGRITY keyed with `MD5(username:realm:password)`),
-//! then CreatePermission for a loopback peer. Credentials are issued at `SystemTime::now()`, since
-//! coturn compares the username's expiry with its own clock.
+//! minimal TURN client (RFC 5389 and RFC 5766, messages encoded by `turn-types`), one blocking
+//! transaction at a time, checking each answer here: an Allocate without credentials to learn the
+//! realm and nonce, an Allocate with the long-term credential (MESSAGE-INTEGRITY keyed with
+//! `MD5(username:realm:password)`), then CreatePermission for a loopback peer. Credentials are
+//! issued at `SystemTime::now()`, since coturn compares the username's expiry with its own clock.
 
 // Marks the helpers below as test code, for clippy's `allow-*-in-tests`.
 #![cfg(test)]
@@ -16,15 +16,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use kvs_ice_rest::{TurnConfig, TurnSecret};
 use kvs_signaling_proto::{ChannelArn, IceServerTtl, IceUri};
-use kvs_signaling_tests::turn::stun::{
-    ALLOCATE, CREATE_PERMISSION, DATA, DATA_METHOD, ERROR, INDICATION, NONCE, REALM, SUCCESS,
-    XOR_PEER_ADDRESS, crc32, transaction_id,
-};
 use kvs_signaling_tests::turn::{
     Coturn, LongTermCredential, UdpClient, allocate_request, create_permission_request,
-    read_allocate_response, read_challenge, read_data_indication, send_indication,
+    read_allocate_response, read_challenge, read_data_indication, send_indication, transaction_id,
 };
-use md5::{Digest, Md5};
+use turn_types::attribute::{Data, XorPeerAddress};
+use turn_types::message::{ALLOCATE, CREATE_PERMISSION, DATA};
+use turn_types::stun::attribute::{AttributeStaticType, ErrorCode, Fingerprint, Nonce, Realm};
+use turn_types::stun::message::{LongTermKeyCredentials, Message, MessageClass};
 
 const SECRET: &str = "kvs-test-shared-secret";
 const OLD_SECRET: &str = "kvs-test-old-secret";
@@ -205,49 +204,60 @@ fn allocate(coturn: &Coturn, username: &str, password: &str) -> Result<Allocatio
     // The first Allocate has no credentials: coturn answers 401 with its realm and a nonce.
     let id = transaction_id();
     let challenge = client
-        .transact(&allocate_request(&id, None).unwrap(), &id, 4)
+        .transact(&allocate_request(id, None).unwrap(), id, 4)
         .unwrap();
-    assert_eq!(challenge.kind(), ALLOCATE | ERROR, "{challenge:?}");
-    assert_eq!(challenge.error_code(), Some(401), "{challenge:?}");
-    assert!(challenge.fingerprint_ok(), "{challenge:?}");
-    let realm = challenge.text(REALM).unwrap();
-    assert_eq!(realm, coturn.realm());
-    let nonce = challenge.attribute(NONCE).unwrap().to_vec();
+    // Decoding checks FINGERPRINT, which coturn adds to every message.
+    let challenge = Message::from_bytes(&challenge).unwrap();
+    assert!(challenge.has_attribute(Fingerprint::TYPE), "{challenge}");
+    assert!(
+        challenge.has_method(ALLOCATE) && challenge.has_class(MessageClass::Error),
+        "{challenge}"
+    );
+    assert_eq!(challenge.attribute::<ErrorCode>().unwrap().code(), 401);
+    let realm = challenge.attribute::<Realm>().unwrap();
+    assert_eq!(realm.realm(), coturn.realm());
+    let nonce = challenge.attribute::<Nonce>().unwrap();
     let read = read_challenge(&challenge).unwrap();
     assert_eq!(
-        (read.realm.as_str(), &read.nonce[..]),
-        (&realm[..], &nonce[..])
+        (read.realm.as_str(), read.nonce.as_str()),
+        (realm.realm(), nonce.nonce())
     );
 
     let credential = LongTermCredential::new(username, password, read);
-    let key: [u8; 16] = Md5::digest(format!("{username}:{realm}:{password}")).into();
-    assert_eq!(credential.key(), &key);
     let id = transaction_id();
-    let request = allocate_request(&id, Some(&credential)).unwrap();
-    let response = client.transact(&request, &id, 4).unwrap();
-    assert!(response.fingerprint_ok(), "{response:?}");
-    match response.kind() {
-        k if k == ALLOCATE | SUCCESS => {
-            // coturn signed its answer with the same key: it derived our password too.
-            assert!(response.integrity_ok(&key), "{response:?}");
-            let relayed = read_allocate_response(&response, &credential).unwrap();
-            Ok(Allocation {
-                client,
-                relayed,
-                credential,
-            })
-        }
-        k if k == ALLOCATE | ERROR => {
-            let code = response.error_code().unwrap();
-            assert_eq!(
-                read_allocate_response(&response, &credential)
-                    .unwrap_err()
-                    .code(),
-                Some(code)
-            );
-            Err(code)
-        }
-        _ => panic!("unexpected answer to Allocate: {response:?}"),
+    let request = allocate_request(id, Some(&credential)).unwrap();
+    let response = client.transact(&request, id, 4).unwrap();
+    let response = Message::from_bytes(&response).unwrap();
+    assert!(response.has_attribute(Fingerprint::TYPE), "{response}");
+    assert!(response.has_method(ALLOCATE), "{response}");
+    if response.has_class(MessageClass::Success) {
+        // coturn signed its answer with MD5(username:realm:password): it derived our
+        // password from the username and its secret too.
+        let ours = LongTermKeyCredentials::new(
+            username.to_owned(),
+            password.to_owned(),
+            coturn.realm().to_owned(),
+        );
+        assert!(
+            response.validate_integrity(&ours.into()).is_ok(),
+            "{response}"
+        );
+        let relayed = read_allocate_response(&response, &credential).unwrap();
+        Ok(Allocation {
+            client,
+            relayed,
+            credential,
+        })
+    } else {
+        assert!(response.has_class(MessageClass::Error), "{response}");
+        let code = response.attribute::<ErrorCode>().unwrap().code();
+        assert_eq!(
+            read_allocate_response(&response, &credential)
+                .unwrap_err()
+                .code(),
+            Some(code)
+        );
+        Err(code)
     }
 }
 
@@ -255,16 +265,21 @@ impl Allocation {
     /// Installs a permission for `peer`, or returns the error code of coturn's answer.
     fn create_permission(&self, peer: SocketAddr) -> Result<(), u16> {
         let id = transaction_id();
-        let request = create_permission_request(&id, peer, &self.credential).unwrap();
-        let response = self.client.transact(&request, &id, 4).unwrap();
-        assert!(response.fingerprint_ok(), "{response:?}");
-        match response.kind() {
-            k if k == CREATE_PERMISSION | SUCCESS => {
-                assert!(response.integrity_ok(self.credential.key()), "{response:?}");
-                Ok(())
-            }
-            k if k == CREATE_PERMISSION | ERROR => Err(response.error_code().unwrap()),
-            _ => panic!("unexpected answer to CreatePermission: {response:?}"),
+        let request = create_permission_request(id, peer, &self.credential).unwrap();
+        let response = self.client.transact(&request, id, 4).unwrap();
+        let response = Message::from_bytes(&response).unwrap();
+        assert!(response.has_attribute(Fingerprint::TYPE), "{response}");
+        assert!(response.has_method(CREATE_PERMISSION), "{response}");
+        if response.has_class(MessageClass::Success) {
+            assert!(
+                response
+                    .validate_integrity_with_key(self.credential.key())
+                    .is_ok(),
+                "{response}"
+            );
+            Ok(())
+        } else {
+            Err(response.attribute::<ErrorCode>().unwrap().code())
         }
     }
 
@@ -279,21 +294,18 @@ impl Allocation {
     fn receive_data(&self) -> (SocketAddr, Vec<u8>) {
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
-            if let Ok(message) = self.client.receive()
-                && message.kind() == DATA_METHOD | INDICATION
-            {
-                let peer = message.xor_address(XOR_PEER_ADDRESS).unwrap();
-                let data = message.attribute(DATA).unwrap().to_vec();
-                assert_eq!(read_data_indication(&message), Some((peer, &data[..])));
+            let Ok(datagram) = self.client.receive() else {
+                continue;
+            };
+            let message = Message::from_bytes(&datagram).unwrap();
+            if message.has_method(DATA) && message.has_class(MessageClass::Indication) {
+                let peer = message.attribute::<XorPeerAddress>().unwrap();
+                let peer = peer.addr(message.transaction_id());
+                let data = message.attribute::<Data<'_>>().unwrap().data().to_vec();
+                assert_eq!(read_data_indication(&message), Some((peer, data.clone())));
                 return (peer, data);
             }
         }
         panic!("no Data indication within 2 s");
     }
-}
-
-#[test]
-fn crc32_is_the_iso_hdlc_one() {
-    // The standard check value.
-    assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
 }

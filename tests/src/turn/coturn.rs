@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::stun::{BINDING, SUCCESS, XOR_MAPPED_ADDRESS, transaction_id};
-use super::{UdpClient, binding_request};
+use turn_types::stun::message::Message;
+
+use super::{UdpClient, binding_request, read_binding_response, transaction_id};
 
 /// A `turnserver` on 127.0.0.1 with `use-auth-secret`, killed and cleaned up on drop.
 ///
@@ -153,22 +154,21 @@ impl Coturn {
                 return Ok(false);
             }
             let id = transaction_id();
-            let request = binding_request(&id).map_err(io::Error::other)?;
-            match client.transact(&request, &id, 1) {
-                Ok(response) if response.kind() == BINDING | SUCCESS => {
-                    let mapped = response.xor_address(XOR_MAPPED_ADDRESS);
-                    if mapped != Some(local) {
+            let request = binding_request(id).map_err(io::Error::other)?;
+            match client.transact(&request, id, 1) {
+                Ok(response) => {
+                    let mapped = Message::from_bytes(&response)
+                        .map_err(io::Error::other)
+                        .and_then(|response| {
+                            read_binding_response(&response).map_err(io::Error::other)
+                        })?;
+                    if mapped != local {
                         return Err(io::Error::other(format!(
-                            "coturn at {} maps {local} to {mapped:?}",
+                            "coturn at {} maps {local} to {mapped}",
                             self.addr
                         )));
                     }
                     return Ok(true);
-                }
-                Ok(response) => {
-                    return Err(io::Error::other(format!(
-                        "unexpected answer to Binding: {response:?}"
-                    )));
                 }
                 // Not listening yet: the ICMP port unreachable comes back as a refusal.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {

@@ -6,10 +6,14 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
-use super::stun::{CREATE_PERMISSION, Message, NONCE, REALM, TransactionId, transaction_id};
+use turn_types::message::CREATE_PERMISSION;
+use turn_types::stun::attribute::{Nonce, Realm};
+use turn_types::stun::message::{Message, TransactionId};
+
 use super::{
     Challenge, LongTermCredential, TurnError, allocate_request, create_permission_request,
     read_allocate_response, read_challenge, read_data_indication, read_response, send_indication,
+    transaction_id,
 };
 
 /// The first retransmission timeout of a request; it doubles after each retransmission.
@@ -145,14 +149,14 @@ impl Relay {
         mut observe: impl FnMut(Direction, SocketAddr),
     ) -> Result<Self, TurnError> {
         let id = transaction_id();
-        let request = allocate_request(&id, None)?;
-        let challenge = transact(socket, server, &request, &id, &mut observe).await?;
-        let challenge: Challenge = read_challenge(&challenge)?;
+        let request = allocate_request(id, None)?;
+        let challenge = transact(socket, server, &request, id, &mut observe).await?;
+        let challenge: Challenge = read_challenge(&decode(&challenge)?)?;
         let credential = LongTermCredential::new(username, password, challenge);
         let id = transaction_id();
-        let request = allocate_request(&id, Some(&credential))?;
-        let response = transact(socket, server, &request, &id, &mut observe).await?;
-        let relayed = read_allocate_response(&response, &credential)?;
+        let request = allocate_request(id, Some(&credential))?;
+        let response = transact(socket, server, &request, id, &mut observe).await?;
+        let relayed = read_allocate_response(&decode(&response)?, &credential)?;
         Ok(Self::new(server, relayed, credential))
     }
 
@@ -206,7 +210,7 @@ impl Relay {
             return false;
         }
         let id = transaction_id();
-        match create_permission_request(&id, peer, &self.credential) {
+        match create_permission_request(id, peer, &self.credential) {
             Ok(request) => {
                 self.transmits.push_back(request.clone());
                 self.stats.permission_requests += 1;
@@ -321,34 +325,36 @@ impl Relay {
         now: Instant,
         datagram: &[u8],
     ) -> Option<(SocketAddr, Vec<u8>)> {
-        let Some(message) = Message::decode(datagram) else {
-            self.events.push_back(RelayEvent::Ignored(format!(
-                "a {}-byte datagram that is no STUN message",
-                datagram.len()
-            )));
-            return None;
+        let message = match Message::from_bytes(datagram) {
+            Ok(message) => message,
+            Err(err) => {
+                self.events.push_back(RelayEvent::Ignored(format!(
+                    "a {}-byte datagram that is no STUN message: {err}",
+                    datagram.len()
+                )));
+                return None;
+            }
         };
         if let Some((peer, data)) = read_data_indication(&message) {
             self.stats.data_indications += 1;
-            return Some((peer, data.to_vec()));
+            return Some((peer, data));
         }
         let pending = self.permissions.iter().find_map(|(ip, p)| match p {
-            Permission::Pending { id, .. } if id == message.transaction_id() => Some(*ip),
+            Permission::Pending { id, .. } if *id == message.transaction_id() => Some(*ip),
             _ => None,
         });
         match pending {
-            Some(ip) if message.method() == CREATE_PERMISSION => {
+            Some(ip) if message.has_method(CREATE_PERMISSION) => {
                 self.on_permission_answer(now, ip, &message);
             }
             _ => self.events.push_back(RelayEvent::Ignored(format!(
-                "a {:#06x} answering no pending request",
-                message.kind()
+                "{message}, answering no pending request"
             ))),
         }
         None
     }
 
-    fn on_permission_answer(&mut self, now: Instant, ip: IpAddr, message: &Message) {
+    fn on_permission_answer(&mut self, now: Instant, ip: IpAddr, message: &Message<'_>) {
         let Some(Permission::Pending {
             peer, stale_nonces, ..
         }) = self.permissions.get(&ip)
@@ -369,13 +375,13 @@ impl Relay {
                     .push_back(RelayEvent::PermissionCreated { peer, released });
             }
             Err(TurnError::Refused { code: 438, .. }) if stale_nonces < STALE_NONCE_RETRIES => {
-                if let Some(nonce) = message.attribute(NONCE) {
-                    self.credential.set_nonce(nonce.to_vec());
+                if let Ok(nonce) = message.attribute::<Nonce>() {
+                    self.credential.set_nonce(nonce.nonce().to_owned());
                 }
-                if let Some(realm) = message.text(REALM)
-                    && realm != self.credential.realm()
+                if let Ok(realm) = message.attribute::<Realm>()
+                    && realm.realm() != self.credential.realm()
                 {
-                    self.fail(peer, format!("the realm changed to {realm:?}"));
+                    self.fail(peer, format!("the realm changed to {:?}", realm.realm()));
                     return;
                 }
                 self.events.push_back(RelayEvent::StaleNonce);
@@ -409,15 +415,21 @@ impl Relay {
     }
 }
 
+/// Decodes a datagram that [`transact`] found to be a STUN message.
+fn decode(datagram: &[u8]) -> Result<Message<'_>, TurnError> {
+    Message::from_bytes(datagram)
+        .map_err(|err| TurnError::Unexpected(format!("a STUN message that fails to decode: {err}")))
+}
+
 /// Sends `request` to `server` on `socket` up to 4 times, 250 ms apart, until the answer with
-/// transaction `id` comes.
+/// transaction `id` comes, and returns its bytes.
 async fn transact(
     socket: &UdpSocket,
     server: SocketAddr,
     request: &[u8],
-    id: &TransactionId,
+    id: TransactionId,
     observe: &mut impl FnMut(Direction, SocketAddr),
-) -> Result<Message, TurnError> {
+) -> Result<Vec<u8>, TurnError> {
     const TRIES: u32 = 4;
     let mut buf = vec![0; 2048];
     for _ in 0..TRIES {
@@ -434,10 +446,10 @@ async fn transact(
             if from != server {
                 continue;
             }
-            if let Some(message) = buf.get(..len).and_then(Message::decode)
-                && message.transaction_id() == id
+            if let Some(datagram) = buf.get(..len)
+                && Message::from_bytes(datagram).is_ok_and(|m| m.transaction_id() == id)
             {
-                return Ok(message);
+                return Ok(datagram.to_vec());
             }
         }
     }
@@ -446,19 +458,45 @@ async fn transact(
 
 #[cfg(test)]
 mod tests {
+    use turn_types::attribute::{Data, XorPeerAddress};
+    use turn_types::stun::attribute::ErrorCode;
+    use turn_types::stun::message::{
+        IntegrityAlgorithm, IntegrityKey, LongTermKeyCredentials, MessageClass, MessageWrite,
+        MessageWriteExt, MessageWriteVec,
+    };
+
     use super::*;
-    use crate::turn::stun::{self, SUCCESS};
 
     fn relay() -> Relay {
         let challenge = Challenge {
             realm: "realm".to_owned(),
-            nonce: b"nonce".to_vec(),
+            nonce: "nonce".to_owned(),
         };
         Relay::new(
             "127.0.0.1:3478".parse().unwrap(),
             "127.0.0.1:61000".parse().unwrap(),
             LongTermCredential::new("user", "pass", challenge),
         )
+    }
+
+    /// The server's answer to `request`: a success signed with `key`, or an error.
+    fn answer(request: &Message<'_>, key: &IntegrityKey, error: Option<(u16, &str)>) -> Vec<u8> {
+        let mut answer = match error {
+            None => Message::builder_success(request, MessageWriteVec::new()),
+            Some((code, nonce)) => {
+                let mut answer = Message::builder_error(request, MessageWriteVec::new());
+                let error = ErrorCode::new(code, "Stale Nonce").unwrap();
+                answer.add_attribute(&error).unwrap();
+                answer.add_attribute(&Realm::new("realm").unwrap()).unwrap();
+                answer.add_attribute(&Nonce::new(nonce).unwrap()).unwrap();
+                answer
+            }
+        };
+        answer
+            .add_message_integrity_with_key(key, IntegrityAlgorithm::Sha1)
+            .unwrap();
+        answer.add_fingerprint().unwrap();
+        answer.finish()
     }
 
     #[test]
@@ -468,32 +506,29 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:61001".parse().unwrap();
         relay.send(now, peer, b"one");
         relay.send(now, peer, b"two");
-        let request = Message::decode(&relay.poll_transmit().unwrap()).unwrap();
-        assert_eq!(request.method(), CREATE_PERMISSION);
+        let request = relay.poll_transmit().unwrap();
+        let request = Message::from_bytes(&request).unwrap();
+        assert!(request.has_method(CREATE_PERMISSION));
         assert_eq!(relay.poll_transmit(), None);
 
         // Lost: it goes again.
         relay.handle_timeout(relay.poll_timeout().unwrap());
-        let again = Message::decode(&relay.poll_transmit().unwrap()).unwrap();
+        let again = relay.poll_transmit().unwrap();
+        let again = Message::from_bytes(&again).unwrap();
         assert_eq!(again.transaction_id(), request.transaction_id());
 
-        let key = *relay.credential().key();
-        let success = stun::encode(
-            CREATE_PERMISSION | SUCCESS,
-            request.transaction_id(),
-            &[],
-            Some(&key),
-        )
-        .unwrap();
+        let success = answer(&request, &relay.credential().key().clone(), None);
         assert_eq!(relay.handle_datagram(now, &success), None);
         assert_eq!(
             relay.poll_event(),
             Some(RelayEvent::PermissionCreated { peer, released: 2 })
         );
         for expected in [b"one", b"two"] {
-            let sent = Message::decode(&relay.poll_transmit().unwrap()).unwrap();
-            assert_eq!(sent.xor_address(stun::XOR_PEER_ADDRESS), Some(peer));
-            assert_eq!(sent.attribute(stun::DATA), Some(&expected[..]));
+            let sent = relay.poll_transmit().unwrap();
+            let sent = Message::from_bytes(&sent).unwrap();
+            let to = sent.attribute::<XorPeerAddress>().unwrap();
+            assert_eq!(to.addr(sent.transaction_id()), peer);
+            assert_eq!(sent.attribute::<Data<'_>>().unwrap().data(), expected);
         }
         assert_eq!(relay.poll_timeout(), None);
         assert_eq!(relay.permitted(), vec![peer.ip()]);
@@ -506,19 +541,68 @@ mod tests {
         let now = Instant::now();
         let peer: SocketAddr = "127.0.0.1:61001".parse().unwrap();
         relay.permit(now, peer);
-        let request = Message::decode(&relay.poll_transmit().unwrap()).unwrap();
-        let forged = stun::encode(
-            CREATE_PERMISSION | SUCCESS,
-            request.transaction_id(),
-            &[],
-            Some(b"x"),
-        )
-        .unwrap();
+        let request = relay.poll_transmit().unwrap();
+        let request = Message::from_bytes(&request).unwrap();
+        // Signed with the key of another password.
+        let forger = LongTermKeyCredentials::new("user".into(), "guess".into(), "realm".into());
+        let forged = answer(&request, &forger.make_key(IntegrityAlgorithm::Sha1), None);
         relay.handle_datagram(now, &forged);
         assert!(matches!(
             relay.poll_event(),
             Some(RelayEvent::PermissionFailed { .. })
         ));
         assert!(relay.permitted().is_empty());
+    }
+
+    /// A datagram whose FINGERPRINT fails (the codec refuses to decode it) answers nothing:
+    /// the request stays pending and is sent again.
+    #[test]
+    fn a_corrupted_answer_is_ignored() {
+        let mut relay = relay();
+        let now = Instant::now();
+        let peer: SocketAddr = "127.0.0.1:61001".parse().unwrap();
+        relay.permit(now, peer);
+        let request = relay.poll_transmit().unwrap();
+        let request = Message::from_bytes(&request).unwrap();
+        let mut success = answer(&request, &relay.credential().key().clone(), None);
+        // A bit of MESSAGE-INTEGRITY's value: only FINGERPRINT (the last 8 bytes) tells it
+        // before the HMAC would, which would fail the permission instead.
+        let at = success.len() - 12;
+        success[at] ^= 1;
+        assert_eq!(relay.handle_datagram(now, &success), None);
+        assert!(matches!(relay.poll_event(), Some(RelayEvent::Ignored(_))));
+        assert!(relay.permitted().is_empty());
+        relay.handle_timeout(relay.poll_timeout().unwrap());
+        let again = relay.poll_transmit().unwrap();
+        let again = Message::from_bytes(&again).unwrap();
+        assert_eq!(again.transaction_id(), request.transaction_id());
+    }
+
+    #[test]
+    fn a_stale_nonce_is_replaced_and_the_request_sent_again() {
+        let mut relay = relay();
+        let now = Instant::now();
+        let peer: SocketAddr = "127.0.0.1:61001".parse().unwrap();
+        relay.send(now, peer, b"held");
+        let request = relay.poll_transmit().unwrap();
+        let request = Message::from_bytes(&request).unwrap();
+        let key = relay.credential().key().clone();
+        let stale = answer(&request, &key, Some((438, "fresh")));
+        assert_eq!(relay.handle_datagram(now, &stale), None);
+        assert_eq!(relay.poll_event(), Some(RelayEvent::StaleNonce));
+        assert_eq!(relay.credential().nonce(), "fresh");
+
+        let again = relay.poll_transmit().unwrap();
+        let again = Message::from_bytes(&again).unwrap();
+        assert_ne!(again.transaction_id(), request.transaction_id());
+        assert_eq!(again.attribute::<Nonce>().unwrap().nonce(), "fresh");
+        relay.handle_datagram(now, &answer(&again, &key, None));
+        assert_eq!(
+            relay.poll_event(),
+            Some(RelayEvent::PermissionCreated { peer, released: 1 })
+        );
+        let sent = relay.poll_transmit().unwrap();
+        let sent = Message::from_bytes(&sent).unwrap();
+        assert!(sent.has_class(MessageClass::Indication));
     }
 }

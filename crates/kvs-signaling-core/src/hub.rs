@@ -11,6 +11,7 @@ mod alexa;
 mod channels;
 mod config;
 mod connections;
+mod delivery;
 mod observe;
 mod routing;
 mod slab;
@@ -18,6 +19,8 @@ mod types;
 mod viewers;
 
 pub use config::{HubConfig, HubConfigError};
+pub use delivery::Receipt;
+use delivery::{Tracked, Tracking};
 pub use observe::{ChannelView, ConnectionStanding, ConnectionView, HeldView, Observation};
 use slab::Slab;
 pub use types::{
@@ -43,6 +46,8 @@ struct Pending {
     expires: Instant,
     /// When it was held.
     held_at: Instant,
+    /// Whom to tell what becomes of it, when its sender asked.
+    tracking: Option<Tracking>,
 }
 
 /// A channel's state. Declared in order, hot fields first: routing reads the master and the
@@ -121,6 +126,8 @@ struct Conn {
     last_activity: Instant,
     /// Where it connected from, when the caller said.
     remote_addr: Option<std::net::SocketAddr>,
+    /// Whether it asked for DELIVERY_STATUS events.
+    delivery_status: bool,
     /// Messages it sent that were relayed or held, and messages relayed to it.
     messages_in: u64,
     messages_out: u64,

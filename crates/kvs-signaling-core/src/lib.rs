@@ -24,7 +24,7 @@ mod throttle;
 pub use hub::{
     AlexaOffer, AlexaRequestId, ChannelView, CloseReason, ConnId, ConnectionStanding,
     ConnectionView, Counters, Frame, HeldView, Hub, HubConfig, HubConfigError, Observation,
-    OpenConnection, Output, Refused,
+    OpenConnection, Output, Receipt, Refused,
 };
 pub use registry::{
     Change, ChannelRecord, Registry, RegistryConfig, RegistryConfigError, RegistryError,

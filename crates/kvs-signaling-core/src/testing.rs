@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use kvs_signaling_proto::{ChannelArn, ClientId, MessagePayload, MessageTtlSeconds, PeerId};
 
-use crate::hub::{AlexaOffer, AlexaRequestId, ConnId, Hub, HubConfig, OpenConnection, Output};
+use crate::hub::{
+    AlexaOffer, AlexaRequestId, ConnId, Frame, Hub, HubConfig, OpenConnection, Output, Receipt,
+};
 
 pub mod model;
 
@@ -48,6 +50,8 @@ pub struct Sim {
     labels: BTreeMap<String, ConnId>,
     names: BTreeMap<ConnId, String>,
     requests: BTreeMap<AlexaRequestId, usize>,
+    /// Tracked frames handed out and not yet reported written or unwritten.
+    receipts: Vec<(Receipt, Frame)>,
 }
 
 impl Sim {
@@ -61,6 +65,7 @@ impl Sim {
             labels: BTreeMap::new(),
             names: BTreeMap::new(),
             requests: BTreeMap::new(),
+            receipts: Vec::new(),
         }
     }
 
@@ -81,6 +86,9 @@ impl Sim {
         let mut lines = Vec::new();
         while let Some(output) = self.hub.poll_output() {
             lines.push(self.render(&output));
+            if let Output::DeliverTracked { frame, receipt, .. } = output {
+                self.receipts.push((receipt, frame));
+            }
         }
         lines
     }
@@ -108,6 +116,13 @@ impl Sim {
                     Ok(payload) => format!("alexa #{n} answered {payload}"),
                     Err(refused) => format!("alexa #{n} failed {refused}"),
                 }
+            }
+            Output::DeliverTracked { conn, frame, .. } => {
+                format!(
+                    "deliver {} {} (tracked)",
+                    name(conn),
+                    shorten(frame.as_str())
+                )
             }
             Output::Observed(observation) => format!("observed {observation:?}"),
         }
@@ -153,8 +168,10 @@ impl Sim {
         };
         // `indications`: the client handles GO_AWAY; `pending`: its socket is not up yet
         // (`establish LABEL` later).
+        // `delivery`: it asks for delivery status.
         let options = |open: OpenConnection, words: &[&str]| {
             open.indications(words.contains(&"indications"))
+                .delivery_status(words.contains(&"delivery"))
                 .ttl_revision(revision(words))
         };
         let mut out = Vec::new();
@@ -187,6 +204,21 @@ impl Sim {
             ["close", label] => {
                 let conn = self.conn(label);
                 self.hub.handle_close(now, conn);
+            }
+            // The transport reports the tracked frames handed to LABEL written, or not.
+            ["written" | "unwritten", label] => {
+                let conn = self.conn(label);
+                let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.receipts)
+                    .into_iter()
+                    .partition(|(receipt, _)| receipt.conn() == conn);
+                self.receipts = rest;
+                for (receipt, frame) in mine {
+                    if words[0] == "written" {
+                        self.hub.handle_written(now, receipt);
+                    } else {
+                        self.hub.handle_unwritten(now, receipt, frame);
+                    }
+                }
             }
             ["advance", amount] => {
                 let lines = self.advance(parse_duration(amount));

@@ -76,6 +76,7 @@ impl Hub {
                     action: Action::SdpOffer,
                     expires: now,
                     held_at: now,
+                    tracking: None,
                 };
                 if let Err(description) = self.buffer(now, index, Recipient::Master, pending) {
                     self.counters.buffer_full += 1;

@@ -22,7 +22,22 @@ impl Hub {
         ttl: MessageTtlSeconds,
         revision: u64,
     ) -> u32 {
-        let ttl = Duration::from_secs(u64::from(ttl.get()));
+        self.channel_with_ttl(
+            now,
+            arn,
+            Duration::from_secs(u64::from(ttl.get())),
+            revision,
+        )
+    }
+
+    /// [`Hub::channel_for`] with the TTL as a duration.
+    pub(super) fn channel_with_ttl(
+        &mut self,
+        now: Instant,
+        arn: &ChannelArn,
+        ttl: Duration,
+        revision: u64,
+    ) -> u32 {
         if let Some(&index) = self.by_arn.get(arn)
             && let Some(channel) = self.channels.at_mut(index)
         {

@@ -121,6 +121,7 @@ impl Hub {
             opened: now,
             last_activity: now,
             remote_addr: open.remote_addr,
+            delivery_status: open.delivery_status,
             messages_in: 0,
             messages_out: 0,
             close_due: None,

@@ -5,10 +5,13 @@ use std::borrow::Cow;
 use std::time::Instant;
 
 use kvs_signaling_proto::{
-    Action, ClientMessage, CorrelationId, ErrorType, Role, ServerEvent, StatusResponse,
+    Action, ClientMessage, CorrelationId, DeliveryState, ErrorType, Role, ServerEvent,
+    StatusResponse,
 };
 
-use super::{ConnId, Frame, Hub, Observation, Output, Pending, Recipient, Standing, Timer};
+use super::{
+    ConnId, Frame, Hub, Observation, Output, Pending, Recipient, Standing, Timer, Tracked, Tracking,
+};
 
 impl Hub {
     /// A text frame arrived on `conn`.
@@ -112,13 +115,25 @@ impl Hub {
                 held,
             })
         });
+        let tracking = self.tracking(from, correlation_id.as_ref());
+        let sender = || {
+            self.conns
+                .get(from.slot, from.generation)
+                .and_then(|c| c.client_id.clone())
+        };
         match master {
-            Some(to) => self.deliver(to, Frame(Cow::Owned(frame))),
+            Some(to) => {
+                let tracked = tracking.map(|tracking| Tracked {
+                    channel: channel_index,
+                    recipient: Recipient::Master,
+                    sender_id: sender(),
+                    action,
+                    tracking,
+                });
+                self.deliver_maybe_tracked(to, Frame(Cow::Owned(frame)), tracked);
+            }
             None => {
-                let sender = self
-                    .conns
-                    .get(from.slot, from.generation)
-                    .and_then(|c| c.client_id.clone());
+                let sender = sender();
                 self.buffer_or_refuse(
                     now,
                     from,
@@ -130,6 +145,7 @@ impl Hub {
                         action,
                         expires: now,
                         held_at: now,
+                        tracking,
                     },
                     correlation_id,
                 );
@@ -165,6 +181,14 @@ impl Hub {
                 request,
                 result: Ok(message.message_payload.into_normalized().into_owned()),
             });
+            // The answer is the HTTP call's reply: as delivered as it gets.
+            if let Some(tracking) = self.tracking(from, message.correlation_id.as_ref()) {
+                self.report(
+                    &tracking,
+                    &Recipient::Viewer(recipient),
+                    DeliveryState::Delivered,
+                );
+            }
             self.release_channel_if_unused(now, channel_index);
             return;
         }
@@ -187,8 +211,18 @@ impl Hub {
                 held: to.is_none(),
             })
         });
+        let tracking = self.tracking(from, message.correlation_id.as_ref());
         match to {
-            Some(to) => self.deliver(to, frame),
+            Some(to) => {
+                let tracked = tracking.map(|tracking| Tracked {
+                    channel: channel_index,
+                    recipient: Recipient::Viewer(recipient),
+                    sender_id: None,
+                    action: message.action,
+                    tracking,
+                });
+                self.deliver_maybe_tracked(to, frame, tracked);
+            }
             None => self.buffer_or_refuse(
                 now,
                 from,
@@ -200,6 +234,7 @@ impl Hub {
                     action: message.action,
                     expires: now,
                     held_at: now,
+                    tracking,
                 },
                 message.correlation_id,
             ),
@@ -224,26 +259,34 @@ impl Hub {
         recipient: Recipient,
         mut pending: Pending,
     ) -> Result<(), String> {
-        let config = &self.config;
         let Some(channel) = self.channels.at_mut(channel_index) else {
             return Err("the channel is gone".to_owned());
         };
         pending.expires = now + channel.ttl;
         // Messages that expired but wait behind newer ones (after a TTL decrease) do not
         // count against the limits.
+        let mut expired: Vec<Tracking> = Vec::new();
         if let Some(queue) = channel.pending.get_mut(&recipient) {
             let before = queue.messages.len();
             let mut freed = 0;
-            queue.messages.retain(|p| {
+            queue.messages.retain_mut(|p| {
                 let keep = p.expires > now;
                 if !keep {
                     freed += p.frame.as_str().len();
+                    expired.extend(p.tracking.take());
                 }
                 keep
             });
             self.held_bytes = self.held_bytes.saturating_sub(freed);
             self.counters.expired += (before - queue.messages.len()) as u64;
         }
+        for tracking in &expired {
+            self.report(tracking, &recipient, DeliveryState::Expired);
+        }
+        let config = &self.config;
+        let Some(channel) = self.channels.at_mut(channel_index) else {
+            return Err("the channel is gone".to_owned());
+        };
         let known = channel.pending.contains_key(&recipient);
         if !known && channel.pending.len() >= config.max_pending_recipients_per_channel {
             return Err(format!(
@@ -276,8 +319,9 @@ impl Hub {
                 self.held_bytes
             ));
         }
+        let mut overwritten = None;
         if let Some(at) = replaced {
-            queue.messages.remove(at);
+            overwritten = queue.messages.remove(at).and_then(|p| p.tracking);
             self.counters.overwritten += 1;
         }
         if queue.messages.len() >= config.max_pending_per_recipient {
@@ -296,6 +340,9 @@ impl Hub {
                 self.arm_expiry(at, channel_index, generation, &recipient);
             }
         }
+        if let Some(tracking) = overwritten {
+            self.report(&tracking, &recipient, DeliveryState::Overwritten);
+        }
         Ok(())
     }
 
@@ -309,14 +356,22 @@ impl Hub {
         pending: Pending,
         correlation_id: Option<CorrelationId>,
     ) {
-        if let Err(description) = self.buffer(now, channel_index, recipient, pending) {
-            self.counters.buffer_full += 1;
-            self.reject(
-                from,
-                correlation_id,
-                ErrorType::ClientLimitExceededException,
-                description,
-            );
+        let tracking = pending.tracking.clone();
+        match self.buffer(now, channel_index, recipient.clone(), pending) {
+            Ok(()) => {
+                if let Some(tracking) = tracking {
+                    self.report(&tracking, &recipient, DeliveryState::Held);
+                }
+            }
+            Err(description) => {
+                self.counters.buffer_full += 1;
+                self.reject(
+                    from,
+                    correlation_id,
+                    ErrorType::ClientLimitExceededException,
+                    description,
+                );
+            }
         }
     }
 
@@ -341,9 +396,19 @@ impl Hub {
         for pending in queue.messages {
             self.held_bytes = self.held_bytes.saturating_sub(pending.frame.as_str().len());
             if pending.expires > now {
-                self.deliver(to, pending.frame);
+                let tracked = pending.tracking.map(|tracking| Tracked {
+                    channel: channel_index,
+                    recipient: recipient.clone(),
+                    sender_id: pending.sender,
+                    action: pending.action,
+                    tracking,
+                });
+                self.deliver_maybe_tracked(to, pending.frame, tracked);
             } else {
                 self.counters.expired += 1;
+                if let Some(tracking) = &pending.tracking {
+                    self.report(tracking, recipient, DeliveryState::Expired);
+                }
             }
         }
     }
@@ -367,6 +432,10 @@ impl Hub {
             })
         });
         match correlation_id {
+            // Its sender may be gone (a message that came back unwritten).
+            Some(_) if self.conns.get(conn.slot, conn.generation).is_none() => {
+                self.counters.rejected_silently += 1;
+            }
             Some(id) => {
                 self.counters.status_responses += 1;
                 let event =
@@ -422,9 +491,11 @@ impl Hub {
         };
         queue.timer = None; // It just fired.
         let mut count = 0;
+        let mut expired: Vec<Tracking> = Vec::new();
         while queue.messages.front().is_some_and(|p| p.expires <= now) {
             if let Some(gone) = queue.messages.pop_front() {
                 self.held_bytes = self.held_bytes.saturating_sub(gone.frame.as_str().len());
+                expired.extend(gone.tracking);
             }
             self.counters.expired += 1;
             count += 1;
@@ -439,6 +510,9 @@ impl Hub {
                 count,
             };
             self.outputs.push_back(Output::Observed(observation));
+        }
+        for tracking in &expired {
+            self.report(tracking, &recipient, DeliveryState::Expired);
         }
         let Some(channel) = self.channels.get_mut(channel_index, generation) else {
             return;

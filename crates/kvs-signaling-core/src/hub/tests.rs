@@ -723,9 +723,14 @@ mod model {
         );
         let strategy = proptest::collection::vec(any::<u8>(), 600..900);
         let mut total = crate::Counters::default();
+        let mut paths: std::collections::BTreeMap<&str, u64> = Default::default();
         for _ in 0..200 {
             let bytes = strategy.new_tree(&mut runner).unwrap().current();
-            let (_, c) = crate::testing::model::run_counted(&Transition::decode_all(&bytes));
+            let (_, c, coverage) =
+                crate::testing::model::run_counted(&Transition::decode_all(&bytes));
+            for (path, n) in coverage {
+                *paths.entry(path).or_default() += n;
+            }
             total.delivered += c.delivered;
             total.buffered += c.buffered;
             total.overwritten += c.overwritten;
@@ -757,6 +762,22 @@ mod model {
             assert!(
                 value >= 5,
                 "random sequences reached {name} only {value} times"
+            );
+        }
+        eprintln!("{paths:#?}");
+        for path in [
+            "HELD",
+            "DELIVERED",
+            "EXPIRED",
+            "OVERWRITTEN",
+            "written",
+            "unwritten and held again",
+            "unwritten to a newer connection",
+        ] {
+            let value = paths.get(path).copied().unwrap_or(0);
+            assert!(
+                value >= 3,
+                "random sequences reached the delivery-status path {path} only {value} times"
             );
         }
     }
@@ -1204,6 +1225,128 @@ fn held_bytes_are_bounded_hub_wide() {
             > open b viewer c2 b
               opened b
               deliver b {"messagePayload":"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB","messageType":"SDP_OFFER"}
+        "#]],
+    );
+}
+
+/// Issue 14, delivery status: a sender that asked hears what became of each message it sent
+/// with a correlation id; one that did not, and messages without one, hear nothing.
+#[test]
+fn delivery_status_delivered_once_written_and_nothing_without_opt_in() {
+    check(
+        r#"
+        open m master c1 delivery
+        open v viewer c1 v delivery
+        open w viewer c1 w
+        send v {"action":"SDP_OFFER","messagePayload":"QQ==","correlationId":"o1"}
+        written m
+        send m {"action":"SDP_ANSWER","recipientClientId":"v","messagePayload":"Qg==","correlationId":"a1"}
+        written v
+        send m {"action":"ICE_CANDIDATE","recipientClientId":"v","messagePayload":"Qw=="}
+        send w {"action":"SDP_OFFER","messagePayload":"RA==","correlationId":"o2"}
+        "#,
+        expect![[r#"
+            > open m master c1 delivery
+              opened m
+            > open v viewer c1 v delivery
+              opened v
+            > open w viewer c1 w
+              opened w
+            > send v {"action":"SDP_OFFER","messagePayload":"QQ==","correlationId":"o1"}
+              deliver m {"messagePayload":"QQ==","messageType":"SDP_OFFER","senderClientId":"v"} (tracked)
+            > written m
+              deliver v {"deliveryStatus":{"correlationId":"o1","status":"DELIVERED"},"messageType":"DELIVERY_STATUS"}
+            > send m {"action":"SDP_ANSWER","recipientClientId":"v","messagePayload":"Qg==","correlationId":"a1"}
+              deliver v {"messagePayload":"Qg==","messageType":"SDP_ANSWER"} (tracked)
+            > written v
+              deliver m {"deliveryStatus":{"correlationId":"a1","recipientClientId":"v","status":"DELIVERED"},"messageType":"DELIVERY_STATUS"}
+            > send m {"action":"ICE_CANDIDATE","recipientClientId":"v","messagePayload":"Qw=="}
+              deliver v {"messagePayload":"Qw==","messageType":"ICE_CANDIDATE"}
+            > send w {"action":"SDP_OFFER","messagePayload":"RA==","correlationId":"o2"}
+              deliver m {"messagePayload":"RA==","messageType":"SDP_OFFER","senderClientId":"w"}
+        "#]],
+    );
+}
+
+#[test]
+fn delivery_status_held_then_delivered_overwritten_or_expired() {
+    check(
+        r#"
+        open m master c1 delivery ttl=10
+        send m {"action":"SDP_OFFER","recipientClientId":"late","messagePayload":"QQ==","correlationId":"first"}
+        send m {"action":"SDP_OFFER","recipientClientId":"late","messagePayload":"Qg==","correlationId":"second"}
+        send m {"action":"ICE_CANDIDATE","recipientClientId":"gone","messagePayload":"Qw==","correlationId":"lost"}
+        advance 5s
+        open v viewer c1 late
+        written v
+        advance 6s
+        "#,
+        expect![[r#"
+            > open m master c1 delivery ttl=10
+              opened m
+            > send m {"action":"SDP_OFFER","recipientClientId":"late","messagePayload":"QQ==","correlationId":"first"}
+              deliver m {"deliveryStatus":{"correlationId":"first","recipientClientId":"late","status":"HELD"},"messageType":"DELIVERY_STATUS"}
+            > send m {"action":"SDP_OFFER","recipientClientId":"late","messagePayload":"Qg==","correlationId":"second"}
+              deliver m {"deliveryStatus":{"correlationId":"first","recipientClientId":"late","status":"OVERWRITTEN"},"messageType":"DELIVERY_ST…(126 bytes)
+              deliver m {"deliveryStatus":{"correlationId":"second","recipientClientId":"late","status":"HELD"},"messageType":"DELIVERY_STATUS"}
+            > send m {"action":"ICE_CANDIDATE","recipientClientId":"gone","messagePayload":"Qw==","correlationId":"lost"}
+              deliver m {"deliveryStatus":{"correlationId":"lost","recipientClientId":"gone","status":"HELD"},"messageType":"DELIVERY_STATUS"}
+            > advance 5s
+            > open v viewer c1 late
+              opened v
+              deliver v {"messagePayload":"Qg==","messageType":"SDP_OFFER"} (tracked)
+            > written v
+              deliver m {"deliveryStatus":{"correlationId":"second","recipientClientId":"late","status":"DELIVERED"},"messageType":"DELIVERY_STA…(125 bytes)
+            > advance 6s
+              [10s] deliver m {"deliveryStatus":{"correlationId":"lost","recipientClientId":"gone","status":"EXPIRED"},"messageType":"DELIVERY_STATUS"…(121 bytes)
+        "#]],
+    );
+}
+
+#[test]
+fn delivery_status_a_frame_that_never_reached_its_socket_is_held_again() {
+    check(
+        r#"
+        open m master c1 delivery
+        open v viewer c1 v
+        send m {"action":"SDP_ANSWER","recipientClientId":"v","messagePayload":"QQ==","correlationId":"a1"}
+        close v
+        unwritten v
+        open v2 viewer c1 v
+        written v2
+        open v3 viewer c1 v
+        send m {"action":"SDP_ANSWER","recipientClientId":"v","messagePayload":"Qg==","correlationId":"a2"}
+        advance 1s
+        open v4 viewer c1 v
+        unwritten v3
+        written v4
+        "#,
+        expect![[r#"
+            > open m master c1 delivery
+              opened m
+            > open v viewer c1 v
+              opened v
+            > send m {"action":"SDP_ANSWER","recipientClientId":"v","messagePayload":"QQ==","correlationId":"a1"}
+              deliver v {"messagePayload":"QQ==","messageType":"SDP_ANSWER"} (tracked)
+            > close v
+            > unwritten v
+              deliver m {"deliveryStatus":{"correlationId":"a1","recipientClientId":"v","status":"HELD"},"messageType":"DELIVERY_STATUS"}
+            > open v2 viewer c1 v
+              opened v2
+              deliver v2 {"messagePayload":"QQ==","messageType":"SDP_ANSWER"} (tracked)
+            > written v2
+              deliver m {"deliveryStatus":{"correlationId":"a1","recipientClientId":"v","status":"DELIVERED"},"messageType":"DELIVERY_STATUS"}
+            > open v3 viewer c1 v
+              opened v3
+            > send m {"action":"SDP_ANSWER","recipientClientId":"v","messagePayload":"Qg==","correlationId":"a2"}
+              deliver v3 {"messagePayload":"Qg==","messageType":"SDP_ANSWER"} (tracked)
+            > advance 1s
+            > open v4 viewer c1 v
+              opened v4
+            > unwritten v3
+              deliver v4 {"messagePayload":"Qg==","messageType":"SDP_ANSWER"} (tracked)
+            > written v4
+              deliver m {"deliveryStatus":{"correlationId":"a2","recipientClientId":"v","status":"DELIVERED"},"messageType":"DELIVERY_STATUS"}
         "#]],
     );
 }

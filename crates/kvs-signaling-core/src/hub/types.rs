@@ -127,6 +127,19 @@ pub enum Output {
         /// The answer or the error.
         result: Result<MessagePayload<'static>, Refused>,
     },
+    /// Send `frame` as a text frame on `conn`, as [`Output::Deliver`], then hand `receipt`
+    /// back: to [`Hub::handle_written`](crate::Hub::handle_written) once the frame is written
+    /// to the socket, or with the frame to
+    /// [`Hub::handle_unwritten`](crate::Hub::handle_unwritten) if the connection ends first.
+    /// Only messages whose sender asked for delivery status come this way.
+    DeliverTracked {
+        /// The connection.
+        conn: ConnId,
+        /// The frame.
+        frame: Frame,
+        /// What to hand back.
+        receipt: super::Receipt,
+    },
     /// Something the hub did, for a console or a log: only while
     /// [`Hub::set_observing`](crate::Hub::set_observing) is on. Nothing to carry out.
     Observed(super::Observation),
@@ -155,6 +168,10 @@ pub struct OpenConnection {
     /// with 1001 instead of GO_AWAY, and relies on its own refresh instead of
     /// RECONNECT_ICE_SERVER. `false` unless set.
     pub indications: bool,
+    /// Whether the client asked for DELIVERY_STATUS events (an extension of this project:
+    /// [`DELIVERY_STATUS_PARAM`](kvs_signaling_proto::DELIVERY_STATUS_PARAM)): for each
+    /// message it sends with a correlation id, it hears what became of it. `false` unless set.
+    pub delivery_status: bool,
     /// Where the connection comes from, for [`Hub::channel_views`](crate::Hub::channel_views)
     /// and observations; the hub decides nothing by it.
     pub remote_addr: Option<std::net::SocketAddr>,
@@ -170,6 +187,7 @@ impl OpenConnection {
             message_ttl,
             ttl_revision: 0,
             indications: false,
+            delivery_status: false,
             remote_addr: None,
         }
     }
@@ -178,6 +196,13 @@ impl OpenConnection {
     #[must_use]
     pub fn ttl_revision(mut self, revision: u64) -> Self {
         self.ttl_revision = revision;
+        self
+    }
+
+    /// Sets [`OpenConnection::delivery_status`].
+    #[must_use]
+    pub fn delivery_status(mut self, asked: bool) -> Self {
+        self.delivery_status = asked;
         self
     }
 
@@ -208,6 +233,7 @@ impl OpenConnection {
             message_ttl,
             ttl_revision: 0,
             indications: false,
+            delivery_status: false,
             remote_addr: None,
         }
     }
@@ -298,6 +324,8 @@ pub struct Counters {
     /// Connections closed at the duration cap or on drain without GO_AWAY, since their
     /// client does not handle it.
     pub closed_without_go_away: u64,
+    /// DELIVERY_STATUS events sent.
+    pub delivery_statuses: u64,
     /// GO_AWAY events sent.
     pub go_aways: u64,
     /// RECONNECT_ICE_SERVER events sent.

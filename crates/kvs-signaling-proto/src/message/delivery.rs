@@ -22,7 +22,7 @@ use crate::error::{Error, Field, Violation};
 use crate::ids::{CorrelationId, PeerId};
 
 /// What became of a message ([`DeliveryStatus::status`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum DeliveryState {
     /// `DELIVERED`: written to the recipient's socket.

@@ -449,3 +449,69 @@ async fn temporary_credentials_sign_rest_calls_and_the_connect() {
     })
     .await;
 }
+
+/// A client of `server` for `channel` that asks for delivery status.
+fn tracking_client(
+    endpoint: &str,
+    channel: &str,
+    client_id: Option<&str>,
+) -> (SignalingClient, Events) {
+    let role = if client_id.is_some() {
+        Role::Viewer
+    } else {
+        Role::Master
+    };
+    let mut session = ClientSessionConfig::new(ChannelName::new(channel).unwrap(), role)
+        .create_if_missing(client_id.is_none());
+    if let Some(id) = client_id {
+        session = session.client_id(ClientId::new(id).unwrap());
+    }
+    let rest = RestClient::new(
+        endpoint,
+        "us-west-2",
+        Credentials::new(KEY, SECRET),
+        TlsTrust::default(),
+    )
+    .unwrap();
+    SignalingClient::start(ClientConfig::new(session, rest).delivery_status(true)).unwrap()
+}
+
+#[tokio::test]
+async fn delivery_status_comes_back_as_typed_events() {
+    use kvs_signaling_proto::DeliveryState;
+
+    let server = start(HubConfig::default()).await;
+    let url = server.public_url().to_owned();
+    let (master, mut master_events) = tracking_client(&url, "tracked", None);
+    connected(&mut master_events).await;
+    // A viewer that is not there yet: held.
+    let mut answer = ClientMessage::new(
+        Action::SdpAnswer,
+        MessagePayload::encode(br#"{"type":"answer","sdp":"v=0"}"#),
+    );
+    answer.recipient_client_id = Some(PeerId::new("phone").unwrap());
+    answer.correlation_id = Some(CorrelationId::new("answer-1").unwrap());
+    assert_eq!(master.send(answer).await, Ok(Sent::Written));
+    let held = until(&mut master_events, |e| match e {
+        ClientEvent::DeliveryStatus(status) => Some(status),
+        _ => None,
+    })
+    .await;
+    assert_eq!(held.correlation_id.as_str(), "answer-1");
+    assert_eq!(held.recipient_client_id.unwrap().as_str(), "phone");
+    assert_eq!(held.status, DeliveryState::Held);
+    // It connects: delivered.
+    let (_viewer, mut viewer_events) = client(&url, "tracked", Some("phone"), |s| s);
+    until(&mut viewer_events, |e| match e {
+        ClientEvent::Answer(received) => Some(received),
+        _ => None,
+    })
+    .await;
+    let delivered = until(&mut master_events, |e| match e {
+        ClientEvent::DeliveryStatus(status) => Some(status),
+        _ => None,
+    })
+    .await;
+    assert_eq!(delivered.correlation_id.as_str(), "answer-1");
+    assert_eq!(delivered.status, DeliveryState::Delivered);
+}

@@ -15,6 +15,11 @@
 //!   [`ErrorType`] and status code.
 //! - Typed views of decoded payloads: [`SessionDescription`] and [`IceCandidate`].
 //!
+//! - This project's extensions, which the service does not have and no official SDK sends:
+//!   [`DeliveryStatus`] (the `DELIVERY_STATUS` event, asked for with
+//!   [`DELIVERY_STATUS_PARAM`]) and [`INDICATIONS_PARAM`] (a client that handles GO_AWAY and
+//!   RECONNECT_ICE_SERVER).
+//!
 //! Decoders accept what the official clients really send (keys in any letter case, unknown
 //! keys, URL-safe base64); encoders write only what every official client parses.
 //!

@@ -97,7 +97,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "POLICY", env = "KVS_INDICATIONS", value_parser = parse_policy)]
     pub(crate) indications: Option<IndicationPolicy>,
     /// A web origin that may call the REST API from a browser, such as
-    /// https://app.example.com (repeatable, or comma-separated in the variable; * for any)
+    /// `https://app.example.com` (repeatable, or comma-separated in the variable; * for any)
     /// [default: *].
     #[arg(
         long = "cors-origin",

@@ -212,6 +212,9 @@ pub struct LimitsSection {
     /// Seconds the server waits for any frame after its ping before it closes the
     /// connection: 10.
     pub pong_timeout_seconds: Option<u64>,
+    /// The kernel's send buffer of each connection, in bytes (`SO_SNDBUF`): the system's
+    /// when absent.
+    pub tcp_send_buffer_bytes: Option<usize>,
     /// Seconds without traffic before TCP keepalive probes start: 30 (0: no keepalive).
     pub tcp_keepalive_seconds: Option<u64>,
     /// Seconds data may go unacknowledged before the connection is dropped
@@ -326,6 +329,14 @@ impl LimitsSection {
         }
         if let Some(t) = positive("pong_timeout_seconds", self.pong_timeout_seconds)? {
             config.websocket = config.websocket.pong_timeout(t);
+        }
+        if let Some(bytes) = self.tcp_send_buffer_bytes {
+            if bytes < 4096 {
+                return Err(format!(
+                    "limits.tcp_send_buffer_bytes: must be at least 4096; got {bytes}"
+                ));
+            }
+            config.tcp.send_buffer = Some(bytes);
         }
         if let Some(seconds) = self.tcp_keepalive_seconds {
             config.tcp.keepalive_idle = (seconds > 0).then(|| Duration::from_secs(seconds));

@@ -132,6 +132,7 @@ pub(crate) async fn connect(
     }
     .ttl_revision(revision)
     .indications(indications)
+    .delivery_status(connect.delivery_status)
     .remote_addr(
         request
             .extensions()

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use kvs_ice_rest::{Credentials, RestClient, TlsTrust};
 use kvs_signaling_core::{ClientSessionConfig, RequestKind, SessionEvent, SessionState};
 use kvs_signaling_proto::{
-    Action, ChannelName, ClientId, ClientMessage, ErrorType, MessagePayload, PeerId, Role,
+    Action, ChannelName, ClientId, ClientMessage, CorrelationId, ErrorType, MessagePayload, PeerId,
+    Role,
 };
 use kvs_transport_tokio::{ClientConfig, ClientEvent, Sent, SignalingClient};
 use serde_json::{Value, json};
@@ -19,7 +20,8 @@ const TYPING: &str = "\
 Joins a signaling channel as its master or as a viewer, prints every event as a line of
 JSON (payloads decoded from base64) and sends what you type, one message a line:
 
-  offer [to=ID] JSON        an SDP offer; JSON is the payload, such as
+  offer [to=ID] [id=CID] JSON
+                            an SDP offer; JSON is the payload, such as
                             {\"type\":\"offer\",\"sdp\":\"v=0...\"}; it is base64-encoded for you
   answer [to=ID] JSON       an SDP answer
   candidate [to=ID] JSON    an ICE candidate, such as
@@ -27,7 +29,10 @@ JSON (payloads decoded from base64) and sends what you type, one message a line:
   raw JSON                  a whole message envelope, sent as it is
   quit                      close and exit (so does end of input)
 
-The master must name the viewer with to=ID; a viewer's messages go to the master.
+The master must name the viewer with to=ID; a viewer's messages go to the master. id=CID
+sets a correlation id: a failure is then answered with a STATUS_RESPONSE, and with
+--delivery-status, what became of the message is reported (HELD, DELIVERED, EXPIRED,
+OVERWRITTEN).
 Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.";
 
 /// Which side `connect` joins as.
@@ -52,7 +57,7 @@ pub(crate) struct ConnectOptions {
     /// The viewer's client id (viewers only, and required for them).
     #[arg(long, value_name = "ID", value_parser = parse_client_id)]
     client_id: Option<ClientId>,
-    /// The control-plane endpoint [default: https://kinesisvideo.REGION.amazonaws.com].
+    /// The control-plane endpoint [default: `https://kinesisvideo.REGION.amazonaws.com`].
     #[arg(long, value_name = "URL", env = "KVS_ENDPOINT")]
     endpoint: Option<String>,
     /// The region [default: AWS_REGION or AWS_DEFAULT_REGION, else us-west-2].
@@ -65,6 +70,10 @@ pub(crate) struct ConnectOptions {
     /// Create the channel when it does not exist.
     #[arg(long)]
     create: bool,
+    /// Ask a kvs-signaling server for delivery status of messages sent with id=CID (an
+    /// extension; the real service does not offer it).
+    #[arg(long)]
+    delivery_status: bool,
 }
 
 fn parse_channel(text: &str) -> Result<ChannelName, String> {
@@ -110,10 +119,19 @@ fn parse_line(line: &str, is_master: bool) -> Result<Option<ClientMessage<'stati
     };
     let mut rest = rest.trim_start();
     let mut recipient = None;
-    if let Some(after) = rest.strip_prefix("to=") {
-        let (id, tail) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
-        recipient = Some(PeerId::new(id).map_err(|err| format!("to=: {err}"))?);
-        rest = tail.trim_start();
+    let mut correlation_id = None;
+    loop {
+        if let Some(after) = rest.strip_prefix("to=") {
+            let (id, tail) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+            recipient = Some(PeerId::new(id).map_err(|err| format!("to=: {err}"))?);
+            rest = tail.trim_start();
+        } else if let Some(after) = rest.strip_prefix("id=") {
+            let (id, tail) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+            correlation_id = Some(CorrelationId::new(id).map_err(|err| format!("id=: {err}"))?);
+            rest = tail.trim_start();
+        } else {
+            break;
+        }
     }
     if is_master && recipient.is_none() {
         return Err("the master must name the viewer: offer to=ID {...}".to_owned());
@@ -122,6 +140,7 @@ fn parse_line(line: &str, is_master: bool) -> Result<Option<ClientMessage<'stati
         .map_err(|err| format!("the payload must be JSON: {err}"))?;
     let mut message = ClientMessage::new(action, MessagePayload::encode(rest.as_bytes()));
     message.recipient_client_id = recipient;
+    message.correlation_id = correlation_id;
     Ok(Some(message))
 }
 
@@ -234,6 +253,12 @@ fn line(event: &ClientEvent) -> Value {
         ClientEvent::Session(other) => {
             json!({ "event": "session", "detail": format!("{other:?}") })
         }
+        ClientEvent::DeliveryStatus(status) => json!({
+            "event": "DELIVERY_STATUS",
+            "correlationId": status.correlation_id.as_str(),
+            "recipient": status.recipient_client_id.as_ref().map(|id| id.as_str()),
+            "status": status.status.as_str(),
+        }),
         ClientEvent::Undelivered(messages) => json!({
             "event": "undelivered",
             "messages": messages.iter().map(ClientMessage::encode).collect::<Vec<_>>(),
@@ -273,8 +298,10 @@ pub(crate) async fn run(options: ConnectOptions) -> Result<(), String> {
     if let Some(id) = options.client_id {
         session = session.client_id(id);
     }
-    let (client, mut events) =
-        SignalingClient::start(ClientConfig::new(session, rest)).map_err(|err| err.to_string())?;
+    let (client, mut events) = SignalingClient::start(
+        ClientConfig::new(session, rest).delivery_status(options.delivery_status),
+    )
+    .map_err(|err| err.to_string())?;
     let mut input = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = std::io::stdout();
     loop {
@@ -346,6 +373,35 @@ mod tests {
         assert_eq!(
             ok.client_id.map(|c| c.as_str().to_owned()).as_deref(),
             Some("v1")
+        );
+    }
+
+    #[test]
+    fn typed_lines_take_a_correlation_id_and_delivery_status_prints_as_json() {
+        let message = parse_line(r#"answer to=v1 id=c-7 {"type":"answer","sdp":"v=0"}"#, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.recipient_client_id.unwrap().as_str(), "v1");
+        assert_eq!(message.correlation_id.unwrap().as_str(), "c-7");
+        let message = parse_line(r#"offer id=o1 to=m {"type":"offer","sdp":"v=0"}"#, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.correlation_id.unwrap().as_str(), "o1");
+        let err = parse_line(r#"offer id=bad! {"type":"offer","sdp":"v=0"}"#, false).unwrap_err();
+        assert!(err.starts_with("id=: "), "{err}");
+        let status = kvs_signaling_proto::DeliveryStatus::new(
+            CorrelationId::new("c-7").unwrap(),
+            Some(PeerId::new("v1").unwrap()),
+            kvs_signaling_proto::DeliveryState::Delivered,
+        );
+        assert_eq!(
+            line(&ClientEvent::DeliveryStatus(status)),
+            json!({"event": "DELIVERY_STATUS", "correlationId": "c-7", "recipient": "v1", "status": "DELIVERED"})
+        );
+        assert!(
+            parse(&["--channel", "c", "--role", "master", "--delivery-status"])
+                .unwrap()
+                .delivery_status
         );
     }
 

@@ -25,8 +25,8 @@ use std::time::Duration;
 use kvs_ice_rest::RestClient;
 use kvs_signaling_core::{ClientSessionConfig, SessionEvent, SessionState};
 use kvs_signaling_proto::{
-    Action, ClientMessage, IceCandidate, MessagePayload, MessageType, PayloadJson as _, PeerId,
-    SessionDescription,
+    Action, ClientMessage, DeliveryStatus, IceCandidate, MessagePayload, MessageType,
+    PayloadJson as _, PeerId, SessionDescription,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -72,6 +72,13 @@ pub struct ClientConfig {
     /// kvs-signaling server sends them to it: on, except against the real service's
     /// `amazonaws.com` endpoints, which send them to everyone and need no such parameter.
     pub indications: Option<bool>,
+    /// Whether to ask a kvs-signaling server for delivery status: the connect URL then
+    /// carries [`DELIVERY_STATUS_PARAM`](kvs_signaling_proto::DELIVERY_STATUS_PARAM)`=true`,
+    /// and each message sent with a correlation id ([`SignalingClient::send`]) is followed by
+    /// [`ClientEvent::DeliveryStatus`] events: `HELD`, then `DELIVERED`, `EXPIRED` or
+    /// `OVERWRITTEN`. Off by default; an extension of this project, which the real service
+    /// does not offer.
+    pub delivery_status: bool,
 }
 
 impl ClientConfig {
@@ -86,6 +93,7 @@ impl ClientConfig {
             event_capacity: 256,
             max_message_len: 64 * 1024,
             indications: None,
+            delivery_status: false,
         }
     }
 
@@ -94,6 +102,13 @@ impl ClientConfig {
     #[must_use]
     pub fn indications(mut self, ask: bool) -> Self {
         self.indications = Some(ask);
+        self
+    }
+
+    /// Sets [`ClientConfig::delivery_status`].
+    #[must_use]
+    pub fn delivery_status(mut self, ask: bool) -> Self {
+        self.delivery_status = ask;
         self
     }
 
@@ -167,6 +182,9 @@ pub enum ClientEvent {
     /// Messages the application sent that never went out, because the session closed or
     /// failed first.
     Undelivered(Vec<ClientMessage<'static>>),
+    /// What became of a message sent with a correlation id, when
+    /// [`ClientConfig::delivery_status`] is on.
+    DeliveryStatus(DeliveryStatus),
 }
 
 /// Why a message was not accepted.

@@ -41,6 +41,10 @@ pub struct TcpTuning {
     /// `TCP_USER_TIMEOUT` (Linux): data unacknowledged for this long drops the connection: 30
     /// seconds (`None`: the system's default, about 15 minutes of retransmissions).
     pub user_timeout: Option<Duration>,
+    /// `SO_SNDBUF`: the kernel's send buffer of each connection, in bytes (`None`: the
+    /// system's, which grows to `net.ipv4.tcp_wmem`'s maximum, 4 MiB on Linux). Smaller bounds
+    /// the kernel memory a peer that stops reading can pin, and finds it sooner.
+    pub send_buffer: Option<usize>,
 }
 
 impl Default for TcpTuning {
@@ -51,6 +55,7 @@ impl Default for TcpTuning {
             keepalive_interval: Duration::from_secs(10),
             keepalive_retries: 3,
             user_timeout: Some(Duration::from_secs(30)),
+            send_buffer: None,
         }
     }
 }
@@ -70,6 +75,9 @@ impl TcpTuning {
         #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
         if let Some(timeout) = self.user_timeout {
             socket.set_tcp_user_timeout(Some(timeout))?;
+        }
+        if let Some(bytes) = self.send_buffer {
+            socket.set_send_buffer_size(bytes)?;
         }
         Ok(())
     }

@@ -9,16 +9,29 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use kvs_signaling_core::Frame;
+use kvs_signaling_core::{Frame, Receipt};
 
 use crate::shard::CloseCommand;
 
-/// A frame to write, and when the message it relays was read from its sender (for the relay
-/// latency; `None` for frames that relay nothing read just now).
-pub(crate) type Queued = (Frame, Option<Instant>);
+/// A frame to write, when the message it relays was read from its sender (for the relay
+/// latency; `None` for frames that relay nothing read just now), and the receipt to hand the
+/// hub back once it is written (or not), for a message whose sender asked for delivery
+/// status.
+pub(crate) type Queued = (Frame, Option<Instant>, Option<Box<Receipt>>);
+
+/// The tracked frames among `frames`, with their receipts.
+pub(crate) fn tracked(frames: impl IntoIterator<Item = Queued>) -> Vec<(Receipt, Frame)> {
+    frames
+        .into_iter()
+        .filter_map(|(frame, _, receipt)| receipt.map(|receipt| (*receipt, frame)))
+        .collect()
+}
 
 struct State {
     frames: VecDeque<Queued>,
+    /// Tracked frames that will never be written (the connection closes): the hub hears of
+    /// them, so that it holds them again.
+    unwritten: Vec<(Receipt, Frame)>,
     close: Option<CloseCommand>,
     sender_gone: bool,
     receiver_gone: bool,
@@ -88,6 +101,7 @@ pub(crate) fn outbox(capacity: usize) -> (OutboxSender, OutboxReceiver) {
     let inner = Arc::new(Inner {
         state: Mutex::new(State {
             frames: VecDeque::new(),
+            unwritten: Vec::new(),
             close: None,
             sender_gone: false,
             receiver_gone: false,
@@ -111,15 +125,15 @@ fn wake(waker: Option<Waker>) {
 }
 
 impl OutboxSender {
-    /// Queues `frame` for the writer.
-    pub(crate) fn push(&self, frame: Queued) -> Result<(), PushError> {
+    /// Queues `frame` for the writer; gives it back when it cannot.
+    pub(crate) fn push(&self, frame: Queued) -> Result<(), (PushError, Queued)> {
         let waker = {
             let mut state = self.inner.lock();
             if state.receiver_gone {
-                return Err(PushError::Gone);
+                return Err((PushError::Gone, frame));
             }
             if state.frames.len() >= self.inner.capacity {
-                return Err(PushError::Full);
+                return Err((PushError::Full, frame));
             }
             state.frames.push_back(frame);
             state.waker.take()
@@ -158,7 +172,8 @@ impl OutboxReceiver {
     pub(crate) fn poll_batch(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Batch> {
         let mut state = self.inner.lock();
         if let Some(close) = state.close.take() {
-            state.frames.clear();
+            let dropped = std::mem::take(&mut state.frames);
+            state.unwritten.extend(tracked(dropped));
             return Poll::Ready(Batch::Close(close));
         }
         if !state.frames.is_empty() {
@@ -187,10 +202,30 @@ impl OutboxReceiver {
     /// Waits for one frame, or the close order; `None` at the end.
     pub(crate) async fn next(&mut self) -> Option<Result<Frame, CloseCommand>> {
         match self.next_batch(1).await {
-            Batch::Frames(mut frames) => frames.pop_front().map(|(frame, _)| Ok(frame)),
+            Batch::Frames(mut frames) => frames.pop_front().map(|(frame, ..)| Ok(frame)),
             Batch::Close(close) => Some(Err(close)),
             Batch::End => None,
         }
+    }
+}
+
+impl OutboxReceiver {
+    /// Gives back the tracked frames of `frames`, which were taken but not written.
+    pub(crate) fn give_back(&mut self, frames: impl IntoIterator<Item = Queued>) {
+        let tracked = tracked(frames);
+        if !tracked.is_empty() {
+            self.inner.lock().unwritten.extend(tracked);
+        }
+    }
+
+    /// Every tracked frame that will not be written: given back, dropped at a close, or still
+    /// queued (the queue is emptied).
+    pub(crate) fn take_unwritten(&mut self) -> Vec<(Receipt, Frame)> {
+        let mut state = self.inner.lock();
+        let queued = std::mem::take(&mut state.frames);
+        let mut unwritten = std::mem::take(&mut state.unwritten);
+        unwritten.extend(tracked(queued));
+        unwritten
     }
 }
 
@@ -208,7 +243,7 @@ mod tests {
     use super::*;
 
     fn text(s: &str) -> Queued {
-        (Frame::from(s.to_owned()), None)
+        (Frame::from(s.to_owned()), None, None)
     }
 
     fn frame(s: &str) -> Frame {
@@ -220,7 +255,7 @@ mod tests {
         let (tx, mut rx) = outbox(2);
         tx.push(text("a")).unwrap();
         tx.push(text("b")).unwrap();
-        assert_eq!(tx.push(text("c")), Err(PushError::Full));
+        assert_eq!(tx.push(text("c")), Err((PushError::Full, text("c"))));
         assert_eq!(rx.next().await, Some(Ok(frame("a"))));
         tx.push(text("c")).unwrap();
         assert_eq!(
@@ -284,6 +319,6 @@ mod tests {
         assert!(matches!(rx.next_batch(512).await, Batch::Frames(f) if f.len() == 100));
         assert_eq!(tx.inner.lock().frames.capacity(), 0);
         drop(rx);
-        assert_eq!(tx.push(text("x")), Err(PushError::Gone));
+        assert_eq!(tx.push(text("x")), Err((PushError::Gone, text("x"))));
     }
 }

@@ -8,14 +8,14 @@ use std::time::Instant as StdInstant;
 
 use kvs_signaling_core::{
     AlexaOffer, AlexaRequestId, ChannelView, CloseReason, ConnId, Counters, Frame, Hub,
-    OpenConnection, Output, Refused,
+    OpenConnection, Output, Receipt, Refused,
 };
 use kvs_signaling_proto::{ChannelArn, MessagePayload, MessageTtlSeconds};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::outbox::{Batch, OutboxReceiver, OutboxSender, PushError, outbox};
+use crate::outbox::{Batch, OutboxReceiver, OutboxSender, PushError, Queued, outbox};
 use crate::telemetry::Telemetry;
 
 /// The sizes of the shard's queues.
@@ -108,6 +108,10 @@ pub(crate) enum Command {
     ChannelDeleted(ChannelArn),
     Counters(oneshot::Sender<Counters>),
     ChannelViews(oneshot::Sender<Vec<ChannelView>>),
+    /// Tracked frames written to their sockets.
+    Written(Vec<Receipt>),
+    /// Tracked frames that will never be written.
+    Unwritten(Vec<(Receipt, Frame)>),
 }
 
 /// A way to talk to a shard task. Cheap to clone.
@@ -133,6 +137,8 @@ impl std::fmt::Debug for Command {
             Self::ChannelDeleted(_) => "ChannelDeleted",
             Self::Counters(_) => "Counters",
             Self::ChannelViews(_) => "ChannelViews",
+            Self::Written(_) => "Written",
+            Self::Unwritten(_) => "Unwritten",
         })
     }
 }
@@ -170,6 +176,13 @@ impl Drop for Registration {
     fn drop(&mut self) {
         // Harmless when the hub closed the connection itself: it ignores closed ids.
         self.shard.notify_closed(self.conn);
+        // Tracked frames that never reached the socket go back to the hub, after the close,
+        // so that it holds them for the recipient's next connection.
+        let unwritten = self.outbound.take_unwritten();
+        if !unwritten.is_empty() {
+            self.shard
+                .post_without_waiting(Command::Unwritten(unwritten));
+        }
     }
 }
 
@@ -318,7 +331,13 @@ impl ShardHandle {
 
     /// Tells the hub `conn` closed, from a context that cannot wait (a `Drop`).
     fn notify_closed(&self, conn: ConnId) {
-        match self.commands.try_send(Command::Closed(conn)) {
+        self.post_without_waiting(Command::Closed(conn));
+    }
+
+    /// Queues `command` from a context that cannot wait (a `Drop`): at once if there is room,
+    /// else from a task of its own.
+    fn post_without_waiting(&self, command: Command) {
+        match self.commands.try_send(command) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(command)) => {
                 let commands = self.commands.clone();
@@ -482,6 +501,16 @@ fn handle(
         Command::ChannelViews(reply) => {
             let _ = reply.send(hub.channel_views());
         }
+        Command::Written(receipts) => {
+            for receipt in receipts {
+                hub.handle_written(now, receipt);
+            }
+        }
+        Command::Unwritten(frames) => {
+            for (receipt, frame) in frames {
+                hub.handle_unwritten(now, receipt, frame);
+            }
+        }
     }
     None
 }
@@ -496,29 +525,14 @@ fn dispatch(
 ) {
     match output {
         Output::Deliver { conn, frame } => {
-            let Some(peer) = peers.get_mut(&conn) else {
-                return;
-            };
-            match peer.outbound.push((frame, read_at)) {
-                Ok(()) => {}
-                Err(PushError::Full) => {
-                    // A slow reader is closed, not buffered for.
-                    if let Some(suppressed) = SLOW_CONSUMER.check() {
-                        tracing::debug!(?conn, suppressed, "closing a slow consumer");
-                    }
-                    if let Some(peer) = peers.remove(&conn) {
-                        peer.outbound.close(CloseCommand {
-                            code: SLOW_CONSUMER_CLOSE_CODE,
-                            reason: "slow consumer",
-                        });
-                    }
-                    hub.handle_close(now(), conn);
-                }
-                Err(PushError::Gone) => {
-                    peers.remove(&conn);
-                    hub.handle_close(now(), conn);
-                }
-            }
+            push(hub, peers, conn, (frame, read_at, None));
+        }
+        Output::DeliverTracked {
+            conn,
+            frame,
+            receipt,
+        } => {
+            push(hub, peers, conn, (frame, read_at, Some(Box::new(receipt))));
         }
         Output::Close { conn, reason } => {
             if let Some(peer) = peers.remove(&conn) {
@@ -532,5 +546,43 @@ fn dispatch(
         }
         Output::Observed(observation) => telemetry.observed(observation),
         other => tracing::warn!(?other, "unknown hub output"),
+    }
+}
+
+/// Queues `queued` for `conn`'s writer. A slow reader is closed, not buffered for; a tracked
+/// frame that cannot be queued goes back to the hub unwritten.
+fn push(hub: &mut Hub, peers: &mut HashMap<ConnId, Peer>, conn: ConnId, queued: Queued) {
+    let Some(peer) = peers.get_mut(&conn) else {
+        if let (frame, _, Some(receipt)) = queued {
+            hub.handle_unwritten(now(), *receipt, frame);
+        }
+        return;
+    };
+    match peer.outbound.push(queued) {
+        Ok(()) => {}
+        Err((error, queued)) => {
+            if let (frame, _, Some(receipt)) = queued {
+                hub.handle_unwritten(now(), *receipt, frame);
+            }
+            match error {
+                PushError::Full => {
+                    // A slow reader is closed, not buffered for.
+                    if let Some(suppressed) = SLOW_CONSUMER.check() {
+                        tracing::debug!(?conn, suppressed, "closing a slow consumer");
+                    }
+                    if let Some(peer) = peers.remove(&conn) {
+                        peer.outbound.close(CloseCommand {
+                            code: SLOW_CONSUMER_CLOSE_CODE,
+                            reason: "slow consumer",
+                        });
+                    }
+                    hub.handle_close(now(), conn);
+                }
+                PushError::Gone => {
+                    peers.remove(&conn);
+                    hub.handle_close(now(), conn);
+                }
+            }
+        }
     }
 }

@@ -243,12 +243,28 @@ pub async fn serve_websocket<S>(
         tokio::select! {
             batch = registration.next_batch(BATCH_FRAMES) => match batch {
                 Batch::Frames(mut frames) => {
-                    let frames = frames.make_contiguous();
-                    let written = write_frames(&mut io, frames, limits.write_timeout).await;
+                    let contiguous = frames.make_contiguous();
+                    let written = write_frames(&mut io, contiguous, limits.write_timeout).await;
                     if written.is_err() {
+                        // Tracked frames of a failed write go back to the hub unwritten.
+                        registration.outbound.give_back(frames);
                         break Ending::Failed;
                     }
-                    count_written(&telemetry, frames);
+                    count_written(&telemetry, contiguous);
+                    if frames.iter().any(|(.., receipt)| receipt.is_some()) {
+                        let receipts = frames
+                            .into_iter()
+                            .filter_map(|(.., receipt)| receipt.map(|receipt| *receipt))
+                            .collect();
+                        // Rare (only senders that asked): boxed out of the task's state.
+                        if Box::pin(post(&shard, Command::Written(receipts))).await.is_err() {
+                            break Ending::Close {
+                                code: 1001,
+                                reason: "server going away",
+                                await_reply: true,
+                            };
+                        }
+                    }
                 }
                 Batch::Close(close) => {
                     break Ending::Close {
@@ -304,6 +320,15 @@ pub async fn serve_websocket<S>(
     // Boxed: the closing handshake's state would otherwise be part of every idle
     // connection's task.
     Box::pin(finish(&mut io, &mut decoder, ending, &limits)).await;
+}
+
+/// Queues `command` for the shard, waiting only while its queue is full.
+async fn post(shard: &ShardHandle, command: Command) -> Result<(), crate::ShardStopped> {
+    match shard.try_post(command) {
+        Ok(None) => Ok(()),
+        Ok(Some(command)) => shard.send_slow(command).await,
+        Err(stopped) => Err(stopped),
+    }
 }
 
 /// Acts on the decoded events; returns how the connection ends if one of them ends it.
@@ -417,12 +442,12 @@ fn header_len(len: usize) -> usize {
 fn count_written(telemetry: &Telemetry, frames: &[Queued]) {
     let bytes: usize = frames
         .iter()
-        .map(|(frame, _)| header_len(frame.as_str().len()) + frame.as_str().len())
+        .map(|(frame, ..)| header_len(frame.as_str().len()) + frame.as_str().len())
         .sum();
     telemetry.wrote(bytes, frames.len());
-    if frames.iter().any(|(_, read_at)| read_at.is_some()) {
+    if frames.iter().any(|(_, read_at, _)| read_at.is_some()) {
         let now = std::time::Instant::now();
-        for read_at in frames.iter().filter_map(|(_, read_at)| *read_at) {
+        for read_at in frames.iter().filter_map(|(_, read_at, _)| *read_at) {
             telemetry
                 .relay_latency
                 .record(now.saturating_duration_since(read_at));
@@ -449,10 +474,10 @@ where
                 let mut lens = [0usize; FRAMES_PER_WRITE];
                 let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
                 let mut used = 0;
-                for (i, (frame, _)) in rest.iter().take(count).enumerate() {
+                for (i, (frame, ..)) in rest.iter().take(count).enumerate() {
                     lens[i] = frame_header(OP_TEXT, frame.as_str().len(), &mut headers[i]);
                 }
-                for (i, (frame, _)) in rest.iter().take(count).enumerate() {
+                for (i, (frame, ..)) in rest.iter().take(count).enumerate() {
                     let header = &headers[i][..lens[i]];
                     let payload = frame.as_str().as_bytes();
                     let skip = if i == 0 { offset } else { 0 };
@@ -472,7 +497,7 @@ where
                 }
                 let mut left = written;
                 while left > 0 {
-                    let Some((frame, _)) = frames.get(at) else {
+                    let Some((frame, ..)) = frames.get(at) else {
                         break;
                     };
                     let len = frame.as_str().len();

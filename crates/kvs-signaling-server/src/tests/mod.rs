@@ -23,6 +23,7 @@ mod aws_sdk;
 mod conformance;
 mod console;
 mod cors;
+mod delivery;
 mod hardening;
 mod harness;
 mod liveness;

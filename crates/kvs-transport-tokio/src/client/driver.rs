@@ -212,12 +212,16 @@ impl Driver {
                         .config
                         .indications
                         .unwrap_or_else(|| !is_aws_endpoint(&wss_endpoint));
+                    let delivery_status = self.config.delivery_status;
                     self.spawn(async move {
-                        let extra: &[(&str, &str)] = if indications {
-                            &[(kvs_signaling_proto::INDICATIONS_PARAM, "true")]
-                        } else {
-                            &[]
-                        };
+                        let mut extra: Vec<(&str, &str)> = Vec::new();
+                        if indications {
+                            extra.push((kvs_signaling_proto::INDICATIONS_PARAM, "true"));
+                        }
+                        if delivery_status {
+                            extra.push((kvs_signaling_proto::DELIVERY_STATUS_PARAM, "true"));
+                        }
+                        let extra = extra.as_slice();
                         let url = kvs_ice_rest::presign_connect_url_with(
                             rest.credentials(),
                             rest.region(),
@@ -316,6 +320,10 @@ impl Driver {
                 match ServerEvent::decode(text.as_str()) {
                     Ok(event) => {
                         self.session.handle_event(now.into_std(), &event);
+                        if let Some(status) = &event.delivery_status {
+                            let status = ClientEvent::DeliveryStatus(status.clone());
+                            let _ = self.events.send(status).await;
+                        }
                         if matches!(
                             event.message_type,
                             MessageType::SdpOffer

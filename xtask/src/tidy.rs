@@ -277,3 +277,31 @@ fn dependency_versions_live_in_the_workspace_manifest() {
         }
     }
 }
+
+/// The transport's public API names no tungstenite type: a bump of that crate must not break
+/// our users (its WebSocket is an implementation detail of the client).
+#[test]
+fn the_transport_api_leaks_no_tungstenite_type() {
+    let src = root().join("crates/kvs-transport-tokio/src");
+    let mut leaks = Vec::new();
+    for entry in files(&src, ".rs") {
+        let text = read(&entry);
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_start();
+            let public = line.starts_with("pub fn")
+                || line.starts_with("pub async fn")
+                || line.starts_with("pub struct")
+                || line.starts_with("pub enum")
+                || line.starts_with("pub type")
+                || line.starts_with("pub use");
+            if public && line.contains("tungstenite") {
+                leaks.push(format!("{}:{}: {line}", entry.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "public items naming tungstenite:\n{}",
+        leaks.join("\n")
+    );
+}

@@ -29,3 +29,7 @@ pub use kvs_signaling_auth::{
     PresignError, SERVICE, TurnConfig, TurnConfigError, TurnCredentials, TurnSecret, Verified,
     Verifier, presign_connect_url, presign_connect_url_with, region_from_env, sign_request_headers,
 };
+/// The TLS library this crate's API speaks (`rustls::ClientConfig`,
+/// `rustls::ServerConfig`), re-exported so that users build those with the very version this
+/// crate was built against, whatever other rustls their tree holds.
+pub use rustls;

@@ -31,6 +31,10 @@ mod ws;
 pub use client::{
     ClientConfig, ClientError, ClientEvent, Events, Received, SendError, Sent, SignalingClient,
 };
+/// The TLS library this crate's API speaks (`rustls::ClientConfig`,
+/// `rustls::ServerConfig`), re-exported so that users build those with the very version this
+/// crate was built against, whatever other rustls their tree holds.
+pub use rustls;
 
 pub use codec::{HandshakeError, accept_key};
 pub use listen::{LISTEN_BACKLOG, TcpTuning, listen};

@@ -4,10 +4,13 @@
 # - Node.js (18 or newer) and npm, and the official KVS WebRTC JavaScript SDK with its
 #   dependencies in tests/js-sdk/node_modules (`npm ci` from the committed package-lock.json),
 #   for crates/kvs-signaling-server/tests/js_sdk.rs;
-# - Debian's Chromium and certutil (libnss3-tools), for the same SDK in a real browser.
+# - Debian's Chromium and certutil (libnss3-tools), for the same SDK in a real browser;
+# - Debian's redis-server and redis-cli, which the cluster tests (tests/cluster) start on
+#   loopback with their own data directories, and HAProxy, which balances their nodes.
 # Idempotent: each step is a no-op when its tool is on PATH, and `npm ci` runs only when
 # tests/js-sdk/node_modules is missing or older than package-lock.json. apt-get installs need
-# root (or sudo) on Debian or Ubuntu; `npm ci` runs as the invoking user. It never starts coturn.
+# root (or sudo) on Debian or Ubuntu; `npm ci` runs as the invoking user. It never starts coturn,
+# Redis or HAProxy, and stops the system services their packages start.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -75,6 +78,38 @@ else
         exit 1
     fi
     echo "install-test-deps: installed $(command -v turnserver)"
+fi
+
+# --- Redis and HAProxy, for the cluster tests -------------------------------------------------
+
+# Stops and disables a service a package just enabled on a host running systemd (the tests
+# start their own, on ports of their own).
+stop_service() {
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        "${SUDO[@]}" systemctl disable --now "$1" || true
+    fi
+}
+cluster_missing=()
+command -v redis-server >/dev/null 2>&1 || cluster_missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || cluster_missing+=(redis-tools)
+command -v haproxy >/dev/null 2>&1 || cluster_missing+=(haproxy)
+if [ "${#cluster_missing[@]}" -eq 0 ]; then
+    echo "install-test-deps: redis-server, redis-cli and haproxy already installed"
+else
+    apt_install "${cluster_missing[@]}"
+    for package in "${cluster_missing[@]}"; do
+        case "$package" in
+            redis-server) stop_service redis-server.service ;;
+            haproxy) stop_service haproxy.service ;;
+        esac
+    done
+    for tool in redis-server redis-cli haproxy; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "install-test-deps: ${cluster_missing[*]} installed but $tool is not on PATH" >&2
+            exit 1
+        fi
+    done
+    echo "install-test-deps: installed $(redis-server --version | cut -d' ' -f1-3) and $(haproxy -v | head -n1)"
 fi
 
 # --- Chromium and certutil, for the browser test ---------------------------------------------

@@ -1,6 +1,6 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `ci`: everything CI checks, in order: the tools tests need (coturn, installed by
+//! - `ci`: everything CI checks, in order: the tools tests need (coturn, Redis, HAProxy, Chromium, Node.js, installed by
 //!   `scripts/install-test-deps.sh` when missing), formatting, clippy, tests, docs, benchmark
 //!   builds, packaging of the publishable crates, each checked with the oldest Rust it claims
 //!   (`rust-version`), fuzz smoke. Ends with one line, `ci: N passed, N failed`, counting every test.
@@ -144,7 +144,7 @@ fn ci(fuzz_seconds: u64) -> Result<(), String> {
     let mut counts = Counts::default();
     let result = (|| {
         run(
-            "install test dependencies (coturn, Node.js and the JS SDK)",
+            "install test dependencies (coturn, Redis, HAProxy, Chromium, Node.js and the JS SDK)",
             Command::new(root().join("scripts/install-test-deps.sh")).current_dir(root()),
         )?;
         run("fmt", cargo().args(["fmt", "--all", "--check"]))?;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, StatusCode, header};
@@ -25,14 +25,11 @@ use crate::http::{HttpResponse, Reply, rest_error, text};
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) config: ServerConfig,
-    pub(crate) registry: Mutex<Registry>,
-    /// Held by every control-plane write from its staging to its commit: writes are rare,
-    /// and one at a time each stages against the state the previous one committed.
-    pub(crate) writes: tokio::sync::Mutex<()>,
+    /// The control plane's channels: here, or in Redis in cluster mode.
+    pub(crate) channels: crate::channels::Channels,
     /// One hub per shard; a channel lives on the shard its ARN hashes to.
     pub(crate) shards: Shards,
     pub(crate) verifier: Verifier,
-    pub(crate) store: Arc<crate::store::Store>,
     /// `scheme://host[:port]` of this server as clients reach it.
     pub(crate) public_url: String,
     /// Requests refused for their signature or their key's limits, REST and connect.
@@ -52,6 +49,8 @@ pub(crate) struct App {
     pub(crate) telemetry: Arc<Telemetry>,
     /// The live console, when it is on.
     pub(crate) console: Option<crate::console::Console>,
+    /// In cluster mode, the routing of connects and calls to each channel's owner node.
+    pub(crate) router: Option<Arc<crate::cluster::Router>>,
     /// Turns true when the server drains: long-lived answers (the console's event streams)
     /// end then.
     pub(crate) stopping: watch::Receiver<bool>,
@@ -98,8 +97,8 @@ pub struct Server {
 pub(crate) struct Shards(Vec<ShardHandle>);
 
 impl Shards {
-    /// The shard of `arn`.
-    pub(crate) fn of(&self, arn: &kvs_signaling_proto::ChannelArn) -> &ShardHandle {
+    /// The index of the shard of `arn`.
+    pub(crate) fn index_of(&self, arn: &kvs_signaling_proto::ChannelArn) -> usize {
         // FNV-1a: stable across runs and platforms.
         let hash = arn
             .as_str()
@@ -108,9 +107,13 @@ impl Shards {
                 (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
             });
         let len = self.0.len().max(1) as u64;
-        let index = usize::try_from(hash % len).unwrap_or(0);
+        usize::try_from(hash % len).unwrap_or(0)
+    }
+
+    /// The shard of `arn`.
+    pub(crate) fn of(&self, arn: &kvs_signaling_proto::ChannelArn) -> &ShardHandle {
         // `Server::start` makes at least one shard.
-        &self.0[index]
+        &self.0[self.index_of(arn)]
     }
 
     /// Every shard.
@@ -150,6 +153,9 @@ pub enum StartError {
     /// The console's settings cannot be used.
     #[error("{0}")]
     Console(String),
+    /// The node cannot join its cluster.
+    #[error("{0}")]
+    Cluster(#[from] crate::ClusterError),
 }
 
 impl Server {
@@ -173,6 +179,15 @@ impl Server {
         })?;
         let acceptor = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let scheme = if acceptor.is_some() { "https" } else { "http" };
+        if config.cluster.is_some() && config.public_url.is_none() {
+            // GetSignalingChannelEndpoint must never pin a client to one node: the official C
+            // SDK caches the endpoint it gets.
+            return Err(StartError::Cluster(crate::ClusterError::Config(
+                "--public-url is required in cluster mode: the URL of the load balancer in \
+                 front of the nodes, which GetSignalingChannelEndpoint hands out"
+                    .to_owned(),
+            )));
+        }
         let public_url = config
             .public_url
             .clone()
@@ -209,20 +224,30 @@ impl Server {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let registry_config = config.registry.clone().region(config.region.clone());
-        #[cfg(test)]
-        let store = match config.faulty_store.take() {
-            Some(faulty) => Arc::new(crate::store::Store::Faulty(faulty)),
-            None => Arc::new(crate::store::Store::open(config.data_dir.as_deref())?),
+        let channels = match &config.cluster {
+            Some(cluster) => crate::channels::Channels::Cluster(
+                crate::cluster::Cluster::join(cluster, registry_config).await?,
+            ),
+            None => {
+                #[cfg(test)]
+                let store = match config.faulty_store.take() {
+                    Some(faulty) => Arc::new(crate::store::Store::Faulty(faulty)),
+                    None => Arc::new(crate::store::Store::open(config.data_dir.as_deref())?),
+                };
+                #[cfg(not(test))]
+                let store = Arc::new(crate::store::Store::open(config.data_dir.as_deref())?);
+                let snapshot = store.load()?;
+                let restored = snapshot.channels.len();
+                let registry = Registry::restore(registry_config, SplitMix64::new(seed), snapshot)
+                    .map_err(|err| StartError::Restore(err.to_string()))?;
+                if let Some(path) = store.path() {
+                    tracing::info!(channels = restored, path = %path.display(), "channels restored");
+                }
+                crate::channels::Channels::Local(Box::new(crate::channels::Local::new(
+                    registry, store,
+                )))
+            }
         };
-        #[cfg(not(test))]
-        let store = Arc::new(crate::store::Store::open(config.data_dir.as_deref())?);
-        let snapshot = store.load()?;
-        let restored = snapshot.channels.len();
-        let registry = Registry::restore(registry_config, SplitMix64::new(seed), snapshot)
-            .map_err(|err| StartError::Restore(err.to_string()))?;
-        if let Some(path) = store.path() {
-            tracing::info!(channels = restored, path = %path.display(), "channels restored");
-        }
         let verifier = Verifier::new(config.region.clone(), config.credentials.clone());
         let ice = Arc::new(RwLock::new(Arc::new(config.ice.clone())));
         let connections = Arc::new(Connections::new(config.max_connections));
@@ -231,13 +256,20 @@ impl Server {
             .as_ref()
             .map(|console| format!("{public_url}/console/?token={}", console.token()));
         let (shutdown, stop) = watch::channel(false);
+        let router = match &channels {
+            crate::channels::Channels::Cluster(cluster) => Some(crate::cluster::Router::start(
+                Arc::clone(cluster),
+                shards.clone(),
+                config.shard,
+                Arc::clone(&telemetry),
+            )),
+            crate::channels::Channels::Local(_) => None,
+        };
         let app = Arc::new(App {
             config,
-            registry: Mutex::new(registry),
-            writes: tokio::sync::Mutex::new(()),
+            channels,
             shards: shards.clone(),
             verifier,
-            store,
             public_url: public_url.clone(),
             auth_failures: AtomicU64::new(0),
             rest_errors: AtomicU64::new(0),
@@ -247,6 +279,7 @@ impl Server {
             connections_refused: AtomicU64::new(0),
             telemetry,
             console,
+            router,
             stopping: stop.clone(),
         });
         let weak = Arc::downgrade(&app);
@@ -533,11 +566,7 @@ async fn metrics(app: &App) -> HttpResponse {
         counters.status_responses += c.status_responses;
         counters.closed_without_go_away += c.closed_without_go_away;
     }
-    let channels = app
-        .registry
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .len();
+    let channels = app.channels.count().await.unwrap_or(0);
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, value: u64| {
         let _ = writeln!(out, "# HELP kvs_{name} {help}");

@@ -121,6 +121,27 @@ pub(crate) struct ServeArgs {
     /// Serve no console at /console/.
     #[arg(long)]
     pub(crate) no_console: bool,
+    /// Cluster mode: this node and others serve one set of channels kept in this Redis
+    /// (`redis://HOST:PORT`, or `rediss://` for TLS); --public-url is then required.
+    #[arg(long, value_name = "URL", env = "KVS_CLUSTER")]
+    pub(crate) cluster: Option<String>,
+    /// The prefix of the cluster's Redis keys [default: kvs].
+    #[arg(long, value_name = "PREFIX", env = "KVS_CLUSTER_PREFIX")]
+    pub(crate) cluster_prefix: Option<String>,
+    /// A file holding the Redis password (or set KVS_REDIS_PASSWORD; KVS_REDIS_USERNAME for an
+    /// ACL user).
+    #[arg(long, value_name = "PATH", env = "KVS_REDIS_PASSWORD_FILE")]
+    pub(crate) redis_password_file: Option<PathBuf>,
+}
+
+/// The password in the file at `path` (its first line), the error naming `source`.
+fn read_password(path: &str, source: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|err| format!("{source}: {path}: {err}"))?;
+    let password = text.lines().next().unwrap_or("").trim_end();
+    if password.is_empty() {
+        return Err(format!("{source}: {path} holds no password"));
+    }
+    Ok(password.to_owned())
 }
 
 fn parse_policy(text: &str) -> Result<IndicationPolicy, String> {
@@ -156,6 +177,11 @@ pub(crate) struct Options {
     pub(crate) limits: LimitsSection,
     pub(crate) console_token: Option<String>,
     pub(crate) no_console: bool,
+    /// Cluster mode's Redis URL, key prefix, ACL user and password.
+    pub(crate) cluster: Option<String>,
+    pub(crate) cluster_prefix: Option<String>,
+    pub(crate) redis_username: Option<String>,
+    pub(crate) redis_password: Option<String>,
     /// The config file, read again on SIGHUP for new TURN secrets.
     pub(crate) config_path: Option<PathBuf>,
 }
@@ -186,6 +212,10 @@ impl Options {
             limits: LimitsSection::default(),
             console_token: None,
             no_console: false,
+            cluster: None,
+            cluster_prefix: None,
+            redis_username: None,
+            redis_password: None,
             config_path: None,
         }
     }
@@ -198,7 +228,7 @@ impl Options {
             options.apply_file(FileConfig::load(path)?)?;
             options.config_path = Some(path.clone());
         }
-        options.apply_args(args);
+        options.apply_args(args)?;
         Ok(options)
     }
 
@@ -255,11 +285,19 @@ impl Options {
             self.console_token = console.token.or(self.console_token.take());
             self.no_console |= console.enabled == Some(false);
         }
+        self.cluster = file.cluster.or(self.cluster.take());
+        if let Some(redis) = file.redis {
+            self.cluster_prefix = redis.key_prefix.or(self.cluster_prefix.take());
+            self.redis_username = redis.username.or(self.redis_username.take());
+            if let Some(path) = redis.password_file {
+                self.redis_password = Some(read_password(&path, "redis.password_file")?);
+            }
+        }
         Ok(())
     }
 
     /// What the flags and the environment set.
-    fn apply_args(&mut self, args: ServeArgs) {
+    fn apply_args(&mut self, args: ServeArgs) -> Result<(), String> {
         let ServeArgs {
             config: _,
             listen,
@@ -281,6 +319,9 @@ impl Options {
             insecure_no_auth,
             console_token,
             no_console,
+            cluster,
+            cluster_prefix,
+            redis_password_file,
         } = args;
         if let Some(listen) = listen {
             self.listen = listen;
@@ -322,6 +363,20 @@ impl Options {
         self.insecure |= insecure_no_auth;
         self.console_token = console_token.or(self.console_token.take());
         self.no_console |= no_console;
+        self.cluster = cluster.or(self.cluster.take());
+        self.cluster_prefix = cluster_prefix.or(self.cluster_prefix.take());
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        self.redis_username = env("KVS_REDIS_USERNAME").or(self.redis_username.take());
+        if let Some(password) = env("KVS_REDIS_PASSWORD") {
+            self.redis_password = Some(password);
+        }
+        if let Some(path) = redis_password_file {
+            self.redis_password = Some(read_password(
+                &path.to_string_lossy(),
+                "--redis-password-file",
+            )?);
+        }
+        Ok(())
     }
 }
 

@@ -138,6 +138,9 @@ pub struct ServerConfig {
     pub cors: crate::CorsConfig,
     /// The live console at `/console/`: on, with a token made at start, by default.
     pub console: crate::ConsoleConfig,
+    /// Cluster mode: the channels live in Redis and are served by every node; `None` (the
+    /// default) is a single server with its own store.
+    pub cluster: Option<crate::ClusterConfig>,
     /// A disk that fails or stalls, in place of the store, for the tests.
     #[cfg(test)]
     pub(crate) faulty_store: Option<crate::store::faulty::Faulty>,
@@ -170,9 +173,17 @@ impl ServerConfig {
             tls: None,
             cors: crate::CorsConfig::default(),
             console: crate::ConsoleConfig::default(),
+            cluster: None,
             #[cfg(test)]
             faulty_store: None,
         }
+    }
+
+    /// Sets [`ServerConfig::cluster`].
+    #[must_use]
+    pub fn cluster(mut self, cluster: crate::ClusterConfig) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Sets [`ServerConfig::console`].

@@ -48,6 +48,23 @@ pub struct FileConfig {
     pub cors: Option<CorsSection>,
     /// The live console.
     pub console: Option<ConsoleSection>,
+    /// Cluster mode: the Redis URL (`redis://HOST:PORT` or `rediss://`), as `--cluster`.
+    pub cluster: Option<String>,
+    /// The cluster's Redis settings.
+    pub redis: Option<RedisSection>,
+}
+
+/// `[redis]`: how a cluster node reaches Redis, beyond its URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisSection {
+    /// The prefix of the cluster's keys: `kvs`.
+    pub key_prefix: Option<String>,
+    /// The ACL user.
+    pub username: Option<String>,
+    /// A file whose first line is the password (never the password itself in this file).
+    pub password_file: Option<String>,
 }
 
 /// `[console]`.

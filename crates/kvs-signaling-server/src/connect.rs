@@ -5,8 +5,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
@@ -60,11 +60,15 @@ fn offers_wss_protocol(headers: &HeaderMap) -> bool {
 }
 
 /// The channel's message TTL and configuration revision, or `None` when it does not exist.
-fn channel_ttl(app: &App, arn: &ChannelArn) -> Option<(MessageTtlSeconds, u64)> {
-    let registry = app.registry.lock().unwrap_or_else(PoisonError::into_inner);
-    registry
-        .channel_by_arn(arn)
-        .map(|channel| (channel.message_ttl(), channel.revision()))
+async fn channel_ttl(
+    app: &App,
+    arn: &ChannelArn,
+) -> Result<Option<(MessageTtlSeconds, u64)>, HttpResponse> {
+    Ok(app
+        .channels
+        .by_arn(arn)
+        .await?
+        .map(|channel| (channel.message_ttl(), channel.revision())))
 }
 
 fn not_found(arn: &ChannelArn) -> HttpResponse {
@@ -123,8 +127,10 @@ pub(crate) async fn connect(
     }
     let indications = app.config.indications.applies(connect.indications, c_sdk);
     let arn = connect.channel_arn.clone();
-    let Some((ttl, revision)) = channel_ttl(&app, &arn) else {
-        return not_found(&arn);
+    let (ttl, revision) = match channel_ttl(&app, &arn).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(&arn),
+        Err(response) => return response,
     };
     let open = match connect.client_id {
         Some(client_id) => OpenConnection::viewer(connect.channel_arn, client_id, ttl),
@@ -139,20 +145,35 @@ pub(crate) async fn connect(
             .get::<crate::accept::PeerAddr>()
             .map(|peer| peer.0),
     );
-    let shard = app.shards.of(&arn);
-    let registration = match shard.open(open).await {
+    let opened = match &app.router {
+        Some(router) => router
+            .open(open)
+            .await
+            .map_err(|crate::cluster::Unrouted(message)| message),
+        None => app
+            .shards
+            .of(&arn)
+            .open(open)
+            .await
+            .map_err(|_| "the hub has stopped".to_owned()),
+    };
+    let registration = match opened {
         Ok(Ok(registration)) => registration,
         Ok(Err(refused)) => return refuse(refused.error_type, refused.message),
-        Err(_) => return refuse(ErrorType::InternalFailure, "the hub has stopped"),
+        Err(message) => return refuse(ErrorType::InternalFailure, message),
     };
     // The channel may have changed while the hub was asked: a deletion or an update that
     // reached the hub before this connect did would otherwise be undone by it.
-    match channel_ttl(&app, &arn) {
-        None => return not_found(&arn),
-        Some((ttl, now)) if now != revision => {
-            let _ = shard.channel_updated(arn, ttl, now).await;
-        }
-        Some(_) => {}
+    match channel_ttl(&app, &arn).await {
+        Ok(None) => return not_found(&arn),
+        Ok(Some((ttl, now))) if now != revision => match &app.router {
+            Some(router) => router.channel_updated(&arn, ttl, now).await,
+            None => {
+                let _ = app.shards.of(&arn).channel_updated(arn, ttl, now).await;
+            }
+        },
+        Ok(Some(_)) => {}
+        Err(response) => return response,
     }
     let upgrade = hyper::upgrade::on(&mut request);
     let limits = app

@@ -570,12 +570,18 @@ async fn state(app: &App, console: &Console, who: &str) -> HttpResponse {
         .map(|v| (v.arn.as_str().to_owned(), channel_json(v, now, wall_now)))
         .collect();
     let records: Vec<Value> = {
-        let registry = app
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        registry
-            .channels()
+        let records = match app
+            .channels
+            .read(crate::channels::Scope::All, |registry| {
+                registry.channels().cloned().collect::<Vec<_>>()
+            })
+            .await
+        {
+            Ok(records) => records,
+            Err(response) => return response,
+        };
+        records
+            .iter()
             .map(|record| {
                 let arn = record.arn().as_str().to_owned();
                 let live = live
@@ -861,12 +867,10 @@ async fn test_call(app: &App, request: Request<Incoming>) -> HttpResponse {
         }
         _ => return console_error(StatusCode::BAD_REQUEST, "Role: MASTER or VIEWER"),
     };
-    let exists = app
-        .registry
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .channel_by_arn(&arn)
-        .is_some();
+    let exists = match app.channels.by_arn(&arn).await {
+        Ok(found) => found.is_some(),
+        Err(response) => return response,
+    };
     if !exists {
         return console_error(StatusCode::NOT_FOUND, format!("no channel {arn}"));
     }

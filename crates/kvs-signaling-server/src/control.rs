@@ -7,11 +7,10 @@
     reason = "the error of these helpers is the ready HTTP answer, returned once per request"
 )]
 
-use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use kvs_signaling_core::{AlexaOffer, Change, ChannelRecord, Registry, RegistryError};
+use kvs_signaling_core::{AlexaOffer, RegistryError};
 use kvs_signaling_proto::{
     ChannelArn, ChannelProtocol, CreateSignalingChannelRequest, DeleteSignalingChannelRequest,
     DescribeMediaStorageConfigurationRequest, DescribeSignalingChannelRequest, ErrorType,
@@ -23,58 +22,8 @@ use kvs_signaling_proto::{
 
 use crate::access::{Action, Caller};
 use crate::app::App;
+use crate::channels::{Scope, registry_error};
 use crate::http::{HttpResponse, json, rest_error};
-
-/// A failing disk fails every write: one line per period says so.
-static NOT_SAVED: kvs_transport_tokio::LogLimiter =
-    kvs_transport_tokio::LogLimiter::new(std::time::Duration::from_secs(10));
-
-fn registry(app: &App) -> MutexGuard<'_, Registry> {
-    // A panic while holding the lock cannot leave the registry half-changed: every method
-    // checks before it changes anything.
-    app.registry.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A control-plane write: `stage` decides it on the registry without changing it; the change is
-/// saved (in the store's own thread, outside the registry's lock, which every connect takes)
-/// and only then committed, so that nobody sees a change that is not durable, and a failed
-/// save changes nothing. Writes run one at a time. Returns the answer and the channel as the
-/// change left it (as it was, for a deletion).
-async fn write<R>(
-    app: &App,
-    stage: impl FnOnce(&mut Registry) -> Result<(R, Change), RegistryError>,
-) -> Result<(R, ChannelRecord), HttpResponse> {
-    let _one_at_a_time = app.writes.lock().await;
-    let (response, change) = stage(&mut registry(app)).map_err(|err| registry_error(&err))?;
-    let store = Arc::clone(&app.store);
-    let saving = change.clone();
-    let saved = if store.path().is_some() {
-        tokio::task::spawn_blocking(move || store.save(&saving))
-            .await
-            .unwrap_or_else(|err| Err(crate::store::StoreError::stopped(&err)))
-    } else {
-        store.save(&saving)
-    };
-    if let Err(err) = saved {
-        let name = change.name();
-        if let Some(suppressed) = NOT_SAVED.check() {
-            tracing::error!(%err, channel = %name, suppressed, "a control-plane change was not saved");
-        }
-        return Err(rest_error(
-            ErrorType::InternalFailure,
-            format!("the change to channel {name} could not be saved, and was not made: {err}"),
-        ));
-    }
-    let record = change.record().clone();
-    registry(app)
-        .commit(change)
-        .map_err(|err| registry_error(&err))?;
-    Ok((response, record))
-}
-
-fn registry_error(err: &RegistryError) -> HttpResponse {
-    rest_error(err.error_type(), err.to_string())
-}
 
 fn decode<T: JsonBody>(body: &Bytes) -> Result<T, HttpResponse> {
     T::decode(body).map_err(|err| rest_error(err.error_type(), err.to_string()))
@@ -173,9 +122,13 @@ fn answer<T: JsonBody>(result: Result<T, RegistryError>) -> HttpResponse {
 }
 
 /// The channel named by `arn`, its TTL and the revision it was read at, or the service's 404.
-fn channel_ttl(app: &App, arn: &ChannelArn) -> Result<(MessageTtlSeconds, u64), HttpResponse> {
-    registry(app)
-        .channel_by_arn(arn)
+async fn channel_ttl(
+    app: &App,
+    arn: &ChannelArn,
+) -> Result<(MessageTtlSeconds, u64), HttpResponse> {
+    app.channels
+        .by_arn(arn)
+        .await?
         .map(|channel| (channel.message_ttl(), channel.revision()))
         .ok_or_else(|| {
             rest_error(
@@ -231,18 +184,30 @@ pub(crate) async fn dispatch(
         Operation::CreateSignalingChannel => {
             let request: CreateSignalingChannelRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let (response, _) =
-                try_response!(write(app, |registry| registry.stage_create(now, &request)).await);
+            let (response, _) = try_response!(
+                app.channels
+                    .write(Scope::New, |registry| registry.stage_create(now, &request))
+                    .await
+            );
             json(response.encode())
         }
         Operation::DescribeSignalingChannel => {
             let request: DescribeSignalingChannelRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            answer(registry(app).describe(&request))
+            let scope = Scope::Either(request.channel_name.as_ref(), request.channel_arn.as_ref());
+            answer(try_response!(
+                app.channels
+                    .read(scope, |registry| registry.describe(&request))
+                    .await
+            ))
         }
         Operation::ListSignalingChannels => {
             let request: ListSignalingChannelsRequest = try_response!(decode(&body));
-            let mut result = registry(app).list(&request);
+            let mut result = try_response!(
+                app.channels
+                    .read(Scope::All, |registry| registry.list(&request))
+                    .await
+            );
             if let (Some(caller), Ok(response)) = (caller, &mut result)
                 && let Some(list) = &mut response.channel_info_list
             {
@@ -258,67 +223,114 @@ pub(crate) async fn dispatch(
         Operation::UpdateSignalingChannel => {
             let request: UpdateSignalingChannelRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let (response, updated) =
-                try_response!(write(app, |registry| registry.stage_update(&request)).await);
+            let (response, updated) = try_response!(
+                app.channels
+                    .write(Scope::Arn(&request.channel_arn), |registry| {
+                        registry.stage_update(&request)
+                    })
+                    .await
+            );
             // Connects read the TTL with its revision, so the hub keeps the later one
             // whichever reaches it first.
-            let _ = app
-                .shards
-                .of(updated.arn())
-                .channel_updated(
-                    updated.arn().clone(),
-                    updated.message_ttl(),
-                    updated.revision(),
-                )
-                .await;
+            match &app.router {
+                Some(router) => {
+                    router
+                        .channel_updated(updated.arn(), updated.message_ttl(), updated.revision())
+                        .await;
+                }
+                None => {
+                    let _ = app
+                        .shards
+                        .of(updated.arn())
+                        .channel_updated(
+                            updated.arn().clone(),
+                            updated.message_ttl(),
+                            updated.revision(),
+                        )
+                        .await;
+                }
+            }
             json(response.encode())
         }
         Operation::DeleteSignalingChannel => {
             let request: DeleteSignalingChannelRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let (response, removed) =
-                try_response!(write(app, |registry| registry.stage_delete(&request)).await);
-            let _ = app
-                .shards
-                .of(removed.arn())
-                .channel_deleted(removed.arn().clone())
-                .await;
+            let (response, removed) = try_response!(
+                app.channels
+                    .write(Scope::Arn(&request.channel_arn), |registry| {
+                        registry.stage_delete(&request)
+                    })
+                    .await
+            );
+            match &app.router {
+                Some(router) => router.channel_deleted(removed.arn()).await,
+                None => {
+                    let _ = app
+                        .shards
+                        .of(removed.arn())
+                        .channel_deleted(removed.arn().clone())
+                        .await;
+                }
+            }
             json(response.encode())
         }
         Operation::GetSignalingChannelEndpoint => {
             let request: GetSignalingChannelEndpointRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            try_response!(channel_ttl(app, &request.channel_arn));
+            try_response!(channel_ttl(app, &request.channel_arn).await);
             endpoints(app, &request)
         }
         Operation::TagResource => {
             let request: TagResourceRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let (response, _) =
-                try_response!(write(app, |registry| registry.stage_tag_resource(&request)).await);
+            let (response, _) = try_response!(
+                app.channels
+                    .write(Scope::Arn(&request.resource_arn), |registry| {
+                        registry.stage_tag_resource(&request)
+                    })
+                    .await
+            );
             json(response.encode())
         }
         Operation::UntagResource => {
             let request: UntagResourceRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let (response, _) =
-                try_response!(write(app, |registry| registry.stage_untag_resource(&request)).await);
+            let (response, _) = try_response!(
+                app.channels
+                    .write(Scope::Arn(&request.resource_arn), |registry| {
+                        registry.stage_untag_resource(&request)
+                    })
+                    .await
+            );
             json(response.encode())
         }
         Operation::ListTagsForResource => {
             let request: ListTagsForResourceRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            answer(registry(app).list_tags_for_resource(&request))
+            answer(try_response!(
+                app.channels
+                    .read(Scope::Arn(&request.resource_arn), |registry| {
+                        registry.list_tags_for_resource(&request)
+                    })
+                    .await
+            ))
         }
         Operation::DescribeMediaStorageConfiguration => {
             let request: DescribeMediaStorageConfigurationRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            answer(registry(app).describe_media_storage_configuration(&request))
+            let scope = Scope::Either(request.channel_name.as_ref(), request.channel_arn.as_ref());
+            answer(try_response!(
+                app.channels
+                    .read(scope, |registry| {
+                        registry.describe_media_storage_configuration(&request)
+                    })
+                    .await
+            ))
         }
         Operation::GetIceServerConfig => {
             let request: GetIceServerConfigRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            try_response!(channel_ttl(app, &request.channel_arn));
+            try_response!(channel_ttl(app, &request.channel_arn).await);
             json(
                 app.ice()
                     .ice_server_config(now, &request.channel_arn)
@@ -328,7 +340,7 @@ pub(crate) async fn dispatch(
         Operation::SendAlexaOfferToMaster => {
             let request: SendAlexaOfferToMasterRequest =
                 try_response!(decode_allowed(&body, caller, operation));
-            let (ttl, revision) = try_response!(channel_ttl(app, &request.channel_arn));
+            let (ttl, revision) = try_response!(channel_ttl(app, &request.channel_arn).await);
             let offer = AlexaOffer::new(
                 request.channel_arn,
                 request.sender_client_id,
@@ -336,15 +348,23 @@ pub(crate) async fn dispatch(
                 ttl,
             )
             .ttl_revision(revision);
-            let shard = app.shards.of(&offer.channel_arn);
-            match shard.alexa_offer(offer).await {
+            let answered = match &app.router {
+                Some(router) => router.alexa_offer(offer).await.map_err(|err| err.0),
+                None => app
+                    .shards
+                    .of(&offer.channel_arn)
+                    .alexa_offer(offer)
+                    .await
+                    .map_err(|_| "the hub has stopped".to_owned()),
+            };
+            match answered {
                 Ok(Ok(answer)) => {
                     let mut response = SendAlexaOfferToMasterResponse::new();
                     response.answer = Some(answer.as_str().to_owned());
                     json(response.encode())
                 }
                 Ok(Err(refused)) => rest_error(refused.error_type, refused.message),
-                Err(_) => rest_error(ErrorType::InternalFailure, "the hub has stopped"),
+                Err(message) => rest_error(ErrorType::InternalFailure, message),
             }
         }
         other => rest_error(

@@ -36,6 +36,8 @@
 mod accept;
 mod access;
 mod app;
+mod channels;
+mod cluster;
 mod config;
 mod config_file;
 mod connect;
@@ -49,9 +51,11 @@ mod tls;
 
 pub use access::{Action, Grant, Scope};
 pub use app::{Server, StartError};
+pub use cluster::{ClusterConfig, ClusterError};
 pub use config::{AuthMode, IndicationPolicy, ServerConfig};
 pub use config_file::{
-    ConsoleSection, CorsSection, CredentialEntry, FileConfig, IceSection, LimitsSection, TlsSection,
+    ConsoleSection, CorsSection, CredentialEntry, FileConfig, IceSection, LimitsSection,
+    RedisSection, TlsSection,
 };
 pub use console::ConsoleConfig;
 pub use cors::{ALLOW_HEADERS, ALLOW_METHODS, AllowedOrigins, CorsConfig, EXPOSE_HEADERS};

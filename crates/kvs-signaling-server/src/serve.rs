@@ -154,6 +154,16 @@ pub(crate) fn config(options: &Options) -> Result<Setup, String> {
         console = console.token(token.clone());
     }
     config = config.console(console);
+    if let Some(url) = &options.cluster {
+        let mut cluster = kvs_signaling_server::ClusterConfig::new(url.clone()).credentials(
+            options.redis_username.clone(),
+            options.redis_password.clone(),
+        );
+        if let Some(prefix) = &options.cluster_prefix {
+            cluster = cluster.key_prefix(prefix.clone());
+        }
+        config = config.cluster(cluster);
+    }
     let mut dev_ca = None;
     if let Some((files, ca)) = tls(options)? {
         config = config.tls(files);
@@ -190,12 +200,17 @@ pub(crate) async fn serve(options: Options) -> Result<(), String> {
     let closing = config.websocket.close_timeout + config.websocket.write_timeout;
     let region = config.region.clone();
     let data_dir = config.data_dir.clone();
+    let cluster = config
+        .cluster
+        .as_ref()
+        .map(|cluster| (cluster.redacted_url(), cluster.key_prefix.clone()));
     let server = Server::start(config).await.map_err(|err| err.to_string())?;
     say!(
         "kvs-signaling {} is serving on {}",
         env!("CARGO_PKG_VERSION"),
         server.public_url()
     );
+    say!("  listening on {}", server.local_addr());
     say!();
     say!("Point an AWS or KVS SDK at it with:");
     say!("  endpoint:               {}", server.public_url());
@@ -227,12 +242,16 @@ pub(crate) async fn serve(options: Options) -> Result<(), String> {
         say!("  {url}");
     }
     say!();
-    match data_dir {
-        Some(dir) => say!(
+    match (cluster, data_dir) {
+        (Some((url, prefix)), _) => say!(
+            "Cluster mode: channels are kept in Redis at {url} (keys {prefix}:*), shared by \
+             every node. Ctrl-C or SIGTERM drains and stops this node."
+        ),
+        (None, Some(dir)) => say!(
             "Channels are kept in {}. Ctrl-C or SIGTERM drains and stops.",
             dir.display()
         ),
-        None => say!(
+        (None, None) => say!(
             "Channels live in memory and are lost when the server stops. Ctrl-C or SIGTERM drains and stops."
         ),
     }

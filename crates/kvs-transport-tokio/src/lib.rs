@@ -15,6 +15,7 @@
 //! The client side is [`SignalingClient`]: a master or viewer driving `kvs-signaling-core`'s
 //! `ClientSession`, with the REST calls and the presigned connect URL of `kvs-ice-rest`.
 
+mod bridge;
 mod client;
 mod codec;
 #[cfg(any(test, fuzzing))]
@@ -36,12 +37,13 @@ pub use client::{
 /// crate was built against, whatever other rustls their tree holds.
 pub use rustls;
 
+pub use bridge::{Bridge, BridgeEvent, spawn_bridge};
 pub use codec::{HandshakeError, accept_key};
 pub use listen::{LISTEN_BACKLOG, TcpTuning, listen};
 pub use log::LogLimiter;
 pub use shard::{
-    CloseCommand, Registration, SLOW_CONSUMER_CLOSE_CODE, ShardConfig, ShardHandle, ShardStopped,
-    spawn, spawn_with_telemetry,
+    CloseCommand, Registration, RemoteOutput, RemoteOutputKind, RemoteSink,
+    SLOW_CONSUMER_CLOSE_CODE, ShardConfig, ShardHandle, ShardStopped, spawn, spawn_with_telemetry,
 };
 pub use telemetry::{HistogramSnapshot, LatencyHistogram, Observations, Telemetry};
 pub use tls::{TlsStream, accept_tls};

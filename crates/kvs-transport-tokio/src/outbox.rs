@@ -9,21 +9,36 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use kvs_signaling_core::{Frame, Receipt};
+use kvs_signaling_core::{ConnId, Frame, Receipt};
 
 use crate::shard::CloseCommand;
 
-/// A frame to write, when the message it relays was read from its sender (for the relay
-/// latency; `None` for frames that relay nothing read just now), and the receipt to hand the
-/// hub back once it is written (or not), for a message whose sender asked for delivery
-/// status.
-pub(crate) type Queued = (Frame, Option<Instant>, Option<Box<Receipt>>);
+/// What to tell once a tracked frame is written (or never will be): for a message whose
+/// sender asked for delivery status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ack {
+    /// The hub of this process, with its receipt.
+    Hub(Box<Receipt>),
+    /// The hub of another node, which knows the frame by this token of a bridged
+    /// connection.
+    Link {
+        /// The bridged connection.
+        conn: ConnId,
+        /// The owner's token for the frame.
+        token: u64,
+    },
+}
 
-/// The tracked frames among `frames`, with their receipts.
-pub(crate) fn tracked(frames: impl IntoIterator<Item = Queued>) -> Vec<(Receipt, Frame)> {
+/// A frame to write, when the message it relays was read from its sender (for the relay
+/// latency; `None` for frames that relay nothing read just now), and what to tell once it is
+/// written (or not), for a message whose sender asked for delivery status.
+pub(crate) type Queued = (Frame, Option<Instant>, Option<Ack>);
+
+/// The tracked frames among `frames`, with what to tell.
+pub(crate) fn tracked(frames: impl IntoIterator<Item = Queued>) -> Vec<(Ack, Frame)> {
     frames
         .into_iter()
-        .filter_map(|(frame, _, receipt)| receipt.map(|receipt| (*receipt, frame)))
+        .filter_map(|(frame, _, ack)| ack.map(|ack| (ack, frame)))
         .collect()
 }
 
@@ -31,7 +46,7 @@ struct State {
     frames: VecDeque<Queued>,
     /// Tracked frames that will never be written (the connection closes): the hub hears of
     /// them, so that it holds them again.
-    unwritten: Vec<(Receipt, Frame)>,
+    unwritten: Vec<(Ack, Frame)>,
     close: Option<CloseCommand>,
     sender_gone: bool,
     receiver_gone: bool,
@@ -220,7 +235,7 @@ impl OutboxReceiver {
 
     /// Every tracked frame that will not be written: given back, dropped at a close, or still
     /// queued (the queue is emptied).
-    pub(crate) fn take_unwritten(&mut self) -> Vec<(Receipt, Frame)> {
+    pub(crate) fn take_unwritten(&mut self) -> Vec<(Ack, Frame)> {
         let mut state = self.inner.lock();
         let queued = std::mem::take(&mut state.frames);
         let mut unwritten = std::mem::take(&mut state.unwritten);

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::outbox::{Batch, OutboxReceiver, OutboxSender, PushError, Queued, outbox};
+use crate::outbox::{Ack, Batch, OutboxReceiver, OutboxSender, PushError, Queued, outbox};
 use crate::telemetry::Telemetry;
 
 /// The sizes of the shard's queues.
@@ -72,6 +72,13 @@ pub struct CloseCommand {
     pub reason: &'static str,
 }
 
+impl CloseCommand {
+    /// Close with `code` and `reason`.
+    pub const fn new(code: u16, reason: &'static str) -> Self {
+        Self { code, reason }
+    }
+}
+
 impl From<CloseReason> for CloseCommand {
     fn from(reason: CloseReason) -> Self {
         Self {
@@ -109,9 +116,18 @@ pub(crate) enum Command {
     Counters(oneshot::Sender<Counters>),
     ChannelViews(oneshot::Sender<Vec<ChannelView>>),
     /// Tracked frames written to their sockets.
-    Written(Vec<Receipt>),
+    Written(Vec<Ack>),
     /// Tracked frames that will never be written.
-    Unwritten(Vec<(Receipt, Frame)>),
+    Unwritten(Vec<(Ack, Frame)>),
+    /// A connection whose socket another node holds.
+    OpenRemote {
+        open: OpenConnection,
+        sink: RemoteSink,
+        reply: oneshot::Sender<Result<ConnId, Refused>>,
+    },
+    /// The node holding these remote connections is gone: they are closed, and their tracked
+    /// frames held again.
+    RemoteGone(Vec<ConnId>),
 }
 
 /// A way to talk to a shard task. Cheap to clone.
@@ -139,9 +155,42 @@ impl std::fmt::Debug for Command {
             Self::ChannelViews(_) => "ChannelViews",
             Self::Written(_) => "Written",
             Self::Unwritten(_) => "Unwritten",
+            Self::OpenRemote { .. } => "OpenRemote",
+            Self::RemoteGone(_) => "RemoteGone",
         })
     }
 }
+
+/// What a shard sends a connection whose socket another node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteOutput {
+    /// The hub's id of the connection.
+    pub conn: ConnId,
+    /// What to do.
+    pub kind: RemoteOutputKind,
+}
+
+/// What a remote connection's node is to do ([`RemoteOutput`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteOutputKind {
+    /// Write `frame`; if it carries a token, say whether it was written
+    /// ([`ShardHandle::remote_acked`]).
+    Frame {
+        /// The text frame.
+        frame: Frame,
+        /// The token of a tracked frame (its sender asked for delivery status).
+        token: Option<u64>,
+    },
+    /// Close the socket.
+    Close(CloseCommand),
+}
+
+/// Where a shard sends the outputs of its remote connections: a bounded queue the caller
+/// drains toward the nodes that hold the sockets. When it is full, the connection is closed
+/// as a slow consumer would be.
+pub type RemoteSink = mpsc::Sender<RemoteOutput>;
 
 /// A connection the hub accepted, before or while its socket is served. Dropping it tells the
 /// hub the connection closed.
@@ -187,6 +236,22 @@ impl Drop for Registration {
 }
 
 impl ShardHandle {
+    pub(crate) fn new(
+        commands: mpsc::Sender<Command>,
+        outbound_capacity: usize,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        Self {
+            commands,
+            outbound_capacity,
+            telemetry,
+        }
+    }
+
+    pub(crate) fn outbound_capacity(&self) -> usize {
+        self.outbound_capacity
+    }
+
     /// Registers a connection with the hub; a refusal carries the service's error, to answer
     /// the upgrade request with.
     pub async fn open(
@@ -207,6 +272,43 @@ impl ShardHandle {
             shard: self.clone(),
             outbound: outbound_rx,
         }))
+    }
+
+    /// Registers a connection whose socket another node holds: the hub decides it as any
+    /// connect, and its outputs go to `sink`. The caller then forwards the socket's
+    /// [`ShardHandle::established`], [`ShardHandle::frame`], [`ShardHandle::keepalive`] and
+    /// [`ShardHandle::closed`].
+    pub async fn open_remote(
+        &self,
+        open: OpenConnection,
+        sink: RemoteSink,
+    ) -> Result<Result<ConnId, Refused>, ShardStopped> {
+        let (reply, verdict) = oneshot::channel();
+        self.send(Command::OpenRemote { open, sink, reply }).await?;
+        verdict.await.map_err(|_| ShardStopped)
+    }
+
+    /// A remote connection's tracked frame (its `token`) was written to its socket, or never
+    /// will be (then its message is held again).
+    pub async fn remote_acked(
+        &self,
+        conn: ConnId,
+        token: u64,
+        written: bool,
+    ) -> Result<(), ShardStopped> {
+        let ack = Ack::Link { conn, token };
+        let command = if written {
+            Command::Written(vec![ack])
+        } else {
+            Command::Unwritten(vec![(ack, Frame::from(String::new()))])
+        };
+        self.send(command).await
+    }
+
+    /// The node holding these remote connections is gone: they close, and their tracked
+    /// frames are held again.
+    pub async fn remote_gone(&self, conns: Vec<ConnId>) -> Result<(), ShardStopped> {
+        self.send(Command::RemoteGone(conns)).await
     }
 
     /// Tells the hub that the socket of `conn` is up (its `101` written): only now does it
@@ -373,8 +475,12 @@ pub fn spawn_with_telemetry(
     (handle, task)
 }
 
-struct Peer {
-    outbound: OutboxSender,
+/// Where a connection's outputs go.
+enum Peer {
+    /// A socket of this process, through its outbox.
+    Local(OutboxSender),
+    /// A socket of another node, through the sink the caller drains.
+    Remote(RemoteSink),
 }
 
 /// The time now, on tokio's clock, so that tests can pause it.
@@ -382,33 +488,53 @@ fn now() -> StdInstant {
     Instant::now().into_std()
 }
 
+type AlexaReplies =
+    HashMap<AlexaRequestId, oneshot::Sender<Result<MessagePayload<'static>, Refused>>>;
+
+/// Tracked frames handed to other nodes' sockets, awaiting word of their writing, at most.
+/// Past it a frame is taken as unwritten at once (held again), so that a silent node cannot
+/// grow the table.
+const MAX_REMOTE_RECEIPTS: usize = 65_536;
+
+/// What the shard task holds besides its hub.
+struct State<'a> {
+    peers: HashMap<ConnId, Peer>,
+    alexa: AlexaReplies,
+    /// Tracked frames sent to remote connections: (connection, token) to the receipt and a
+    /// copy of the frame, to hold it again if it comes back unwritten.
+    receipts: HashMap<(ConnId, u64), (Receipt, Frame)>,
+    next_token: u64,
+    telemetry: &'a Telemetry,
+}
+
 async fn run(mut hub: Hub, mut inbound: mpsc::Receiver<Command>, telemetry: Arc<Telemetry>) {
-    let telemetry = &*telemetry;
-    let mut peers: HashMap<ConnId, Peer> = HashMap::new();
-    let mut alexa: HashMap<
-        AlexaRequestId,
-        oneshot::Sender<Result<MessagePayload<'static>, Refused>>,
-    > = HashMap::new();
+    let mut state = State {
+        peers: HashMap::new(),
+        alexa: HashMap::new(),
+        receipts: HashMap::new(),
+        next_token: 0,
+        telemetry: &telemetry,
+    };
     loop {
         let deadline = hub.poll_timeout();
         tokio::select! {
             command = inbound.recv() => {
                 let Some(command) = command else { break };
-                hub.set_observing(telemetry.observing());
-                step(&mut hub, &mut peers, &mut alexa, telemetry, command);
+                hub.set_observing(state.telemetry.observing());
+                step(&mut hub, &mut state, command);
                 // Take what else is waiting, up to a budget, before waiting again.
                 for _ in 0..COMMANDS_PER_WAKEUP {
                     let Ok(command) = inbound.try_recv() else { break };
-                    step(&mut hub, &mut peers, &mut alexa, telemetry, command);
+                    step(&mut hub, &mut state, command);
                 }
             }
             () = sleep_until(deadline), if deadline.is_some() => {
                 let at = now();
-                hub.set_observing(telemetry.observing());
+                hub.set_observing(state.telemetry.observing());
                 hub.handle_timeout(at);
                 debug_assert!(hub.poll_timeout().is_none_or(|next| next > at), "timers must move");
                 while let Some(output) = hub.poll_output() {
-                    dispatch(&mut hub, &mut peers, &mut alexa, telemetry, output, None);
+                    dispatch(&mut hub, &mut state, output, None);
                 }
             }
         }
@@ -424,16 +550,10 @@ static SLOW_CONSUMER: crate::LogLimiter =
 
 /// Handles one command and carries out every output it caused, each relayed frame stamped
 /// with when the message it relays was read.
-fn step(
-    hub: &mut Hub,
-    peers: &mut HashMap<ConnId, Peer>,
-    alexa: &mut AlexaReplies,
-    telemetry: &Telemetry,
-    command: Command,
-) {
-    let read_at = handle(hub, peers, alexa, command);
+fn step(hub: &mut Hub, state: &mut State<'_>, command: Command) {
+    let read_at = handle(hub, state, command);
     while let Some(output) = hub.poll_output() {
-        dispatch(hub, peers, alexa, telemetry, output, read_at);
+        dispatch(hub, state, output, read_at);
     }
 }
 
@@ -443,16 +563,25 @@ async fn sleep_until(deadline: Option<StdInstant>) {
     }
 }
 
-type AlexaReplies =
-    HashMap<AlexaRequestId, oneshot::Sender<Result<MessagePayload<'static>, Refused>>>;
+/// A tracked frame is written, or never will be: its hub hears of it.
+fn acked(hub: &mut Hub, state: &mut State<'_>, ack: Ack, frame: Option<Frame>) {
+    let now = now();
+    match (ack, frame) {
+        (Ack::Hub(receipt), None) => hub.handle_written(now, *receipt),
+        (Ack::Hub(receipt), Some(frame)) => hub.handle_unwritten(now, *receipt, frame),
+        (Ack::Link { conn, token }, written) => {
+            if let Some((receipt, copy)) = state.receipts.remove(&(conn, token)) {
+                match written {
+                    None => hub.handle_written(now, receipt),
+                    Some(_) => hub.handle_unwritten(now, receipt, copy),
+                }
+            }
+        }
+    }
+}
 
 /// Hands `command` to the hub; returns when the frame it carried was read, if it did.
-fn handle(
-    hub: &mut Hub,
-    peers: &mut HashMap<ConnId, Peer>,
-    alexa: &mut AlexaReplies,
-    command: Command,
-) -> Option<StdInstant> {
+fn handle(hub: &mut Hub, state: &mut State<'_>, command: Command) -> Option<StdInstant> {
     let now = now();
     match command {
         Command::Open {
@@ -462,11 +591,21 @@ fn handle(
         } => {
             let result = hub.handle_open(now, open);
             if let Ok(conn) = result {
-                peers.insert(conn, Peer { outbound });
+                state.peers.insert(conn, Peer::Local(outbound));
             }
             if let Err(Ok(conn)) = reply.send(result) {
                 // The connection went away while waiting: forget it at once.
-                peers.remove(&conn);
+                state.peers.remove(&conn);
+                hub.handle_close(now, conn);
+            }
+        }
+        Command::OpenRemote { open, sink, reply } => {
+            let result = hub.handle_open(now, open);
+            if let Ok(conn) = result {
+                state.peers.insert(conn, Peer::Remote(sink));
+            }
+            if let Err(Ok(conn)) = reply.send(result) {
+                state.peers.remove(&conn);
                 hub.handle_close(now, conn);
             }
         }
@@ -477,12 +616,12 @@ fn handle(
         }
         Command::Keepalive(conn) => hub.handle_keepalive(now, conn),
         Command::Closed(conn) => {
-            peers.remove(&conn);
+            state.peers.remove(&conn);
             hub.handle_close(now, conn);
         }
         Command::Alexa { offer, reply } => match hub.handle_alexa_offer(now, offer) {
             Ok(request) => {
-                alexa.insert(request, reply);
+                state.alexa.insert(request, reply);
             }
             Err(refused) => {
                 let _ = reply.send(Err(refused));
@@ -501,87 +640,156 @@ fn handle(
         Command::ChannelViews(reply) => {
             let _ = reply.send(hub.channel_views());
         }
-        Command::Written(receipts) => {
-            for receipt in receipts {
-                hub.handle_written(now, receipt);
+        Command::Written(acks) => {
+            for ack in acks {
+                acked(hub, state, ack, None);
             }
         }
         Command::Unwritten(frames) => {
-            for (receipt, frame) in frames {
-                hub.handle_unwritten(now, receipt, frame);
+            for (ack, frame) in frames {
+                acked(hub, state, ack, Some(frame));
+            }
+        }
+        Command::RemoteGone(conns) => {
+            for conn in conns {
+                state.peers.remove(&conn);
+                hub.handle_close(now, conn);
+                let tokens: Vec<(ConnId, u64)> = state
+                    .receipts
+                    .keys()
+                    .filter(|(c, _)| *c == conn)
+                    .copied()
+                    .collect();
+                for key in tokens {
+                    if let Some((receipt, frame)) = state.receipts.remove(&key) {
+                        hub.handle_unwritten(now, receipt, frame);
+                    }
+                }
             }
         }
     }
     None
 }
 
-fn dispatch(
-    hub: &mut Hub,
-    peers: &mut HashMap<ConnId, Peer>,
-    alexa: &mut AlexaReplies,
-    telemetry: &Telemetry,
-    output: Output,
-    read_at: Option<StdInstant>,
-) {
+fn dispatch(hub: &mut Hub, state: &mut State<'_>, output: Output, read_at: Option<StdInstant>) {
     match output {
         Output::Deliver { conn, frame } => {
-            push(hub, peers, conn, (frame, read_at, None));
+            push(hub, state, conn, (frame, read_at, None));
         }
         Output::DeliverTracked {
             conn,
             frame,
             receipt,
         } => {
-            push(hub, peers, conn, (frame, read_at, Some(Box::new(receipt))));
+            push(
+                hub,
+                state,
+                conn,
+                (frame, read_at, Some(Ack::Hub(Box::new(receipt)))),
+            );
         }
-        Output::Close { conn, reason } => {
-            if let Some(peer) = peers.remove(&conn) {
-                peer.outbound.close(reason.into());
+        Output::Close { conn, reason } => match state.peers.remove(&conn) {
+            Some(Peer::Local(outbound)) => outbound.close(reason.into()),
+            Some(Peer::Remote(sink)) => {
+                let _ = sink.try_send(RemoteOutput {
+                    conn,
+                    kind: RemoteOutputKind::Close(reason.into()),
+                });
             }
-        }
+            None => {}
+        },
         Output::AlexaAnswer { request, result } => {
-            if let Some(reply) = alexa.remove(&request) {
+            if let Some(reply) = state.alexa.remove(&request) {
                 let _ = reply.send(result);
             }
         }
-        Output::Observed(observation) => telemetry.observed(observation),
+        Output::Observed(observation) => state.telemetry.observed(observation),
         other => tracing::warn!(?other, "unknown hub output"),
     }
 }
 
-/// Queues `queued` for `conn`'s writer. A slow reader is closed, not buffered for; a tracked
-/// frame that cannot be queued goes back to the hub unwritten.
-fn push(hub: &mut Hub, peers: &mut HashMap<ConnId, Peer>, conn: ConnId, queued: Queued) {
-    let Some(peer) = peers.get_mut(&conn) else {
-        if let (frame, _, Some(receipt)) = queued {
-            hub.handle_unwritten(now(), *receipt, frame);
-        }
-        return;
-    };
-    match peer.outbound.push(queued) {
-        Ok(()) => {}
-        Err((error, queued)) => {
-            if let (frame, _, Some(receipt)) = queued {
+/// Queues `queued` for `conn`: into its outbox, or to the node that holds its socket. A slow
+/// reader is closed, not buffered for; a tracked frame that cannot be queued goes back to the
+/// hub unwritten.
+fn push(hub: &mut Hub, state: &mut State<'_>, conn: ConnId, queued: Queued) {
+    let (frame, read_at, ack) = queued;
+    match state.peers.get(&conn) {
+        None => {
+            if let Some(Ack::Hub(receipt)) = ack {
                 hub.handle_unwritten(now(), *receipt, frame);
             }
-            match error {
-                PushError::Full => {
-                    // A slow reader is closed, not buffered for.
-                    if let Some(suppressed) = SLOW_CONSUMER.check() {
-                        tracing::debug!(?conn, suppressed, "closing a slow consumer");
+        }
+        Some(Peer::Local(outbound)) => match outbound.push((frame, read_at, ack)) {
+            Ok(()) => {}
+            Err((error, (frame, _, ack))) => {
+                if let Some(Ack::Hub(receipt)) = ack {
+                    hub.handle_unwritten(now(), *receipt, frame);
+                }
+                match error {
+                    PushError::Full => {
+                        // A slow reader is closed, not buffered for.
+                        if let Some(suppressed) = SLOW_CONSUMER.check() {
+                            tracing::debug!(?conn, suppressed, "closing a slow consumer");
+                        }
+                        if let Some(Peer::Local(outbound)) = state.peers.remove(&conn) {
+                            outbound.close(CloseCommand {
+                                code: SLOW_CONSUMER_CLOSE_CODE,
+                                reason: "slow consumer",
+                            });
+                        }
+                        hub.handle_close(now(), conn);
                     }
-                    if let Some(peer) = peers.remove(&conn) {
-                        peer.outbound.close(CloseCommand {
+                    PushError::Gone => {
+                        state.peers.remove(&conn);
+                        hub.handle_close(now(), conn);
+                    }
+                }
+            }
+        },
+        Some(Peer::Remote(sink)) => {
+            let token = match ack {
+                Some(Ack::Hub(receipt)) if state.receipts.len() < MAX_REMOTE_RECEIPTS => {
+                    state.next_token += 1;
+                    let token = state.next_token;
+                    state
+                        .receipts
+                        .insert((conn, token), (*receipt, frame.clone()));
+                    Some(token)
+                }
+                Some(Ack::Hub(receipt)) => {
+                    hub.handle_unwritten(now(), *receipt, frame);
+                    return;
+                }
+                _ => None,
+            };
+            let output = RemoteOutput {
+                conn,
+                kind: RemoteOutputKind::Frame { frame, token },
+            };
+            if let Err(err) = sink.try_send(output) {
+                // The link to the other node is backed up: the connection is closed, as a
+                // slow consumer would be, and its tracked frame held again.
+                let output = match err {
+                    mpsc::error::TrySendError::Full(output)
+                    | mpsc::error::TrySendError::Closed(output) => output,
+                };
+                if let RemoteOutputKind::Frame {
+                    token: Some(token), ..
+                } = output.kind
+                    && let Some((receipt, frame)) = state.receipts.remove(&(conn, token))
+                {
+                    hub.handle_unwritten(now(), receipt, frame);
+                }
+                if let Some(Peer::Remote(sink)) = state.peers.remove(&conn) {
+                    let _ = sink.try_send(RemoteOutput {
+                        conn,
+                        kind: RemoteOutputKind::Close(CloseCommand {
                             code: SLOW_CONSUMER_CLOSE_CODE,
                             reason: "slow consumer",
-                        });
-                    }
-                    hub.handle_close(now(), conn);
+                        }),
+                    });
                 }
-                PushError::Gone => {
-                    peers.remove(&conn);
-                    hub.handle_close(now(), conn);
-                }
+                hub.handle_close(now(), conn);
             }
         }
     }

@@ -251,10 +251,10 @@ pub async fn serve_websocket<S>(
                         break Ending::Failed;
                     }
                     count_written(&telemetry, contiguous);
-                    if frames.iter().any(|(.., receipt)| receipt.is_some()) {
+                    if frames.iter().any(|(.., ack)| ack.is_some()) {
                         let receipts = frames
                             .into_iter()
-                            .filter_map(|(.., receipt)| receipt.map(|receipt| *receipt))
+                            .filter_map(|(.., ack)| ack)
                             .collect();
                         // Rare (only senders that asked): boxed out of the task's state.
                         if Box::pin(post(&shard, Command::Written(receipts))).await.is_err() {

@@ -16,6 +16,24 @@ pub struct ConnId {
     pub(super) generation: u32,
 }
 
+impl ConnId {
+    /// The id as one number, to carry it across a process boundary (a cluster's nodes name
+    /// an owner's connections this way).
+    pub const fn to_raw(self) -> u64 {
+        ((self.generation as u64) << 32) | self.slot as u64
+    }
+
+    /// The id [`ConnId::to_raw`] gave. An id that names no connection of a hub is ignored by
+    /// it like any closed one; a transport may also mint ids of its own this way for
+    /// connections no hub of its own holds.
+    pub const fn from_raw(raw: u64) -> Self {
+        Self {
+            slot: raw as u32,
+            generation: (raw >> 32) as u32,
+        }
+    }
+}
+
 /// A SendAlexaOfferToMaster call waiting for the master's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AlexaRequestId(pub(super) u64);
@@ -93,7 +111,8 @@ pub struct Refused {
 }
 
 impl Refused {
-    pub(super) fn new(error_type: ErrorType, message: impl Into<String>) -> Self {
+    /// A refusal with the service's `error_type` and `message`.
+    pub fn new(error_type: ErrorType, message: impl Into<String>) -> Self {
         Self {
             error_type,
             message: message.into(),

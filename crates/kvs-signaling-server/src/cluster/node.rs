@@ -1,0 +1,198 @@
+//! This node's identity, its heartbeat, and which nodes are alive.
+//!
+//! Node liveness is the only lease of the cluster. Each node heartbeats into a sorted set
+//! scored by Redis `TIME`; a peer is dead only when its last heartbeat is older than the TTL
+//! relative to this node's own previous heartbeat, so a Redis stall (a fork, a pause,
+//! `SIGSTOP`) kills nobody: every score is equally late. A node whose own heartbeats have not
+//! been acknowledged for the TTL (less a margin) fences itself: it takes no opens and claims
+//! until Redis answers again.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::keys::Keys;
+
+/// One heartbeat: score this node with Redis's clock, and read who is alive and who is dead,
+/// relative to this node's previous heartbeat; after a stall (this heartbeat came more than
+/// half the TTL after the previous, or less than half an interval after it, queued behind
+/// the stall), nobody is judged, since the others' heartbeats may be queued behind the same
+/// stall. Nodes dead for an hour are forgotten.
+const HEARTBEAT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local previous = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or now)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
+local gap = now - previous
+if gap > ttl / 2 or gap < tonumber(ARGV[3]) / 2 then
+  -- This node, or Redis, stalled since its previous heartbeat (or this one was queued
+  -- behind such a stall with others): the others' heartbeats may still be queued behind the
+  -- same stall. Nobody is judged this round.
+  return {now, redis.call('ZRANGE', KEYS[1], 0, -1), {}}
+end
+local alive = redis.call('ZRANGEBYSCORE', KEYS[1], previous - ttl, '+inf')
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (previous - ttl))
+return {now, alive, dead}
+";
+
+/// A fresh node id for this process: the host name and random bytes, so that a restarted
+/// node is a new node (its predecessor's channels are claimed anew).
+pub(crate) fn fresh_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    let bytes: [u8; 6] = ring::rand::generate(&ring::rand::SystemRandom::new())
+        .map(|random| random.expose())
+        .unwrap_or_else(|_| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let mut out = [0u8; 6];
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = (nanos >> (i * 8)) as u8;
+            }
+            out
+        });
+    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}-{}-{suffix}", std::process::id())
+}
+
+/// What this node knows of the cluster's nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Membership {
+    /// Nodes heard from within the TTL of this node's previous heartbeat, this one included.
+    pub(crate) alive: BTreeSet<String>,
+    /// Nodes not heard from for longer.
+    pub(crate) dead: BTreeSet<String>,
+    /// Redis's clock at this node's last acknowledged heartbeat, in milliseconds.
+    pub(crate) last_beat_ms: u64,
+    /// Until when this node may act (take opens, claim channels, write): its last
+    /// acknowledged heartbeat's sending time, plus the TTL, less a margin.
+    pub(crate) valid_until: Option<Instant>,
+    /// Heartbeats that failed in a row.
+    pub(crate) failures: u32,
+}
+
+/// This node's heartbeat and its view of the others.
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    membership: watch::Sender<Membership>,
+    node_ttl: Duration,
+}
+
+impl Liveness {
+    /// Heartbeats once (so that the node starts alive, or fails to start), then every
+    /// `interval` on a task of its own.
+    pub(crate) async fn start(
+        mut redis: redis::aio::ConnectionManager,
+        keys: Keys,
+        node: String,
+        interval: Duration,
+        ttl: Duration,
+    ) -> Result<Arc<Self>, String> {
+        let script = redis::Script::new(HEARTBEAT);
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        // The node may act until a heartbeat's sending time plus the TTL, less this: its
+        // peers judge it by Redis's clock, which the margin keeps ahead of.
+        let margin = (ttl / 5).max(Duration::from_millis(200));
+        let beat = move |redis: &mut redis::aio::ConnectionManager| {
+            let script = script.clone();
+            let keys = keys.clone();
+            let node = node.clone();
+            let mut redis = redis.clone();
+            async move {
+                let sent = Instant::now();
+                let (now, alive, dead): (u64, Vec<String>, Vec<String>) = script
+                    .key(keys.nodes())
+                    .arg(&node)
+                    .arg(ttl_ms)
+                    .arg(interval_ms)
+                    .invoke_async(&mut redis)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                Ok::<_, String>((sent, now, alive, dead))
+            }
+        };
+        let (sent, now, alive, dead) = beat(&mut redis).await?;
+        let membership = Membership {
+            alive: alive.into_iter().collect(),
+            dead: dead.into_iter().collect(),
+            last_beat_ms: now,
+            valid_until: (sent + ttl).checked_sub(margin),
+            failures: 0,
+        };
+        let (tx, _) = watch::channel(membership);
+        let liveness = Arc::new(Self {
+            membership: tx,
+            node_ttl: ttl,
+        });
+        let weak = Arc::downgrade(&liveness);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(liveness) = weak.upgrade() else {
+                    return;
+                };
+                match beat(&mut redis).await {
+                    Ok((sent, now, alive, dead)) => {
+                        liveness.membership.send_modify(|m| {
+                            m.alive = alive.into_iter().collect();
+                            m.dead = dead.into_iter().collect();
+                            m.last_beat_ms = now;
+                            m.valid_until = (sent + ttl).checked_sub(margin);
+                            m.failures = 0;
+                        });
+                    }
+                    Err(err) => {
+                        liveness.membership.send_modify(|m| m.failures += 1);
+                        if let Some(suppressed) = HEARTBEAT_FAILED.check() {
+                            tracing::warn!(%err, suppressed, "cluster heartbeat failed");
+                        }
+                    }
+                }
+            }
+        });
+        Ok(liveness)
+    }
+
+    /// What this node knows now.
+    pub(crate) fn membership(&self) -> Membership {
+        self.membership.borrow().clone()
+    }
+
+    /// Changes of what this node knows.
+    pub(crate) fn watch(&self) -> watch::Receiver<Membership> {
+        self.membership.subscribe()
+    }
+
+    /// Whether this node may act now: its heartbeat is recent enough that no peer can take
+    /// it for dead.
+    pub(crate) fn is_valid(&self) -> bool {
+        self.membership
+            .borrow()
+            .valid_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// The TTL after which a silent node is dead.
+    pub(crate) fn node_ttl(&self) -> Duration {
+        self.node_ttl
+    }
+}
+
+static HEARTBEAT_FAILED: kvs_transport_tokio::LogLimiter =
+    kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));

@@ -12,6 +12,7 @@ mod channels;
 mod config;
 mod connections;
 mod delivery;
+mod handoff;
 mod observe;
 mod routing;
 mod slab;
@@ -21,6 +22,7 @@ mod viewers;
 pub use config::{HubConfig, HubConfigError};
 pub use delivery::Receipt;
 use delivery::{Tracked, Tracking};
+pub use handoff::{HeldChange, HeldMessage};
 pub use observe::{ChannelView, ConnectionStanding, ConnectionView, HeldView, Observation};
 use slab::Slab;
 pub use types::{
@@ -253,6 +255,8 @@ pub struct Hub {
     draining: bool,
     /// Whether [`Output::Observed`] is on.
     observing: bool,
+    /// Recipients whose held messages changed, when [`Hub::set_tracking_held`] is on.
+    held_changes: Option<BTreeSet<(ChannelArn, Recipient)>>,
     counters: Counters,
 }
 
@@ -311,6 +315,7 @@ impl Hub {
             outputs: VecDeque::new(),
             draining: false,
             observing: false,
+            held_changes: None,
             counters: Counters::default(),
         })
     }

@@ -23,8 +23,8 @@ mod throttle;
 
 pub use hub::{
     AlexaOffer, AlexaRequestId, ChannelView, CloseReason, ConnId, ConnectionStanding,
-    ConnectionView, Counters, Frame, HeldView, Hub, HubConfig, HubConfigError, Observation,
-    OpenConnection, Output, Receipt, Refused,
+    ConnectionView, Counters, Frame, HeldChange, HeldMessage, HeldView, Hub, HubConfig,
+    HubConfigError, Observation, OpenConnection, Output, Receipt, Refused,
 };
 pub use registry::{
     Change, ChannelRecord, Registry, RegistryConfig, RegistryConfigError, RegistryError,

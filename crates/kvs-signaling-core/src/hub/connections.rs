@@ -76,7 +76,10 @@ impl Hub {
         let Some(channel) = self.channels.at_mut(channel_index) else {
             return Err(Refused::new(ErrorType::InternalFailure, "channel lost"));
         };
+        let restored = open.restored.is_some();
         let refusal = match open.role {
+            // A restored connection was counted where it first opened.
+            _ if restored => None,
             Role::Master if !channel.master_connects.try_take(config.connect_rate, now) => {
                 Some(format!(
                     "ConnectAsMaster: more than {} connects per second on this channel",
@@ -110,15 +113,26 @@ impl Hub {
             Role::Master => (config.master_sdp_rate, config.master_ice_candidate_rate),
             Role::Viewer => (config.sdp_rate, config.ice_candidate_rate),
         };
-        self.next_conn_seq += 1;
+        // A restored connection loses to any connection of its identity opened here: it is
+        // older than all of them.
+        let seq = if restored {
+            0
+        } else {
+            self.next_conn_seq += 1;
+            self.next_conn_seq
+        };
+        let opened = open
+            .restored
+            .and_then(|age| now.checked_sub(age))
+            .unwrap_or(now);
         let conn = Conn {
             channel: channel_index,
             role: open.role,
             client_id,
             standing: Standing::Opening,
-            seq: self.next_conn_seq,
+            seq,
             indications: open.indications,
-            opened: now,
+            opened,
             last_activity: now,
             remote_addr: open.remote_addr,
             delivery_status: open.delivery_status,

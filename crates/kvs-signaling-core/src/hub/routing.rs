@@ -257,12 +257,25 @@ impl Hub {
         now: Instant,
         channel_index: u32,
         recipient: Recipient,
-        mut pending: Pending,
+        pending: Pending,
     ) -> Result<(), String> {
+        self.buffer_until(now, channel_index, recipient, pending, None)
+    }
+
+    /// [`Hub::buffer`], with the expiry `expires` instead of the channel's TTL from now.
+    pub(super) fn buffer_until(
+        &mut self,
+        now: Instant,
+        channel_index: u32,
+        recipient: Recipient,
+        mut pending: Pending,
+        expires: Option<Instant>,
+    ) -> Result<(), String> {
+        self.held_changed(channel_index, &recipient);
         let Some(channel) = self.channels.at_mut(channel_index) else {
             return Err("the channel is gone".to_owned());
         };
-        pending.expires = now + channel.ttl;
+        pending.expires = expires.unwrap_or(now + channel.ttl);
         // Messages that expired but wait behind newer ones (after a TTL decrease) do not
         // count against the limits.
         let mut expired: Vec<Tracking> = Vec::new();
@@ -333,9 +346,19 @@ impl Hub {
         self.held_bytes = held;
         queue.messages.push_back(pending);
         self.counters.buffered += 1;
-        if queue.timer.is_none() {
-            let first_expiry = queue.messages.front().map(|p| p.expires);
+        // A restored message may expire before those held already (their expiry is kept):
+        // the one timer is due at the earliest.
+        let first_expiry = queue.messages.iter().map(|p| p.expires).min();
+        let stale = match (queue.timer, first_expiry) {
+            (None, Some(_)) => true,
+            (Some((at, _)), Some(first)) => first < at,
+            _ => false,
+        };
+        if stale {
             let generation = channel.generation;
+            if let Some(old) = queue.timer.take() {
+                self.timers.remove(&old);
+            }
             if let Some(at) = first_expiry {
                 self.arm_expiry(at, channel_index, generation, &recipient);
             }
@@ -390,6 +413,7 @@ impl Hub {
         else {
             return;
         };
+        self.held_changed(channel_index, recipient);
         if let Some(key) = queue.timer {
             self.timers.remove(&key);
         }
@@ -490,6 +514,17 @@ impl Hub {
             return;
         };
         queue.timer = None; // It just fired.
+        let arn = (self.observing || self.held_changes.is_some()).then(|| channel.arn.clone());
+        if let Some(arn) = &arn {
+            self.held_changed_at(arn, &recipient);
+        }
+        let Some(queue) = self
+            .channels
+            .get_mut(channel_index, generation)
+            .and_then(|channel| channel.pending.get_mut(&recipient))
+        else {
+            return;
+        };
         let mut count = 0;
         let mut expired: Vec<Tracking> = Vec::new();
         while queue.messages.front().is_some_and(|p| p.expires <= now) {
@@ -500,9 +535,9 @@ impl Hub {
             self.counters.expired += 1;
             count += 1;
         }
-        if self.observing && count > 0 {
+        if let Some(arn) = arn.filter(|_| self.observing && count > 0) {
             let observation = Observation::Expired {
-                channel: channel.arn.clone(),
+                channel: arn,
                 to: match &recipient {
                     Recipient::Master => None,
                     Recipient::Viewer(id) => Some(id.clone()),

@@ -75,6 +75,8 @@ pub enum CloseReason {
     Superseded,
     /// The channel was deleted.
     ChannelDeleted,
+    /// Another hub decides for the channel now ([`Hub::evict_channel`](crate::Hub::evict_channel)).
+    Moved,
 }
 
 impl CloseReason {
@@ -82,7 +84,7 @@ impl CloseReason {
     /// 1000 otherwise. Official clients only log it.
     pub const fn code(self) -> u16 {
         match self {
-            Self::MaxDuration | Self::Drained => 1001,
+            Self::MaxDuration | Self::Drained | Self::Moved => 1001,
             Self::IdleTimeout | Self::Superseded | Self::ChannelDeleted => 1000,
         }
     }
@@ -95,6 +97,7 @@ impl CloseReason {
             Self::Drained => "server going away",
             Self::Superseded => "replaced by a newer connection",
             Self::ChannelDeleted => "channel deleted",
+            Self::Moved => "channel moved to another server",
         }
     }
 }
@@ -194,6 +197,11 @@ pub struct OpenConnection {
     /// Where the connection comes from, for [`Hub::channel_views`](crate::Hub::channel_views)
     /// and observations; the hub decides nothing by it.
     pub remote_addr: Option<std::net::SocketAddr>,
+    /// A connection that was open at another hub for this long, restored here when that hub
+    /// gave up the channel (a cluster moving it): it takes no connect-rate token, its
+    /// duration cap counts from when it first opened, and any connection of its identity
+    /// opened here wins over it. `None` for a new connection.
+    pub restored: Option<std::time::Duration>,
 }
 
 impl OpenConnection {
@@ -208,6 +216,7 @@ impl OpenConnection {
             indications: false,
             delivery_status: false,
             remote_addr: None,
+            restored: None,
         }
     }
 
@@ -229,6 +238,13 @@ impl OpenConnection {
     #[must_use]
     pub fn remote_addr(mut self, addr: Option<std::net::SocketAddr>) -> Self {
         self.remote_addr = addr;
+        self
+    }
+
+    /// Sets [`OpenConnection::restored`].
+    #[must_use]
+    pub fn restored(mut self, open_for: Option<std::time::Duration>) -> Self {
+        self.restored = open_for;
         self
     }
 
@@ -254,6 +270,7 @@ impl OpenConnection {
             indications: false,
             delivery_status: false,
             remote_addr: None,
+            restored: None,
         }
     }
 }

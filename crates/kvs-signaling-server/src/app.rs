@@ -89,6 +89,9 @@ pub struct Server {
     app: std::sync::Weak<App>,
     /// The open connections, to wait for on drain.
     connections: Arc<Connections>,
+    /// In cluster mode, the routing: held here, so that it outlives the connections for
+    /// [`Server::leave`].
+    router: Option<Arc<crate::cluster::Router>>,
 }
 
 /// The shards of a server. Channels are independent, so each lives on one shard, chosen by a
@@ -257,12 +260,15 @@ impl Server {
             .map(|console| format!("{public_url}/console/?token={}", console.token()));
         let (shutdown, stop) = watch::channel(false);
         let router = match &channels {
-            crate::channels::Channels::Cluster(cluster) => Some(crate::cluster::Router::start(
-                Arc::clone(cluster),
-                shards.clone(),
-                config.shard,
-                Arc::clone(&telemetry),
-            )),
+            crate::channels::Channels::Cluster(cluster) => Some(
+                crate::cluster::Router::start(
+                    Arc::clone(cluster),
+                    shards.clone(),
+                    config.shard,
+                    Arc::clone(&telemetry),
+                )
+                .await,
+            ),
             crate::channels::Channels::Local(_) => None,
         };
         let app = Arc::new(App {
@@ -279,7 +285,7 @@ impl Server {
             connections_refused: AtomicU64::new(0),
             telemetry,
             console,
-            router,
+            router: router.clone(),
             stopping: stop.clone(),
         });
         let weak = Arc::downgrade(&app);
@@ -295,6 +301,7 @@ impl Server {
             ice,
             app: weak,
             connections,
+            router,
         })
     }
 
@@ -318,10 +325,27 @@ impl Server {
     /// request in flight; a WebSocket at once with 1001, or, if its client handles GO_AWAY
     /// ([`crate::IndicationPolicy`]), with GO_AWAY and a close a grace period later.
     /// [`Server::wait_closed`] then waits for the last one.
+    ///
+    /// In cluster mode, only this node's own clients are ended so: the sockets other nodes
+    /// hold for the channels this node owns go on, and the channels are handed to other
+    /// nodes by [`Server::leave`], once this node's clients are gone.
     pub async fn drain(&self) {
         let _ = self.shutdown.send(true);
+        if let Some(router) = &self.router {
+            router.drain_local().await;
+            return;
+        }
         for shard in self.shards.all() {
             let _ = shard.drain().await;
+        }
+    }
+
+    /// In cluster mode, after [`Server::drain`] and [`Server::wait_closed`]: hands every
+    /// channel this node owns to the other nodes, with its held messages, so that no channel
+    /// and no held message is lost when it stops. Nothing to do for a single server.
+    pub async fn leave(&self) {
+        if let Some(router) = &self.router {
+            router.leave().await;
         }
     }
 
@@ -421,10 +445,30 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>, slot: Slot
     full(response)
 }
 
+/// `/health`: `ok`, or, in cluster mode, `503` while this node cannot reach Redis (it then
+/// serves only the sockets it holds for channels it owns).
+fn health(app: &App) -> HttpResponse {
+    match app.router.as_ref().and_then(|router| router.trouble()) {
+        Some(trouble) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{trouble}\n")),
+        None => text(StatusCode::OK, "ok\n".to_owned()),
+    }
+}
+
+/// `/ready`: whether a balancer should send this server new clients: not while it drains,
+/// nor, in cluster mode, while it cannot reach Redis.
+fn ready(app: &App) -> HttpResponse {
+    if *app.stopping.borrow() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned());
+    }
+    health(app)
+}
+
 async fn route(app: Arc<App>, request: Request<Incoming>, slot: Slot) -> HttpResponse {
     let path = request.uri().path().to_owned();
     match (request.method().clone(), path.as_str()) {
-        (Method::GET, "/health") => text(StatusCode::OK, "ok\n".to_owned()),
+        (Method::GET, "/health") => health(&app),
+        (Method::GET, "/live") => text(StatusCode::OK, "ok\n".to_owned()),
+        (Method::GET, "/ready") => ready(&app),
         (Method::GET, "/metrics") => metrics(&app).await,
         (Method::GET, _) if is_upgrade(&request) => {
             crate::connect::connect(app, request, slot).await

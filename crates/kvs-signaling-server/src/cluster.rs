@@ -7,11 +7,15 @@
 //! - `node.rs`: this node's identity, its heartbeat, and which nodes are alive.
 //! - `wire.rs`: the messages between nodes, through one Redis stream per node (its inbox).
 //! - `route.rs`: which node's hub serves a channel, and the bridging of sockets to it.
+//! - `moving.rs`: channels moving when their owner dies, shuts down or loses its claim.
+//! - `held.rs`: the copy of the held messages in Redis, which a channel's next owner loads.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+mod held;
 mod keys;
+mod moving;
 mod node;
 mod route;
 mod store;

@@ -273,6 +273,7 @@ pub(crate) async fn serve(options: Options) -> Result<(), String> {
     if left > 0 {
         tracing::warn!(left, "connections still open at the end of the drain");
     }
+    server.leave().await;
     server.abort();
     Ok(())
 }

@@ -11,5 +11,6 @@ mod cluster {
     mod control;
     mod failures;
     pub(crate) mod harness;
+    mod moving;
     mod routing;
 }

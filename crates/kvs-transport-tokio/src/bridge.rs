@@ -25,8 +25,8 @@ use crate::telemetry::Telemetry;
 pub enum BridgeEvent {
     /// The socket is up (its `101` written).
     Established(ConnId),
-    /// A text message arrived.
-    Frame(ConnId, String),
+    /// A text message arrived, read off the socket at this time.
+    Frame(ConnId, String, std::time::Instant),
     /// The client pinged.
     Keepalive(ConnId),
     /// The socket is closed.
@@ -158,7 +158,7 @@ async fn run(
 fn from_socket(links: &mut HashMap<ConnId, OutboxSender>, command: Command) -> Vec<BridgeEvent> {
     match command {
         Command::Established(conn) => vec![BridgeEvent::Established(conn)],
-        Command::Frame(conn, text, _) => vec![BridgeEvent::Frame(conn, text)],
+        Command::Frame(conn, text, read_at) => vec![BridgeEvent::Frame(conn, text, read_at)],
         Command::Keepalive(conn) => vec![BridgeEvent::Keepalive(conn)],
         Command::Closed(conn) => {
             links.remove(&conn);

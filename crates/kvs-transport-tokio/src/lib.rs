@@ -42,7 +42,7 @@ pub use codec::{HandshakeError, accept_key};
 pub use listen::{LISTEN_BACKLOG, TcpTuning, listen};
 pub use log::LogLimiter;
 pub use shard::{
-    CloseCommand, Registration, RemoteOutput, RemoteOutputKind, RemoteSink,
+    CloseCommand, HeldSink, Registration, RemoteOutput, RemoteOutputKind, RemoteSink,
     SLOW_CONSUMER_CLOSE_CODE, ShardConfig, ShardHandle, ShardStopped, spawn, spawn_with_telemetry,
 };
 pub use telemetry::{HistogramSnapshot, LatencyHistogram, Observations, Telemetry};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use kvs_signaling_core::{
-    AlexaOffer, AlexaRequestId, ChannelView, CloseReason, ConnId, Counters, Frame, Hub,
+    AlexaOffer, AlexaRequestId, ChannelView, CloseReason, ConnId, Counters, Frame, HeldChange, Hub,
     OpenConnection, Output, Receipt, Refused,
 };
 use kvs_signaling_proto::{ChannelArn, MessagePayload, MessageTtlSeconds};
@@ -128,7 +128,29 @@ pub(crate) enum Command {
     /// The node holding these remote connections is gone: they are closed, and their tracked
     /// frames held again.
     RemoteGone(Vec<ConnId>),
+    /// Report held messages as they change, to this sink.
+    TrackHeld(HeldSink),
+    RestoreHeld {
+        arn: ChannelArn,
+        ttl: MessageTtlSeconds,
+        revision: u64,
+        held: Vec<HeldChange>,
+        reply: oneshot::Sender<usize>,
+    },
+    ExportHeld(ChannelArn, oneshot::Sender<Vec<HeldChange>>),
+    Evict(ChannelArn),
+    /// GO_AWAY (or a close) to every connection whose socket is in this process.
+    GoAwayLocal,
 }
+
+/// Where a shard reports held messages as they change ([`ShardHandle::track_held`]): a
+/// bounded queue. When it is full, the changes wait in the shard and go with the next ones.
+pub type HeldSink = mpsc::Sender<Vec<HeldChange>>;
+
+/// Held-message changes a shard keeps while its [`HeldSink`] is full, at most; past it the
+/// oldest are dropped (and logged): the copy they were for is then stale until the
+/// recipient's messages change again.
+const MAX_HELD_BACKLOG: usize = 65_536;
 
 /// A way to talk to a shard task. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -157,6 +179,11 @@ impl std::fmt::Debug for Command {
             Self::Unwritten(_) => "Unwritten",
             Self::OpenRemote { .. } => "OpenRemote",
             Self::RemoteGone(_) => "RemoteGone",
+            Self::TrackHeld(_) => "TrackHeld",
+            Self::RestoreHeld { .. } => "RestoreHeld",
+            Self::ExportHeld(..) => "ExportHeld",
+            Self::Evict(_) => "Evict",
+            Self::GoAwayLocal => "GoAwayLocal",
         })
     }
 }
@@ -311,6 +338,52 @@ impl ShardHandle {
         self.send(Command::RemoteGone(conns)).await
     }
 
+    /// Reports every change of the hub's held messages to `sink`, for a copy kept elsewhere
+    /// (see [`Hub::take_held_changes`]).
+    pub async fn track_held(&self, sink: HeldSink) -> Result<(), ShardStopped> {
+        self.send(Command::TrackHeld(sink)).await
+    }
+
+    /// Restores held messages another hub held for `arn` (see [`Hub::restore_held`]);
+    /// returns how many were kept.
+    pub async fn restore_held(
+        &self,
+        arn: ChannelArn,
+        ttl: MessageTtlSeconds,
+        revision: u64,
+        held: Vec<HeldChange>,
+    ) -> Result<usize, ShardStopped> {
+        let (reply, kept) = oneshot::channel();
+        self.send(Command::RestoreHeld {
+            arn,
+            ttl,
+            revision,
+            held,
+            reply,
+        })
+        .await?;
+        kept.await.map_err(|_| ShardStopped)
+    }
+
+    /// The held messages of `arn` now (see [`Hub::export_held`]).
+    pub async fn export_held(&self, arn: ChannelArn) -> Result<Vec<HeldChange>, ShardStopped> {
+        let (reply, held) = oneshot::channel();
+        self.send(Command::ExportHeld(arn, reply)).await?;
+        held.await.map_err(|_| ShardStopped)
+    }
+
+    /// Another hub decides for `arn` now (see [`Hub::evict_channel`]).
+    pub async fn evict(&self, arn: ChannelArn) -> Result<(), ShardStopped> {
+        self.send(Command::Evict(arn)).await
+    }
+
+    /// Sends GO_AWAY to the connections whose sockets this process holds (closing those that
+    /// do not handle it), as [`ShardHandle::drain`] does to all, but goes on taking
+    /// connections and serving remote ones (see [`Hub::go_away_connections`]).
+    pub async fn go_away_local(&self) -> Result<(), ShardStopped> {
+        self.send(Command::GoAwayLocal).await
+    }
+
     /// Tells the hub that the socket of `conn` is up (its `101` written): only now does it
     /// take the place of an older connection with its identity and receive what was held
     /// for it.
@@ -323,9 +396,10 @@ impl ShardHandle {
         self.frame_read_at(conn, text, StdInstant::now()).await
     }
 
-    /// [`ShardHandle::frame`] for a frame read off the socket at `read_at`, from which its
-    /// relay latency is counted.
-    pub(crate) async fn frame_read_at(
+    /// [`ShardHandle::frame`] for a frame read off its socket at `read_at` (perhaps by
+    /// another process, and delayed on the way), from which its relay latency is counted and
+    /// its connection's message rates judged (see [`Hub::handle_frame_read_at`]).
+    pub async fn frame_read_at(
         &self,
         conn: ConnId,
         text: String,
@@ -505,6 +579,9 @@ struct State<'a> {
     receipts: HashMap<(ConnId, u64), (Receipt, Frame)>,
     next_token: u64,
     telemetry: &'a Telemetry,
+    /// Where held-message changes go, when tracked, and those waiting for room there.
+    held_sink: Option<HeldSink>,
+    held_backlog: Vec<HeldChange>,
 }
 
 async fn run(mut hub: Hub, mut inbound: mpsc::Receiver<Command>, telemetry: Arc<Telemetry>) {
@@ -514,6 +591,8 @@ async fn run(mut hub: Hub, mut inbound: mpsc::Receiver<Command>, telemetry: Arc<
         receipts: HashMap::new(),
         next_token: 0,
         telemetry: &telemetry,
+        held_sink: None,
+        held_backlog: Vec::new(),
     };
     loop {
         let deadline = hub.poll_timeout();
@@ -527,6 +606,7 @@ async fn run(mut hub: Hub, mut inbound: mpsc::Receiver<Command>, telemetry: Arc<
                     let Ok(command) = inbound.try_recv() else { break };
                     step(&mut hub, &mut state, command);
                 }
+                report_held(&mut hub, &mut state);
             }
             () = sleep_until(deadline), if deadline.is_some() => {
                 let at = now();
@@ -536,10 +616,47 @@ async fn run(mut hub: Hub, mut inbound: mpsc::Receiver<Command>, telemetry: Arc<
                 while let Some(output) = hub.poll_output() {
                     dispatch(&mut hub, &mut state, output, None);
                 }
+                report_held(&mut hub, &mut state);
             }
         }
     }
 }
+
+/// Hands the held-message changes of the last steps to the sink, when they are tracked.
+fn report_held(hub: &mut Hub, state: &mut State<'_>) {
+    let Some(sink) = &state.held_sink else {
+        return;
+    };
+    let mut changes = hub.take_held_changes(now());
+    if changes.is_empty() && state.held_backlog.is_empty() {
+        return;
+    }
+    if !state.held_backlog.is_empty() {
+        let mut backlog = std::mem::take(&mut state.held_backlog);
+        backlog.append(&mut changes);
+        changes = backlog;
+    }
+    match sink.try_send(changes) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(mut changes)) => {
+            if changes.len() > MAX_HELD_BACKLOG {
+                let dropped = changes.len() - MAX_HELD_BACKLOG;
+                changes.drain(..dropped);
+                if let Some(suppressed) = HELD_DROPPED.check() {
+                    tracing::warn!(
+                        dropped,
+                        suppressed,
+                        "held-message changes dropped: their copy is behind"
+                    );
+                }
+            }
+            state.held_backlog = changes;
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => state.held_sink = None,
+    }
+}
+
+static HELD_DROPPED: crate::LogLimiter = crate::LogLimiter::new(std::time::Duration::from_secs(10));
 
 /// Commands handled per wakeup of the shard task before it waits again.
 const COMMANDS_PER_WAKEUP: usize = 256;
@@ -611,7 +728,9 @@ fn handle(hub: &mut Hub, state: &mut State<'_>, command: Command) -> Option<StdI
         }
         Command::Established(conn) => hub.handle_established(now, conn),
         Command::Frame(conn, text, read_at) => {
-            hub.handle_frame(now, conn, &text);
+            // The hub's clock is tokio's (pausable in tests); `read_at` is the system's.
+            let read_at_hub = now.checked_sub(read_at.elapsed()).unwrap_or(now);
+            hub.handle_frame_read_at(now, read_at_hub, conn, &text);
             return Some(read_at);
         }
         Command::Keepalive(conn) => hub.handle_keepalive(now, conn),
@@ -649,6 +768,36 @@ fn handle(hub: &mut Hub, state: &mut State<'_>, command: Command) -> Option<StdI
             for (ack, frame) in frames {
                 acked(hub, state, ack, Some(frame));
             }
+        }
+        Command::TrackHeld(sink) => {
+            hub.set_tracking_held(true);
+            state.held_sink = Some(sink);
+        }
+        Command::RestoreHeld {
+            arn,
+            ttl,
+            revision,
+            held,
+            reply,
+        } => {
+            let _ = reply.send(hub.restore_held(now, &arn, ttl, revision, held));
+        }
+        Command::ExportHeld(arn, reply) => {
+            let _ = reply.send(hub.export_held(now, &arn));
+        }
+        Command::Evict(arn) => hub.evict_channel(now, &arn),
+        Command::GoAwayLocal => {
+            let local: Vec<ConnId> = state
+                .peers
+                .iter()
+                .filter(|(_, peer)| matches!(peer, Peer::Local(_)))
+                .map(|(conn, _)| *conn)
+                .collect();
+            tracing::debug!(
+                connections = local.len(),
+                "GO_AWAY to this process's sockets"
+            );
+            hub.go_away_connections(now, &local);
         }
         Command::RemoteGone(conns) => {
             for conn in conns {

@@ -139,8 +139,10 @@ impl Hub {
             messages_in: 0,
             messages_out: 0,
             close_due: None,
-            sdp: Bucket::full(sdp_rate, now),
-            ice: Bucket::full(ice_rate, now),
+            // From when it first opened: a restored connection's frames read since are
+            // judged by their reading times.
+            sdp: Bucket::full(sdp_rate, opened),
+            ice: Bucket::full(ice_rate, opened),
             timer: None,
         };
         let (slot, generation) = self.conns.insert(conn);
@@ -458,12 +460,19 @@ impl Hub {
                 generation: slot.generation,
             })
             .collect();
-        for conn in conns {
-            let handles = self
-                .conns
-                .get(conn.slot, conn.generation)
-                .is_some_and(|c| c.indications && c.standing == Standing::Current);
-            if handles {
+        self.go_away_connections(now, &conns);
+    }
+
+    /// Closes `conns` as [`Hub::drain`] closes every connection (GO_AWAY and a grace period
+    /// to those that handle it, 1001 at once to the others), but goes on taking connections:
+    /// a cluster node shutting down does this to its own sockets, while the sockets other
+    /// nodes hold for its channels go on until the channels move. Unknown ids are ignored.
+    pub fn go_away_connections(&mut self, now: Instant, conns: &[ConnId]) {
+        for &conn in conns {
+            let Some(c) = self.conns.get(conn.slot, conn.generation) else {
+                continue;
+            };
+            if c.indications && c.standing == Standing::Current {
                 self.go_away(now, conn, CloseReason::Drained);
             } else {
                 self.counters.closed_without_go_away += 1;

@@ -537,4 +537,77 @@ mod tests {
             "the mover wrote them"
         );
     }
+
+    #[test]
+    fn some_connections_go_away_while_the_hub_takes_more() {
+        #[expect(clippy::disallowed_methods, reason = "a test's clock")]
+        let now = Instant::now();
+        let mut hub = Hub::new(HubConfig::default()).unwrap();
+        let handles = open(&mut hub, now, viewer("js").indications(true));
+        let c_sdk = open(&mut hub, now, viewer("c"));
+        let elsewhere = open(&mut hub, now, viewer("remote").indications(true));
+        let _ = outputs(&mut hub);
+        hub.go_away_connections(now, &[handles, c_sdk]);
+        let got = outputs(&mut hub);
+        assert_eq!(
+            got,
+            vec![
+                Output::Deliver {
+                    conn: handles,
+                    frame: crate::Frame::from(r#"{"messageType":"GO_AWAY"}"#.to_owned()),
+                },
+                Output::Close {
+                    conn: c_sdk,
+                    reason: CloseReason::Drained,
+                },
+            ]
+        );
+        assert!(hub.is_current(elsewhere));
+        assert!(!hub.is_draining());
+        // (A second later: the three connects above took this second's connect rate.)
+        assert!(
+            hub.handle_open(now + Duration::from_secs(1), viewer("new"))
+                .is_ok()
+        );
+        // The one that handles GO_AWAY is closed a grace period later.
+        hub.handle_timeout(now + HubConfig::default().go_away_grace);
+        assert!(!hub.is_current(handles));
+        assert!(hub.is_current(elsewhere));
+    }
+
+    #[test]
+    fn rates_are_judged_by_when_frames_were_read() {
+        #[expect(clippy::disallowed_methods, reason = "a test's clock")]
+        let start = Instant::now();
+        let relayed = |read_apart: Duration| {
+            let mut hub = Hub::new(HubConfig::default()).unwrap();
+            let master = open(&mut hub, start, OpenConnection::master(arn(), ttl(60)));
+            // A viewer that opened 10 s ago elsewhere, whose 40 candidates, read
+            // `read_apart` apart, all arrive now.
+            let now = start + Duration::from_secs(10);
+            let viewer = open(
+                &mut hub,
+                now,
+                viewer("v").restored(Some(Duration::from_secs(10))),
+            );
+            let first_read = start + Duration::from_secs(1);
+            for i in 0..40u32 {
+                let read_at = first_read + read_apart * i;
+                hub.handle_frame_read_at(
+                    now,
+                    read_at,
+                    viewer,
+                    r#"{"action":"ICE_CANDIDATE","messagePayload":"Yw=="}"#,
+                );
+            }
+            delivered(&mut hub)
+                .into_iter()
+                .filter(|(conn, _)| *conn == master)
+                .count()
+        };
+        // Read at the service's rate (20 a second): none is throttled.
+        assert_eq!(relayed(Duration::from_millis(100)), 40);
+        // Read all at once: the burst (20) passes, the rest is throttled.
+        assert_eq!(relayed(Duration::ZERO), 20);
+    }
 }

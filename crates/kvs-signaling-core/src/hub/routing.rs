@@ -16,6 +16,22 @@ use super::{
 impl Hub {
     /// A text frame arrived on `conn`.
     pub fn handle_frame(&mut self, now: Instant, conn: ConnId, text: &str) {
+        self.handle_frame_read_at(now, now, conn, text);
+    }
+
+    /// [`Hub::handle_frame`] for a frame its socket read at `read_at`, before it reached the
+    /// hub (another process read it, and it waited on the way: bunched by a stall, or sent
+    /// again after its first hub died). The connection's message rates are judged by when
+    /// its frames were read, so that a client that kept to them is not throttled for the
+    /// delay. A time after `now` counts as `now`.
+    pub fn handle_frame_read_at(
+        &mut self,
+        now: Instant,
+        read_at: Instant,
+        conn: ConnId,
+        text: &str,
+    ) {
+        let read_at = read_at.min(now);
         let Some(c) = self.conns.get_mut(conn.slot, conn.generation) else {
             return;
         };
@@ -54,7 +70,7 @@ impl Hub {
             (Action::IceCandidate, Role::Viewer) => (config.ice_candidate_rate, &mut c.ice),
             (Action::IceCandidate, Role::Master) => (config.master_ice_candidate_rate, &mut c.ice),
         };
-        if !bucket.try_take(rate, now) {
+        if !bucket.try_take(rate, read_at) {
             self.counters.throttled += 1;
             let description = format!(
                 "{}: more than {} per second on this connection",

@@ -37,9 +37,19 @@ impl Keys {
         format!("{}:nodes", self.prefix)
     }
 
+    /// The nodes some node took for dead, until they heartbeat again.
+    pub(crate) fn buried(&self) -> String {
+        format!("{}:buried", self.prefix)
+    }
+
     /// A node's inbox: the stream other nodes write its messages to.
     pub(crate) fn inbox(&self, node: &str) -> String {
         format!("{}:inbox:{node}", self.prefix)
+    }
+
+    /// A channel's held messages, for its next owner: one field per recipient.
+    pub(crate) fn held(&self, arn: &str) -> String {
+        format!("{}:held:{arn}", self.prefix)
     }
 
     /// The counter of ownership epochs.

@@ -19,24 +19,32 @@ use super::keys::Keys;
 /// relative to this node's previous heartbeat; after a stall (this heartbeat came more than
 /// half the TTL after the previous, or less than half an interval after it, queued behind
 /// the stall), nobody is judged, since the others' heartbeats may be queued behind the same
-/// stall. Nodes dead for an hour are forgotten.
+/// stall. The nodes judged dead are recorded (`KEYS[2]`, a set), so that a node that was
+/// judged dead and comes back learns it (the last answer, 1), and is taken off it. Nodes dead
+/// for an hour are forgotten.
 const HEARTBEAT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local previous = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or now)
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
+local forgotten = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
+if #forgotten > 0 then
+  redis.call('ZREM', KEYS[1], unpack(forgotten))
+  redis.call('SREM', KEYS[2], unpack(forgotten))
+end
+local buried = redis.call('SREM', KEYS[2], ARGV[1])
 local gap = now - previous
 if gap > ttl / 2 or gap < tonumber(ARGV[3]) / 2 then
   -- This node, or Redis, stalled since its previous heartbeat (or this one was queued
   -- behind such a stall with others): the others' heartbeats may still be queued behind the
   -- same stall. Nobody is judged this round.
-  return {now, redis.call('ZRANGE', KEYS[1], 0, -1), {}}
+  return {now, redis.call('ZRANGE', KEYS[1], 0, -1), {}, buried}
 end
 local alive = redis.call('ZRANGEBYSCORE', KEYS[1], previous - ttl, '+inf')
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (previous - ttl))
-return {now, alive, dead}
+if #dead > 0 then redis.call('SADD', KEYS[2], unpack(dead)) end
+return {now, alive, dead, buried}
 ";
 
 /// A fresh node id for this process: the host name and random bytes, so that a restarted
@@ -82,6 +90,12 @@ pub(crate) struct Membership {
     pub(crate) valid_until: Option<Instant>,
     /// Heartbeats that failed in a row.
     pub(crate) failures: u32,
+    /// Times this node's validity lapsed (no heartbeat acknowledged until past
+    /// `valid_until`) and came back: each time, it must check what it still owns.
+    pub(crate) lapses: u64,
+    /// Whether, at the last lapse, a peer took this node for dead (and acted on it: closed
+    /// the connections of its sockets, moved the channels it owned).
+    pub(crate) lapse_buried: bool,
 }
 
 /// This node's heartbeat and its view of the others.
@@ -114,24 +128,27 @@ impl Liveness {
             let mut redis = redis.clone();
             async move {
                 let sent = Instant::now();
-                let (now, alive, dead): (u64, Vec<String>, Vec<String>) = script
+                let (now, alive, dead, buried): (u64, Vec<String>, Vec<String>, u8) = script
                     .key(keys.nodes())
+                    .key(keys.buried())
                     .arg(&node)
                     .arg(ttl_ms)
                     .arg(interval_ms)
                     .invoke_async(&mut redis)
                     .await
                     .map_err(|err| err.to_string())?;
-                Ok::<_, String>((sent, now, alive, dead))
+                Ok::<_, String>((sent, now, alive, dead, buried == 1))
             }
         };
-        let (sent, now, alive, dead) = beat(&mut redis).await?;
+        let (sent, now, alive, dead, _) = beat(&mut redis).await?;
         let membership = Membership {
             alive: alive.into_iter().collect(),
             dead: dead.into_iter().collect(),
             last_beat_ms: now,
             valid_until: (sent + ttl).checked_sub(margin),
             failures: 0,
+            lapses: 0,
+            lapse_buried: false,
         };
         let (tx, _) = watch::channel(membership);
         let liveness = Arc::new(Self {
@@ -148,8 +165,19 @@ impl Liveness {
                     return;
                 };
                 match beat(&mut redis).await {
-                    Ok((sent, now, alive, dead)) => {
+                    Ok((sent, now, alive, dead, buried)) => {
                         liveness.membership.send_modify(|m| {
+                            let lapsed = m.valid_until.is_none_or(|until| Instant::now() >= until);
+                            if lapsed || buried {
+                                m.lapses += 1;
+                                m.lapse_buried = buried;
+                                tracing::warn!(
+                                    gap_ms = now.saturating_sub(m.last_beat_ms),
+                                    taken_for_dead = buried,
+                                    "this node's cluster heartbeat lapsed and is back: checking \
+                                     what it still owns"
+                                );
+                            }
                             m.alive = alive.into_iter().collect();
                             m.dead = dead.into_iter().collect();
                             m.last_beat_ms = now;
@@ -186,6 +214,20 @@ impl Liveness {
             .borrow()
             .valid_until
             .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Waits until this node may act ([`Liveness::is_valid`]).
+    pub(crate) async fn wait_valid(&self) {
+        let mut watch = self.membership.subscribe();
+        loop {
+            let until = watch.borrow_and_update().valid_until;
+            if until.is_some_and(|until| Instant::now() < until) {
+                return;
+            }
+            if watch.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The TTL after which a silent node is dead.

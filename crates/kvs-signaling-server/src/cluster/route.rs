@@ -2,16 +2,17 @@
 //! for it; a socket on another node is bridged to the owner's hub through the nodes' inboxes.
 //!
 //! - A connect looks up the channel's owner, claiming the channel (one Lua script: the
-//!   channel exists, and its owner is none or dead) when it has none. On the owner it is an
-//!   ordinary connect; elsewhere the node registers the socket with its bridge, asks the owner
-//!   to open it, and answers the upgrade request with the owner's verdict: `101`, or the
-//!   owner's refusal as one server would give it.
+//!   channel exists, and its owner is none or dead) when it has none; a node that claims a
+//!   channel loads the messages its previous owner held ([`super::held`]) before anything else
+//!   of the channel. On the owner a connect is an ordinary one; elsewhere the node registers
+//!   the socket with its bridge, asks the owner to open it, and answers the upgrade request
+//!   with the owner's verdict: `101`, or the owner's refusal as one server would give it.
 //! - Frames, pings and closes of a bridged socket go to the owner's hub; what the hub sends
-//!   the connection comes back to the socket's node.
-//! - A node that dies loses its sockets: every owner closes the connections it held, as if
-//!   their clients had closed them (freeing viewer slots; what is sent to those ids is held).
-//!   Sockets on other nodes whose channel's owner died are closed with 1001, and their clients
-//!   reconnect: the channel is claimed anew on their next connect.
+//!   the connection comes back to the socket's node. Each side checks the other's word
+//!   against what it knows: a frame for a connection the owner does not know is answered
+//!   `Gone` (the socket is closed), a delivery from a node that is not the socket's owner is
+//!   refused.
+//! - Channels move ([`super::moving`]) when their owner dies, shuts down or loses its claim.
 
 #![allow(
     clippy::result_large_err,
@@ -19,55 +20,66 @@
 )]
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use kvs_signaling_core::{AlexaOffer, ConnId, Frame, OpenConnection, Refused};
-use kvs_signaling_proto::{
-    ChannelArn, ClientId, ErrorType, MessagePayload, MessageTtlSeconds, PeerId,
-};
+use kvs_signaling_core::{AlexaOffer, ChannelRecord, ConnId, Frame, OpenConnection, Refused};
+use kvs_signaling_proto::{ChannelArn, ErrorType, MessagePayload, MessageTtlSeconds, PeerId};
 use kvs_transport_tokio::{
-    Bridge, BridgeEvent, CloseCommand, Registration, RemoteOutput, RemoteOutputKind,
+    Bridge, BridgeEvent, CloseCommand, Registration, RemoteOutput, RemoteOutputKind, RemoteSink,
+    ShardHandle,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::Cluster;
-use super::wire::{Msg, Verdict};
+use super::wire::{Batch, Msg, OpenParams, Verdict};
 use crate::app::Shards;
 
 /// Claims a channel for `ARGV[1]` unless a live node owns it: it exists, and its owner is
 /// none, or dead (its last heartbeat older than the TTL relative to the claimer's own).
-/// Answers `MISSING`, `{MINE, epoch, previous owner}` or `{OTHER, owner, epoch}`.
+/// Answers `MISSING`, `{OTHER, owner, epoch}`, `{MINE, epoch}` when the claimer owned it
+/// already, or `{NEW, epoch, record, held...}` when it takes the channel: with the channel's
+/// record and the messages held for it, field and value by turns, to load before anything
+/// else of the channel. With `ARGV[3]` = `look`, only looks: answers `NONE` where it would
+/// claim.
 const CLAIM: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'MISSING'} end
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if owner and owner ~= '' then
-  if owner == ARGV[1] then return {'MINE', epoch, owner} end
+  if owner == ARGV[1] then return {'MINE', epoch} end
   local mine = redis.call('ZSCORE', KEYS[2], ARGV[1])
   local theirs = redis.call('ZSCORE', KEYS[2], owner)
   if theirs and mine and tonumber(theirs) >= tonumber(mine) - tonumber(ARGV[2]) then
     return {'OTHER', owner, epoch}
   end
 end
+if ARGV[3] == 'look' then return {'NONE'} end
 local e = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', e)
-return {'MINE', tostring(e), owner or ''}
+local out = {'NEW', tostring(e), redis.call('HGET', KEYS[1], 'rec') or ''}
+for _, v in ipairs(redis.call('HGETALL', KEYS[4])) do table.insert(out, v) end
+return out
 ";
 
 /// How long a socket's node waits for the owner's verdict on an open: the C SDK waits 5 s
 /// for its upgrade.
-const VERDICT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const VERDICT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the caller's node waits for an Alexa answer: the hub's own timeout, and a margin.
 const ALEXA_TIMEOUT: Duration = Duration::from_secs(12);
 /// Outputs of the local hubs for remote connections, waiting to be sent, at most: past it, a
 /// connection is closed as a slow consumer.
 const REMOTE_QUEUE: usize = 65_536;
+/// Bridge events waiting for the router, at most: past it, bridged sockets' reads wait.
+const OUTBOUND_EVENTS: usize = 16_384;
+/// Frames of one bridged socket held while its channel moves, at most: more are dropped,
+/// and counted.
+pub(super) const MOVING_QUEUE: usize = 1024;
 
 /// Where a channel's hub is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Owner {
+pub(super) enum Owner {
     /// Here.
     Me,
     /// On this other node.
@@ -76,54 +88,97 @@ enum Owner {
 
 /// A bridged socket of this node: its channel's owner and the owner's connection.
 #[derive(Debug, Clone)]
-struct Link {
-    owner: String,
-    conn: u64,
-    arn: ChannelArn,
+pub(super) struct Link {
+    pub(super) owner: String,
+    pub(super) conn: u64,
+    pub(super) arn: ChannelArn,
+    /// The connect, to open it again at another owner.
+    pub(super) open: OpenConnection,
+    /// When its socket opened.
+    pub(super) since: Instant,
+    /// While its channel moves: the frames its client sent meanwhile (with their reading
+    /// times), to send to the next owner in order.
+    pub(super) moving: Option<Vec<(String, u64)>>,
 }
 
 /// A connection of a local hub whose socket another node holds.
 #[derive(Debug, Clone)]
-struct Remote {
-    node: String,
-    link: u64,
-    arn: ChannelArn,
+pub(super) struct Remote {
+    pub(super) node: String,
+    pub(super) link: u64,
+    pub(super) arn: ChannelArn,
 }
 
-/// Pending requests to other nodes, answered by their verdicts.
-type Pending = Mutex<HashMap<u64, oneshot::Sender<Verdict>>>;
-
-/// An open waiting for the owner's verdict: the bridged socket it is for.
+/// An open waiting for the owner's verdict.
 #[derive(Debug)]
 struct PendingOpen {
+    /// The link it makes (a new connect) or moves (`conn` still the old owner's).
     link: Link,
     link_id: u64,
+    /// Whether the link exists already and moves.
+    moving: bool,
     verdict: oneshot::Sender<Verdict>,
+}
+
+/// What the router counts, for the metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Bridged sockets opened at a channel's next owner.
+    pub(crate) moved_links: AtomicU64,
+    /// Bridged sockets closed because their channel could not be moved.
+    pub(crate) unmoved_links: AtomicU64,
+    /// Frames sent again to a next owner from a dead owner's inbox.
+    pub(crate) replayed: AtomicU64,
+    /// Frames dropped while their channel moved (a socket's queue was full).
+    pub(crate) lost_moving: AtomicU64,
+    /// The last move's duration, from the owner's loss to the last socket moved, in
+    /// microseconds.
+    pub(crate) last_move_us: AtomicU64,
+    /// Opens and offers sent to a node that did not own the channel (any more).
+    pub(crate) redirects: AtomicU64,
+    /// Channels claimed by this node.
+    pub(crate) claims: AtomicU64,
+    /// Channels this node lost to another (found when a write was fenced).
+    pub(crate) lost: AtomicU64,
+    /// Held-message writes to Redis, and those refused by the fence.
+    pub(crate) held_writes: AtomicU64,
+    pub(crate) held_fenced: AtomicU64,
+    /// Held messages loaded when claiming channels.
+    pub(crate) held_loaded: AtomicU64,
 }
 
 /// The cluster's routing on this node.
 #[derive(Debug)]
 pub(crate) struct Router {
-    cluster: Arc<Cluster>,
-    shards: Shards,
-    bridge: Bridge,
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) shards: Shards,
+    pub(super) bridge: Bridge,
     /// Where local hubs send the outputs of their remote connections.
-    sink: kvs_transport_tokio::RemoteSink,
-    out: mpsc::Sender<(String, Msg)>,
+    sink: RemoteSink,
+    out: mpsc::Sender<super::wire::Outgoing>,
+    /// Messages to this node itself (its own bridged sockets of channels it owns), in order.
+    loopback: mpsc::Sender<Msg>,
     /// Bridged sockets of this node, by their bridge id.
-    links: Mutex<HashMap<u64, Link>>,
+    pub(super) links: Mutex<HashMap<u64, Link>>,
     /// Remote connections of this node's hubs, by their hub id.
-    remotes: Mutex<HashMap<u64, Remote>>,
-    /// Channels this node owns.
-    owned: Mutex<BTreeSet<ChannelArn>>,
+    pub(super) remotes: Mutex<HashMap<u64, Remote>>,
+    /// Channels this node owns, with the epoch of its claim.
+    pub(super) owned: Mutex<HashMap<ChannelArn, u64>>,
     /// Channels other nodes own, as last seen.
-    owners: Mutex<HashMap<ChannelArn, String>>,
+    pub(super) owners: Mutex<HashMap<ChannelArn, String>>,
     opens: Mutex<HashMap<u64, PendingOpen>>,
-    alexa: Pending,
-    next_req: AtomicU64,
+    alexa: Mutex<HashMap<u64, oneshot::Sender<Verdict>>>,
+    /// Pauses of a channel this node gives up, waiting for the socket nodes' word.
+    pub(super) pauses: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// One claim at a time on this node, so that a channel's held messages load once.
+    claiming: tokio::sync::Mutex<()>,
+    pub(super) next_req: AtomicU64,
+    /// Set when this node shuts down: it takes no connects and claims no channel.
+    pub(super) draining: AtomicBool,
+    pub(crate) stats: Stats,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -139,8 +194,9 @@ pub(crate) struct Unrouted(pub(crate) String);
 
 impl Router {
     /// The routing of `cluster` over this node's `shards`: its inbox read, its writer and
-    /// bridge started, and its watch on the other nodes' lives.
-    pub(crate) fn start(
+    /// bridge started, its watch on the other nodes' lives, and the copy of its hubs' held
+    /// messages in Redis.
+    pub(crate) async fn start(
         cluster: Arc<Cluster>,
         shards: Shards,
         config: kvs_transport_tokio::ShardConfig,
@@ -153,28 +209,37 @@ impl Router {
             cluster.redis.clone(),
             cluster.keys.clone(),
             cluster.node.clone(),
+            Arc::clone(&cluster.liveness),
         );
         let (batches_tx, mut batches) = mpsc::channel(1024);
         super::wire::spawn_reader(
             cluster.client.clone(),
+            cluster.redis.clone(),
             cluster.keys.clone(),
             cluster.node.clone(),
             batches_tx,
         );
+        let (loopback, mut looped) = mpsc::channel(OUTBOUND_EVENTS);
         let router = Arc::new(Self {
             cluster,
             shards,
             bridge,
             sink,
             out,
+            loopback,
             links: Mutex::new(HashMap::new()),
             remotes: Mutex::new(HashMap::new()),
-            owned: Mutex::new(BTreeSet::new()),
+            owned: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
             alexa: Mutex::new(HashMap::new()),
+            pauses: Mutex::new(HashMap::new()),
+            claiming: tokio::sync::Mutex::new(()),
             next_req: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            stats: Stats::default(),
         });
+        super::held::start(&router).await;
         let weak = Arc::downgrade(&router);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
@@ -189,19 +254,68 @@ impl Router {
                 router.to_remote(output).await;
             }
         });
+        // After a lapse of this node's heartbeat, it checks what it still owns before it acts
+        // on anything read meanwhile.
+        let (recovered_tx, recovered) = tokio::sync::watch::channel(0u64);
+        let weak = Arc::downgrade(&router);
+        let mut membership = router.cluster.liveness.watch();
+        tokio::spawn(async move {
+            let mut done = membership.borrow_and_update().lapses;
+            let _ = recovered_tx.send(done);
+            while membership.changed().await.is_ok() {
+                let (lapses, buried) = {
+                    let m = membership.borrow_and_update();
+                    (m.lapses, m.lapse_buried)
+                };
+                if lapses == done {
+                    continue;
+                }
+                let Some(router) = weak.upgrade() else { return };
+                router.recover(buried).await;
+                done = lapses;
+                let _ = recovered_tx.send(done);
+            }
+        });
         let weak = Arc::downgrade(&router);
         tokio::spawn(async move {
+            let mut recovered = recovered;
             // The last batch read from each node: one written twice is read once.
             let mut last: HashMap<String, u64> = HashMap::new();
-            while let Some(batch) = batches.recv().await {
+            loop {
+                let batch = tokio::select! {
+                    batch = batches.recv() => match batch {
+                        Some(batch) => batch,
+                        None => return,
+                    },
+                    msg = looped.recv() => match msg {
+                        Some(msg) => {
+                            let Some(router) = weak.upgrade() else { return };
+                            let me = router.cluster.node.clone();
+                            router.received(&me, msg).await;
+                            continue;
+                        }
+                        None => return,
+                    },
+                };
                 let Some(router) = weak.upgrade() else { return };
+                // Nothing read is acted on while this node may be taken for dead; after its
+                // heartbeat lapsed, it first checks what it still owns, so that what was
+                // queued for it meanwhile meets the channels as they are now.
+                router.cluster.liveness.wait_valid().await;
+                let lapses = router.cluster.liveness.membership().lapses;
+                while *recovered.borrow_and_update() < lapses {
+                    if recovered.changed().await.is_err() {
+                        return;
+                    }
+                }
                 let seen = last.entry(batch.from.clone()).or_insert(0);
                 if batch.seq <= *seen {
                     continue;
                 }
                 *seen = batch.seq;
-                for msg in batch.msgs {
-                    router.received(&batch.from, msg).await;
+                let Batch { from, msgs, .. } = batch;
+                for msg in msgs {
+                    router.received(&from, msg).await;
                 }
             }
         });
@@ -222,21 +336,58 @@ impl Router {
         router
     }
 
-    async fn send(&self, node: &str, msg: Msg) {
-        tracing::trace!(to = node, ?msg, "to another node");
-        let _ = self.out.send((node.to_owned(), msg)).await;
+    /// What keeps this node from serving fully, for `/health` and `/ready`: `None` when all
+    /// is well.
+    pub(crate) fn trouble(&self) -> Option<String> {
+        let membership = self.cluster.liveness.membership();
+        if self.cluster.liveness.is_valid() {
+            return None;
+        }
+        Some(format!(
+            "cluster: this node cannot reach Redis at {} ({} heartbeats failed in a row); it \
+             serves only the sockets it holds for channels it owns, and takes no connects",
+            self.cluster.where_, membership.failures
+        ))
     }
 
-    /// The owner of `arn`: as known, or claimed for this node when it has no live one.
-    /// `None` when the channel does not exist.
-    async fn owner(&self, arn: &ChannelArn, fresh: bool) -> Result<Option<Owner>, Unrouted> {
-        if !fresh {
-            if lock(&self.owned).contains(arn) {
-                return Ok(Some(Owner::Me));
-            }
-            if let Some(node) = lock(&self.owners).get(arn) {
-                return Ok(Some(Owner::Node(node.clone())));
-            }
+    /// Sends `msg` to `node`: through its inbox, or, to this node, in order with its inbox.
+    pub(super) async fn send(&self, node: &str, msg: Msg) {
+        tracing::trace!(to = node, ?msg, "to a node");
+        if node == self.cluster.node {
+            let _ = self.loopback.send(msg).await;
+        } else {
+            let _ = self
+                .out
+                .send(super::wire::Outgoing::Msg(node.to_owned(), msg))
+                .await;
+        }
+    }
+
+    /// Waits until everything sent to other nodes so far is written to their inboxes (or
+    /// given up).
+    pub(super) async fn flush_out(&self) {
+        let (done, written) = oneshot::channel();
+        if self
+            .out
+            .send(super::wire::Outgoing::Flush(done))
+            .await
+            .is_ok()
+        {
+            let _ = written.await;
+        }
+    }
+
+    /// The owner of `arn`: as known, or claimed for this node when it has no live one (then
+    /// the channel's held messages are loaded into this node's hub first). `None` when the
+    /// channel does not exist. A node that shuts down claims nothing: `None` too when nobody
+    /// owns the channel then.
+    pub(super) async fn owner(
+        &self,
+        arn: &ChannelArn,
+        fresh: bool,
+    ) -> Result<Option<Owner>, Unrouted> {
+        if !fresh && let Some(owner) = self.known_owner(arn) {
+            return Ok(Some(owner));
         }
         if !self.cluster.liveness.is_valid() {
             return Err(Unrouted(
@@ -244,6 +395,11 @@ impl Router {
                     .to_owned(),
             ));
         }
+        let _claiming = self.claiming.lock().await;
+        if !fresh && let Some(owner) = self.known_owner(arn) {
+            return Ok(Some(owner));
+        }
+        let look = self.draining.load(Ordering::Relaxed);
         let ttl_ms = u64::try_from(self.cluster.liveness.node_ttl().as_millis()).unwrap_or(0);
         let keys = &self.cluster.keys;
         let answer: Vec<String> = self
@@ -253,17 +409,37 @@ impl Router {
                     .key(keys.channel(arn.as_str()))
                     .key(keys.nodes())
                     .key(keys.epochs())
+                    .key(keys.held(arn.as_str()))
                     .arg(&self.cluster.node)
                     .arg(ttl_ms)
+                    .arg(if look { "look" } else { "claim" })
                     .invoke_async(&mut redis)
                     .await
             })
             .await
             .map_err(|err| Unrouted(format!("the cluster's Redis did not answer: {err}")))?;
+        let epoch = |at: usize| answer.get(at).and_then(|e| e.parse::<u64>().ok());
         match answer.first().map(String::as_str) {
             Some("MINE") => {
-                lock(&self.owned).insert(arn.clone());
+                let epoch = epoch(1).unwrap_or(0);
+                let known = lock(&self.owned).insert(arn.clone(), epoch);
+                if known.is_none() {
+                    // Redis says this node owns it, but this node forgot (it gave it up and
+                    // the release was lost): nothing of the channel is in its hub.
+                    tracing::debug!(%arn, "owning a channel this node had forgotten");
+                }
                 lock(&self.owners).remove(arn);
+                Ok(Some(Owner::Me))
+            }
+            Some("NEW") => {
+                let epoch = epoch(1).unwrap_or(0);
+                self.stats.claims.fetch_add(1, Ordering::Relaxed);
+                let record = answer.get(2).map(String::as_str).unwrap_or_default();
+                let held = answer.get(3..).unwrap_or_default();
+                self.load_claimed(arn, record, held).await;
+                lock(&self.owned).insert(arn.clone(), epoch);
+                lock(&self.owners).remove(arn);
+                tracing::debug!(%arn, epoch, "claimed a channel");
                 Ok(Some(Owner::Me))
             }
             Some("OTHER") => {
@@ -272,7 +448,42 @@ impl Router {
                 lock(&self.owners).insert(arn.clone(), node.clone());
                 Ok(Some(Owner::Node(node)))
             }
+            Some("NONE") => Ok(None),
             _ => Ok(None),
+        }
+    }
+
+    fn known_owner(&self, arn: &ChannelArn) -> Option<Owner> {
+        if lock(&self.owned).contains_key(arn) {
+            return Some(Owner::Me);
+        }
+        lock(&self.owners).get(arn).cloned().map(Owner::Node)
+    }
+
+    /// Loads what the previous owner of a channel just claimed held for it.
+    async fn load_claimed(&self, arn: &ChannelArn, record: &str, held: &[String]) {
+        if held.is_empty() {
+            return;
+        }
+        let (ttl, revision) = match serde_json::from_str::<ChannelRecord>(record) {
+            Ok(record) => (record.message_ttl(), record.revision()),
+            Err(_) => (MessageTtlSeconds::default(), 0),
+        };
+        let changes = super::held::decode(arn, held);
+        let count: usize = changes.iter().map(|change| change.messages.len()).sum();
+        match self
+            .shards
+            .of(arn)
+            .restore_held(arn.clone(), ttl, revision, changes)
+            .await
+        {
+            Ok(kept) => {
+                self.stats
+                    .held_loaded
+                    .fetch_add(kept as u64, Ordering::Relaxed);
+                tracing::debug!(%arn, kept, of = count, "loaded the held messages of a claimed channel");
+            }
+            Err(_) => tracing::warn!(%arn, "the hub stopped while loading held messages"),
         }
     }
 
@@ -281,13 +492,20 @@ impl Router {
         &self,
         open: OpenConnection,
     ) -> Result<Result<Registration, Refused>, Unrouted> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Ok(Err(Refused::new(
+                ErrorType::InternalFailure,
+                "this node is shutting down; connect again",
+            )));
+        }
         let arn = open.channel_arn.clone();
         for attempt in 0..3 {
+            if attempt > 0 {
+                // The owner may be loading the channel, or just gone: a moment to settle.
+                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+            }
             let Some(owner) = self.owner(&arn, attempt > 0).await? else {
-                return Ok(Err(Refused::new(
-                    ErrorType::ResourceNotFoundException,
-                    format!("The requested channel is not found or not active: {arn}"),
-                )));
+                return Ok(Err(not_found(&arn)));
             };
             let node = match owner {
                 Owner::Me => {
@@ -305,47 +523,25 @@ impl Router {
                 .register()
                 .await
                 .map_err(|_| Unrouted("the bridge has stopped".to_owned()))?;
-            let link = registration.conn().to_raw();
-            let req = self.next_req.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = oneshot::channel();
-            lock(&self.opens).insert(
-                req,
-                PendingOpen {
-                    link: Link {
-                        owner: node.clone(),
-                        conn: 0,
-                        arn: arn.clone(),
-                    },
-                    link_id: link,
-                    verdict: tx,
-                },
-            );
-            self.send(
-                &node,
-                Msg::Open {
-                    req,
-                    link,
-                    arn: arn.as_str().to_owned(),
-                    client: open.client_id.as_ref().map(|id| id.as_str().to_owned()),
-                    ttl: open.message_ttl.get(),
-                    rev: open.ttl_revision,
-                    indications: open.indications,
-                    delivery: open.delivery_status,
-                    addr: open.remote_addr.map(|addr| addr.to_string()),
-                },
-            )
-            .await;
-            let verdict = tokio::time::timeout(VERDICT_TIMEOUT, rx).await;
-            lock(&self.opens).remove(&req);
-            match verdict {
+            let link_id = registration.conn().to_raw();
+            let link = Link {
+                owner: node.clone(),
+                conn: 0,
+                arn: arn.clone(),
+                open: open.clone(),
+                since: Instant::now(),
+                moving: None,
+            };
+            match self.open_at(&node, link_id, link, false).await {
                 // The link was recorded when the verdict was read, before any frame the
                 // owner sent after it.
-                Ok(Ok(Verdict::Ok(_))) => return Ok(Ok(registration)),
-                Ok(Ok(Verdict::Refused { error, message })) => {
+                Ok(Verdict::Ok(_)) => return Ok(Ok(registration)),
+                Ok(Verdict::Refused { error, message }) => {
                     return Ok(Err(refused(&error, message)));
                 }
                 // Not (or no longer) the owner, or no answer (it may have died): look again.
-                Ok(Ok(Verdict::NotOwner { .. })) | Ok(Err(_)) | Err(_) => {
+                Ok(Verdict::NotOwner { .. }) | Err(()) => {
+                    self.stats.redirects.fetch_add(1, Ordering::Relaxed);
                     lock(&self.owners).remove(&arn);
                 }
             }
@@ -355,6 +551,44 @@ impl Router {
         )))
     }
 
+    /// Asks `node` to open `link` (new, or `moving` from its previous owner), and waits for
+    /// its verdict; `Err` when none came in time.
+    pub(super) async fn open_at(
+        &self,
+        node: &str,
+        link_id: u64,
+        link: Link,
+        moving: bool,
+    ) -> Result<Verdict, ()> {
+        let params = OpenParams::new(&link.open);
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.opens).insert(
+            req,
+            PendingOpen {
+                link,
+                link_id,
+                moving,
+                verdict: tx,
+            },
+        );
+        self.send(
+            node,
+            Msg::Open {
+                req,
+                link: link_id,
+                open: params,
+            },
+        )
+        .await;
+        let verdict = tokio::time::timeout(VERDICT_TIMEOUT, rx).await;
+        lock(&self.opens).remove(&req);
+        match verdict {
+            Ok(Ok(verdict)) => Ok(verdict),
+            _ => Err(()),
+        }
+    }
+
     /// A SendAlexaOfferToMaster call, answered by the owner's hub.
     pub(crate) async fn alexa_offer(
         &self,
@@ -362,11 +596,11 @@ impl Router {
     ) -> Result<Result<MessagePayload<'static>, Refused>, Unrouted> {
         let arn = offer.channel_arn.clone();
         for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+            }
             let Some(owner) = self.owner(&arn, attempt > 0).await? else {
-                return Ok(Err(Refused::new(
-                    ErrorType::ResourceNotFoundException,
-                    format!("The requested channel is not found or not active: {arn}"),
-                )));
+                return Ok(Err(not_found(&arn)));
             };
             let node = match owner {
                 Owner::Me => {
@@ -407,6 +641,7 @@ impl Router {
                     return Ok(Err(refused(&error, message)));
                 }
                 Ok(Ok(Verdict::NotOwner { .. })) | Ok(Err(_)) | Err(_) => {
+                    self.stats.redirects.fetch_add(1, Ordering::Relaxed);
                     lock(&self.owners).remove(&arn);
                 }
             }
@@ -467,27 +702,57 @@ impl Router {
             .collect()
     }
 
-    /// What a bridged socket did: to its owner.
+    /// What a bridged socket did: to its owner (or, while its channel moves, held).
     async fn bridged(&self, event: BridgeEvent) {
-        let (link, text) = match event {
+        match event {
             // The owner counts the socket up from its verdict.
-            BridgeEvent::Established(_) => return,
-            BridgeEvent::Frame(conn, text) => (conn.to_raw(), text),
+            BridgeEvent::Established(_) => {}
+            BridgeEvent::Frame(conn, text, read_at) => {
+                let at = super::wire::unix_ms_of(read_at);
+                let to = {
+                    let mut links = lock(&self.links);
+                    let Some(link) = links.get_mut(&conn.to_raw()) else {
+                        return;
+                    };
+                    match &mut link.moving {
+                        Some(queue) if queue.len() < MOVING_QUEUE => {
+                            queue.push((text, at));
+                            return;
+                        }
+                        Some(_) => {
+                            self.stats.lost_moving.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        None => (link.owner.clone(), link.conn),
+                    }
+                };
+                self.send(
+                    &to.0,
+                    Msg::Frame {
+                        conn: to.1,
+                        text,
+                        at,
+                    },
+                )
+                .await;
+            }
             BridgeEvent::Keepalive(conn) => {
-                let link = lock(&self.links).get(&conn.to_raw()).cloned();
-                if let Some(link) = link {
-                    self.send(&link.owner, Msg::Keepalive { conn: link.conn })
-                        .await;
+                let to = lock(&self.links)
+                    .get(&conn.to_raw())
+                    .filter(|link| link.moving.is_none())
+                    .map(|link| (link.owner.clone(), link.conn));
+                if let Some((owner, conn)) = to {
+                    self.send(&owner, Msg::Keepalive { conn }).await;
                 }
-                return;
             }
             BridgeEvent::Closed(conn) => {
                 let link = lock(&self.links).remove(&conn.to_raw());
-                if let Some(link) = link {
+                // A socket whose channel moves is not known at the next owner yet: its open
+                // there is closed when its verdict comes.
+                if let Some(link) = link.filter(|link| link.moving.is_none()) {
                     self.send(&link.owner, Msg::Closed { conn: link.conn })
                         .await;
                 }
-                return;
             }
             BridgeEvent::Acked {
                 conn,
@@ -503,18 +768,9 @@ impl Router {
                     };
                     self.send(&link.owner, msg).await;
                 }
-                return;
             }
-            _ => return,
-        };
-        let Some(found) = lock(&self.links).get(&link).cloned() else {
-            return;
-        };
-        let msg = Msg::Frame {
-            conn: found.conn,
-            text,
-        };
-        self.send(&found.owner, msg).await;
+            _ => {}
+        }
     }
 
     /// What a local hub sends a remote connection: to the node that holds its socket.
@@ -534,6 +790,7 @@ impl Router {
             },
             RemoteOutputKind::Close(close) => Msg::Close {
                 link: remote.link,
+                conn: raw,
                 code: close.code,
                 reason: close.reason.to_owned(),
             },
@@ -543,33 +800,11 @@ impl Router {
     }
 
     /// A message from node `from`.
-    async fn received(&self, from: &str, msg: Msg) {
-        tracing::trace!(from, ?msg, "from another node");
+    pub(super) async fn received(self: &Arc<Self>, from: &str, msg: Msg) {
+        tracing::trace!(from, ?msg, "from a node");
         match msg {
-            Msg::Open {
-                req,
-                link,
-                arn,
-                client,
-                ttl,
-                rev,
-                indications,
-                delivery,
-                addr,
-            } => {
-                let verdict = self
-                    .open_for(
-                        from,
-                        link,
-                        &arn,
-                        client,
-                        ttl,
-                        rev,
-                        indications,
-                        delivery,
-                        addr,
-                    )
-                    .await;
+            Msg::Open { req, link, open } => {
+                let verdict = self.open_for(from, link, &open).await;
                 self.send(from, Msg::Verdict { req, verdict }).await;
             }
             Msg::Alexa {
@@ -590,20 +825,31 @@ impl Router {
                     let _ = waiting.send(verdict);
                 }
             }
-            Msg::Frame { conn, text } => {
-                if let Some(shard) = self.shard_of_remote(conn) {
-                    let _ = shard.frame(ConnId::from_raw(conn), text).await;
+            Msg::Frame { conn, text, at } => match self.shard_of_remote(from, conn) {
+                Some(shard) => {
+                    let read_at = super::wire::instant_of(at);
+                    let _ = shard
+                        .frame_read_at(ConnId::from_raw(conn), text, read_at)
+                        .await;
                 }
-            }
-            Msg::Keepalive { conn } => {
-                if let Some(shard) = self.shard_of_remote(conn) {
+                None => self.send(from, Msg::Gone { conn }).await,
+            },
+            Msg::Keepalive { conn } => match self.shard_of_remote(from, conn) {
+                Some(shard) => {
                     let _ = shard.keepalive(ConnId::from_raw(conn)).await;
                 }
-            }
+                None => self.send(from, Msg::Gone { conn }).await,
+            },
             Msg::Closed { conn } => {
                 // Its node reported every tracked frame written before the close: those not
                 // reported are held again.
-                let remote = lock(&self.remotes).remove(&conn);
+                let remote = {
+                    let mut remotes = lock(&self.remotes);
+                    match remotes.get(&conn) {
+                        Some(remote) if remote.node == from => remotes.remove(&conn),
+                        _ => None,
+                    }
+                };
                 if let Some(remote) = remote {
                     let _ = self
                         .shards
@@ -619,7 +865,7 @@ impl Router {
             } => {
                 // A frame may come back after its connection closed: its shard is found by
                 // the channel the token's frame was for, kept until acknowledged.
-                if let Some(shard) = self.shard_of_remote(conn) {
+                if let Some(shard) = self.shard_of_remote(from, conn) {
                     let _ = shard
                         .remote_acked(ConnId::from_raw(conn), token, written)
                         .await;
@@ -637,12 +883,15 @@ impl Router {
                 frame,
                 token,
             } => {
-                let known = lock(&self.links).contains_key(&link);
+                let known = lock(&self.links)
+                    .get(&link)
+                    .is_some_and(|found| found.owner == from && found.conn == conn);
                 if known {
                     let link = ConnId::from_raw(link);
                     let _ = self.bridge.deliver(link, Frame::from(frame), token).await;
                 } else if let Some(token) = token {
-                    // The socket is gone: the owner holds the message again.
+                    // The socket is gone, or another owner has it now: the sender holds the
+                    // message again.
                     let msg = Msg::Acked {
                         conn,
                         token,
@@ -651,13 +900,54 @@ impl Router {
                     self.send(from, msg).await;
                 }
             }
-            Msg::Close { link, code, reason } => {
-                lock(&self.links).remove(&link);
-                let reason = close_reason(code, &reason);
-                let _ = self
-                    .bridge
-                    .close(ConnId::from_raw(link), CloseCommand::new(code, reason))
-                    .await;
+            Msg::Close {
+                link,
+                conn,
+                code,
+                reason,
+            } => {
+                let removed = {
+                    let mut links = lock(&self.links);
+                    match links.get(&link) {
+                        Some(found) if found.owner == from && found.conn == conn => {
+                            links.remove(&link)
+                        }
+                        _ => None,
+                    }
+                };
+                if removed.is_some() {
+                    let reason = close_reason(code, &reason);
+                    let _ = self
+                        .bridge
+                        .close(ConnId::from_raw(link), CloseCommand::new(code, reason))
+                        .await;
+                }
+            }
+            Msg::Gone { conn } => {
+                let gone = {
+                    let mut links = lock(&self.links);
+                    let found = links
+                        .iter()
+                        .find(|(_, link)| {
+                            link.owner == from && link.conn == conn && link.moving.is_none()
+                        })
+                        .map(|(id, _)| *id);
+                    found.and_then(|id| links.remove(&id).map(|_| id))
+                };
+                if let Some(link) = gone {
+                    tracing::debug!(
+                        from,
+                        conn,
+                        "the owner no longer knows a socket's connection"
+                    );
+                    let _ = self
+                        .bridge
+                        .close(
+                            ConnId::from_raw(link),
+                            CloseCommand::new(1001, "going away"),
+                        )
+                        .await;
+                }
             }
             Msg::Updated { arn, ttl, rev } => {
                 if let (Ok(arn), Ok(ttl)) = (ChannelArn::new(&arn), MessageTtlSeconds::new(ttl)) {
@@ -674,12 +964,29 @@ impl Router {
                     let _ = self.shards.of(&arn).channel_deleted(arn).await;
                 }
             }
+            Msg::Pause { arn, req } => {
+                if let Ok(arn) = ChannelArn::new(&arn) {
+                    self.pause(from, &arn);
+                }
+                self.send(from, Msg::Paused { req }).await;
+            }
+            Msg::Paused { req } => {
+                let waiting = lock(&self.pauses).remove(&req);
+                if let Some(waiting) = waiting {
+                    let _ = waiting.send(());
+                }
+            }
+            Msg::Moved { arn } => {
+                if let Ok(arn) = ChannelArn::new(&arn) {
+                    self.moved(from, arn);
+                }
+            }
         }
     }
 
-    /// The owner's verdict on open `req`: the link recorded before the opener hears it. A
-    /// verdict that comes after its opener gave up opened a connection nobody holds: the
-    /// owner hears it closed.
+    /// The owner's verdict on open `req`: the link recorded (or moved) before the opener hears
+    /// it. A verdict that comes after its opener gave up, or for a socket that closed
+    /// meanwhile, opened a connection nobody holds: the owner hears it closed.
     async fn verdict(&self, from: &str, req: u64, verdict: Verdict) {
         let pending = lock(&self.opens).remove(&req);
         let Some(pending) = pending else {
@@ -691,23 +998,44 @@ impl Router {
             return;
         };
         let verdict = match verdict {
-            Verdict::Ok(conn) => match conn.parse() {
-                Ok(raw) => {
-                    let link = Link {
-                        conn: raw,
-                        ..pending.link
+            Verdict::Ok(text) => match text.parse::<u64>() {
+                Ok(conn) => {
+                    let recorded = {
+                        let mut links = lock(&self.links);
+                        if pending.moving {
+                            match links.get_mut(&pending.link_id) {
+                                Some(link) => {
+                                    link.owner = from.to_owned();
+                                    link.conn = conn;
+                                    true
+                                }
+                                None => false,
+                            }
+                        } else {
+                            let link = Link {
+                                owner: from.to_owned(),
+                                conn,
+                                ..pending.link
+                            };
+                            links.insert(pending.link_id, link);
+                            true
+                        }
                     };
-                    lock(&self.links).insert(pending.link_id, link);
-                    Verdict::Ok(conn)
+                    if !recorded {
+                        self.send(from, Msg::Closed { conn }).await;
+                    }
+                    Verdict::Ok(text)
                 }
                 Err(_) => Verdict::Refused {
                     error: ErrorType::InternalFailure.name().to_owned(),
-                    message: format!("the owner's connection id {conn:?}"),
+                    message: format!("the owner's connection id {text:?}"),
                 },
             },
             other => other,
         };
-        if let Err(Verdict::Ok(_)) = pending.verdict.send(verdict) {
+        if let Err(Verdict::Ok(_)) = pending.verdict.send(verdict)
+            && !pending.moving
+        {
             // The opener gave up just now: the owner's connection is nobody's.
             let link = lock(&self.links).remove(&pending.link_id);
             if let Some(link) = link {
@@ -716,50 +1044,32 @@ impl Router {
         }
     }
 
-    fn shard_of_remote(&self, conn: u64) -> Option<kvs_transport_tokio::ShardHandle> {
-        let arn = lock(&self.remotes).get(&conn)?.arn.clone();
+    /// The shard of remote connection `conn` that node `from` holds the socket of.
+    fn shard_of_remote(&self, from: &str, conn: u64) -> Option<ShardHandle> {
+        let arn = lock(&self.remotes)
+            .get(&conn)
+            .filter(|remote| remote.node == from)?
+            .arn
+            .clone();
         Some(self.shards.of(&arn).clone())
     }
 
     /// Opens, in this node's hub, a connection whose socket node `from` holds as `link`.
-    #[expect(clippy::too_many_arguments, reason = "the fields of one message")]
-    async fn open_for(
-        &self,
-        from: &str,
-        link: u64,
-        arn: &str,
-        client: Option<String>,
-        ttl: u32,
-        rev: u64,
-        indications: bool,
-        delivery: bool,
-        addr: Option<String>,
-    ) -> Verdict {
-        let bad = |message: String| Verdict::Refused {
-            error: ErrorType::InvalidArgumentException.name().to_owned(),
-            message,
+    pub(super) async fn open_for(&self, from: &str, link: u64, params: &OpenParams) -> Verdict {
+        let open = match params.open() {
+            Ok(open) => open,
+            Err(message) => {
+                return Verdict::Refused {
+                    error: ErrorType::InvalidArgumentException.name().to_owned(),
+                    message,
+                };
+            }
         };
-        let Ok(arn) = ChannelArn::new(arn) else {
-            return bad(format!("X-Amz-ChannelARN: {arn:?}"));
-        };
-        if !lock(&self.owned).contains(&arn) || !self.cluster.liveness.is_valid() {
+        let arn = open.channel_arn.clone();
+        if !lock(&self.owned).contains_key(&arn) || !self.cluster.liveness.is_valid() {
             let owner = lock(&self.owners).get(&arn).cloned();
             return Verdict::NotOwner { owner };
         }
-        let Ok(ttl) = MessageTtlSeconds::new(ttl) else {
-            return bad(format!("MessageTtlSeconds: {ttl}"));
-        };
-        let open = match client {
-            Some(client) => match ClientId::new(&client) {
-                Ok(id) => OpenConnection::viewer(arn.clone(), id, ttl),
-                Err(err) => return bad(err.to_string()),
-            },
-            None => OpenConnection::master(arn.clone(), ttl),
-        }
-        .ttl_revision(rev)
-        .indications(indications)
-        .delivery_status(delivery)
-        .remote_addr(addr.and_then(|addr| addr.parse().ok()));
         match self
             .shards
             .of(&arn)
@@ -809,7 +1119,7 @@ impl Router {
         let Ok(arn) = ChannelArn::new(arn) else {
             return bad(format!("ChannelARN: {arn:?}"));
         };
-        if !lock(&self.owned).contains(&arn) || !self.cluster.liveness.is_valid() {
+        if !lock(&self.owned).contains_key(&arn) || !self.cluster.liveness.is_valid() {
             let owner = lock(&self.owners).get(&arn).cloned();
             return Verdict::NotOwner { owner };
         }
@@ -833,62 +1143,13 @@ impl Router {
             },
         }
     }
+}
 
-    /// Node `node` died: the connections of this node's hubs whose sockets it held are closed
-    /// (as if their clients had closed them), and this node's sockets whose channels it owned
-    /// are closed with 1001, so that their clients reconnect and the channel is claimed anew.
-    async fn node_died(&self, node: &str) {
-        tracing::info!(%node, "a node of the cluster died");
-        let gone: Vec<(u64, ChannelArn)> = {
-            let mut remotes = lock(&self.remotes);
-            let gone: Vec<(u64, ChannelArn)> = remotes
-                .iter()
-                .filter(|(_, remote)| remote.node == node)
-                .map(|(conn, remote)| (*conn, remote.arn.clone()))
-                .collect();
-            for (conn, _) in &gone {
-                remotes.remove(conn);
-            }
-            gone
-        };
-        let mut by_shard: HashMap<usize, (kvs_transport_tokio::ShardHandle, Vec<ConnId>)> =
-            HashMap::new();
-        for (conn, arn) in gone {
-            let shard = self.shards.of(&arn).clone();
-            let key = self.shards.index_of(&arn);
-            by_shard
-                .entry(key)
-                .or_insert_with(|| (shard, Vec::new()))
-                .1
-                .push(ConnId::from_raw(conn));
-        }
-        for (_, (shard, conns)) in by_shard {
-            let _ = shard.remote_gone(conns).await;
-        }
-        let orphaned: Vec<(u64, ChannelArn)> = {
-            let mut links = lock(&self.links);
-            let orphaned: Vec<(u64, ChannelArn)> = links
-                .iter()
-                .filter(|(_, link)| link.owner == node)
-                .map(|(id, link)| (*id, link.arn.clone()))
-                .collect();
-            for (id, _) in &orphaned {
-                links.remove(id);
-            }
-            orphaned
-        };
-        lock(&self.owners).retain(|_, owner| owner != node);
-        for (link, arn) in orphaned {
-            tracing::debug!(%node, %arn, link, "the channel's owner died: closing its socket here");
-            let _ = self
-                .bridge
-                .close(
-                    ConnId::from_raw(link),
-                    CloseCommand::new(1001, "the channel's node went away"),
-                )
-                .await;
-        }
-    }
+fn not_found(arn: &ChannelArn) -> Refused {
+    Refused::new(
+        ErrorType::ResourceNotFoundException,
+        format!("The requested channel is not found or not active: {arn}"),
+    )
 }
 
 /// The close reason a remote owner gave, as one of the hub's own descriptions (a close frame's
@@ -900,12 +1161,10 @@ fn close_reason(code: u16, reason: &str) -> &'static str {
         "server going away",
         "replaced by a newer connection",
         "channel deleted",
+        "channel moved to another server",
         "slow consumer",
     ]
     .into_iter()
     .find(|known| *known == reason)
     .unwrap_or(if code == 1001 { "going away" } else { "" })
 }
-
-/// Bridge events waiting for the router, at most: past it, bridged sockets' reads wait.
-const OUTBOUND_EVENTS: usize = 16_384;

@@ -40,12 +40,13 @@ redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'ver', ARGV[3])
 return 'OK'
 ";
 
-/// Deletes a channel if its version is still the one the change was staged on.
+/// Deletes a channel, and the messages held for it, if its version is still the one the
+/// change was staged on.
 const REMOVE: &str = r"
 local current = redis.call('HGET', KEYS[1], 'ver')
 if not current then return 'MISSING' end
 if current ~= ARGV[1] then return 'CHANGED' end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[4])
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 redis.call('ZREM', KEYS[3], ARGV[2])
 return 'OK'
@@ -244,6 +245,7 @@ impl Cluster {
                     .key(self.keys.channel(record.arn().as_str()))
                     .key(self.keys.name(record.name().as_str()))
                     .key(self.keys.names())
+                    .key(self.keys.held(record.arn().as_str()))
                     .arg(record.version().as_str())
                     .arg(record.name().as_str())
                     .arg(record.arn().as_str())

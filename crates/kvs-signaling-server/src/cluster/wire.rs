@@ -9,9 +9,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kvs_signaling_core::OpenConnection;
+use kvs_signaling_proto::{ChannelArn, ClientId, MessageTtlSeconds};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::Liveness;
 use super::keys::Keys;
 
 /// A message between nodes.
@@ -22,16 +25,11 @@ pub(crate) enum Msg {
     Open {
         req: u64,
         link: u64,
-        arn: String,
-        client: Option<String>,
-        ttl: u32,
-        rev: u64,
-        indications: bool,
-        delivery: bool,
-        addr: Option<String>,
+        open: OpenParams,
     },
-    /// To the owner: a text message on `conn`.
-    Frame { conn: u64, text: String },
+    /// To the owner: a text message on `conn`, read off its socket at `at` (Unix
+    /// milliseconds), by which its connection's rates are judged.
+    Frame { conn: u64, text: String, at: u64 },
     /// To the owner: the client of `conn` pinged.
     Keepalive { conn: u64 },
     /// To the owner: the socket of `conn` is closed.
@@ -61,18 +59,81 @@ pub(crate) enum Msg {
         frame: String,
         token: Option<u64>,
     },
-    /// To a socket's node: close the socket `link`.
+    /// To a socket's node: close the socket `link` (the owner's connection `conn`).
     Close {
         link: u64,
+        conn: u64,
         code: u16,
         reason: String,
     },
+    /// To a socket's node: the owner knows no connection `conn` (it was closed there, or the
+    /// channel moved away): its socket is to be closed.
+    Gone { conn: u64 },
     /// To the caller's node: the answer of an Alexa offer.
     AlexaAnswer { req: u64, verdict: Verdict },
     /// To every node: a channel's TTL changed.
     Updated { arn: String, ttl: u32, rev: u64 },
     /// To every node: a channel was deleted.
     Deleted { arn: String },
+    /// To the nodes holding sockets of a channel its owner is giving up: hold their frames
+    /// (behind those already sent) and answer `Paused`.
+    Pause { arn: String, req: u64 },
+    /// To the owner: every frame of the channel's sockets here was sent before this.
+    Paused { req: u64 },
+    /// To the nodes holding sockets of a channel: its owner gave it up, with its held
+    /// messages in Redis; open the sockets at its next owner and send what was held.
+    Moved { arn: String },
+}
+
+/// A connect, as its socket's node asks the owner to open it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OpenParams {
+    pub(crate) arn: String,
+    pub(crate) client: Option<String>,
+    pub(crate) ttl: u32,
+    pub(crate) rev: u64,
+    pub(crate) indications: bool,
+    pub(crate) delivery: bool,
+    pub(crate) addr: Option<String>,
+    /// For a connection moving to a new owner: how long it has been open, in milliseconds.
+    pub(crate) restored_ms: Option<u64>,
+}
+
+impl OpenParams {
+    pub(crate) fn new(open: &OpenConnection) -> Self {
+        Self {
+            arn: open.channel_arn.as_str().to_owned(),
+            client: open.client_id.as_ref().map(|id| id.as_str().to_owned()),
+            ttl: open.message_ttl.get(),
+            rev: open.ttl_revision,
+            indications: open.indications,
+            delivery: open.delivery_status,
+            addr: open.remote_addr.map(|addr| addr.to_string()),
+            restored_ms: open
+                .restored
+                .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+
+    /// The connect, or what is wrong with it (a node of another version, or a damaged entry).
+    pub(crate) fn open(&self) -> Result<OpenConnection, String> {
+        let arn = ChannelArn::new(&self.arn).map_err(|err| format!("X-Amz-ChannelARN: {err}"))?;
+        let ttl =
+            MessageTtlSeconds::new(self.ttl).map_err(|err| format!("MessageTtlSeconds: {err}"))?;
+        let open = match &self.client {
+            Some(client) => {
+                let id = ClientId::new(client).map_err(|err| format!("X-Amz-ClientId: {err}"))?;
+                OpenConnection::viewer(arn, id, ttl)
+            }
+            None => OpenConnection::master(arn, ttl),
+        };
+        Ok(open
+            .ttl_revision(self.rev)
+            .indications(self.indications)
+            .delivery_status(self.delivery)
+            .remote_addr(self.addr.as_deref().and_then(|addr| addr.parse().ok()))
+            .restored(self.restored_ms.map(Duration::from_millis)))
+    }
 }
 
 /// An owner's answer to an `Open` or an `Alexa`.
@@ -105,77 +166,126 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// Attempts of a write to the inboxes (about 3 s in all) before its messages are given up.
 const RETRIES: usize = 7;
 
+/// What the writer is given: a message for a node, or a request to say when everything
+/// given before is written (or given up).
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Msg(String, Msg),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Writes messages to other nodes' inboxes, batched per destination. Returns the sender of
-/// `(node, message)` pairs.
+/// what to write.
 pub(crate) fn spawn_writer(
     redis: redis::aio::ConnectionManager,
     keys: Keys,
     me: String,
-) -> mpsc::Sender<(String, Msg)> {
-    let (tx, mut rx) = mpsc::channel::<(String, Msg)>(OUTBOUND_QUEUE);
+    liveness: std::sync::Arc<Liveness>,
+) -> mpsc::Sender<Outgoing> {
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
     tokio::spawn(async move {
         let mut redis = redis;
         let mut first = Vec::new();
         let mut seqs: BTreeMap<String, u64> = BTreeMap::new();
         while rx.recv_many(&mut first, 1024).await > 0 {
             let mut batches: BTreeMap<String, (Vec<Msg>, usize)> = BTreeMap::new();
-            for (node, msg) in first.drain(..) {
-                let entry = batches.entry(node).or_default();
-                entry.1 += 64;
-                entry.0.push(msg);
+            let mut flushes = Vec::new();
+            let mut take =
+                |item: Outgoing, batches: &mut BTreeMap<String, (Vec<Msg>, usize)>| match item {
+                    Outgoing::Msg(node, msg) => {
+                        let entry = batches.entry(node).or_default();
+                        entry.1 += 64;
+                        entry.0.push(msg);
+                        entry.1 > BATCH_BYTES
+                    }
+                    Outgoing::Flush(done) => {
+                        flushes.push(done);
+                        false
+                    }
+                };
+            for item in first.drain(..) {
+                take(item, &mut batches);
             }
             // Whatever else is queued goes in the same round.
-            while let Ok((node, msg)) = rx.try_recv() {
-                let entry = batches.entry(node).or_default();
-                entry.1 += 64;
-                entry.0.push(msg);
-                if entry.1 > BATCH_BYTES {
+            while let Ok(item) = rx.try_recv() {
+                if take(item, &mut batches) {
                     break;
                 }
             }
-            let mut pipe = redis::pipe();
-            for (node, (msgs, _)) in batches {
-                let seq = seqs.entry(node.clone()).or_insert(0);
-                *seq += 1;
-                let batch = Batch {
-                    from: me.clone(),
-                    seq: *seq,
-                    msgs,
-                };
-                let Ok(json) = serde_json::to_string(&batch) else {
-                    continue;
-                };
-                pipe.cmd("XADD")
-                    .arg(keys.inbox(&node))
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(INBOX_MAXLEN)
-                    .arg("*")
-                    .arg("b")
-                    .arg(json)
-                    .ignore();
-            }
-            // Sent again while the connection mends (Redis restarted, the connection was
-            // killed): a batch that did get in the first time is read once, by its `seq`.
-            let mut backoff = Duration::from_millis(50);
-            for attempt in 0..RETRIES {
-                match pipe.query_async::<()>(&mut redis).await {
-                    Ok(()) => break,
-                    Err(err) => {
-                        if attempt + 1 == RETRIES {
-                            if let Some(suppressed) = SEND_FAILED.check() {
-                                tracing::warn!(%err, suppressed, "messages to other nodes were lost");
-                            }
-                        } else {
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(1));
-                        }
-                    }
-                }
+            write_round(&mut redis, &keys, &me, &liveness, &mut seqs, batches).await;
+            for done in flushes {
+                let _ = done.send(());
             }
         }
     });
     tx
+}
+
+/// Writes one round of batches, one `XADD` per destination, in one pipeline.
+async fn write_round(
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    me: &str,
+    liveness: &Liveness,
+    seqs: &mut BTreeMap<String, u64>,
+    batches: BTreeMap<String, (Vec<Msg>, usize)>,
+) {
+    if batches.is_empty() {
+        return;
+    }
+    // A node that may have been taken for dead forwards nothing: what it would send
+    // may be stale (it was paused, or cut off from Redis), and its peers act without it.
+    if !liveness.is_valid() {
+        let dropped: usize = batches.values().map(|(msgs, _)| msgs.len()).sum();
+        if let Some(suppressed) = SEND_FAILED.check() {
+            tracing::warn!(
+                dropped,
+                suppressed,
+                "not sending to other nodes while this node's heartbeat is stale"
+            );
+        }
+        return;
+    }
+    let mut pipe = redis::pipe();
+    for (node, (msgs, _)) in batches {
+        let seq = seqs.entry(node.clone()).or_insert(0);
+        *seq += 1;
+        let batch = Batch {
+            from: me.to_owned(),
+            seq: *seq,
+            msgs,
+        };
+        let Ok(json) = serde_json::to_string(&batch) else {
+            continue;
+        };
+        pipe.cmd("XADD")
+            .arg(keys.inbox(&node))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(INBOX_MAXLEN)
+            .arg("*")
+            .arg("b")
+            .arg(json)
+            .ignore();
+    }
+    // Sent again while the connection mends (Redis restarted, the connection was
+    // killed): a batch that did get in the first time is read once, by its `seq`.
+    let mut backoff = Duration::from_millis(50);
+    for attempt in 0..RETRIES {
+        match pipe.query_async::<()>(redis).await {
+            Ok(()) => break,
+            Err(err) => {
+                if attempt + 1 == RETRIES {
+                    if let Some(suppressed) = SEND_FAILED.check() {
+                        tracing::warn!(%err, suppressed, "messages to other nodes were lost");
+                    }
+                } else {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
 }
 
 static SEND_FAILED: kvs_transport_tokio::LogLimiter =
@@ -187,6 +297,7 @@ static READ_FAILED: kvs_transport_tokio::LogLimiter =
 /// node's is empty), handing each batch to `deliver` in order, and trims what it has read.
 pub(crate) fn spawn_reader(
     client: redis::Client,
+    trimmer: redis::aio::ConnectionManager,
     keys: Keys,
     me: String,
     deliver: mpsc::Sender<Batch>,
@@ -234,39 +345,126 @@ pub(crate) fn spawn_reader(
                         break;
                     }
                 };
-                let mut read_any = false;
-                for stream in reply.keys {
-                    for entry in stream.ids {
-                        read_any = true;
-                        last.clone_from(&entry.id);
-                        let Some(redis::Value::BulkString(bytes)) = entry.map.get("b") else {
-                            continue;
-                        };
-                        match serde_json::from_slice::<Batch>(bytes) {
-                            Ok(batch) => {
-                                if deliver.send(batch).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Err(err) => {
-                                if let Some(suppressed) = READ_FAILED.check() {
-                                    tracing::warn!(%err, suppressed, "an unreadable inbox entry");
-                                }
-                            }
-                        }
-                    }
-                }
-                if read_any {
-                    // What is read is done with: trimmed, so that the inbox holds only what
-                    // this node has not processed.
+                let entries: Vec<redis::streams::StreamId> = reply
+                    .keys
+                    .into_iter()
+                    .flat_map(|stream| stream.ids)
+                    .collect();
+                let Some(newest) = entries.last().map(|entry| entry.id.clone()) else {
+                    continue;
+                };
+                // What is read is taken: trimmed at once (on the shared connection, without
+                // waiting), so that the inbox of a node that dies holds what it never read,
+                // which the senders replay to the channels' next owners, and nothing it did.
+                let mut trimmer = trimmer.clone();
+                let inbox_key = inbox.clone();
+                let after = after(&newest);
+                tokio::spawn(async move {
                     let _: redis::RedisResult<()> = redis::cmd("XTRIM")
-                        .arg(&inbox)
+                        .arg(&inbox_key)
                         .arg("MINID")
-                        .arg(&last)
-                        .query_async(&mut conn)
+                        .arg(&after)
+                        .query_async(&mut trimmer)
                         .await;
+                });
+                last = newest;
+                for entry in entries {
+                    let batch = match decode(&entry) {
+                        Some(Ok(batch)) => batch,
+                        Some(Err(err)) => {
+                            if let Some(suppressed) = READ_FAILED.check() {
+                                tracing::warn!(%err, suppressed, "an unreadable inbox entry");
+                            }
+                            continue;
+                        }
+                        None => continue,
+                    };
+                    if deliver.send(batch).await.is_err() {
+                        return;
+                    }
                 }
             }
         }
     });
+}
+
+/// The time now, in Unix milliseconds.
+pub(crate) fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `read_at`, a time of this process, in Unix milliseconds.
+pub(crate) fn unix_ms_of(read_at: std::time::Instant) -> u64 {
+    unix_ms_now().saturating_sub(u64::try_from(read_at.elapsed().as_millis()).unwrap_or(0))
+}
+
+/// Unix milliseconds `at` (another node's reading time), as a time of this process: at most
+/// a minute ago, and not after now.
+pub(crate) fn instant_of(at: u64) -> std::time::Instant {
+    let ago = Duration::from_millis(unix_ms_now().saturating_sub(at)).min(Duration::from_secs(60));
+    let now = std::time::Instant::now();
+    now.checked_sub(ago).unwrap_or(now)
+}
+
+/// The batch of an inbox entry: `None` when it has none.
+pub(crate) fn decode(entry: &redis::streams::StreamId) -> Option<serde_json::Result<Batch>> {
+    let Some(redis::Value::BulkString(bytes)) = entry.map.get("b") else {
+        return None;
+    };
+    Some(serde_json::from_slice::<Batch>(bytes))
+}
+
+/// The smallest stream id after `id` (`MS-SEQ`), for `XTRIM MINID`.
+fn after(id: &str) -> String {
+    match id.split_once('-') {
+        Some((ms, seq)) => match seq.parse::<u64>() {
+            Ok(seq) if seq < u64::MAX => format!("{ms}-{}", seq + 1),
+            _ => format!(
+                "{}-0",
+                ms.parse::<u64>().map_or(0, |ms| ms.saturating_add(1))
+            ),
+        },
+        None => id.to_owned(),
+    }
+}
+
+/// What node `node` never read of what this node (`me`) sent it, oldest first: the batches
+/// still in its inbox, at most `max` entries.
+pub(crate) async fn unread(
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    node: &str,
+    me: &str,
+    max: usize,
+) -> redis::RedisResult<Vec<Msg>> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(keys.inbox(node))
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(max)
+        .query_async(redis)
+        .await?;
+    Ok(reply
+        .ids
+        .iter()
+        .filter_map(decode)
+        .filter_map(Result::ok)
+        .filter(|batch| batch.from == me)
+        .flat_map(|batch| batch.msgs)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::after;
+
+    #[test]
+    fn the_id_after_an_id() {
+        assert_eq!(after("1700000000000-0"), "1700000000000-1");
+        assert_eq!(after("5-41"), "5-42");
+        assert_eq!(after(&format!("5-{}", u64::MAX)), "6-0");
+    }
 }

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::harness::{Node, Redis, call, connect, create, next_text, send, signal, text};
+use super::harness::{
+    Node, Proxy, Redis, call, connect, create, get, next_text, send, signal, text,
+};
 
 /// How long after a node's death its peers act on it: the heartbeat TTL (5 s), a heartbeat
 /// interval, and a margin for a loaded machine.
@@ -140,5 +142,157 @@ async fn a_frozen_redis_kills_nobody() {
         "the viewer's socket lost its master after the freeze: {got:?}\n{}\n{}",
         a.log(),
         b.log()
+    );
+}
+
+#[tokio::test]
+async fn killed_redis_connections_are_mended_and_nothing_is_delivered_twice() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let arn = create(a.addr, "reconnected").await;
+    let mut master = connect(a.addr, &arn, None).await;
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    // Twenty candidates, with every client connection of Redis killed (the nodes' commands,
+    // inbox reads and heartbeats) after the tenth.
+    for i in 0..20 {
+        if i == 10 {
+            let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+            assert!(killed.parse::<u32>().unwrap_or(0) >= 4, "{killed}");
+        }
+        send(
+            &mut viewer,
+            &format!(r#"{{"action":"ICE_CANDIDATE","messagePayload":"{i:04}"}}"#),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut got = Vec::new();
+    while let Some(frame) = next_text(&mut master, Duration::from_secs(3)).await {
+        got.push(frame);
+    }
+    let expected: Vec<String> = (0..20)
+        .map(|i| {
+            format!(
+                r#"{{"messagePayload":"{i:04}","messageType":"ICE_CANDIDATE","senderClientId":"v1"}}"#
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "{}\n{}", a.log(), b.log());
+    // Both still serve everything.
+    assert_eq!(get(a.addr, "/ready").await.status, 200);
+    assert_eq!(get(b.addr, "/ready").await.status, 200);
+    let fresh = create(b.addr, "after-kill").await;
+    let mut other = connect(a.addr, &fresh, Some("w1")).await;
+    let mut other_master = connect(b.addr, &fresh, None).await;
+    send(
+        &mut other,
+        r#"{"action":"SDP_OFFER","messagePayload":"b2s="}"#,
+    )
+    .await;
+    assert!(text(&mut other_master).await.contains("b2s="));
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_redis_says_so_serves_what_it_owns_and_rejoins() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.port);
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start_on(&proxy.url(), "127.0.0.2", &[]);
+    // B owns `island`, both its clients on B; A owns `mainland`, with a viewer on B.
+    let island = create(b.addr, "island").await;
+    let mut island_master = connect(b.addr, &island, None).await;
+    let mut island_viewer = connect(b.addr, &island, Some("v1")).await;
+    let mainland = create(a.addr, "mainland").await;
+    let mut mainland_master = connect(a.addr, &mainland, None).await;
+    let mut bridged = connect(b.addr, &mainland, Some("w1")).await;
+    send(
+        &mut bridged,
+        r#"{"action":"SDP_OFFER","messagePayload":"YnJpZGdl"}"#,
+    )
+    .await;
+    assert!(text(&mut mainland_master).await.contains("YnJpZGdl"));
+    assert_eq!(get(b.addr, "/ready").await.status, 200);
+
+    proxy.cut();
+    let cut = Instant::now();
+    // Within the TTL B says it cannot serve fully: not ready, not healthy, and why.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let ready = get(b.addr, "/ready").await;
+        if ready.status == 503 {
+            assert!(ready.body.contains("cannot reach Redis"), "{}", ready.body);
+            break;
+        }
+        assert!(Instant::now() < deadline, "B still ready when cut off");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(get(b.addr, "/health").await.status, 503);
+    assert_eq!(get(a.addr, "/ready").await.status, 200);
+    // B goes on relaying between the sockets it holds of the channel it owns.
+    send(
+        &mut island_viewer,
+        r#"{"action":"SDP_OFFER","messagePayload":"aXNsYW5k"}"#,
+    )
+    .await;
+    assert!(text(&mut island_master).await.contains("aXNsYW5k"));
+    // B takes no connects meanwhile: it cannot know who owns what.
+    let refused = tokio_tungstenite::connect_async(super::harness::connect_url(
+        b.addr,
+        &island,
+        Some("v2"),
+        &[],
+    ))
+    .await;
+    assert!(refused.is_err(), "B took a connect while cut off");
+    // A takes B for dead: B's viewer of A's channel is closed there, its slot freed.
+    tokio::time::sleep(DEATH_NOTICED.saturating_sub(cut.elapsed())).await;
+    let mut w1_again = connect(a.addr, &mainland, Some("w1")).await;
+    send(
+        &mut w1_again,
+        r#"{"action":"SDP_OFFER","messagePayload":"YWdhaW4="}"#,
+    )
+    .await;
+    assert!(text(&mut mainland_master).await.contains("YWdhaW4="));
+    // And A claims B's channel for the clients that reach it: two groups, for as long as the
+    // partition lasts.
+    let mut island_v3 = connect(a.addr, &island, Some("v3")).await;
+
+    proxy.heal();
+    // B rejoins within a bounded time, without a restart: ready again; the channel it lost
+    // is closed here (its clients reconnect to its new owner), and so is the socket whose
+    // connection A closed while B was away.
+    let healed = Instant::now();
+    let deadline = healed + Duration::from_secs(10);
+    while get(b.addr, "/ready").await.status != 200 {
+        assert!(Instant::now() < deadline, "B did not rejoin\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "partition: B ready again {} ms after the heal",
+        healed.elapsed().as_millis()
+    );
+    assert_eq!(
+        super::harness::closed(&mut island_master, Duration::from_secs(5)).await,
+        Some(1001),
+        "{}",
+        b.log()
+    );
+    assert_eq!(
+        super::harness::closed(&mut bridged, Duration::from_secs(5)).await,
+        Some(1001)
+    );
+    // One owner again: the master reconnecting through B reaches A's hub, and the viewer
+    // that joined there during the partition.
+    let mut island_master = connect(b.addr, &island, None).await;
+    send(
+        &mut island_v3,
+        r#"{"action":"SDP_OFFER","messagePayload":"djM="}"#,
+    )
+    .await;
+    assert!(text(&mut island_master).await.contains("djM="));
+    assert_eq!(
+        next_text(&mut island_master, Duration::from_millis(500)).await,
+        None
     );
 }

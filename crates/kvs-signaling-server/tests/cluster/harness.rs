@@ -189,11 +189,16 @@ pub(crate) struct Node {
 impl Node {
     /// A node on `ip` (127.0.0.x) of the cluster on `redis`.
     pub(crate) fn start(redis: &Redis, ip: &str, extra: &[&str]) -> Self {
+        Self::start_on(&redis.url(), ip, extra)
+    }
+
+    /// A node on `ip` of the cluster on the Redis at `url`.
+    pub(crate) fn start_on(url: &str, ip: &str, extra: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kvs-signaling"));
         command
             .args(["serve", "--no-tls", "--in-memory", "--no-console"])
             .args(["--listen", &format!("{ip}:0")])
-            .args(["--cluster", &redis.url(), "--public-url", PUBLIC_URL])
+            .args(["--cluster", url, "--public-url", PUBLIC_URL])
             .args(["--access-key-id", KEY, "--secret-access-key", SECRET])
             .args(["--region", REGION])
             .args(extra)
@@ -243,6 +248,30 @@ impl Node {
         }
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the node has stopped").id()
+    }
+
+    /// SIGTERM, and waits (at most `within`) for the node to drain and exit; whether it did.
+    pub(crate) fn terminate(&mut self, within: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, and waits for the process to end.
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -268,6 +297,119 @@ impl Drop for Node {
         if thread::panicking() {
             eprintln!("=== node {} ===\n{}", self.addr, self.log());
         }
+    }
+}
+
+/// A GET of `path` (`/ready`, `/health`, `/metrics`) from `node`.
+pub(crate) async fn get(node: SocketAddr, path: &str) -> Answer {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {node}\r\nconnection: close\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(node).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer to GET {path} from {node}"))
+    .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    Answer {
+        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body: body.to_owned(),
+    }
+}
+
+/// A TCP proxy on loopback in front of `target` (a node's way to Redis), which the test can
+/// cut (every connection through it dropped, new ones refused) and heal: a network
+/// partition of one node from Redis.
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    pub(crate) fn start(target: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (cut_flag, generations) = (Arc::clone(&cut), Arc::clone(&generation));
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut_flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let born = generations.load(Ordering::SeqCst);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, client),
+                ] {
+                    let (cut_flag, generations) = (Arc::clone(&cut_flag), Arc::clone(&generations));
+                    from.set_read_timeout(Some(Duration::from_millis(50)))
+                        .unwrap();
+                    thread::spawn(move || {
+                        use std::io::{Read as _, Write as _};
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            if cut_flag.load(Ordering::SeqCst)
+                                || generations.load(Ordering::SeqCst) != born
+                            {
+                                let _ = from.shutdown(std::net::Shutdown::Both);
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => {
+                                    let _ = to.shutdown(std::net::Shutdown::Write);
+                                    return;
+                                }
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(err)
+                                    if matches!(
+                                        err.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => return,
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            cut,
+            generation,
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops every connection through the proxy and refuses new ones.
+    pub(crate) fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Lets connections through again.
+    pub(crate) fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

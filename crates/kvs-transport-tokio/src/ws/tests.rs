@@ -506,3 +506,39 @@ async fn a_connect_dropped_before_its_101_evicts_nobody() {
     );
     assert_eq!(settle(&shard).await.superseded, 0);
 }
+
+#[tokio::test]
+async fn go_away_local_ends_this_process_sockets_and_keeps_taking_connects() {
+    let config = HubConfig::default().go_away_grace(Duration::from_millis(300));
+    let (addr, shard) = server(config, ShardConfig::default()).await;
+    let mut master = connect(addr, "/master/local").await;
+    while settle(&shard).await.opened < 1 {
+        tokio::task::yield_now().await;
+    }
+    shard.go_away_local().await.unwrap();
+    // This server's clients handle GO_AWAY: they get it, and the close a grace period later.
+    assert_eq!(next_text(&mut master).await, r#"{"messageType":"GO_AWAY"}"#);
+    let close = tokio::time::timeout(Duration::from_secs(5), master.next())
+        .await
+        .expect("no close within 5 s")
+        .unwrap()
+        .unwrap();
+    match close {
+        Message::Close(Some(frame)) => {
+            assert_eq!(frame.code, CloseCode::Away);
+            assert_eq!(frame.reason.as_str(), "server going away");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    // Not a drain: a new connect is taken, and kept.
+    let mut again = connect(addr, "/master/local").await;
+    while settle(&shard).await.opened < 2 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), again.next())
+            .await
+            .is_err(),
+        "the new connection was ended"
+    );
+}

@@ -1,0 +1,292 @@
+//! The copy of a channel's held messages in Redis, which the channel's next owner loads.
+//!
+//! The owner's hub is the truth; Redis keeps a copy: the hash `PREFIX:held:ARN`, one field
+//! per recipient (`m` for the master, `v:ID` for a viewer) holding its messages as JSON, each
+//! with its absolute expiry (Unix milliseconds). The hubs report each recipient's messages as
+//! they change (held, replaced, delivered, expired); a task writes them, the newest state of
+//! each recipient once, with one fenced script per channel: a node that lost its claim writes
+//! nothing, and lets the channel go. A message changed in the last write's round trip before
+//! its owner dies is lost (held, not yet written) or delivered twice (delivered, its removal
+//! not yet written).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kvs_signaling_core::{Frame, HeldChange, HeldMessage};
+use kvs_signaling_proto::{Action, ChannelArn, PeerId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::route::{Router, lock};
+
+/// Writes recipients' held messages (`ARGV[4..]`: field and JSON by turns; an empty JSON
+/// removes the field) if `ARGV[1]` still owns the channel at epoch `ARGV[2]`; keeps the hash
+/// until the latest expiry `ARGV[3]` (Unix ms). With `ARGV[3]` prefixed `release:`, the hash
+/// is replaced whole and the claim given up in the same step (a hand-over). Answers `OK` or
+/// `FENCED`.
+const HELD_PUT: &str = r"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then
+  return 'FENCED'
+end
+local until_ms = ARGV[3]
+local release = false
+if string.sub(until_ms, 1, 8) == 'release:' then
+  release = true
+  until_ms = string.sub(until_ms, 9)
+  redis.call('DEL', KEYS[2])
+end
+for i = 4, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local at = tonumber(until_ms)
+  if at > 0 and redis.call('PEXPIRETIME', KEYS[2]) < at then
+    redis.call('PEXPIREAT', KEYS[2], at)
+  end
+end
+if release then redis.call('HSET', KEYS[1], 'owner', '') end
+return 'OK'
+";
+
+/// Changes waiting for the writer, at most (batches of them, from the shards).
+const QUEUE: usize = 1024;
+
+/// One held message, as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    /// The sender's client id; none for the master.
+    #[serde(rename = "s")]
+    sender: Option<String>,
+    /// The action (`SDP_OFFER`...).
+    #[serde(rename = "a")]
+    action: String,
+    /// The frame its recipient gets.
+    #[serde(rename = "f")]
+    frame: String,
+    /// When it expires, Unix milliseconds.
+    #[serde(rename = "x")]
+    expires: u64,
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn field(recipient: Option<&PeerId>) -> String {
+    match recipient {
+        None => "m".to_owned(),
+        Some(id) => format!("v:{}", id.as_str()),
+    }
+}
+
+/// A recipient's messages as stored, and their latest expiry; empty when none.
+fn encode(messages: &[HeldMessage], now: SystemTime) -> (String, u64) {
+    if messages.is_empty() {
+        return (String::new(), 0);
+    }
+    let stored: Vec<Stored> = messages
+        .iter()
+        .map(|message| Stored {
+            sender: message.sender.as_ref().map(|id| id.as_str().to_owned()),
+            action: message.action.as_str().to_owned(),
+            frame: message.frame.as_str().to_owned(),
+            expires: unix_ms(now + message.expires_in),
+        })
+        .collect();
+    let until = stored.iter().map(|s| s.expires).max().unwrap_or(0);
+    (serde_json::to_string(&stored).unwrap_or_default(), until)
+}
+
+/// The held messages of `arn` from its hash's fields and values (by turns), those not expired.
+pub(super) fn decode(arn: &ChannelArn, fields: &[String]) -> Vec<HeldChange> {
+    let now = unix_ms(SystemTime::now());
+    fields
+        .chunks_exact(2)
+        .filter_map(|pair| {
+            let recipient = match pair[0].as_str() {
+                "m" => None,
+                other => Some(PeerId::new(other.strip_prefix("v:")?).ok()?),
+            };
+            let stored: Vec<Stored> = serde_json::from_str(&pair[1]).ok()?;
+            let messages = stored
+                .into_iter()
+                .filter(|s| s.expires > now)
+                .filter_map(|s| {
+                    let sender = match s.sender {
+                        Some(id) => Some(PeerId::new(&id).ok()?),
+                        None => None,
+                    };
+                    Some(HeldMessage::new(
+                        sender,
+                        Action::from_wire(&s.action).ok()?,
+                        Frame::from(s.frame),
+                        Duration::from_millis(s.expires - now),
+                    ))
+                })
+                .collect();
+            Some(HeldChange::new(arn.clone(), recipient, messages))
+        })
+        .collect()
+}
+
+/// Turns on the report of held messages in every shard, and starts the task that writes them.
+pub(super) async fn start(router: &Arc<Router>) {
+    let (sink, mut changes) = mpsc::channel::<Vec<HeldChange>>(QUEUE);
+    for shard in router.shards.all() {
+        let _ = shard.track_held(sink.clone()).await;
+    }
+    let weak = Arc::downgrade(router);
+    tokio::spawn(async move {
+        // The newest state of each changed recipient, by channel.
+        let mut pending: HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>> = HashMap::new();
+        loop {
+            if pending.is_empty() {
+                let Some(batch) = changes.recv().await else {
+                    return;
+                };
+                merge(&mut pending, batch);
+            }
+            while let Ok(batch) = changes.try_recv() {
+                merge(&mut pending, batch);
+            }
+            let Some(router) = weak.upgrade() else {
+                return;
+            };
+            let round = std::mem::take(&mut pending);
+            let failed = write(&router, round).await;
+            // What could not be written (Redis unreachable) waits for the next round, under
+            // newer changes.
+            for (arn, recipients) in failed {
+                let entry = pending.entry(arn).or_default();
+                for (field, messages) in recipients {
+                    entry.entry(field).or_insert(messages);
+                }
+            }
+            if !pending.is_empty() {
+                drop(router);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+}
+
+fn merge(
+    pending: &mut HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>>,
+    batch: Vec<HeldChange>,
+) {
+    for change in batch {
+        pending
+            .entry(change.channel)
+            .or_default()
+            .insert(field(change.recipient.as_ref()), change.messages);
+    }
+}
+
+type Round = HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>>;
+
+/// Writes a round of changes, one fenced script per channel, in one pipeline. Channels this
+/// node does not own are skipped; those whose write is fenced are let go. Returns what could
+/// not be written.
+async fn write(router: &Router, round: Round) -> Round {
+    let now = SystemTime::now();
+    let mut pipe = redis::pipe();
+    let mut sent = Vec::new();
+    for (arn, recipients) in round {
+        let Some(epoch) = lock(&router.owned).get(&arn).copied() else {
+            continue;
+        };
+        let mut args: Vec<String> = Vec::new();
+        let mut until = 0;
+        for (field, messages) in &recipients {
+            let (json, last) = encode(messages, now);
+            until = until.max(last);
+            args.push(field.clone());
+            args.push(json);
+        }
+        let keys = &router.cluster.keys;
+        pipe.cmd("EVAL")
+            .arg(HELD_PUT)
+            .arg(2)
+            .arg(keys.channel(arn.as_str()))
+            .arg(keys.held(arn.as_str()))
+            .arg(&router.cluster.node)
+            .arg(epoch)
+            .arg(until)
+            .arg(args);
+        sent.push((arn, recipients));
+    }
+    if sent.is_empty() {
+        return HashMap::new();
+    }
+    let mut redis = router.cluster.redis.clone();
+    match pipe.query_async::<Vec<String>>(&mut redis).await {
+        Ok(answers) => {
+            for ((arn, _), answer) in sent.into_iter().zip(answers) {
+                router.stats.held_writes.fetch_add(1, Ordering::Relaxed);
+                if answer == "FENCED" {
+                    router.stats.held_fenced.fetch_add(1, Ordering::Relaxed);
+                    router.lose(&arn).await;
+                }
+            }
+            HashMap::new()
+        }
+        Err(err) => {
+            if let Some(suppressed) = WRITE_FAILED.check() {
+                tracing::warn!(%err, suppressed, "held messages could not be copied to Redis");
+            }
+            sent.into_iter().collect()
+        }
+    }
+}
+
+static WRITE_FAILED: kvs_transport_tokio::LogLimiter =
+    kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
+
+/// Hands `arn` over: its held messages (all of them) written and its claim at `epoch` given
+/// up, in one fenced script. `false` when the fence refused it (another node owns it) or
+/// Redis did not answer.
+pub(super) async fn hand_over(
+    router: &Router,
+    arn: &ChannelArn,
+    epoch: u64,
+    held: &[HeldChange],
+) -> bool {
+    let now = SystemTime::now();
+    let mut args: Vec<String> = Vec::new();
+    let mut until = 0;
+    for change in held {
+        let (json, last) = encode(&change.messages, now);
+        if json.is_empty() {
+            continue;
+        }
+        until = until.max(last);
+        args.push(field(change.recipient.as_ref()));
+        args.push(json);
+    }
+    let keys = &router.cluster.keys;
+    let answer: redis::RedisResult<String> = router
+        .cluster
+        .retrying(|mut redis| {
+            let args = args.clone();
+            async move {
+                redis::Script::new(HELD_PUT)
+                    .key(keys.channel(arn.as_str()))
+                    .key(keys.held(arn.as_str()))
+                    .arg(&router.cluster.node)
+                    .arg(epoch)
+                    .arg(format!("release:{until}"))
+                    .arg(args)
+                    .invoke_async(&mut redis)
+                    .await
+            }
+        })
+        .await;
+    matches!(answer.as_deref(), Ok("OK"))
+}

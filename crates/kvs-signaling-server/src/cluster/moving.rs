@@ -1,0 +1,530 @@
+//! Channels moving between nodes, so that losing or stopping a node costs only its own
+//! clients a reconnect.
+//!
+//! - **A node dies.** Every owner closes the remote connections whose sockets it held, as if
+//!   their clients had closed them (freeing viewer slots; what is then sent to those ids is
+//!   held). Every node holding sockets of channels the dead node owned moves them: it claims
+//!   the channel (or finds who did), opens each socket at the new owner as a restored
+//!   connection, sends first what it had sent the dead owner that it never read (its inbox
+//!   keeps exactly that), then what the sockets sent meanwhile. The new owner loaded the
+//!   channel's held messages from Redis when it claimed it. The dead node's inbox is deleted
+//!   once every node had time to read it.
+//! - **A node shuts down** (SIGTERM). It sends GO_AWAY to its own clients (or closes them,
+//!   as one server drains), waits for them to leave, then hands over each channel it owns:
+//!   the nodes holding its sockets pause them (a barrier behind their frames in flight), it
+//!   writes the channel's held messages to Redis and gives up its claim in one script, and
+//!   tells those nodes to move the sockets.
+//! - **A node's heartbeat lapsed** (it was paused, or cut off from Redis): before acting on
+//!   anything queued for it, it checks which claims it still holds; the channels it lost are
+//!   closed here (their clients reconnect to the new owner). If the lapse was long enough for
+//!   its peers to take it for dead, its owners have closed its bridged sockets' connections:
+//!   it closes those sockets too.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use kvs_signaling_core::ConnId;
+use kvs_signaling_proto::ChannelArn;
+use kvs_transport_tokio::{CloseCommand, ShardHandle};
+use tokio::sync::oneshot;
+
+use super::route::{Link, Owner, Router, VERDICT_TIMEOUT, lock};
+use super::wire::{Msg, Verdict};
+
+/// Entries of a dead node's inbox read for replay, at most.
+const REPLAY_MAX: usize = 100_000;
+/// Attempts to move a channel's sockets to a new owner before they are closed.
+const MOVE_ATTEMPTS: usize = 4;
+
+/// Whether the current owner still claims each channel with the epoch given: `1` or `0` per
+/// key, in order.
+const CHECK: &str = r"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local owner = redis.call('HGET', key, 'owner')
+  local epoch = redis.call('HGET', key, 'epoch')
+  if owner == ARGV[1] and epoch == ARGV[i + 1] then out[i] = 1 else out[i] = 0 end
+end
+return out
+";
+
+impl Router {
+    /// Node `node` died: the connections of this node's hubs whose sockets it held are closed
+    /// (as if their clients had closed them), and this node's sockets whose channels it owned
+    /// move to new owners.
+    pub(super) async fn node_died(self: &Arc<Self>, node: &str) {
+        tracing::info!(%node, "a node of the cluster died");
+        let gone: Vec<(u64, ChannelArn)> = {
+            let mut remotes = lock(&self.remotes);
+            let gone: Vec<(u64, ChannelArn)> = remotes
+                .iter()
+                .filter(|(_, remote)| remote.node == node)
+                .map(|(conn, remote)| (*conn, remote.arn.clone()))
+                .collect();
+            for (conn, _) in &gone {
+                remotes.remove(conn);
+            }
+            gone
+        };
+        self.close_remotes(gone).await;
+        lock(&self.owners).retain(|_, owner| owner != node);
+        let orphaned = self.hold_links(node, None);
+        if !orphaned.is_empty() {
+            let started = Instant::now();
+            // What this node sent the dead owner that it never read, to send the next owners.
+            let mut redis = self.cluster.redis.clone();
+            let unread = super::wire::unread(
+                &mut redis,
+                &self.cluster.keys,
+                node,
+                &self.cluster.node,
+                REPLAY_MAX,
+            )
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(%node, %err, "the dead node's inbox could not be read: what it never read is lost");
+                Vec::new()
+            });
+            let mut replay: HashMap<u64, Vec<(String, u64)>> = HashMap::new();
+            for msg in unread {
+                if let Msg::Frame { conn, text, at } = msg {
+                    replay.entry(conn).or_default().push((text, at));
+                }
+            }
+            let mut by_channel: HashMap<ChannelArn, HashMap<u64, Vec<(String, u64)>>> =
+                HashMap::new();
+            for (arn, old_conn) in orphaned {
+                let frames = replay.remove(&old_conn).unwrap_or_default();
+                by_channel.entry(arn).or_default().insert(old_conn, frames);
+            }
+            for (arn, replay) in by_channel {
+                let router = Arc::clone(self);
+                let from = node.to_owned();
+                tokio::spawn(async move { router.rehome(arn, from, replay, started).await });
+            }
+        }
+        // Its inbox, once every node had time to replay from it.
+        let router = Arc::downgrade(self);
+        let node = node.to_owned();
+        let wait = self.cluster.liveness.node_ttl() * 2;
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(router) = router.upgrade() else {
+                return;
+            };
+            if router.cluster.liveness.membership().dead.contains(&node) {
+                let mut redis = router.cluster.redis.clone();
+                let _: redis::RedisResult<()> = redis::cmd("DEL")
+                    .arg(router.cluster.keys.inbox(&node))
+                    .query_async(&mut redis)
+                    .await;
+            }
+        });
+    }
+
+    /// Closes remote connections of this node's hubs (their node died, or the channel moved
+    /// away), batched per shard.
+    async fn close_remotes(&self, gone: Vec<(u64, ChannelArn)>) {
+        let mut by_shard: HashMap<usize, (ShardHandle, Vec<ConnId>)> = HashMap::new();
+        for (conn, arn) in gone {
+            let shard = self.shards.of(&arn).clone();
+            by_shard
+                .entry(self.shards.index_of(&arn))
+                .or_insert_with(|| (shard, Vec::new()))
+                .1
+                .push(ConnId::from_raw(conn));
+        }
+        for (_, (shard, conns)) in by_shard {
+            let _ = shard.remote_gone(conns).await;
+        }
+    }
+
+    /// Holds the frames of this node's sockets whose channel `owner` owned (of `arn` only, if
+    /// given) from now on, until they move; returns their channels and old connections.
+    fn hold_links(&self, owner: &str, arn: Option<&ChannelArn>) -> Vec<(ChannelArn, u64)> {
+        let mut links = lock(&self.links);
+        links
+            .values_mut()
+            .filter(|link| {
+                link.owner == owner
+                    && link.moving.is_none()
+                    && arn.is_none_or(|arn| link.arn == *arn)
+            })
+            .map(|link| {
+                link.moving = Some(Vec::new());
+                (link.arn.clone(), link.conn)
+            })
+            .collect()
+    }
+
+    /// The owner of `arn` asks to pause this node's sockets of it: their frames are held
+    /// from now on (those sent before are ahead of the answer, in order).
+    pub(super) fn pause(&self, owner: &str, arn: &ChannelArn) {
+        self.hold_links(owner, Some(arn));
+    }
+
+    /// The owner of `arn` gave it up: this node's sockets of it move to the next owner.
+    pub(super) fn moved(self: &Arc<Self>, owner: &str, arn: ChannelArn) {
+        // Sockets not paused (opened since) are held now too.
+        self.hold_links(owner, Some(&arn));
+        let replay: HashMap<u64, Vec<(String, u64)>> = lock(&self.links)
+            .values()
+            .filter(|link| link.owner == owner && link.arn == arn && link.moving.is_some())
+            .map(|link| (link.conn, Vec::new()))
+            .collect();
+        if replay.is_empty() {
+            return;
+        }
+        let router = Arc::clone(self);
+        let owner = owner.to_owned();
+        tokio::spawn(async move { router.rehome(arn, owner, replay, Instant::now()).await });
+    }
+
+    /// Moves this node's held sockets of `arn`, whose owner was `from`, to the channel's next
+    /// owner: each opened there as a restored connection, then sent `replay` (its frames the
+    /// old owner never read, by old connection) and what it sent meanwhile. Sockets that
+    /// cannot be moved are closed with 1001; their clients reconnect.
+    async fn rehome(
+        self: Arc<Self>,
+        arn: ChannelArn,
+        from: String,
+        mut replay: HashMap<u64, Vec<(String, u64)>>,
+        started: Instant,
+    ) {
+        for attempt in 0..MOVE_ATTEMPTS {
+            let waiting = || -> Vec<(u64, Link)> {
+                lock(&self.links)
+                    .iter()
+                    .filter(|(_, link)| {
+                        link.arn == arn && link.owner == from && link.moving.is_some()
+                    })
+                    .map(|(id, link)| (*id, link.clone()))
+                    .collect()
+            };
+            if attempt > 0 && !waiting().is_empty() {
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            let waiting = waiting();
+            if waiting.is_empty() {
+                break;
+            }
+            if self.draining.load(Ordering::Relaxed) {
+                break;
+            }
+            let owner = match self.owner(&arn, true).await {
+                Ok(Some(owner)) => owner,
+                Ok(None) => {
+                    // Deleted meanwhile (or nobody to take it while this node shuts down).
+                    break;
+                }
+                Err(err) => {
+                    tracing::debug!(%arn, err = err.0, "moving sockets: no owner yet");
+                    continue;
+                }
+            };
+            let node = match owner {
+                Owner::Me => self.cluster.node.clone(),
+                Owner::Node(node) => node,
+            };
+            let mut tasks = tokio::task::JoinSet::new();
+            for (link_id, mut link) in waiting {
+                link.open = link.open.clone().restored(Some(link.since.elapsed()));
+                let router = Arc::clone(&self);
+                let node = node.clone();
+                tasks.spawn(async move {
+                    let verdict = router.reopen(&node, link_id, link.clone()).await;
+                    (link_id, link.conn, verdict)
+                });
+            }
+            while let Some(Ok((link_id, old_conn, verdict))) = tasks.join_next().await {
+                match verdict {
+                    Ok(Verdict::Ok(_)) => {
+                        let frames = replay.remove(&old_conn).unwrap_or_default();
+                        self.flush(link_id, frames).await;
+                        self.stats.moved_links.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Verdict::Refused { error, message }) => {
+                        tracing::info!(%arn, error, message, "a socket could not move: closing it");
+                        self.close_link(link_id).await;
+                    }
+                    Ok(Verdict::NotOwner { .. }) | Err(()) => {}
+                }
+            }
+        }
+        // What could not move is closed: its client reconnects.
+        let left: Vec<u64> = lock(&self.links)
+            .iter()
+            .filter(|(_, link)| link.arn == arn && link.owner == from && link.moving.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for link in left {
+            self.close_link(link).await;
+        }
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.last_move_us.store(took, Ordering::Relaxed);
+        tracing::info!(%arn, from, took_ms = took / 1000, "a channel's sockets here moved");
+    }
+
+    /// Opens a moving socket at `node` (this node or another); the link is updated when the
+    /// verdict is read.
+    async fn reopen(self: &Arc<Self>, node: &str, link_id: u64, link: Link) -> Result<Verdict, ()> {
+        if node != self.cluster.node {
+            return self.open_at(node, link_id, link, true).await;
+        }
+        let params = super::wire::OpenParams::new(&link.open);
+        let verdict = self.open_for(node, link_id, &params).await;
+        if let Verdict::Ok(text) = &verdict
+            && let Ok(conn) = text.parse::<u64>()
+        {
+            let kept = {
+                let mut links = lock(&self.links);
+                match links.get_mut(&link_id) {
+                    Some(found) => {
+                        found.owner = node.to_owned();
+                        found.conn = conn;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if !kept {
+                self.received(node, Msg::Closed { conn }).await;
+            }
+        }
+        Ok(verdict)
+    }
+
+    /// A moved socket: `replay` first, then what it sent while moving, to its new owner; its
+    /// frames go straight there from then on.
+    async fn flush(&self, link_id: u64, replay: Vec<(String, u64)>) {
+        let Some((owner, conn)) = lock(&self.links)
+            .get(&link_id)
+            .map(|link| (link.owner.clone(), link.conn))
+        else {
+            return;
+        };
+        self.stats
+            .replayed
+            .fetch_add(replay.len() as u64, Ordering::Relaxed);
+        for (text, at) in replay {
+            self.send(&owner, Msg::Frame { conn, text, at }).await;
+        }
+        loop {
+            let queued = {
+                let mut links = lock(&self.links);
+                let Some(link) = links.get_mut(&link_id) else {
+                    return;
+                };
+                match link.moving.as_mut().map(std::mem::take) {
+                    Some(queued) if !queued.is_empty() => queued,
+                    _ => {
+                        link.moving = None;
+                        return;
+                    }
+                }
+            };
+            for (text, at) in queued {
+                self.send(&owner, Msg::Frame { conn, text, at }).await;
+            }
+        }
+    }
+
+    /// Closes a bridged socket with 1001: its client reconnects.
+    async fn close_link(&self, link_id: u64) {
+        if lock(&self.links).remove(&link_id).is_some() {
+            self.stats.unmoved_links.fetch_add(1, Ordering::Relaxed);
+            let _ = self
+                .bridge
+                .close(
+                    ConnId::from_raw(link_id),
+                    CloseCommand::new(1001, "going away"),
+                )
+                .await;
+        }
+    }
+
+    /// This node no longer owns `arn` (another node claimed it while this one could not act):
+    /// its connections here are closed with 1001 (their clients reconnect to the new owner),
+    /// and those of other nodes forgotten (those nodes moved them, or will close them when
+    /// they are answered `Gone`).
+    pub(super) async fn lose(&self, arn: &ChannelArn) {
+        if lock(&self.owned).remove(arn).is_none() {
+            return;
+        }
+        self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%arn, "this node lost a channel to another node");
+        lock(&self.remotes).retain(|_, remote| remote.arn != *arn);
+        let _ = self.shards.of(arn).evict(arn.clone()).await;
+    }
+
+    /// After this node's heartbeat lapsed: the channels it no longer owns are let go, and,
+    /// if a peer took it for dead (`buried`), its bridged sockets are closed, since their
+    /// owners closed their connections.
+    pub(super) async fn recover(&self, buried: bool) {
+        let owned: Vec<(ChannelArn, u64)> = lock(&self.owned)
+            .iter()
+            .map(|(arn, epoch)| (arn.clone(), *epoch))
+            .collect();
+        if !owned.is_empty() {
+            let check = redis::Script::new(CHECK);
+            let mut script = check.prepare_invoke();
+            for (arn, _) in &owned {
+                script.key(self.cluster.keys.channel(arn.as_str()));
+            }
+            script.arg(&self.cluster.node);
+            for (_, epoch) in &owned {
+                script.arg(*epoch);
+            }
+            let mut redis = self.cluster.redis.clone();
+            match script.invoke_async::<Vec<u8>>(&mut redis).await {
+                Ok(still) => {
+                    for ((arn, _), mine) in owned.iter().zip(still) {
+                        if mine == 0 {
+                            self.lose(arn).await;
+                        }
+                    }
+                }
+                Err(err) => {
+                    // Acting on a claim it may have lost is what must not happen: let all go.
+                    tracing::warn!(%err, "could not check this node's claims: letting them go");
+                    for (arn, _) in &owned {
+                        self.lose(arn).await;
+                    }
+                }
+            }
+        }
+        if buried {
+            let links: Vec<(u64, Link)> = lock(&self.links).drain().collect();
+            tracing::warn!(
+                sockets = links.len(),
+                "this node was taken for dead: closing its bridged sockets"
+            );
+            for (id, link) in links {
+                if link.moving.is_none() {
+                    self.send(&link.owner, Msg::Closed { conn: link.conn })
+                        .await;
+                }
+                let _ = self
+                    .bridge
+                    .close(ConnId::from_raw(id), CloseCommand::new(1001, "going away"))
+                    .await;
+            }
+        }
+    }
+
+    /// This node shuts down, its own clients gone: it hands every channel it owns to the
+    /// cluster (see [`Router::hand_off`]).
+    pub(crate) async fn leave(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        // Its own sockets still open (past the GO_AWAY grace) close now, their owners told.
+        let links: Vec<(u64, Link)> = lock(&self.links).drain().collect();
+        for (id, link) in links {
+            if link.moving.is_none() {
+                self.send(&link.owner, Msg::Closed { conn: link.conn })
+                    .await;
+            }
+            let _ = self
+                .bridge
+                .close(
+                    ConnId::from_raw(id),
+                    CloseCommand::new(1001, "server going away"),
+                )
+                .await;
+        }
+        let owned: Vec<ChannelArn> = lock(&self.owned).keys().cloned().collect();
+        tracing::info!(channels = owned.len(), "handing this node's channels over");
+        for arn in owned {
+            self.hand_off(&arn).await;
+        }
+        // The last word to the other nodes is out before the process ends.
+        self.flush_out().await;
+    }
+
+    /// Stops taking connects, and sends GO_AWAY to this node's own clients (or closes those
+    /// that do not handle it), as one server drains; the sockets other nodes hold for its
+    /// channels go on until the channels are handed over ([`Router::leave`]).
+    pub(crate) async fn drain_local(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        tracing::debug!("draining this node's own sockets");
+        for shard in self.shards.all() {
+            let _ = shard.go_away_local().await;
+        }
+        let links: Vec<(u64, bool)> = lock(&self.links)
+            .iter()
+            .map(|(id, link)| (*id, link.open.indications))
+            .collect();
+        for (id, handles) in links {
+            let conn = ConnId::from_raw(id);
+            if handles {
+                let frame = kvs_signaling_core::Frame::from(GO_AWAY.to_owned());
+                let _ = self.bridge.deliver(conn, frame, None).await;
+                continue;
+            }
+            let link = lock(&self.links).remove(&id);
+            if let Some(link) = link {
+                let _ = self
+                    .bridge
+                    .close(conn, CloseCommand::new(1001, "server going away"))
+                    .await;
+                self.send(&link.owner, Msg::Closed { conn: link.conn })
+                    .await;
+            }
+        }
+    }
+
+    /// Hands `arn` to the cluster: the nodes holding its sockets pause them, its held
+    /// messages are written to Redis and the claim given up in one fenced script, then those
+    /// nodes move the sockets to whoever claims the channel next.
+    async fn hand_off(&self, arn: &ChannelArn) {
+        let Some(epoch) = lock(&self.owned).get(arn).copied() else {
+            return;
+        };
+        let nodes: BTreeSet<String> = lock(&self.remotes)
+            .values()
+            .filter(|remote| remote.arn == *arn)
+            .map(|remote| remote.node.clone())
+            .collect();
+        let mut paused = Vec::new();
+        for node in &nodes {
+            let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            lock(&self.pauses).insert(req, tx);
+            self.send(
+                node,
+                Msg::Pause {
+                    arn: arn.as_str().to_owned(),
+                    req,
+                },
+            )
+            .await;
+            paused.push((req, rx));
+        }
+        for (req, rx) in paused {
+            // Their frames sent before the pause are read before its answer.
+            let _ = tokio::time::timeout(VERDICT_TIMEOUT, rx).await;
+            lock(&self.pauses).remove(&req);
+        }
+        let shard = self.shards.of(arn).clone();
+        let held = shard.export_held(arn.clone()).await.unwrap_or_default();
+        let written = super::held::hand_over(self, arn, epoch, &held).await;
+        if !written {
+            tracing::warn!(%arn, "the channel's hand-over was refused (another node owns it)");
+        }
+        lock(&self.owned).remove(arn);
+        lock(&self.remotes).retain(|_, remote| remote.arn != *arn);
+        let _ = shard.evict(arn.clone()).await;
+        for node in nodes {
+            self.send(
+                &node,
+                Msg::Moved {
+                    arn: arn.as_str().to_owned(),
+                },
+            )
+            .await;
+        }
+    }
+}
+
+const GO_AWAY: &str = r#"{"messageType":"GO_AWAY"}"#;

@@ -1,0 +1,332 @@
+//! Channels moving between nodes: the owner killed, paused past its heartbeat TTL, or shut
+//! down, and a rolling restart of every node. Clients of the channel on other nodes keep
+//! their sockets, held messages survive, and what is sent meanwhile is delivered once, in
+//! order, or counted lost.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::harness::{
+    Node, Redis, TempDir, Ws, call, closed, connect, connect_url, create, get, next_text, send,
+    signal, text,
+};
+
+/// The payload of candidate `i`: its number in four digits (which is base64).
+fn candidate(i: usize) -> String {
+    format!("{i:04}")
+}
+
+/// The number of a candidate frame the master got, if it is one.
+fn candidate_number(frame: &str) -> Option<usize> {
+    let value: serde_json::Value = serde_json::from_str(frame).ok()?;
+    if value["messageType"] != "ICE_CANDIDATE" {
+        return None;
+    }
+    value["messagePayload"].as_str()?.parse().ok()
+}
+
+/// Sends `count` numbered candidates from `viewer` to its master, one every `every`, on a
+/// task of its own; returns the socket when done.
+fn send_candidates(mut viewer: Ws, count: usize, every: Duration) -> tokio::task::JoinHandle<Ws> {
+    tokio::spawn(async move {
+        for i in 0..count {
+            send(
+                &mut viewer,
+                &format!(
+                    r#"{{"action":"ICE_CANDIDATE","messagePayload":"{}"}}"#,
+                    candidate(i)
+                ),
+            )
+            .await;
+            tokio::time::sleep(every).await;
+        }
+        viewer
+    })
+}
+
+/// Connects the master of `arn` to `node`, again and again (a refused connect is what a
+/// client gets while the channel has no owner yet), for at most `within`.
+async fn reconnect(node: std::net::SocketAddr, arn: &str, within: Duration) -> Ws {
+    let deadline = Instant::now() + within;
+    loop {
+        let url = connect_url(node, arn, None, &[]);
+        if let Ok(Ok((ws, _))) = tokio::time::timeout(
+            Duration::from_secs(8),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        {
+            return ws;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the master could not connect again within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The candidates a master gets until none comes for `quiet`: their numbers, in order.
+async fn candidates_received(master: &mut Ws, quiet: Duration) -> Vec<usize> {
+    let mut got = Vec::new();
+    while let Some(frame) = next_text(master, quiet).await {
+        if let Some(n) = candidate_number(&frame) {
+            got.push(n);
+        }
+    }
+    got
+}
+
+/// The owner field of a channel's record in Redis.
+fn owner_in_redis(redis: &Redis, arn: &str) -> (String, String) {
+    (
+        redis.cli(&["HGET", &format!("kvs:chan:{arn}"), "owner"]),
+        redis.cli(&["HGET", &format!("kvs:chan:{arn}"), "epoch"]),
+    )
+}
+
+#[tokio::test]
+async fn killing_the_owner_moves_its_channel_keeping_other_nodes_sockets_and_held_messages() {
+    let redis = Redis::start();
+    let mut a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let c = Node::start(&redis, "127.0.0.3", &[]);
+    let arn = create(b.addr, "rehomed").await;
+    // The master connects first, through A: A owns the channel.
+    let mut master = connect(a.addr, &arn, None).await;
+    let v1 = connect(b.addr, &arn, Some("v1")).await;
+    let mut v2 = connect(c.addr, &arn, Some("v2")).await;
+    send(
+        &mut v2,
+        r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
+    )
+    .await;
+    assert!(text(&mut master).await.contains("b2ZmZXI="));
+    // Held at A for a viewer that is not there yet, and copied to Redis.
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"late","messagePayload":"aGVsZA=="}"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // v1 sends a candidate every 200 ms through A's death, its detection and the move: to
+    // the dead owner (its inbox keeps them), then held on B while its socket moves, then to
+    // the new owner, which holds them for the absent master.
+    let killed = Instant::now();
+    a.kill();
+    let sending = send_candidates(v1, 50, Duration::from_millis(200));
+    // The master's client reconnects, through C, as soon as a connect is taken.
+    drop(master);
+    let mut master = reconnect(c.addr, &arn, Duration::from_secs(20)).await;
+    let window = killed.elapsed();
+    let mut v1 = sending.await.unwrap();
+    let got = candidates_received(&mut master, Duration::from_secs(2)).await;
+    let lost: Vec<usize> = (0..50).filter(|i| !got.contains(i)).collect();
+    eprintln!(
+        "owner killed: a connect was taken again after {} ms; the viewer's 50 candidates \
+         sent over 10 s from the kill: {} delivered, lost {lost:?}",
+        window.as_millis(),
+        got.len()
+    );
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, got, "delivered twice or out of order: {got:?}");
+    assert!(lost.is_empty(), "lost {lost:?}\n{}\n{}", b.log(), c.log());
+    assert!(window < Duration::from_secs(15), "{window:?}");
+
+    // Other nodes' sockets never closed: both viewers go on with the new master.
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"djE="}"#,
+    )
+    .await;
+    assert_eq!(
+        text(&mut v1).await,
+        r#"{"messagePayload":"djE=","messageType":"SDP_ANSWER"}"#
+    );
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"v2","messagePayload":"djI="}"#,
+    )
+    .await;
+    assert_eq!(
+        text(&mut v2).await,
+        r#"{"messagePayload":"djI=","messageType":"SDP_ANSWER"}"#
+    );
+    // What A held survived it.
+    let mut late = connect(b.addr, &arn, Some("late")).await;
+    assert_eq!(
+        text(&mut late).await,
+        r#"{"messagePayload":"aGVsZA==","messageType":"SDP_ANSWER"}"#
+    );
+    assert_eq!(next_text(&mut late, Duration::from_millis(300)).await, None);
+}
+
+#[tokio::test]
+async fn an_owner_paused_past_its_ttl_loses_its_channel_and_never_acts_on_it_again() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let c = Node::start(&redis, "127.0.0.3", &[]);
+    let arn = create(a.addr, "paused").await;
+    let mut old_master = connect(a.addr, &arn, None).await;
+    let mut v1 = connect(b.addr, &arn, Some("v1")).await;
+    send(
+        &mut old_master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"late","messagePayload":"aGVsZA=="}"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (owner_before, _) = owner_in_redis(&redis, &arn);
+
+    signal(a.pid(), "STOP");
+    // Past the TTL, B takes A for dead and moves v1's socket: it claims the channel.
+    let mut master = reconnect(c.addr, &arn, Duration::from_secs(20)).await;
+    let (owner_during, epoch_during) = owner_in_redis(&redis, &arn);
+    assert_ne!(owner_during, owner_before, "nobody claimed the channel");
+    send(&mut v1, r#"{"action":"SDP_OFFER","messagePayload":"bmV3"}"#).await;
+    assert!(text(&mut master).await.contains("bmV3"));
+
+    signal(a.pid(), "CONT");
+    // A finds it lost the channel: its socket of it is closed (its client reconnects to the
+    // new owner), and it writes nothing of the channel to Redis.
+    assert_eq!(
+        closed(&mut old_master, Duration::from_secs(10)).await,
+        Some(1001),
+        "{}",
+        a.log()
+    );
+    assert_eq!(
+        owner_in_redis(&redis, &arn),
+        (owner_during.clone(), epoch_during.clone())
+    );
+    // One deciding hub: v1's next message reaches the new master once.
+    send(
+        &mut v1,
+        r#"{"action":"SDP_OFFER","messagePayload":"YWZ0ZXI="}"#,
+    )
+    .await;
+    assert!(text(&mut master).await.contains("YWZ0ZXI="));
+    assert_eq!(
+        next_text(&mut master, Duration::from_millis(500)).await,
+        None
+    );
+    // What A held moved with the channel, once.
+    let mut late = connect(c.addr, &arn, Some("late")).await;
+    assert_eq!(
+        text(&mut late).await,
+        r#"{"messagePayload":"aGVsZA==","messageType":"SDP_ANSWER"}"#
+    );
+    assert_eq!(next_text(&mut late, Duration::from_millis(300)).await, None);
+    // A serves again: ready, and its connects work (routed to the new owner).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(a.addr, "/ready").await.status != 200 {
+        assert!(Instant::now() < deadline, "A did not become ready again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut v3 = connect(a.addr, &arn, Some("v3")).await;
+    send(&mut v3, r#"{"action":"SDP_OFFER","messagePayload":"djM="}"#).await;
+    assert!(text(&mut master).await.contains("djM="));
+    assert_eq!(owner_in_redis(&redis, &arn), (owner_during, epoch_during));
+    drop(c);
+}
+
+/// A config file shortening the GO_AWAY grace, so that a drain takes a second.
+fn short_grace() -> (TempDir, String) {
+    let dir = TempDir::new("grace");
+    let path = dir.0.join("node.toml");
+    std::fs::write(&path, "[limits]\ngo_away_grace_seconds = 1\n").unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    (dir, path)
+}
+
+#[tokio::test]
+async fn a_node_shutting_down_hands_its_channels_over_with_nothing_lost() {
+    let (_dir, config) = short_grace();
+    let flags = ["--config", config.as_str()];
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &flags);
+    let b = Node::start(&redis, "127.0.0.2", &flags);
+    let c = Node::start(&redis, "127.0.0.3", &flags);
+    let arn = create(a.addr, "handed").await;
+    let mut master = connect(a.addr, &arn, None).await;
+    let v1 = connect(b.addr, &arn, Some("v1")).await;
+    let mut v2 = connect(c.addr, &arn, Some("v2")).await;
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"late","messagePayload":"aGVsZA=="}"#,
+    )
+    .await;
+
+    // v1 sends through the whole hand-over; A drains: its own client, the master (which does
+    // not handle GO_AWAY), is closed with 1001, after it got what was sent until then.
+    let sending = send_candidates(v1, 30, Duration::from_millis(100));
+    let old_master = tokio::spawn(async move {
+        let mut got = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), master.next()).await {
+                Ok(Some(Ok(Message::Text(frame)))) => got.extend(candidate_number(&frame)),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return (got, frame.map(|f| u16::from(f.code)));
+                }
+                Ok(Some(Ok(_))) => {}
+                other => panic!("the master's socket ended without a close: {other:?}"),
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = Instant::now();
+    // (Off the test's runtime: its clients answer meanwhile, as real ones would.)
+    let exited = tokio::task::spawn_blocking(move || {
+        let mut a = a;
+        a.terminate(Duration::from_secs(15))
+    })
+    .await
+    .unwrap();
+    assert!(exited, "A did not exit");
+    let took = stopping.elapsed();
+    let (before, code) = old_master.await.unwrap();
+    assert_eq!(code, Some(1001));
+    let mut v1 = sending.await.unwrap();
+    let mut master = reconnect(b.addr, &arn, Duration::from_secs(10)).await;
+    let after = candidates_received(&mut master, Duration::from_secs(2)).await;
+    eprintln!(
+        "drain: A exited {} ms after SIGTERM; the master got {} candidates before, {} after",
+        took.as_millis(),
+        before.len(),
+        after.len()
+    );
+    let all: Vec<usize> = before.iter().chain(&after).copied().collect();
+    assert_eq!(all, (0..30).collect::<Vec<_>>(), "{}\n{}", b.log(), c.log());
+    // Handed over, not lost with A: no node waited for A's death to move the channel.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // The viewers on other nodes kept their sockets.
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"djE="}"#,
+    )
+    .await;
+    assert!(text(&mut v1).await.contains("djE="));
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"v2","messagePayload":"djI="}"#,
+    )
+    .await;
+    assert!(text(&mut v2).await.contains("djI="));
+    let mut late = connect(c.addr, &arn, Some("late")).await;
+    assert_eq!(
+        text(&mut late).await,
+        r#"{"messagePayload":"aGVsZA==","messageType":"SDP_ANSWER"}"#
+    );
+    let described = call(
+        c.addr,
+        "/describeSignalingChannel",
+        r#"{"ChannelName":"handed"}"#,
+    )
+    .await;
+    assert_eq!(described.status, 200);
+}

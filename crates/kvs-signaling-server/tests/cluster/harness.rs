@@ -1,5 +1,6 @@
 //! A real `redis-server` on a free port, `kvs-signaling serve --cluster` processes on
-//! 127.0.0.1, 127.0.0.2 and 127.0.0.3, and clients that call and connect to a chosen node.
+//! 127.0.0.1, 127.0.0.2 and 127.0.0.3, HAProxy balancing TCP connections over nodes, and
+//! clients that call and connect to a chosen node.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -19,7 +20,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub(crate) const KEY: &str = "AKIDCLUSTERTEST";
 pub(crate) const SECRET: &str = "cluster-test-secret";
 pub(crate) const REGION: &str = "us-west-2";
-/// The balancer's URL every node hands out (the tests address nodes directly).
+/// The balancer's URL every node hands out unless told another (most tests address nodes
+/// directly).
 pub(crate) const PUBLIC_URL: &str = "http://signaling.test";
 
 /// A directory under Cargo's target temporary directory, removed on drop.
@@ -45,7 +47,7 @@ impl Drop for TempDir {
 }
 
 /// A free TCP port on loopback.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -187,18 +189,32 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// A node on `ip` (127.0.0.x) of the cluster on `redis`.
+    /// A node on `ip` (127.0.0.x) of the cluster on `redis`, handing out [`PUBLIC_URL`].
     pub(crate) fn start(redis: &Redis, ip: &str, extra: &[&str]) -> Self {
-        Self::start_on(&redis.url(), ip, extra)
+        Self::launch(&redis.url(), ip, PUBLIC_URL, extra)
     }
 
     /// A node on `ip` of the cluster on the Redis at `url`.
     pub(crate) fn start_on(url: &str, ip: &str, extra: &[&str]) -> Self {
+        Self::launch(url, ip, PUBLIC_URL, extra)
+    }
+
+    /// [`Node::start`], handing out `public_url` (in GetSignalingChannelEndpoint's answers).
+    pub(crate) fn start_with_public_url(
+        redis: &Redis,
+        ip: &str,
+        public_url: &str,
+        extra: &[&str],
+    ) -> Self {
+        Self::launch(&redis.url(), ip, public_url, extra)
+    }
+
+    fn launch(url: &str, ip: &str, public_url: &str, extra: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kvs-signaling"));
         command
             .args(["serve", "--no-tls", "--in-memory", "--no-console"])
             .args(["--listen", &format!("{ip}:0")])
-            .args(["--cluster", url, "--public-url", PUBLIC_URL])
+            .args(["--cluster", url, "--public-url", public_url])
             .args(["--access-key-id", KEY, "--secret-access-key", SECRET])
             .args(["--region", REGION])
             .args(extra)
@@ -413,6 +429,119 @@ impl Proxy {
     }
 }
 
+/// HAProxy from Debian in front of nodes, `mode tcp` with `balance roundrobin`: each TCP
+/// connection to 127.0.0.1:`port` goes to the next node in turn. Killed on drop.
+pub(crate) struct Haproxy {
+    child: Option<Child>,
+    pub(crate) addr: SocketAddr,
+    /// What it wrote: with `option tcplog`, a line per connection once it ends, naming the
+    /// node it went to.
+    pub(crate) log: Captured,
+    _dir: TempDir,
+}
+
+impl Haproxy {
+    /// Listens on 127.0.0.1:`port`, which a test takes from [`free_port`] before it starts the
+    /// nodes (they hand out the balancer's URL, and the balancer needs their addresses). With
+    /// `tls`, a PEM file holding a certificate chain and its key, it terminates TLS and passes
+    /// the plain bytes on, as a balancer offloading TLS does.
+    pub(crate) fn start(port: u16, nodes: &[SocketAddr], tls: Option<&Path>) -> Self {
+        let dir = TempDir::new("haproxy");
+        let bind = match tls {
+            Some(pem) => format!("127.0.0.1:{port} ssl crt {}", pem.display()),
+            None => format!("127.0.0.1:{port}"),
+        };
+        // One thread, so that nothing but the order of connections decides the next node; no
+        // health checks (`check`), so that the balancer opens no connection of its own.
+        let mut config = format!(
+            "\
+global
+    nbthread 1
+    log stdout format raw local0
+
+defaults
+    mode tcp
+    log global
+    option tcplog
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout tunnel 1h
+
+frontend signaling
+    bind {bind}
+    default_backend nodes
+
+backend nodes
+    balance roundrobin
+"
+        );
+        for (index, node) in nodes.iter().enumerate() {
+            config.push_str(&format!("    server node{index} {node}\n"));
+        }
+        let path = dir.0.join("haproxy.cfg");
+        std::fs::write(&path, &config).unwrap();
+        let spawn = |program: &str| {
+            Command::new(program)
+                .arg("-f")
+                .arg(&path)
+                .arg("-db")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        // Debian puts it in /usr/sbin, which a user's PATH may lack.
+        let mut child = match spawn("haproxy") {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => spawn("/usr/sbin/haproxy"),
+            spawned => spawned,
+        }
+        .unwrap_or_else(|err| {
+            panic!("cannot start haproxy ({err}); run scripts/install-test-deps.sh")
+        });
+        let log = Captured::default();
+        log.drain(child.stdout.take().unwrap(), None);
+        log.drain(child.stderr.take().unwrap(), None);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The probe closes at once: with TLS the balancer drops it in the handshake; without,
+        // a node may see a connection open and close, and nothing more.
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "haproxy exited with {status}\n{}\n--- haproxy.cfg ---\n{config}",
+                    log.text()
+                );
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("haproxy did not listen on {addr}\n{}", log.text());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child: Some(child),
+            addr,
+            log,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("=== haproxy {} ===\n{}", self.addr, self.log.text());
+        }
+    }
+}
+
 /// An HTTP answer.
 #[derive(Debug)]
 pub(crate) struct Answer {
@@ -448,6 +577,11 @@ pub(crate) async fn call(node: SocketAddr, path: &str, body: &str) -> Answer {
         "content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     ));
+    exchange(node, path, &request).await
+}
+
+/// Writes `request` (one, with `connection: close`) to `node` and reads the answer to the end.
+async fn exchange(node: SocketAddr, path: &str, request: &str) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(node).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
@@ -463,6 +597,20 @@ pub(crate) async fn call(node: SocketAddr, path: &str, body: &str) -> Answer {
         status: head.split(' ').nth(1).unwrap().parse().unwrap(),
         body: body.to_owned(),
     }
+}
+
+/// The value of the unlabelled sample `name` in `node`'s `/metrics`.
+pub(crate) async fn metric(node: SocketAddr, name: &str) -> u64 {
+    let request = format!("GET /metrics HTTP/1.1\r\nhost: {node}\r\nconnection: close\r\n\r\n");
+    let answer = exchange(node, "/metrics", &request).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {node}'s /metrics:\n{}", answer.body))
+        .parse()
+        .unwrap()
 }
 
 /// Creates channel `name` through `node`; its ARN.

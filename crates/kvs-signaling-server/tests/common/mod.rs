@@ -1,7 +1,7 @@
 //! What the tests that run Node scripts against the `kvs-signaling` binary share
-//! (`js_sdk.rs`, `console_browser.rs`): the binary serving over TLS with its development CA,
-//! Node with the packages and tools of `scripts/install-test-deps.sh`, and `node SCRIPT` run
-//! with a time limit.
+//! (`js_sdk.rs`, `console_browser.rs`, and `cluster.rs` for Node alone): the binary serving
+//! over TLS with its development CA, Node with the packages and tools of
+//! `scripts/install-test-deps.sh`, and `node SCRIPT` run with a time limit.
 
 #![allow(
     dead_code,
@@ -235,6 +235,24 @@ pub(crate) fn run_node(
     limit: Duration,
     passed: &str,
 ) -> String {
+    run_script(script, envs, limit, passed, || {
+        format!(
+            "--- server stdout ---\n{}--- server stderr ---\n{}",
+            server.stdout.text(),
+            server.stderr.text()
+        )
+    })
+}
+
+/// [`run_node`] against servers other than a [`Serve`]: a failure shows `servers()`, what
+/// they said, after Node's output.
+pub(crate) fn run_script(
+    script: &str,
+    envs: &[(&str, String)],
+    limit: Duration,
+    passed: &str,
+    servers: impl Fn() -> String,
+) -> String {
     let mut command = Command::new("node");
     command
         .arg(script)
@@ -270,14 +288,12 @@ pub(crate) fn run_node(
     eprintln!("--- node {script} ({elapsed:?}) stdout ---\n{stdout}--- stderr ---\n{stderr}");
     assert!(
         code == Some(0),
-        "node {script} {} after {elapsed:?}\n--- node stdout ---\n{stdout}--- node stderr ---\n{stderr}\
-         --- server stdout ---\n{}--- server stderr ---\n{}",
+        "node {script} {} after {elapsed:?}\n--- node stdout ---\n{stdout}--- node stderr ---\n{stderr}{}",
         code.map_or_else(
             || "was killed: it did not exit by itself".to_owned(),
             |c| format!("exited with {c}")
         ),
-        server.stdout.text(),
-        server.stderr.text()
+        servers()
     );
     assert!(stdout.contains(passed), "{stdout}");
     stdout

@@ -202,6 +202,9 @@ pub struct LimitsSection {
     pub max_connection_seconds: Option<u64>,
     /// Seconds between GO_AWAY and the close: 60.
     pub go_away_grace_seconds: Option<u64>,
+    /// Seconds a connection replaced by a newer one with the same identity lingers before
+    /// it is closed: 600.
+    pub superseded_linger_seconds: Option<u64>,
     /// Undelivered messages held per recipient: 64.
     pub max_pending_per_recipient: Option<usize>,
     /// Recipients with undelivered messages per channel: 32.
@@ -278,6 +281,9 @@ impl LimitsSection {
         }
         if let Some(v) = self.go_away_grace_seconds {
             hub.go_away_grace = secs(v);
+        }
+        if let Some(v) = self.superseded_linger_seconds {
+            hub.superseded_linger = secs(v);
         }
         if let Some(v) = self.max_pending_per_recipient {
             hub.max_pending_per_recipient = v;

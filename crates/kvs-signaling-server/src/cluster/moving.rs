@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use kvs_signaling_core::ConnId;
 use kvs_signaling_proto::ChannelArn;
-use kvs_transport_tokio::{CloseCommand, ShardHandle};
+use kvs_transport_tokio::CloseCommand;
 use tokio::sync::oneshot;
 
 use super::route::{Link, Owner, Router, VERDICT_TIMEOUT, lock};
@@ -56,18 +56,7 @@ impl Router {
     /// move to new owners.
     pub(super) async fn node_died(self: &Arc<Self>, node: &str) {
         tracing::info!(%node, "a node of the cluster died");
-        let gone: Vec<(u64, ChannelArn)> = {
-            let mut remotes = lock(&self.remotes);
-            let gone: Vec<(u64, ChannelArn)> = remotes
-                .iter()
-                .filter(|(_, remote)| remote.node == node)
-                .map(|(conn, remote)| (*conn, remote.arn.clone()))
-                .collect();
-            for (conn, _) in &gone {
-                remotes.remove(conn);
-            }
-            gone
-        };
+        let gone = lock(&self.remotes).take(|remote| remote.node == node);
         self.close_remotes(gone).await;
         lock(&self.owners).retain(|_, owner| owner != node);
         let orphaned = self.hold_links(node, None);
@@ -124,20 +113,18 @@ impl Router {
         });
     }
 
-    /// Closes remote connections of this node's hubs (their node died, or the channel moved
-    /// away), batched per shard.
-    async fn close_remotes(&self, gone: Vec<(u64, ChannelArn)>) {
-        let mut by_shard: HashMap<usize, (ShardHandle, Vec<ConnId>)> = HashMap::new();
-        for (conn, arn) in gone {
-            let shard = self.shards.of(&arn).clone();
-            by_shard
-                .entry(self.shards.index_of(&arn))
-                .or_insert_with(|| (shard, Vec::new()))
-                .1
-                .push(ConnId::from_raw(conn));
+    /// Closes remote connections of this node's hubs, taken out of the table already (their
+    /// sockets closed, their node died), batched per shard: their tracked frames not
+    /// acknowledged are held again.
+    pub(super) async fn close_remotes(&self, gone: Vec<super::route::Remote>) {
+        let mut by_shard: HashMap<usize, Vec<ConnId>> = HashMap::new();
+        for remote in gone {
+            by_shard.entry(remote.shard).or_default().push(remote.conn);
         }
-        for (_, (shard, conns)) in by_shard {
-            let _ = shard.remote_gone(conns).await;
+        for (index, conns) in by_shard {
+            if let Some(shard) = self.shards.all().get(index) {
+                let _ = shard.remote_gone(conns).await;
+            }
         }
     }
 
@@ -355,7 +342,7 @@ impl Router {
         }
         self.stats.lost.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%arn, "this node lost a channel to another node");
-        lock(&self.remotes).retain(|_, remote| remote.arn != *arn);
+        lock(&self.remotes).take(|remote| remote.arn == *arn);
         let _ = self.shards.of(arn).evict(arn.clone()).await;
     }
 
@@ -481,11 +468,7 @@ impl Router {
         let Some(epoch) = lock(&self.owned).get(arn).copied() else {
             return;
         };
-        let nodes: BTreeSet<String> = lock(&self.remotes)
-            .values()
-            .filter(|remote| remote.arn == *arn)
-            .map(|remote| remote.node.clone())
-            .collect();
+        let nodes: BTreeSet<String> = lock(&self.remotes).nodes_of(arn);
         let mut paused = Vec::new();
         for node in &nodes {
             let req = self.next_req.fetch_add(1, Ordering::Relaxed);
@@ -513,7 +496,7 @@ impl Router {
             tracing::warn!(%arn, "the channel's hand-over was refused (another node owns it)");
         }
         lock(&self.owned).remove(arn);
-        lock(&self.remotes).retain(|_, remote| remote.arn != *arn);
+        lock(&self.remotes).take(|remote| remote.arn == *arn);
         let _ = shard.evict(arn.clone()).await;
         for node in nodes {
             self.send(

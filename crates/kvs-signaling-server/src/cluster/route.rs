@@ -107,6 +107,69 @@ pub(super) struct Remote {
     pub(super) node: String,
     pub(super) link: u64,
     pub(super) arn: ChannelArn,
+    /// Its hub's shard, and its id there (ids are per hub: each shard's run on their own).
+    pub(super) shard: usize,
+    pub(super) conn: ConnId,
+}
+
+/// The remote connections of this node's hubs, by the id other nodes know them by: one
+/// sequence for the node, since each shard's hub numbers its connections on its own.
+#[derive(Debug, Default)]
+pub(super) struct Remotes {
+    by_wire: HashMap<u64, Remote>,
+    by_conn: HashMap<(usize, ConnId), u64>,
+    next: u64,
+}
+
+impl Remotes {
+    /// Records `remote`; its id for other nodes.
+    pub(super) fn insert(&mut self, remote: Remote) -> u64 {
+        self.next += 1;
+        let wire = self.next;
+        self.by_conn.insert((remote.shard, remote.conn), wire);
+        self.by_wire.insert(wire, remote);
+        wire
+    }
+
+    /// The remote connection node `from` holds the socket of, by its id.
+    pub(super) fn get(&self, wire: u64, from: &str) -> Option<&Remote> {
+        self.by_wire.get(&wire).filter(|remote| remote.node == from)
+    }
+
+    /// The id and the remote connection of `conn` of shard `shard`.
+    pub(super) fn of_conn(&self, shard: usize, conn: ConnId) -> Option<(u64, &Remote)> {
+        let wire = *self.by_conn.get(&(shard, conn))?;
+        Some((wire, self.by_wire.get(&wire)?))
+    }
+
+    pub(super) fn remove(&mut self, wire: u64) -> Option<Remote> {
+        let remote = self.by_wire.remove(&wire)?;
+        self.by_conn.remove(&(remote.shard, remote.conn));
+        Some(remote)
+    }
+
+    /// Removes and returns the remote connections `which` picks.
+    pub(super) fn take(&mut self, which: impl Fn(&Remote) -> bool) -> Vec<Remote> {
+        let wires: Vec<u64> = self
+            .by_wire
+            .iter()
+            .filter(|(_, remote)| which(remote))
+            .map(|(wire, _)| *wire)
+            .collect();
+        wires
+            .into_iter()
+            .filter_map(|wire| self.remove(wire))
+            .collect()
+    }
+
+    /// The nodes holding sockets of `arn`.
+    pub(super) fn nodes_of(&self, arn: &ChannelArn) -> BTreeSet<String> {
+        self.by_wire
+            .values()
+            .filter(|remote| remote.arn == *arn)
+            .map(|remote| remote.node.clone())
+            .collect()
+    }
 }
 
 /// An open waiting for the owner's verdict.
@@ -153,15 +216,15 @@ pub(crate) struct Router {
     pub(super) cluster: Arc<Cluster>,
     pub(super) shards: Shards,
     pub(super) bridge: Bridge,
-    /// Where local hubs send the outputs of their remote connections.
-    sink: RemoteSink,
+    /// Where each shard's hub sends the outputs of its remote connections.
+    sinks: Vec<RemoteSink>,
     out: mpsc::Sender<super::wire::Outgoing>,
     /// Messages to this node itself (its own bridged sockets of channels it owns), in order.
     loopback: mpsc::Sender<Msg>,
     /// Bridged sockets of this node, by their bridge id.
     pub(super) links: Mutex<HashMap<u64, Link>>,
-    /// Remote connections of this node's hubs, by their hub id.
-    pub(super) remotes: Mutex<HashMap<u64, Remote>>,
+    /// Remote connections of this node's hubs.
+    pub(super) remotes: Mutex<Remotes>,
     /// Channels this node owns, with the epoch of its claim.
     pub(super) owned: Mutex<HashMap<ChannelArn, u64>>,
     /// Channels other nodes own, as last seen.
@@ -204,7 +267,13 @@ impl Router {
     ) -> Arc<Self> {
         let (events_tx, mut events) = mpsc::channel(OUTBOUND_EVENTS);
         let (bridge, _) = kvs_transport_tokio::spawn_bridge(config, telemetry, events_tx);
-        let (sink, mut remote_outputs) = mpsc::channel(REMOTE_QUEUE);
+        let mut sinks = Vec::new();
+        let mut outputs = Vec::new();
+        for _ in shards.all() {
+            let (sink, remote_outputs) = mpsc::channel(REMOTE_QUEUE);
+            sinks.push(sink);
+            outputs.push(remote_outputs);
+        }
         let out = super::wire::spawn_writer(
             cluster.redis.clone(),
             cluster.keys.clone(),
@@ -224,11 +293,11 @@ impl Router {
             cluster,
             shards,
             bridge,
-            sink,
+            sinks,
             out,
             loopback,
             links: Mutex::new(HashMap::new()),
-            remotes: Mutex::new(HashMap::new()),
+            remotes: Mutex::new(Remotes::default()),
             owned: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
@@ -247,13 +316,15 @@ impl Router {
                 router.bridged(event).await;
             }
         });
-        let weak = Arc::downgrade(&router);
-        tokio::spawn(async move {
-            while let Some(output) = remote_outputs.recv().await {
-                let Some(router) = weak.upgrade() else { return };
-                router.to_remote(output).await;
-            }
-        });
+        for (shard, mut remote_outputs) in outputs.into_iter().enumerate() {
+            let weak = Arc::downgrade(&router);
+            tokio::spawn(async move {
+                while let Some(output) = remote_outputs.recv().await {
+                    let Some(router) = weak.upgrade() else { return };
+                    router.to_remote(shard, output).await;
+                }
+            });
+        }
         // After a lapse of this node's heartbeat, it checks what it still owns before it acts
         // on anything read meanwhile.
         let (recovered_tx, recovered) = tokio::sync::watch::channel(0u64);
@@ -704,6 +775,7 @@ impl Router {
 
     /// What a bridged socket did: to its owner (or, while its channel moves, held).
     async fn bridged(&self, event: BridgeEvent) {
+        tracing::trace!(?event, "from a bridged socket");
         match event {
             // The owner counts the socket up from its verdict.
             BridgeEvent::Established(_) => {}
@@ -773,24 +845,31 @@ impl Router {
         }
     }
 
-    /// What a local hub sends a remote connection: to the node that holds its socket.
-    async fn to_remote(&self, output: RemoteOutput) {
-        let raw = output.conn.to_raw();
-        let remote = match &output.kind {
-            RemoteOutputKind::Close(_) => lock(&self.remotes).remove(&raw),
-            _ => lock(&self.remotes).get(&raw).cloned(),
+    /// What shard `shard`'s hub sends a remote connection: to the node that holds its socket.
+    async fn to_remote(&self, shard: usize, output: RemoteOutput) {
+        let (wire, remote) = {
+            let mut remotes = lock(&self.remotes);
+            let Some((wire, remote)) = remotes
+                .of_conn(shard, output.conn)
+                .map(|(wire, remote)| (wire, remote.clone()))
+            else {
+                return;
+            };
+            if matches!(output.kind, RemoteOutputKind::Close(_)) {
+                remotes.remove(wire);
+            }
+            (wire, remote)
         };
-        let Some(remote) = remote else { return };
         let msg = match output.kind {
             RemoteOutputKind::Frame { frame, token } => Msg::Deliver {
                 link: remote.link,
-                conn: raw,
+                conn: wire,
                 frame: frame.into_string(),
                 token,
             },
             RemoteOutputKind::Close(close) => Msg::Close {
                 link: remote.link,
-                conn: raw,
+                conn: wire,
                 code: close.code,
                 reason: close.reason.to_owned(),
             },
@@ -825,18 +904,16 @@ impl Router {
                     let _ = waiting.send(verdict);
                 }
             }
-            Msg::Frame { conn, text, at } => match self.shard_of_remote(from, conn) {
-                Some(shard) => {
+            Msg::Frame { conn, text, at } => match self.remote(from, conn) {
+                Some((shard, id)) => {
                     let read_at = super::wire::instant_of(at);
-                    let _ = shard
-                        .frame_read_at(ConnId::from_raw(conn), text, read_at)
-                        .await;
+                    let _ = shard.frame_read_at(id, text, read_at).await;
                 }
                 None => self.send(from, Msg::Gone { conn }).await,
             },
-            Msg::Keepalive { conn } => match self.shard_of_remote(from, conn) {
-                Some(shard) => {
-                    let _ = shard.keepalive(ConnId::from_raw(conn)).await;
+            Msg::Keepalive { conn } => match self.remote(from, conn) {
+                Some((shard, id)) => {
+                    let _ = shard.keepalive(id).await;
                 }
                 None => self.send(from, Msg::Gone { conn }).await,
             },
@@ -845,17 +922,13 @@ impl Router {
                 // reported are held again.
                 let remote = {
                     let mut remotes = lock(&self.remotes);
-                    match remotes.get(&conn) {
-                        Some(remote) if remote.node == from => remotes.remove(&conn),
-                        _ => None,
+                    match remotes.get(conn, from) {
+                        Some(_) => remotes.remove(conn),
+                        None => None,
                     }
                 };
                 if let Some(remote) = remote {
-                    let _ = self
-                        .shards
-                        .of(&remote.arn)
-                        .remote_gone(vec![ConnId::from_raw(conn)])
-                        .await;
+                    self.close_remotes(vec![remote]).await;
                 }
             }
             Msg::Acked {
@@ -863,18 +936,10 @@ impl Router {
                 token,
                 written,
             } => {
-                // A frame may come back after its connection closed: its shard is found by
-                // the channel the token's frame was for, kept until acknowledged.
-                if let Some(shard) = self.shard_of_remote(from, conn) {
-                    let _ = shard
-                        .remote_acked(ConnId::from_raw(conn), token, written)
-                        .await;
-                } else {
-                    for shard in self.shards.all() {
-                        let _ = shard
-                            .remote_acked(ConnId::from_raw(conn), token, written)
-                            .await;
-                    }
+                // After its connection closed, a frame's ack is moot: the close held every
+                // frame not acknowledged again.
+                if let Some((shard, id)) = self.remote(from, conn) {
+                    let _ = shard.remote_acked(id, token, written).await;
                 }
             }
             Msg::Deliver {
@@ -1044,14 +1109,12 @@ impl Router {
         }
     }
 
-    /// The shard of remote connection `conn` that node `from` holds the socket of.
-    fn shard_of_remote(&self, from: &str, conn: u64) -> Option<ShardHandle> {
-        let arn = lock(&self.remotes)
-            .get(&conn)
-            .filter(|remote| remote.node == from)?
-            .arn
-            .clone();
-        Some(self.shards.of(&arn).clone())
+    /// The shard and hub id of remote connection `wire`, whose socket node `from` holds.
+    fn remote(&self, from: &str, wire: u64) -> Option<(ShardHandle, ConnId)> {
+        let remotes = lock(&self.remotes);
+        let remote = remotes.get(wire, from)?;
+        let shard = self.shards.all().get(remote.shard)?.clone();
+        Some((shard, remote.conn))
     }
 
     /// Opens, in this node's hub, a connection whose socket node `from` holds as `link`.
@@ -1070,27 +1133,29 @@ impl Router {
             let owner = lock(&self.owners).get(&arn).cloned();
             return Verdict::NotOwner { owner };
         }
-        match self
-            .shards
-            .of(&arn)
-            .open_remote(open, self.sink.clone())
-            .await
-        {
+        let index = self.shards.index_of(&arn);
+        let (Some(shard), Some(sink)) = (self.shards.all().get(index), self.sinks.get(index))
+        else {
+            return Verdict::Refused {
+                error: ErrorType::InternalFailure.name().to_owned(),
+                message: "no shard for the channel".to_owned(),
+            };
+        };
+        match shard.open_remote(open, sink.clone()).await {
             Ok(Ok(conn)) => {
-                lock(&self.remotes).insert(
-                    conn.to_raw(),
-                    Remote {
-                        node: from.to_owned(),
-                        link,
-                        arn: arn.clone(),
-                    },
-                );
+                let wire = lock(&self.remotes).insert(Remote {
+                    node: from.to_owned(),
+                    link,
+                    arn: arn.clone(),
+                    shard: index,
+                    conn,
+                });
                 // The socket's node answers 101 as soon as it reads this verdict: the
                 // connection is up from here on, so that what is sent to its identity after
                 // its client saw the 101 reaches it, not its predecessor. What is sent before
                 // the socket is written waits in the socket's queue on that node.
-                let _ = self.shards.of(&arn).established(conn).await;
-                Verdict::Ok(conn.to_raw().to_string())
+                let _ = shard.established(conn).await;
+                Verdict::Ok(wire.to_string())
             }
             Ok(Err(refused)) => Verdict::Refused {
                 error: refused.error_type.name().to_owned(),

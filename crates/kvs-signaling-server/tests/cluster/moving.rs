@@ -330,3 +330,159 @@ async fn a_node_shutting_down_hands_its_channels_over_with_nothing_lost() {
     .await;
     assert_eq!(described.status, 200);
 }
+
+/// A client of the rolling restart: which node it is on, and its socket.
+struct Client {
+    arn: String,
+    id: Option<&'static str>,
+    node: usize,
+    ws: Ws,
+}
+
+#[tokio::test]
+async fn a_rolling_restart_of_every_node_loses_no_channel_and_no_held_message() {
+    let (_dir, config) = short_grace();
+    let flags = ["--config", config.as_str()];
+    let redis = Redis::start();
+    let ips = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+    let mut nodes: Vec<Option<Node>> = ips
+        .iter()
+        .map(|ip| Some(Node::start(&redis, ip, &flags)))
+        .collect();
+    let addr = |nodes: &[Option<Node>], i: usize| nodes[i].as_ref().unwrap().addr;
+    let one = create(addr(&nodes, 0), "rolling-one").await;
+    let two = create(addr(&nodes, 0), "rolling-two").await;
+    // `one` is owned by node 0 (its master connects first there), `two` by node 1; their
+    // viewers are on the other nodes.
+    let mut clients = Vec::new();
+    for (arn, master_node, viewers) in [
+        (&one, 0, [("v1", 1), ("v2", 2)]),
+        (&two, 1, [("w1", 0), ("w2", 2)]),
+    ] {
+        let ws = connect(addr(&nodes, master_node), arn, None).await;
+        clients.push(Client {
+            arn: arn.clone(),
+            id: None,
+            node: master_node,
+            ws,
+        });
+        for (id, node) in viewers {
+            let ws = connect(addr(&nodes, node), arn, Some(id)).await;
+            clients.push(Client {
+                arn: arn.clone(),
+                id: Some(id),
+                node,
+                ws,
+            });
+        }
+    }
+    // Held for viewers that come only at the end.
+    send(
+        &mut clients[0].ws,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"late1","messagePayload":"bGF0ZTE="}"#,
+    )
+    .await;
+    send(
+        &mut clients[3].ws,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"late2","messagePayload":"bGF0ZTI="}"#,
+    )
+    .await;
+
+    for restarting in 0..3 {
+        let node = nodes[restarting].take().unwrap();
+        let exited = tokio::task::spawn_blocking(move || {
+            let mut node = node;
+            node.terminate(Duration::from_secs(15))
+        });
+        // Its clients are closed (1001) and reconnect through the next node.
+        let next = (restarting + 1) % 3;
+        for client in clients.iter_mut().filter(|c| c.node == restarting) {
+            assert_eq!(
+                closed(&mut client.ws, Duration::from_secs(10)).await,
+                Some(1001),
+                "{:?} on node {restarting}",
+                client.id
+            );
+        }
+        assert!(exited.await.unwrap(), "node {restarting} did not exit");
+        for client in clients.iter_mut().filter(|c| c.node == restarting) {
+            client.ws = reconnect_as(addr(&nodes, next), &client.arn, client.id).await;
+            client.node = next;
+        }
+        nodes[restarting] = Some(Node::start(&redis, ips[restarting], &flags));
+        // Every viewer still reaches its master, and back.
+        let round = format!("{restarting:04}");
+        for channel in [&one, &two] {
+            let (masters, viewers): (Vec<&mut Client>, Vec<&mut Client>) = clients
+                .iter_mut()
+                .filter(|c| c.arn == *channel)
+                .partition(|c| c.id.is_none());
+            let master = masters.into_iter().next().unwrap();
+            for viewer in viewers {
+                send(
+                    &mut viewer.ws,
+                    &format!(r#"{{"action":"ICE_CANDIDATE","messagePayload":"{round}"}}"#),
+                )
+                .await;
+                let got = next_text(&mut master.ws, Duration::from_secs(5))
+                    .await
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "after restarting node {restarting}: nothing from {:?} on node {} \
+                             to the master on node {}",
+                            viewer.id, viewer.node, master.node
+                        )
+                    });
+                assert!(
+                    got.contains(&round) && got.contains(viewer.id.unwrap()),
+                    "after restarting node {restarting}: {got}"
+                );
+                send(
+                    &mut master.ws,
+                    &format!(
+                        r#"{{"action":"ICE_CANDIDATE","recipientClientId":"{}","messagePayload":"{round}"}}"#,
+                        viewer.id.unwrap()
+                    ),
+                )
+                .await;
+                assert!(text(&mut viewer.ws).await.contains(&round));
+            }
+        }
+    }
+    // Both channels and both held messages survived all three restarts.
+    for (name, arn, late, held) in [
+        ("rolling-one", &one, "late1", "bGF0ZTE="),
+        ("rolling-two", &two, "late2", "bGF0ZTI="),
+    ] {
+        let described = call(
+            addr(&nodes, 2),
+            "/describeSignalingChannel",
+            &format!(r#"{{"ChannelName":"{name}"}}"#),
+        )
+        .await;
+        assert_eq!(described.status, 200, "{}", described.body);
+        let mut ws = connect(addr(&nodes, 1), arn, Some(late)).await;
+        assert_eq!(
+            text(&mut ws).await,
+            format!(r#"{{"messagePayload":"{held}","messageType":"SDP_ANSWER"}}"#)
+        );
+    }
+}
+
+/// [`reconnect`] for a master (`None`) or a viewer.
+async fn reconnect_as(node: std::net::SocketAddr, arn: &str, id: Option<&str>) -> Ws {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = connect_url(node, arn, id, &[]);
+        if let Ok(Ok((ws, _))) = tokio::time::timeout(
+            Duration::from_secs(8),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        {
+            return ws;
+        }
+        assert!(Instant::now() < deadline, "{id:?} could not connect again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

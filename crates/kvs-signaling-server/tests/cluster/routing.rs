@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::harness::{Node, Redis, call, closed, connect, create, next_text, send, text};
+use super::harness::{Node, Redis, TempDir, call, closed, connect, create, next_text, send, text};
 
 #[tokio::test]
 async fn a_master_and_viewers_on_different_nodes_talk_as_on_one_node() {
@@ -87,9 +87,14 @@ async fn a_master_and_viewers_on_different_nodes_talk_as_on_one_node() {
 
 #[tokio::test]
 async fn the_newest_connection_of_a_client_id_wins_across_nodes() {
+    // A linger of a second, so that the older connection's close is seen.
+    let dir = TempDir::new("linger");
+    let config = dir.0.join("node.toml");
+    std::fs::write(&config, "[limits]\nsuperseded_linger_seconds = 1\n").unwrap();
+    let flags = ["--config", config.to_str().unwrap()];
     let redis = Redis::start();
-    let a = Node::start(&redis, "127.0.0.1", &[]);
-    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let a = Node::start(&redis, "127.0.0.1", &flags);
+    let b = Node::start(&redis, "127.0.0.2", &flags);
     let arn = create(a.addr, "twice").await;
     let mut master = connect(a.addr, &arn, None).await;
     let mut older = connect(a.addr, &arn, Some("phone")).await;
@@ -103,11 +108,8 @@ async fn the_newest_connection_of_a_client_id_wins_across_nodes() {
         text(&mut newer).await,
         r#"{"messagePayload":"bmV3","messageType":"SDP_ANSWER"}"#
     );
-    // The older gets nothing more, and its frames are dropped.
-    assert_eq!(
-        next_text(&mut older, Duration::from_millis(300)).await,
-        None
-    );
+    // The older gets nothing more, its frames are dropped, and it is closed after the linger
+    // (1000), as on one node.
     send(
         &mut older,
         r#"{"action":"SDP_OFFER","messagePayload":"b2xk"}"#,
@@ -117,9 +119,8 @@ async fn the_newest_connection_of_a_client_id_wins_across_nodes() {
         next_text(&mut master, Duration::from_millis(300)).await,
         None
     );
-    // Its late close does not unregister the newer.
-    drop(older);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(closed(&mut older, Duration::from_secs(3)).await, Some(1000));
+    // Its close does not unregister the newer.
     send(
         &mut master,
         r#"{"action":"ICE_CANDIDATE","recipientClientId":"phone","messagePayload":"Yw=="}"#,
@@ -129,6 +130,117 @@ async fn the_newest_connection_of_a_client_id_wins_across_nodes() {
         text(&mut newer).await,
         r#"{"messagePayload":"Yw==","messageType":"ICE_CANDIDATE"}"#
     );
+    // The other way round: the older on the remote node, the newer on the owner.
+    let mut newest = connect(a.addr, &arn, Some("phone")).await;
+    send(
+        &mut master,
+        r#"{"action":"ICE_CANDIDATE","recipientClientId":"phone","messagePayload":"Mg=="}"#,
+    )
+    .await;
+    assert_eq!(
+        text(&mut newest).await,
+        r#"{"messagePayload":"Mg==","messageType":"ICE_CANDIDATE"}"#
+    );
+    assert_eq!(closed(&mut newer, Duration::from_secs(3)).await, Some(1000));
+}
+
+#[tokio::test]
+async fn held_messages_expire_and_newer_offers_replace_older_ones_across_nodes() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let c = Node::start(&redis, "127.0.0.3", &[]);
+    let created = call(
+        a.addr,
+        "/createSignalingChannel",
+        r#"{"ChannelName":"short","SingleMasterConfiguration":{"MessageTtlSeconds":5}}"#,
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let arn = created.json()["ChannelARN"].as_str().unwrap().to_owned();
+    // The viewer connects first, through B (B owns the channel); the master is not there.
+    let mut v1 = connect(b.addr, &arn, Some("v1")).await;
+    send(&mut v1, r#"{"action":"SDP_OFFER","messagePayload":"b2xk"}"#).await;
+    send(
+        &mut v1,
+        r#"{"action":"ICE_CANDIDATE","messagePayload":"MQ=="}"#,
+    )
+    .await;
+    send(&mut v1, r#"{"action":"SDP_OFFER","messagePayload":"bmV3"}"#).await;
+    // (Held by then: the viewer's socket is read while the master connects.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The master, through C: the newer offer replaced the older, in its place after the
+    // candidate.
+    let mut master = connect(c.addr, &arn, None).await;
+    assert_eq!(
+        text(&mut master).await,
+        r#"{"messagePayload":"MQ==","messageType":"ICE_CANDIDATE","senderClientId":"v1"}"#
+    );
+    assert_eq!(
+        text(&mut master).await,
+        r#"{"messagePayload":"bmV3","messageType":"SDP_OFFER","senderClientId":"v1"}"#
+    );
+    assert_eq!(
+        next_text(&mut master, Duration::from_millis(300)).await,
+        None
+    );
+    // Held for the channel's TTL (5 s), then dropped: a viewer connecting after it gets
+    // nothing, one connecting before gets it.
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"soon","messagePayload":"c29vbg=="}"#,
+    )
+    .await;
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"late","messagePayload":"bGF0ZQ=="}"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut soon = connect(a.addr, &arn, Some("soon")).await;
+    assert_eq!(
+        text(&mut soon).await,
+        r#"{"messagePayload":"c29vbg==","messageType":"SDP_ANSWER"}"#
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut late = connect(a.addr, &arn, Some("late")).await;
+    assert_eq!(next_text(&mut late, Duration::from_millis(500)).await, None);
+}
+
+#[tokio::test]
+async fn nodes_racing_to_claim_a_channel_agree_on_one_owner() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    for round in 0..5 {
+        let arn = create(a.addr, &format!("raced-{round}")).await;
+        // The master through A and a viewer through B at once: each node tries to claim.
+        let (mut master, mut viewer) = tokio::join!(
+            connect(a.addr, &arn, None),
+            connect(b.addr, &arn, Some("v1"))
+        );
+        send(
+            &mut viewer,
+            r#"{"action":"SDP_OFFER","messagePayload":"cmFjZQ=="}"#,
+        )
+        .await;
+        assert_eq!(
+            text(&mut master).await,
+            r#"{"messagePayload":"cmFjZQ==","messageType":"SDP_OFFER","senderClientId":"v1"}"#
+        );
+        send(
+            &mut master,
+            r#"{"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"d29u"}"#,
+        )
+        .await;
+        assert!(text(&mut viewer).await.contains("d29u"));
+        // One claim: the first epoch, never a second.
+        let epoch = redis.cli(&["HGET", &format!("kvs:chan:{arn}"), "epoch"]);
+        let owner = redis.cli(&["HGET", &format!("kvs:chan:{arn}"), "owner"]);
+        assert!(!owner.is_empty());
+        let epochs = redis.cli(&["GET", "kvs:epoch"]);
+        assert_eq!(epoch, epochs, "round {round}: claimed twice");
+    }
 }
 
 #[tokio::test]

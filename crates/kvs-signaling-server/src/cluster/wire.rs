@@ -108,7 +108,7 @@ const RETRIES: usize = 7;
 /// Writes messages to other nodes' inboxes, batched per destination. Returns the sender of
 /// `(node, message)` pairs.
 pub(crate) fn spawn_writer(
-    redis: redis::aio::ConnectionManager,
+    redis: super::keys::Redis,
     keys: Keys,
     me: String,
 ) -> mpsc::Sender<(String, Msg)> {
@@ -186,7 +186,7 @@ static READ_FAILED: kvs_transport_tokio::LogLimiter =
 /// Reads this node's inbox on a connection of its own, from the start of its stream (a new
 /// node's is empty), handing each batch to `deliver` in order, and trims what it has read.
 pub(crate) fn spawn_reader(
-    client: redis::Client,
+    client: super::keys::Connector,
     keys: Keys,
     me: String,
     deliver: mpsc::Sender<Batch>,
@@ -199,10 +199,7 @@ pub(crate) fn spawn_reader(
             let config = redis::AsyncConnectionConfig::new()
                 .set_response_timeout(None)
                 .set_connection_timeout(Some(Duration::from_secs(2)));
-            let mut conn = match client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-            {
+            let mut conn = match client.dedicated(&config).await {
                 Ok(conn) => conn,
                 Err(err) => {
                     if let Some(suppressed) = READ_FAILED.check() {

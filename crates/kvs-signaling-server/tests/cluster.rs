@@ -11,5 +11,6 @@ mod cluster {
     mod control;
     mod failures;
     pub(crate) mod harness;
+    mod operations;
     mod routing;
 }

@@ -122,7 +122,9 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub(crate) no_console: bool,
     /// Cluster mode: this node and others serve one set of channels kept in this Redis
-    /// (`redis://HOST:PORT`, or `rediss://` for TLS); --public-url is then required.
+    /// (`redis://HOST:PORT`, `rediss://HOST:PORT` for TLS, or through Sentinel
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT...]/PRIMARY-NAME`, `rediss+sentinel://` for TLS);
+    /// --public-url is then required.
     #[arg(long, value_name = "URL", env = "KVS_CLUSTER")]
     pub(crate) cluster: Option<String>,
     /// The prefix of the cluster's Redis keys [default: kvs].
@@ -132,6 +134,21 @@ pub(crate) struct ServeArgs {
     /// ACL user).
     #[arg(long, value_name = "PATH", env = "KVS_REDIS_PASSWORD_FILE")]
     pub(crate) redis_password_file: Option<PathBuf>,
+    /// The CA certificates (PEM) Redis's certificate chains to, for rediss:// [default: the
+    /// system's roots].
+    #[arg(long, value_name = "PATH", env = "KVS_REDIS_CA_FILE")]
+    pub(crate) redis_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for a Redis that requires one (mutual TLS), with
+    /// --redis-client-key.
+    #[arg(long, value_name = "PATH", env = "KVS_REDIS_CLIENT_CERT")]
+    pub(crate) redis_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "PATH", env = "KVS_REDIS_CLIENT_KEY")]
+    pub(crate) redis_client_key: Option<PathBuf>,
+    /// A file holding the Sentinels' password, under redis+sentinel:// (or set
+    /// KVS_REDIS_SENTINEL_PASSWORD; KVS_REDIS_SENTINEL_USERNAME for an ACL user).
+    #[arg(long, value_name = "PATH", env = "KVS_REDIS_SENTINEL_PASSWORD_FILE")]
+    pub(crate) redis_sentinel_password_file: Option<PathBuf>,
 }
 
 /// The password in the file at `path` (its first line), the error naming `source`.
@@ -177,11 +194,17 @@ pub(crate) struct Options {
     pub(crate) limits: LimitsSection,
     pub(crate) console_token: Option<String>,
     pub(crate) no_console: bool,
-    /// Cluster mode's Redis URL, key prefix, ACL user and password.
+    /// Cluster mode's Redis URL, key prefix, ACL user and password, TLS files, and the
+    /// Sentinels' user and password.
     pub(crate) cluster: Option<String>,
     pub(crate) cluster_prefix: Option<String>,
     pub(crate) redis_username: Option<String>,
     pub(crate) redis_password: Option<String>,
+    pub(crate) redis_ca_file: Option<PathBuf>,
+    pub(crate) redis_client_cert: Option<PathBuf>,
+    pub(crate) redis_client_key: Option<PathBuf>,
+    pub(crate) redis_sentinel_username: Option<String>,
+    pub(crate) redis_sentinel_password: Option<String>,
     /// The config file, read again on SIGHUP for new TURN secrets.
     pub(crate) config_path: Option<PathBuf>,
 }
@@ -216,6 +239,11 @@ impl Options {
             cluster_prefix: None,
             redis_username: None,
             redis_password: None,
+            redis_ca_file: None,
+            redis_client_cert: None,
+            redis_client_key: None,
+            redis_sentinel_username: None,
+            redis_sentinel_password: None,
             config_path: None,
         }
     }
@@ -292,6 +320,25 @@ impl Options {
             if let Some(path) = redis.password_file {
                 self.redis_password = Some(read_password(&path, "redis.password_file")?);
             }
+            self.redis_ca_file = redis
+                .ca_file
+                .map(PathBuf::from)
+                .or(self.redis_ca_file.take());
+            self.redis_client_cert = redis
+                .client_cert
+                .map(PathBuf::from)
+                .or(self.redis_client_cert.take());
+            self.redis_client_key = redis
+                .client_key
+                .map(PathBuf::from)
+                .or(self.redis_client_key.take());
+            self.redis_sentinel_username = redis
+                .sentinel_username
+                .or(self.redis_sentinel_username.take());
+            if let Some(path) = redis.sentinel_password_file {
+                self.redis_sentinel_password =
+                    Some(read_password(&path, "redis.sentinel_password_file")?);
+            }
         }
         Ok(())
     }
@@ -322,6 +369,10 @@ impl Options {
             cluster,
             cluster_prefix,
             redis_password_file,
+            redis_ca_file,
+            redis_client_cert,
+            redis_client_key,
+            redis_sentinel_password_file,
         } = args;
         if let Some(listen) = listen {
             self.listen = listen;
@@ -374,6 +425,20 @@ impl Options {
             self.redis_password = Some(read_password(
                 &path.to_string_lossy(),
                 "--redis-password-file",
+            )?);
+        }
+        self.redis_ca_file = redis_ca_file.or(self.redis_ca_file.take());
+        self.redis_client_cert = redis_client_cert.or(self.redis_client_cert.take());
+        self.redis_client_key = redis_client_key.or(self.redis_client_key.take());
+        self.redis_sentinel_username =
+            env("KVS_REDIS_SENTINEL_USERNAME").or(self.redis_sentinel_username.take());
+        if let Some(password) = env("KVS_REDIS_SENTINEL_PASSWORD") {
+            self.redis_sentinel_password = Some(password);
+        }
+        if let Some(path) = redis_sentinel_password_file {
+            self.redis_sentinel_password = Some(read_password(
+                &path.to_string_lossy(),
+                "--redis-sentinel-password-file",
             )?);
         }
         Ok(())

@@ -1,7 +1,8 @@
 //! Cluster mode: several `kvs-signaling serve --cluster redis://...` processes serve one set of
 //! channels, with Redis as the only shared part (the project's `CLUSTER.md` is the design).
 //!
-//! - `keys.rs`: the connection's settings, the key names, and the checks of the server.
+//! - `keys.rs`: the connections (one server, or the primary Sentinel names, followed through
+//!   failovers; TLS and ACL credentials), the key names, and the checks of the server.
 //! - `store.rs`: the control plane in Redis: a channel is a hash, its name a key written with
 //!   `SET NX`, every write a Lua compare-and-set, so that nodes racing answer as one server.
 //! - `node.rs`: this node's identity, its heartbeat, and which nodes are alive.
@@ -10,6 +11,7 @@
 //! - `moving.rs`: channels moving when their owner dies, shuts down or loses its claim.
 //! - `held.rs`: the copy of the held messages in Redis, which a channel's next owner loads.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,17 +27,36 @@ pub(crate) use node::Liveness;
 pub(crate) use route::{Router, Unrouted};
 
 /// How a node joins a cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClusterConfig {
-    /// Redis: `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
+    /// Where Redis is:
+    /// - `redis://[USER[:PASSWORD]@]HOST:PORT[/DB]`, or `rediss://` for TLS;
+    /// - `redis+sentinel://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]...]/PRIMARY[/DB]`: the
+    ///   primary named `PRIMARY` that these Sentinels watch (port 26379 when absent; an IPv6
+    ///   host in brackets), followed through failovers; `rediss+sentinel://` for TLS to the
+    ///   Sentinels and the primary. The user and password are the primary's (the Sentinels'
+    ///   are [`ClusterConfig::sentinel_username`] and [`ClusterConfig::sentinel_password`]).
     pub url: String,
-    /// The ACL user, when not in the URL.
+    /// The ACL user, when not in the URL (wins over the URL's).
     pub username: Option<String>,
-    /// The password, when not in the URL (from the environment or a file: never a flag).
+    /// The password, when not in the URL (from the environment or a file: never a flag; wins
+    /// over the URL's).
     pub password: Option<String>,
+    /// The CA certificates (PEM) that Redis's certificate must chain to, for `rediss://`: the
+    /// system's roots when absent. For managed Redis with a private CA, or a self-signed one.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate chain (PEM), for a Redis that requires one (`tls-auth-clients
+    /// yes`); with [`ClusterConfig::client_key_file`].
+    pub client_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub client_key_file: Option<PathBuf>,
+    /// The Sentinels' ACL user, under `redis+sentinel://`.
+    pub sentinel_username: Option<String>,
+    /// The Sentinels' password (`requirepass` of the Sentinels), under `redis+sentinel://`.
+    pub sentinel_password: Option<String>,
     /// The prefix of every key, so that several clusters (or other programs) share a Redis:
-    /// `kvs`.
+    /// `kvs`. Letters, digits, `-`, `_` and `.`; every key is `PREFIX:...`.
     pub key_prefix: String,
     /// How often a node heartbeats: every second.
     pub heartbeat_interval: Duration,
@@ -46,6 +67,26 @@ pub struct ClusterConfig {
     pub command_timeout: Duration,
 }
 
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ClusterConfig")
+            .field("url", &self.redacted_url())
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &redacted(&self.sentinel_password))
+            .field("key_prefix", &self.key_prefix)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("node_ttl", &self.node_ttl)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
 impl ClusterConfig {
     /// A cluster on the Redis at `url`, with the defaults.
     pub fn new(url: impl Into<String>) -> Self {
@@ -53,6 +94,11 @@ impl ClusterConfig {
             url: url.into(),
             username: None,
             password: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            sentinel_username: None,
+            sentinel_password: None,
             key_prefix: "kvs".to_owned(),
             heartbeat_interval: Duration::from_secs(1),
             node_ttl: Duration::from_secs(5),
@@ -63,7 +109,11 @@ impl ClusterConfig {
     /// [`ClusterConfig::url`] without its credentials, for logs and messages.
     pub fn redacted_url(&self) -> String {
         let Some((scheme, rest)) = self.url.split_once("://") else {
-            return self.url.clone();
+            // Not a URL: whatever precedes an '@' may be a password.
+            return match self.url.rsplit_once('@') {
+                Some((_, host)) => format!("<redacted>@{host}"),
+                None => self.url.clone(),
+            };
         };
         let authority_end = rest.find('/').unwrap_or(rest.len());
         match rest[..authority_end].rfind('@') {
@@ -84,6 +134,34 @@ impl ClusterConfig {
     pub fn credentials(mut self, username: Option<String>, password: Option<String>) -> Self {
         self.username = username;
         self.password = password;
+        self
+    }
+
+    /// Sets [`ClusterConfig::ca_file`].
+    #[must_use]
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Sets [`ClusterConfig::client_cert_file`] and [`ClusterConfig::client_key_file`], for
+    /// mutual TLS.
+    #[must_use]
+    pub fn client_certificate(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_cert_file = Some(cert.into());
+        self.client_key_file = Some(key.into());
+        self
+    }
+
+    /// Sets [`ClusterConfig::sentinel_username`] and [`ClusterConfig::sentinel_password`].
+    #[must_use]
+    pub fn sentinel_credentials(
+        mut self,
+        username: Option<String>,
+        password: Option<String>,
+    ) -> Self {
+        self.sentinel_username = username;
+        self.sentinel_password = password;
         self
     }
 
@@ -125,9 +203,11 @@ pub enum ClusterError {
 #[derive(Debug)]
 pub(crate) struct Cluster {
     pub(crate) keys: keys::Keys,
-    pub(crate) redis: redis::aio::ConnectionManager,
-    /// For connections of their own (the inbox's blocking reads).
-    pub(crate) client: redis::Client,
+    /// The shared connection for commands, to the primary of the moment.
+    pub(crate) redis: keys::Redis,
+    /// For connections of their own (the inbox's blocking reads), to the primary of the
+    /// moment.
+    pub(crate) client: keys::Connector,
     /// This node.
     pub(crate) node: String,
     pub(crate) liveness: Arc<Liveness>,
@@ -143,7 +223,7 @@ impl Cluster {
     /// scripts that check before they write.
     pub(crate) async fn retrying<T, F, Fut>(&self, command: F) -> redis::RedisResult<T>
     where
-        F: Fn(redis::aio::ConnectionManager) -> Fut,
+        F: Fn(keys::Redis) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         match command(self.redis.clone()).await {
@@ -161,18 +241,8 @@ impl Cluster {
         config: &ClusterConfig,
         registry_config: kvs_signaling_core::RegistryConfig,
     ) -> Result<Arc<Self>, ClusterError> {
-        let (client, where_) = keys::client(config)?;
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.command_timeout))
-            .set_connection_timeout(Some(config.command_timeout));
-        let mut redis = client
-            .get_connection_manager_with_config(manager_config)
-            .await
-            .map_err(|err| ClusterError::Redis {
-                url: where_.clone(),
-                message: err.to_string(),
-            })?;
-        keys::check_server(&mut redis, &where_).await?;
+        let (redis, client) = keys::connect(config).await?;
+        let where_ = client.where_().to_owned();
         let node = node::fresh_id();
         let keys = keys::Keys::new(&config.key_prefix);
         let liveness = Liveness::start(
@@ -214,5 +284,22 @@ mod tests {
         assert_eq!(redacted("rediss://:p%40ss@cache"), "rediss://cache");
         assert_eq!(redacted("redis://cache:6379"), "redis://cache:6379");
         assert_eq!(redacted("redis://cache/a@b"), "redis://cache/a@b");
+        assert_eq!(redacted("redis:u:secret@cache"), "<redacted>@cache");
+        assert_eq!(
+            redacted("redis+sentinel://u:secret@s1:26379,s2/main"),
+            "redis+sentinel://s1:26379,s2/main"
+        );
+        let debug = format!(
+            "{:?}",
+            ClusterConfig::new("redis://u:pw-alpha@cache")
+                .credentials(None, Some("pw-bravo".to_owned()))
+                .sentinel_credentials(None, Some("pw-charlie".to_owned()))
+        );
+        assert!(
+            !debug.contains("pw-alpha")
+                && !debug.contains("pw-bravo")
+                && !debug.contains("pw-charlie"),
+            "{debug}"
+        );
     }
 }

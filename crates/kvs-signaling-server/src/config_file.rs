@@ -48,7 +48,8 @@ pub struct FileConfig {
     pub cors: Option<CorsSection>,
     /// The live console.
     pub console: Option<ConsoleSection>,
-    /// Cluster mode: the Redis URL (`redis://HOST:PORT` or `rediss://`), as `--cluster`.
+    /// Cluster mode: the Redis URL (`redis://HOST:PORT`, `rediss://` for TLS, or
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT...]/PRIMARY-NAME`), as `--cluster`.
     pub cluster: Option<String>,
     /// The cluster's Redis settings.
     pub redis: Option<RedisSection>,
@@ -65,6 +66,17 @@ pub struct RedisSection {
     pub username: Option<String>,
     /// A file whose first line is the password (never the password itself in this file).
     pub password_file: Option<String>,
+    /// The CA certificates (PEM) that Redis's certificate chains to, for `rediss://`: the
+    /// system's roots when absent.
+    pub ca_file: Option<String>,
+    /// A client certificate (PEM), for a Redis that requires one (`tls-auth-clients yes`).
+    pub client_cert: Option<String>,
+    /// The client certificate's private key (PEM).
+    pub client_key: Option<String>,
+    /// The Sentinels' ACL user, under `redis+sentinel://`.
+    pub sentinel_username: Option<String>,
+    /// A file whose first line is the Sentinels' password.
+    pub sentinel_password_file: Option<String>,
 }
 
 /// `[console]`.

@@ -162,6 +162,15 @@ pub(crate) fn config(options: &Options) -> Result<Setup, String> {
         if let Some(prefix) = &options.cluster_prefix {
             cluster = cluster.key_prefix(prefix.clone());
         }
+        if let Some(ca) = &options.redis_ca_file {
+            cluster = cluster.ca_file(ca.clone());
+        }
+        cluster.client_cert_file = options.redis_client_cert.clone();
+        cluster.client_key_file = options.redis_client_key.clone();
+        cluster = cluster.sentinel_credentials(
+            options.redis_sentinel_username.clone(),
+            options.redis_sentinel_password.clone(),
+        );
         config = config.cluster(cluster);
     }
     let mut dev_ca = None;
@@ -200,10 +209,19 @@ pub(crate) async fn serve(options: Options) -> Result<(), String> {
     let closing = config.websocket.close_timeout + config.websocket.write_timeout;
     let region = config.region.clone();
     let data_dir = config.data_dir.clone();
-    let cluster = config
-        .cluster
-        .as_ref()
-        .map(|cluster| (cluster.redacted_url(), cluster.key_prefix.clone()));
+    let cluster = config.cluster.as_ref().map(|cluster| {
+        let tls = cluster.url.starts_with("rediss").then(|| {
+            let ca = cluster.ca_file.as_ref().map_or_else(
+                || "the system's roots".to_owned(),
+                |ca| ca.display().to_string(),
+            );
+            match &cluster.client_cert_file {
+                Some(cert) => format!("CA {ca}, client certificate {}", cert.display()),
+                None => format!("CA {ca}"),
+            }
+        });
+        (cluster.redacted_url(), cluster.key_prefix.clone(), tls)
+    });
     let server = Server::start(config).await.map_err(|err| err.to_string())?;
     say!(
         "kvs-signaling {} is serving on {}",
@@ -243,10 +261,18 @@ pub(crate) async fn serve(options: Options) -> Result<(), String> {
     }
     say!();
     match (cluster, data_dir) {
-        (Some((url, prefix)), _) => say!(
-            "Cluster mode: channels are kept in Redis at {url} (keys {prefix}:*), shared by \
-             every node. Ctrl-C or SIGTERM drains and stops this node."
-        ),
+        (Some((url, prefix, tls)), _) => {
+            say!(
+                "Cluster mode: channels are kept in Redis at {url} (keys {prefix}:*), shared \
+                 by every node. Ctrl-C or SIGTERM drains and stops this node."
+            );
+            if let Some(tls) = tls {
+                say!("  Redis over TLS: {tls}");
+            }
+            if url.contains("+sentinel://") {
+                say!("  Redis's primary is the one Sentinel names, followed through failovers.");
+            }
+        }
         (None, Some(dir)) => say!(
             "Channels are kept in {}. Ctrl-C or SIGTERM drains and stops.",
             dir.display()
@@ -432,6 +458,77 @@ mod tests {
         let options = parse(&["--no-tls", "--access-key-id", "A"]).unwrap();
         let err = config(&options).err().unwrap();
         assert!(err.contains("go together"), "{err}");
+    }
+
+    #[test]
+    fn the_redis_section_and_flags_reach_the_cluster_config() {
+        let dir = std::env::temp_dir().join(format!("kvs-redis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let password = dir.join("password");
+        std::fs::write(&password, "data-secret\n").unwrap();
+        let sentinel_password = dir.join("sentinel-password");
+        std::fs::write(&sentinel_password, "sentinel-secret\n").unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "cluster = \"rediss+sentinel://s1,s2:26380/main\"\npublic_url = \"https://lb\"\n\
+                 [redis]\nkey_prefix = \"blue\"\nusername = \"kvs\"\npassword_file = {:?}\n\
+                 ca_file = \"/etc/kvs/redis-ca.pem\"\nclient_cert = \"/etc/kvs/c.pem\"\n\
+                 client_key = \"/etc/kvs/c.key\"\nsentinel_username = \"watcher\"\n\
+                 sentinel_password_file = {:?}\n",
+                password.to_str().unwrap(),
+                sentinel_password.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        let options = parse(&["--config", path, "--no-tls", "--in-memory"]).unwrap();
+        let cluster = config(&options).unwrap().config.cluster.unwrap();
+        assert_eq!(cluster.url, "rediss+sentinel://s1,s2:26380/main");
+        assert_eq!(cluster.key_prefix, "blue");
+        assert_eq!(cluster.username.as_deref(), Some("kvs"));
+        assert_eq!(cluster.password.as_deref(), Some("data-secret"));
+        assert_eq!(
+            cluster.ca_file.as_deref(),
+            Some(Path::new("/etc/kvs/redis-ca.pem"))
+        );
+        assert_eq!(
+            cluster.client_cert_file.as_deref(),
+            Some(Path::new("/etc/kvs/c.pem"))
+        );
+        assert_eq!(
+            cluster.client_key_file.as_deref(),
+            Some(Path::new("/etc/kvs/c.key"))
+        );
+        assert_eq!(cluster.sentinel_username.as_deref(), Some("watcher"));
+        assert_eq!(
+            cluster.sentinel_password.as_deref(),
+            Some("sentinel-secret")
+        );
+        // Flags win over the file.
+        let options = parse(&[
+            "--config",
+            path,
+            "--no-tls",
+            "--in-memory",
+            "--redis-ca-file",
+            "/other/ca.pem",
+            "--cluster-prefix",
+            "green",
+        ])
+        .unwrap();
+        let cluster = config(&options).unwrap().config.cluster.unwrap();
+        assert_eq!(cluster.ca_file.as_deref(), Some(Path::new("/other/ca.pem")));
+        assert_eq!(cluster.key_prefix, "green");
+        // A password file that holds nothing is named.
+        std::fs::write(&sentinel_password, "\n").unwrap();
+        let err = parse(&["--config", path]).unwrap_err();
+        assert!(
+            err.contains("redis.sentinel_password_file") && err.contains("holds no password"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -16,5 +16,6 @@ mod cluster {
     mod failures;
     pub(crate) mod harness;
     mod moving;
+    mod operations;
     mod routing;
 }

@@ -109,7 +109,7 @@ impl Liveness {
     /// Heartbeats once (so that the node starts alive, or fails to start), then every
     /// `interval` on a task of its own.
     pub(crate) async fn start(
-        mut redis: redis::aio::ConnectionManager,
+        mut redis: super::keys::Redis,
         keys: Keys,
         node: String,
         interval: Duration,
@@ -121,7 +121,7 @@ impl Liveness {
         // The node may act until a heartbeat's sending time plus the TTL, less this: its
         // peers judge it by Redis's clock, which the margin keeps ahead of.
         let margin = (ttl / 5).max(Duration::from_millis(200));
-        let beat = move |redis: &mut redis::aio::ConnectionManager| {
+        let beat = move |redis: &mut super::keys::Redis| {
             let script = script.clone();
             let keys = keys.clone();
             let node = node.clone();

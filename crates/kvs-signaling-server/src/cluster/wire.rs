@@ -177,7 +177,7 @@ pub(crate) enum Outgoing {
 /// Writes messages to other nodes' inboxes, batched per destination. Returns the sender of
 /// what to write.
 pub(crate) fn spawn_writer(
-    redis: redis::aio::ConnectionManager,
+    redis: super::keys::Redis,
     keys: Keys,
     me: String,
     liveness: std::sync::Arc<Liveness>,
@@ -223,7 +223,7 @@ pub(crate) fn spawn_writer(
 
 /// Writes one round of batches, one `XADD` per destination, in one pipeline.
 async fn write_round(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut super::keys::Redis,
     keys: &Keys,
     me: &str,
     liveness: &Liveness,
@@ -296,8 +296,8 @@ static READ_FAILED: kvs_transport_tokio::LogLimiter =
 /// Reads this node's inbox on a connection of its own, from the start of its stream (a new
 /// node's is empty), handing each batch to `deliver` in order, and trims what it has read.
 pub(crate) fn spawn_reader(
-    client: redis::Client,
-    trimmer: redis::aio::ConnectionManager,
+    client: super::keys::Connector,
+    trimmer: super::keys::Redis,
     keys: Keys,
     me: String,
     deliver: mpsc::Sender<Batch>,
@@ -310,10 +310,7 @@ pub(crate) fn spawn_reader(
             let config = redis::AsyncConnectionConfig::new()
                 .set_response_timeout(None)
                 .set_connection_timeout(Some(Duration::from_secs(2)));
-            let mut conn = match client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-            {
+            let mut conn = match client.dedicated(&config).await {
                 Ok(conn) => conn,
                 Err(err) => {
                     if let Some(suppressed) = READ_FAILED.check() {
@@ -433,7 +430,7 @@ fn after(id: &str) -> String {
 /// What node `node` never read of what this node (`me`) sent it, oldest first: the batches
 /// still in its inbox, at most `max` entries.
 pub(crate) async fn unread(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut super::keys::Redis,
     keys: &Keys,
     node: &str,
     me: &str,

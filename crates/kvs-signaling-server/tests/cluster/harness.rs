@@ -70,24 +70,45 @@ pub(crate) struct Redis {
     child: Option<Child>,
     pub(crate) port: u16,
     dir: TempDir,
+    /// Arguments beyond the defaults (TLS files, replication, a password).
+    extra: Vec<String>,
+    /// Whether the port speaks TLS (`--port 0 --tls-port PORT`).
+    tls: bool,
+    /// What `redis-cli` needs to reach it (TLS files, a password).
+    cli_args: Vec<String>,
 }
 
 impl Redis {
     pub(crate) fn start() -> Self {
+        Self::start_with(&[], false, &[])
+    }
+
+    /// A `redis-server` with `extra` arguments; on a TLS port when `tls` (then `extra` names
+    /// its certificate files); `cli_args` are what `redis-cli` needs to reach it.
+    pub(crate) fn start_with(extra: &[&str], tls: bool, cli_args: &[&str]) -> Self {
         let dir = TempDir::new("redis");
         let port = free_port();
         let mut redis = Self {
             child: None,
             port,
             dir,
+            extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
+            tls,
+            cli_args: cli_args.iter().map(|arg| (*arg).to_owned()).collect(),
         };
         redis.spawn();
         redis
     }
 
     fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let ports: &[&str] = match self.tls {
+            true => &["--port", "0", "--tls-port", &port],
+            false => &["--port", &port],
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
             .args([
                 "--save",
                 "",
@@ -100,6 +121,7 @@ impl Redis {
             .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(&self.dir.0)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -115,7 +137,10 @@ impl Redis {
     }
 
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            true => format!("rediss://127.0.0.1:{}", self.port),
+            false => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -126,10 +151,19 @@ impl Redis {
     pub(crate) fn cli(&self, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
+            .args(&self.cli_args)
             .args(args)
             .output()
             .unwrap();
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Kills it (SIGKILL), for good.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Kills it (SIGKILL) and starts it again on the same port and data (its AOF).
@@ -191,12 +225,12 @@ pub(crate) struct Node {
 impl Node {
     /// A node on `ip` (127.0.0.x) of the cluster on `redis`, handing out [`PUBLIC_URL`].
     pub(crate) fn start(redis: &Redis, ip: &str, extra: &[&str]) -> Self {
-        Self::launch(&redis.url(), ip, PUBLIC_URL, extra)
+        Self::start_with(&redis.url(), ip, extra, &[])
     }
 
     /// A node on `ip` of the cluster on the Redis at `url`.
     pub(crate) fn start_on(url: &str, ip: &str, extra: &[&str]) -> Self {
-        Self::launch(url, ip, PUBLIC_URL, extra)
+        Self::start_with(url, ip, extra, &[])
     }
 
     /// [`Node::start`], handing out `public_url` (in GetSignalingChannelEndpoint's answers).
@@ -206,10 +240,18 @@ impl Node {
         public_url: &str,
         extra: &[&str],
     ) -> Self {
-        Self::launch(&redis.url(), ip, public_url, extra)
+        Self::launch(&redis.url(), ip, public_url, extra, &[])
     }
 
-    fn launch(url: &str, ip: &str, public_url: &str, extra: &[&str]) -> Self {
+    /// The `serve` command of a node on `ip` of the cluster at `url`, with `extra` flags and
+    /// `env` variables (and none of the caller's `KVS_` variables).
+    fn command(
+        url: &str,
+        ip: &str,
+        public_url: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kvs-signaling"));
         command
             .args(["serve", "--no-tls", "--in-memory", "--no-console"])
@@ -226,17 +268,24 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for name in [
-            "KVS_LISTEN",
-            "KVS_PUBLIC_URL",
-            "KVS_CONFIG",
-            "KVS_CLUSTER",
-            "KVS_ACCESS_KEY_ID",
-            "KVS_SECRET_ACCESS_KEY",
-        ] {
-            command.env_remove(name);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("KVS_") && name != "KVS_CLUSTER_LOG" {
+                command.env_remove(name);
+            }
         }
-        let mut child = command.spawn().unwrap();
+        command.envs(env.iter().copied());
+        command
+    }
+
+    /// A node on `ip` of the cluster at `url`, with `extra` flags and `env` variables.
+    pub(crate) fn start_with(url: &str, ip: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(url, ip, PUBLIC_URL, extra, env)
+    }
+
+    fn launch(url: &str, ip: &str, public_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Self::command(url, ip, public_url, extra, env)
+            .spawn()
+            .unwrap();
         let (stdout, stderr) = (Captured::default(), Captured::default());
         let (lines_tx, lines) = mpsc::channel();
         stdout.drain(child.stdout.take().unwrap(), Some(lines_tx));
@@ -262,6 +311,51 @@ impl Node {
             stdout,
             stderr,
         }
+    }
+
+    /// A node of the cluster at `url` that must refuse to start, within 30 s: what it wrote
+    /// to standard error.
+    pub(crate) fn refused(url: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
+        let mut child = Self::command(url, "127.0.0.1", PUBLIC_URL, extra, env)
+            .spawn()
+            .unwrap();
+        let (stdout, stderr) = (Captured::default(), Captured::default());
+        stdout.drain(child.stdout.take().unwrap(), None);
+        stderr.drain(child.stderr.take().unwrap(), None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the node neither started nor refused within 30 s\n--- stdout ---\n{}--- stderr ---\n{}",
+                    stdout.text(),
+                    stderr.text()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            !status.success(),
+            "the node exited successfully\n--- stdout ---\n{}--- stderr ---\n{}",
+            stdout.text(),
+            stderr.text()
+        );
+        // The pipes' last lines are read by their threads; the process has ended, so they
+        // end soon.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !stderr.text().contains("kvs-signaling") && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !stdout.text().contains("listening on"),
+            "the node served before it failed: {}",
+            stdout.text()
+        );
+        stderr.text()
     }
 
     pub(crate) fn pid(&self) -> u32 {

@@ -130,8 +130,16 @@ async fn the_newest_connection_of_a_client_id_wins_across_nodes() {
         text(&mut newer).await,
         r#"{"messagePayload":"Yw==","messageType":"ICE_CANDIDATE"}"#
     );
-    // The other way round: the older on the remote node, the newer on the owner.
+    // The other way round: the older on the remote node, the newer on the owner. (Its
+    // first message, as a viewer's offer comes first, shows its socket is up at the hub: a
+    // client's 101 may reach it a moment before the hub hears the socket is served.)
     let mut newest = connect(a.addr, &arn, Some("phone")).await;
+    send(
+        &mut newest,
+        r#"{"action":"SDP_OFFER","messagePayload":"bmV3ZXN0"}"#,
+    )
+    .await;
+    assert!(text(&mut master).await.contains("bmV3ZXN0"));
     send(
         &mut master,
         r#"{"action":"ICE_CANDIDATE","recipientClientId":"phone","messagePayload":"Mg=="}"#,

@@ -729,6 +729,9 @@ async fn metrics(app: &App) -> HttpResponse {
     );
     let _ = writeln!(out, "# TYPE kvs_channels gauge");
     let _ = writeln!(out, "kvs_channels {channels}");
+    if let Some(router) = &app.router {
+        router.write_metrics(&mut out);
+    }
     let mut response = text(StatusCode::OK, out);
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -162,6 +162,11 @@ impl Remotes {
             .collect()
     }
 
+    /// How many there are.
+    pub(super) fn len(&self) -> usize {
+        self.by_wire.len()
+    }
+
     /// The nodes holding sockets of `arn`.
     pub(super) fn nodes_of(&self, arn: &ChannelArn) -> BTreeSet<String> {
         self.by_wire
@@ -208,6 +213,8 @@ pub(crate) struct Stats {
     pub(crate) held_fenced: AtomicU64,
     /// Held messages loaded when claiming channels.
     pub(crate) held_loaded: AtomicU64,
+    /// The inboxes' writer and reader.
+    pub(crate) wire: Arc<super::wire::WireStats>,
 }
 
 /// The cluster's routing on this node.
@@ -274,11 +281,13 @@ impl Router {
             sinks.push(sink);
             outputs.push(remote_outputs);
         }
+        let wire = Arc::new(super::wire::WireStats::default());
         let out = super::wire::spawn_writer(
             cluster.redis.clone(),
             cluster.keys.clone(),
             cluster.node.clone(),
             Arc::clone(&cluster.liveness),
+            Arc::clone(&wire),
         );
         let (batches_tx, mut batches) = mpsc::channel(1024);
         super::wire::spawn_reader(
@@ -287,6 +296,7 @@ impl Router {
             cluster.keys.clone(),
             cluster.node.clone(),
             batches_tx,
+            Arc::clone(&wire),
         );
         let (loopback, mut looped) = mpsc::channel(OUTBOUND_EVENTS);
         let router = Arc::new(Self {
@@ -306,7 +316,10 @@ impl Router {
             claiming: tokio::sync::Mutex::new(()),
             next_req: AtomicU64::new(1),
             draining: AtomicBool::new(false),
-            stats: Stats::default(),
+            stats: Stats {
+                wire,
+                ..Stats::default()
+            },
         });
         super::held::start(&router).await;
         let weak = Arc::downgrade(&router);
@@ -405,6 +418,184 @@ impl Router {
             }
         });
         router
+    }
+
+    /// This node's cluster metrics, in Prometheus's text format.
+    pub(crate) fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let membership = self.cluster.liveness.membership();
+        let stats = &self.stats;
+        let wire = &stats.wire;
+        let get = |value: &AtomicU64| value.load(Ordering::Relaxed);
+        let mut metric = |kind: &str, name: &str, help: &str, value: f64| {
+            let _ = writeln!(out, "# HELP kvs_cluster_{name} {help}");
+            let _ = writeln!(out, "# TYPE kvs_cluster_{name} {kind}");
+            let _ = writeln!(out, "kvs_cluster_{name} {value}");
+        };
+        let gauge = "gauge";
+        let counter = "counter";
+        metric(
+            gauge,
+            "valid",
+            "1 while this node's heartbeat is recent enough to act; 0 while it cannot reach Redis.",
+            f64::from(u8::from(self.cluster.liveness.is_valid())),
+        );
+        metric(
+            gauge,
+            "heartbeat_failures",
+            "Heartbeats that failed in a row.",
+            f64::from(membership.failures),
+        );
+        metric(
+            counter,
+            "heartbeat_lapses_total",
+            "Times this node's heartbeat lapsed and came back.",
+            membership.lapses as f64,
+        );
+        metric(
+            gauge,
+            "nodes_alive",
+            "Nodes heard from within the TTL.",
+            membership.alive.len() as f64,
+        );
+        metric(
+            gauge,
+            "nodes_dead",
+            "Nodes not heard from for longer (forgotten after an hour).",
+            membership.dead.len() as f64,
+        );
+        metric(
+            gauge,
+            "owned_channels",
+            "Channels this node's hubs decide for.",
+            lock(&self.owned).len() as f64,
+        );
+        metric(
+            gauge,
+            "remote_connections",
+            "Connections of this node's hubs whose sockets other nodes hold.",
+            lock(&self.remotes).len() as f64,
+        );
+        metric(
+            gauge,
+            "bridged_sockets",
+            "Sockets of this node whose channels other nodes own.",
+            lock(&self.links).len() as f64,
+        );
+        metric(
+            counter,
+            "claims_total",
+            "Channels this node claimed.",
+            get(&stats.claims) as f64,
+        );
+        metric(
+            counter,
+            "channels_lost_total",
+            "Channels this node found another node had claimed.",
+            get(&stats.lost) as f64,
+        );
+        metric(
+            counter,
+            "redirects_total",
+            "Opens and Alexa offers sent to a node that did not own the channel.",
+            get(&stats.redirects) as f64,
+        );
+        metric(
+            counter,
+            "moved_sockets_total",
+            "Sockets of this node opened at their channel's next owner.",
+            get(&stats.moved_links) as f64,
+        );
+        metric(
+            counter,
+            "unmoved_sockets_total",
+            "Sockets of this node closed because their channel could not move.",
+            get(&stats.unmoved_links) as f64,
+        );
+        metric(
+            counter,
+            "replayed_messages_total",
+            "Messages sent again to a channel's next owner from a dead owner's inbox.",
+            get(&stats.replayed) as f64,
+        );
+        metric(
+            counter,
+            "moving_messages_lost_total",
+            "Messages dropped while their channel moved.",
+            get(&stats.lost_moving) as f64,
+        );
+        metric(
+            gauge,
+            "last_move_seconds",
+            "How long the last move of a channel's sockets here took, from the owner's loss.",
+            get(&stats.last_move_us) as f64 / 1e6,
+        );
+        metric(
+            counter,
+            "held_writes_total",
+            "Writes of held messages to Redis.",
+            get(&stats.held_writes) as f64,
+        );
+        metric(
+            counter,
+            "held_fenced_total",
+            "Writes of held messages refused because another node owns the channel.",
+            get(&stats.held_fenced) as f64,
+        );
+        metric(
+            counter,
+            "held_loaded_total",
+            "Held messages loaded when claiming channels.",
+            get(&stats.held_loaded) as f64,
+        );
+        metric(
+            counter,
+            "inbox_entries_written_total",
+            "Entries written to other nodes' inboxes (one XADD each).",
+            get(&wire.batches_written) as f64,
+        );
+        metric(
+            counter,
+            "inbox_messages_written_total",
+            "Messages in them.",
+            get(&wire.messages_written) as f64,
+        );
+        metric(
+            counter,
+            "inbox_messages_lost_total",
+            "Messages to other nodes given up (Redis unreachable, or this node's heartbeat stale).",
+            get(&wire.messages_lost) as f64,
+        );
+        metric(
+            counter,
+            "redis_write_rounds_total",
+            "Pipelines of inbox writes.",
+            get(&wire.write_rounds) as f64,
+        );
+        metric(
+            counter,
+            "redis_write_seconds_total",
+            "Time spent in them, retries included.",
+            get(&wire.write_us) as f64 / 1e6,
+        );
+        metric(
+            counter,
+            "inbox_entries_read_total",
+            "Entries read from this node's inbox.",
+            get(&wire.batches_read) as f64,
+        );
+        metric(
+            counter,
+            "inbox_messages_read_total",
+            "Messages in them.",
+            get(&wire.messages_read) as f64,
+        );
+        metric(
+            counter,
+            "inbox_lag_seconds_total",
+            "Time entries spent in this node's inbox before it read them (divide by the entries read).",
+            get(&wire.lag_ms) as f64 / 1e3,
+        );
     }
 
     /// What keeps this node from serving fully, for `/health` and `/ready`: `None` when all

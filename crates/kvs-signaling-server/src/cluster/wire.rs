@@ -7,6 +7,8 @@
 //! queued, so that a burst goes out in one `XADD`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kvs_signaling_core::OpenConnection;
@@ -163,8 +165,29 @@ pub(crate) const OUTBOUND_QUEUE: usize = 16_384;
 const INBOX_MAXLEN: usize = 100_000;
 /// A batch is sent when it holds this many bytes, or when nothing more is queued.
 const BATCH_BYTES: usize = 64 * 1024;
+/// How long one read of the inbox waits for entries.
+const READ_BLOCK: Duration = Duration::from_secs(1);
 /// Attempts of a write to the inboxes (about 3 s in all) before its messages are given up.
 const RETRIES: usize = 7;
+
+/// What the inbox writer and reader count, for the metrics.
+#[derive(Debug, Default)]
+pub(crate) struct WireStats {
+    /// Inbox entries written (one `XADD` each), and the messages in them.
+    pub(crate) batches_written: AtomicU64,
+    pub(crate) messages_written: AtomicU64,
+    /// Messages given up: not written after every retry, or not sent while this node's
+    /// heartbeat was stale.
+    pub(crate) messages_lost: AtomicU64,
+    /// Write rounds (one pipeline each) and their total time, in microseconds.
+    pub(crate) write_rounds: AtomicU64,
+    pub(crate) write_us: AtomicU64,
+    /// Inbox entries read, the messages in them, and their total time in the inbox
+    /// (milliseconds, from the entry's id to its reading).
+    pub(crate) batches_read: AtomicU64,
+    pub(crate) messages_read: AtomicU64,
+    pub(crate) lag_ms: AtomicU64,
+}
 
 /// What the writer is given: a message for a node, or a request to say when everything
 /// given before is written (or given up).
@@ -180,7 +203,8 @@ pub(crate) fn spawn_writer(
     redis: super::keys::Redis,
     keys: Keys,
     me: String,
-    liveness: std::sync::Arc<Liveness>,
+    liveness: Arc<Liveness>,
+    stats: Arc<WireStats>,
 ) -> mpsc::Sender<Outgoing> {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
     tokio::spawn(async move {
@@ -212,7 +236,16 @@ pub(crate) fn spawn_writer(
                     break;
                 }
             }
-            write_round(&mut redis, &keys, &me, &liveness, &mut seqs, batches).await;
+            let started = std::time::Instant::now();
+            write_round(
+                &mut redis, &keys, &me, &liveness, &mut seqs, batches, &stats,
+            )
+            .await;
+            stats.write_rounds.fetch_add(1, Ordering::Relaxed);
+            stats.write_us.fetch_add(
+                u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             for done in flushes {
                 let _ = done.send(());
             }
@@ -229,14 +262,18 @@ async fn write_round(
     liveness: &Liveness,
     seqs: &mut BTreeMap<String, u64>,
     batches: BTreeMap<String, (Vec<Msg>, usize)>,
+    stats: &WireStats,
 ) {
     if batches.is_empty() {
         return;
     }
+    let messages: usize = batches.values().map(|(msgs, _)| msgs.len()).sum();
+    let messages = messages as u64;
     // A node that may have been taken for dead forwards nothing: what it would send
     // may be stale (it was paused, or cut off from Redis), and its peers act without it.
     if !liveness.is_valid() {
-        let dropped: usize = batches.values().map(|(msgs, _)| msgs.len()).sum();
+        let dropped = messages;
+        stats.messages_lost.fetch_add(dropped, Ordering::Relaxed);
         if let Some(suppressed) = SEND_FAILED.check() {
             tracing::warn!(
                 dropped,
@@ -247,6 +284,7 @@ async fn write_round(
         return;
     }
     let mut pipe = redis::pipe();
+    let entries = batches.len() as u64;
     for (node, (msgs, _)) in batches {
         let seq = seqs.entry(node.clone()).or_insert(0);
         *seq += 1;
@@ -273,9 +311,16 @@ async fn write_round(
     let mut backoff = Duration::from_millis(50);
     for attempt in 0..RETRIES {
         match pipe.query_async::<()>(redis).await {
-            Ok(()) => break,
+            Ok(()) => {
+                stats.batches_written.fetch_add(entries, Ordering::Relaxed);
+                stats
+                    .messages_written
+                    .fetch_add(messages, Ordering::Relaxed);
+                break;
+            }
             Err(err) => {
                 if attempt + 1 == RETRIES {
+                    stats.messages_lost.fetch_add(messages, Ordering::Relaxed);
                     if let Some(suppressed) = SEND_FAILED.check() {
                         tracing::warn!(%err, suppressed, "messages to other nodes were lost");
                     }
@@ -301,14 +346,17 @@ pub(crate) fn spawn_reader(
     keys: Keys,
     me: String,
     deliver: mpsc::Sender<Batch>,
+    stats: Arc<WireStats>,
 ) {
     tokio::spawn(async move {
         let inbox = keys.inbox(&me);
         let mut last = "0-0".to_owned();
         let mut backoff = Duration::from_millis(50);
         loop {
+            // A read blocks for at most `READ_BLOCK`: an answer that takes much longer means a
+            // connection cut off without a reset (a partition); the reader connects again.
             let config = redis::AsyncConnectionConfig::new()
-                .set_response_timeout(None)
+                .set_response_timeout(Some(READ_BLOCK + Duration::from_secs(2)))
                 .set_connection_timeout(Some(Duration::from_secs(2)));
             let mut conn = match client.dedicated(&config).await {
                 Ok(conn) => conn,
@@ -327,7 +375,7 @@ pub(crate) fn spawn_reader(
                     .arg("COUNT")
                     .arg(256)
                     .arg("BLOCK")
-                    .arg(1000)
+                    .arg(READ_BLOCK.as_millis().to_string())
                     .arg("STREAMS")
                     .arg(&inbox)
                     .arg(&last)
@@ -376,6 +424,18 @@ pub(crate) fn spawn_reader(
                         }
                         None => continue,
                     };
+                    stats.batches_read.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .messages_read
+                        .fetch_add(batch.msgs.len() as u64, Ordering::Relaxed);
+                    let written_ms = entry
+                        .id
+                        .split_once('-')
+                        .and_then(|(ms, _)| ms.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    stats
+                        .lag_ms
+                        .fetch_add(unix_ms_now().saturating_sub(written_ms), Ordering::Relaxed);
                     if deliver.send(batch).await.is_err() {
                         return;
                     }

@@ -9,8 +9,8 @@ use futures_util::StreamExt as _;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::harness::{
-    Node, Redis, TempDir, Ws, call, closed, connect, connect_url, create, get, next_text, send,
-    signal, text,
+    Node, Redis, TempDir, Ws, call, closed, connect, connect_url, create, get, metric, next_text,
+    send, signal, text,
 };
 
 /// The payload of candidate `i`: its number in four digits (which is base64).
@@ -138,6 +138,15 @@ async fn killing_the_owner_moves_its_channel_keeping_other_nodes_sockets_and_hel
     assert!(lost.is_empty(), "lost {lost:?}\n{}\n{}", b.log(), c.log());
     assert!(window < Duration::from_secs(15), "{window:?}");
 
+    // The nodes count what they did: both viewers' sockets moved, v1's frames that A never
+    // read were sent again, and one node owns the channel now.
+    let moved = metric(b.addr, "kvs_cluster_moved_sockets_total").await
+        + metric(c.addr, "kvs_cluster_moved_sockets_total").await;
+    assert_eq!(moved, 2);
+    assert!(metric(b.addr, "kvs_cluster_replayed_messages_total").await > 0);
+    let owners = metric(b.addr, "kvs_cluster_owned_channels").await
+        + metric(c.addr, "kvs_cluster_owned_channels").await;
+    assert_eq!(owners, 1);
     // Other nodes' sockets never closed: both viewers go on with the new master.
     send(
         &mut master,

@@ -549,26 +549,80 @@ fn channel_json(view: &ChannelView, now: Instant, wall_now: SystemTime) -> Value
 }
 
 /// Every channel, with its live connections and held messages, and the server's counters.
-async fn state(app: &App, console: &Console, who: &str) -> HttpResponse {
+/// What this process's hubs hold now, as the console shows it: `{"channels": {ARN: live},
+/// "counters": {...}}`. A cluster node answers other nodes' consoles with it.
+pub(crate) async fn local_state(shards: &crate::app::Shards) -> Option<Value> {
     let mut views = Vec::new();
     let mut counters = kvs_signaling_core::Counters::default();
-    for shard in app.shards.all() {
-        match (shard.channel_views().await, shard.counters().await) {
-            (Ok(v), Ok(c)) => {
-                views.extend(v);
-                add_counters(&mut counters, &c);
-            }
-            _ => {
-                return console_error(StatusCode::SERVICE_UNAVAILABLE, "a hub has stopped");
-            }
-        }
+    for shard in shards.all() {
+        let (Ok(v), Ok(c)) = (shard.channel_views().await, shard.counters().await) else {
+            return None;
+        };
+        views.extend(v);
+        add_counters(&mut counters, &c);
     }
     let now = Instant::now();
     let wall_now = SystemTime::now();
-    let mut live: std::collections::BTreeMap<String, Value> = views
+    let channels: serde_json::Map<String, Value> = views
         .iter()
         .map(|v| (v.arn.as_str().to_owned(), channel_json(v, now, wall_now)))
         .collect();
+    Some(json!({ "channels": channels, "counters": counters_json(&counters) }))
+}
+
+fn counters_json(counters: &kvs_signaling_core::Counters) -> Value {
+    json!({
+        "opened": counters.opened,
+        "refused": counters.refused,
+        "closedByClient": counters.closed_by_client,
+        "closedByServer": counters.closed_by_hub,
+        "superseded": counters.superseded,
+        "delivered": counters.delivered,
+        "buffered": counters.buffered,
+        "expired": counters.expired,
+        "overwritten": counters.overwritten,
+        "throttled": counters.throttled,
+        "invalid": counters.invalid,
+        "statusResponses": counters.status_responses,
+    })
+}
+
+async fn state(app: &App, console: &Console, who: &str) -> HttpResponse {
+    let Some(local) = local_state(&app.shards).await else {
+        return console_error(StatusCode::SERVICE_UNAVAILABLE, "a hub has stopped");
+    };
+    // In cluster mode, every node's hubs: each channel is live on its owner's.
+    let mut states = vec![(app.router.as_ref().map(|r| r.node().to_owned()), local)];
+    let mut missing = Vec::new();
+    if let Some(router) = &app.router {
+        for (node, state) in router.other_states().await {
+            match state {
+                Some(state) => states.push((Some(node), state)),
+                None => missing.push(node),
+            }
+        }
+    }
+    let mut live: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
+    let mut totals = serde_json::Map::new();
+    for (node, state) in states {
+        if let Some(channels) = state["channels"].as_object() {
+            for (arn, channel) in channels {
+                let mut channel = channel.clone();
+                if let Some(node) = &node {
+                    channel["node"] = json!(node);
+                }
+                live.insert(arn.clone(), channel);
+            }
+        }
+        if let Some(counters) = state["counters"].as_object() {
+            for (name, value) in counters {
+                let sum = totals.get(name).and_then(Value::as_u64).unwrap_or(0)
+                    + value.as_u64().unwrap_or(0);
+                totals.insert(name.clone(), json!(sum));
+            }
+        }
+    }
+    let wall_now = SystemTime::now();
     let records: Vec<Value> = {
         let records = match app
             .channels
@@ -595,6 +649,7 @@ async fn state(app: &App, console: &Console, who: &str) -> HttpResponse {
                     "created": record.creation_time().unix_millis(),
                     "connections": live["connections"],
                     "held": live["held"],
+                    "node": live.get("node").cloned().unwrap_or(Value::Null),
                 })
             })
             .collect()
@@ -613,6 +668,14 @@ async fn state(app: &App, console: &Console, who: &str) -> HttpResponse {
         })
         .collect();
     let telemetry = &app.telemetry;
+    for (name, value) in [
+        ("bytesIn", telemetry.bytes_in()),
+        ("bytesOut", telemetry.bytes_out()),
+        ("restErrors", app.rest_errors.load(Ordering::Relaxed)),
+        ("authFailures", app.auth_failures.load(Ordering::Relaxed)),
+    ] {
+        totals.insert(name.to_owned(), json!(value));
+    }
     console_json(
         StatusCode::OK,
         &json!({
@@ -626,24 +689,11 @@ async fn state(app: &App, console: &Console, who: &str) -> HttpResponse {
                 "socketsOpen": app.connections.open(),
                 "socketsMax": app.connections.max(),
             },
-            "counters": {
-                "opened": counters.opened,
-                "refused": counters.refused,
-                "closedByClient": counters.closed_by_client,
-                "closedByServer": counters.closed_by_hub,
-                "superseded": counters.superseded,
-                "delivered": counters.delivered,
-                "buffered": counters.buffered,
-                "expired": counters.expired,
-                "overwritten": counters.overwritten,
-                "throttled": counters.throttled,
-                "invalid": counters.invalid,
-                "statusResponses": counters.status_responses,
-                "bytesIn": telemetry.bytes_in(),
-                "bytesOut": telemetry.bytes_out(),
-                "restErrors": app.rest_errors.load(Ordering::Relaxed),
-                "authFailures": app.auth_failures.load(Ordering::Relaxed),
-            },
+            "counters": Value::Object(totals),
+            "cluster": app.router.as_ref().map(|router| json!({
+                "node": router.node(),
+                "nodesMissing": missing,
+            })),
             "channels": records.into_iter().chain(orphans).collect::<Vec<_>>(),
         }),
     )

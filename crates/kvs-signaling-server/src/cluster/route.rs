@@ -238,6 +238,8 @@ pub(crate) struct Router {
     pub(super) owners: Mutex<HashMap<ChannelArn, String>>,
     opens: Mutex<HashMap<u64, PendingOpen>>,
     alexa: Mutex<HashMap<u64, oneshot::Sender<Verdict>>>,
+    /// Consoles' requests for other nodes' states.
+    states: Mutex<HashMap<u64, oneshot::Sender<String>>>,
     /// Pauses of a channel this node gives up, waiting for the socket nodes' word.
     pub(super) pauses: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     /// One claim at a time on this node, so that a channel's held messages load once.
@@ -312,6 +314,7 @@ impl Router {
             owners: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
             alexa: Mutex::new(HashMap::new()),
+            states: Mutex::new(HashMap::new()),
             pauses: Mutex::new(HashMap::new()),
             claiming: tokio::sync::Mutex::new(()),
             next_req: AtomicU64::new(1),
@@ -418,6 +421,36 @@ impl Router {
             }
         });
         router
+    }
+
+    /// This node's id in the cluster.
+    pub(crate) fn node(&self) -> &str {
+        &self.cluster.node
+    }
+
+    /// What the other live nodes' hubs hold, as their consoles would show it: `None` for a
+    /// node that did not answer within a second.
+    pub(crate) async fn other_states(&self) -> Vec<(String, Option<serde_json::Value>)> {
+        let mut asked = Vec::new();
+        for node in self.others() {
+            let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            lock(&self.states).insert(req, tx);
+            self.send(&node, Msg::States { req }).await;
+            asked.push((node, req, rx));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut states = Vec::new();
+        for (node, req, rx) in asked {
+            let state = tokio::time::timeout_at(deadline, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|json| serde_json::from_str(&json).ok());
+            lock(&self.states).remove(&req);
+            states.push((node, state));
+        }
+        states
     }
 
     /// This node's cluster metrics, in Prometheus's text format.
@@ -1218,6 +1251,19 @@ impl Router {
                 if let Ok(arn) = ChannelArn::new(&arn) {
                     self.forget(&arn);
                     let _ = self.shards.of(&arn).channel_deleted(arn).await;
+                }
+            }
+            Msg::States { req } => {
+                let state = crate::console::local_state(&self.shards)
+                    .await
+                    .map(|state| state.to_string())
+                    .unwrap_or_default();
+                self.send(from, Msg::State { req, state }).await;
+            }
+            Msg::State { req, state } => {
+                let waiting = lock(&self.states).remove(&req);
+                if let Some(waiting) = waiting {
+                    let _ = waiting.send(state);
                 }
             }
             Msg::Pause { arn, req } => {

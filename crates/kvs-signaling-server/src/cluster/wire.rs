@@ -73,6 +73,10 @@ pub(crate) enum Msg {
     Gone { conn: u64 },
     /// To the caller's node: the answer of an Alexa offer.
     AlexaAnswer { req: u64, verdict: Verdict },
+    /// To a node: what its hubs hold now, for a console (answered with `State`).
+    States { req: u64 },
+    /// To the asking node: this node's hubs, as the console shows them (JSON).
+    State { req: u64, state: String },
     /// To every node: a channel's TTL changed.
     Updated { arn: String, ttl: u32, rev: u64 },
     /// To every node: a channel was deleted.

@@ -96,7 +96,8 @@ function renderChannels(state) {
         return element(
             'tr',
             { 'data-channel': ch.name },
-            element('td', {}, name, element('br'), element('small', {}, ch.arn)),
+            element('td', {}, name, element('br'), element('small', {}, ch.arn),
+                ...(ch.node ? [element('br'), element('small', { class: 'node' }, `live on ${ch.node}`)] : [])),
             element('td', { class: 'ttl' }, ch.ttlSeconds ? `${ch.ttlSeconds} s` : ''),
             element('td', { class: 'master' }, ...master.map((c) => connection(c, now))),
             element('td', { class: 'viewers' }, ...viewers.map((c) => connection(c, now))),
@@ -142,8 +143,12 @@ function renderCounters(state) {
     ];
     $('counters').replaceChildren(...items.map(([label, value]) =>
         element('span', { class: 'counter', 'data-counter': label }, element('b', {}, value), ` ${label}`)));
+    const cluster = state.cluster
+        ? ` · cluster node ${state.cluster.node}` +
+          (state.cluster.nodesMissing.length ? ` (no answer from ${state.cluster.nodesMissing.join(', ')})` : '')
+        : '';
     $('server').textContent = `${state.server.publicUrl} · ${state.server.region} · v${state.server.version}` +
-        ` · up ${ago(state.server.now - state.server.started)} · signed in as ${state.server.signedInAs}`;
+        ` · up ${ago(state.server.now - state.server.started)} · signed in as ${state.server.signedInAs}${cluster}`;
 }
 
 let refreshing = null;

@@ -254,12 +254,17 @@ impl Node {
     ) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kvs-signaling"));
         command
-            .args(["serve", "--no-tls", "--in-memory", "--no-console"])
+            .args(["serve", "--no-tls", "--in-memory"])
             .args(["--listen", &format!("{ip}:0")])
             .args(["--cluster", url, "--public-url", public_url])
             .args(["--access-key-id", KEY, "--secret-access-key", SECRET])
             .args(["--region", REGION])
             .args(extra)
+            .args(
+                (!extra.contains(&"--console-token"))
+                    .then_some("--no-console")
+                    .iter(),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("KVS_CLUSTER_LOG")
@@ -675,7 +680,7 @@ pub(crate) async fn call(node: SocketAddr, path: &str, body: &str) -> Answer {
 }
 
 /// Writes `request` (one, with `connection: close`) to `node` and reads the answer to the end.
-async fn exchange(node: SocketAddr, path: &str, request: &str) -> Answer {
+pub(crate) async fn exchange(node: SocketAddr, path: &str, request: &str) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(node).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();

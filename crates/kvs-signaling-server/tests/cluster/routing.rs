@@ -290,3 +290,61 @@ async fn limits_and_deletion_hold_across_nodes() {
         assert_eq!(closed(viewer, Duration::from_secs(5)).await, Some(1000));
     }
 }
+
+#[tokio::test]
+async fn the_console_of_any_node_shows_every_nodes_channels_and_connections() {
+    const TOKEN: &str = "ClusterConsoleToken0123456789";
+    let flags = ["--console-token", TOKEN];
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &flags);
+    let b = Node::start(&redis, "127.0.0.2", &flags);
+    let arn = create(a.addr, "watched").await;
+    let mut master = connect(a.addr, &arn, None).await;
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    send(
+        &mut viewer,
+        r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
+    )
+    .await;
+    assert!(text(&mut master).await.contains("b2ZmZXI="));
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"late","messagePayload":"aGVsZA=="}"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // B's console: the channel lives on A's hub, with both connections and what it holds.
+    let state = super::harness::exchange(
+        b.addr,
+        "/console/api/state",
+        &format!(
+            "GET /console/api/state HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {TOKEN}\r\n\
+             connection: close\r\n\r\n",
+            b.addr
+        ),
+    )
+    .await;
+    assert_eq!(state.status, 200, "{}", state.body);
+    let state = state.json();
+    let channel = state["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ch| ch["name"] == "watched")
+        .unwrap_or_else(|| panic!("{state}"))
+        .clone();
+    let node = state["cluster"]["node"].as_str().unwrap();
+    let owner = channel["node"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{channel}"));
+    assert_ne!(owner, node, "the channel is live on A, not B: {state}");
+    let connections = channel["connections"].as_array().unwrap();
+    assert_eq!(connections.len(), 2, "{channel}");
+    assert_eq!(channel["held"].as_array().unwrap().len(), 1, "{channel}");
+    assert_eq!(state["cluster"]["nodesMissing"], serde_json::json!([]));
+    // Counters are every node's: A's hub relayed the offer.
+    assert!(
+        state["counters"]["delivered"].as_u64().unwrap() >= 1,
+        "{state}"
+    );
+}

@@ -160,10 +160,11 @@ fn from_socket(links: &mut HashMap<ConnId, OutboxSender>, command: Command) -> V
         Command::Established(conn) => vec![BridgeEvent::Established(conn)],
         Command::Frame(conn, text, read_at) => vec![BridgeEvent::Frame(conn, text, read_at)],
         Command::Keepalive(conn) => vec![BridgeEvent::Keepalive(conn)],
-        Command::Closed(conn) => {
-            links.remove(&conn);
-            vec![BridgeEvent::Closed(conn)]
-        }
+        // Said once: by the socket's task as it ends, or by its registration when dropped.
+        Command::Closed(conn) => match links.remove(&conn) {
+            Some(_) => vec![BridgeEvent::Closed(conn)],
+            None => Vec::new(),
+        },
         Command::Written(acks) => acks
             .into_iter()
             .filter_map(|ack| match ack {

@@ -348,3 +348,85 @@ async fn the_console_of_any_node_shows_every_nodes_channels_and_connections() {
         "{state}"
     );
 }
+
+#[tokio::test]
+async fn delivery_status_and_dead_socket_detection_hold_for_remote_connections() {
+    // Pings every second, and a second to answer.
+    let dir = TempDir::new("liveness");
+    let config = dir.0.join("node.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nping_interval_seconds = 1\npong_timeout_seconds = 1\n",
+    )
+    .unwrap();
+    let flags = ["--config", config.to_str().unwrap()];
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &flags);
+    let b = Node::start(&redis, "127.0.0.2", &flags);
+    let arn = create(a.addr, "tracked").await;
+    let mut master =
+        super::harness::connect_with(a.addr, &arn, None, &[("X-Kvs-DeliveryStatus", "true")]).await;
+    let mut v1 = connect(b.addr, &arn, Some("v1")).await;
+    let status = |id: &str, to: &str, state: &str| {
+        format!(
+            r#"{{"deliveryStatus":{{"correlationId":"{id}","recipientClientId":"{to}","status":"{state}"}},"messageType":"DELIVERY_STATUS"}}"#
+        )
+    };
+    // Written to the socket on B: DELIVERED, once B says so.
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"YQ==","correlationId":"c1"}"#,
+    )
+    .await;
+    assert!(text(&mut v1).await.contains("YQ=="));
+    assert_eq!(text(&mut master).await, status("c1", "v1", "DELIVERED"));
+    // Held for a viewer not there, then delivered on B when it comes.
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"late","messagePayload":"Yg==","correlationId":"c2"}"#,
+    )
+    .await;
+    assert_eq!(text(&mut master).await, status("c2", "late", "HELD"));
+    let mut late = connect(b.addr, &arn, Some("late")).await;
+    assert!(text(&mut late).await.contains("Yg=="));
+    assert_eq!(text(&mut master).await, status("c2", "late", "DELIVERED"));
+
+    // A socket on B whose client went silent (upgraded, then never read nor answered a
+    // ping): B finds it dead within its ping interval and pong timeout, and the owner holds
+    // what is sent to it rather than writing it into a dead socket.
+    let url = super::harness::connect_url(b.addr, &arn, Some("ghost"), &[]);
+    let path = url.split_once(&b.addr.to_string()).unwrap().1.to_owned();
+    let mut ghost = tokio::net::TcpStream::connect(b.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    ghost
+        .write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nhost: {}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+                 sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+                b.addr
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        ghost.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // (The master is read meanwhile, so that it answers A's pings: nothing else comes.)
+    assert_eq!(next_text(&mut master, Duration::from_secs(4)).await, None);
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"ghost","messagePayload":"Yw==","correlationId":"c3"}"#,
+    )
+    .await;
+    assert_eq!(text(&mut master).await, status("c3", "ghost", "HELD"));
+    drop(ghost);
+}

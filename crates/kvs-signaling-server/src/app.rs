@@ -229,7 +229,12 @@ impl Server {
         let registry_config = config.registry.clone().region(config.region.clone());
         let channels = match &config.cluster {
             Some(cluster) => crate::channels::Channels::Cluster(
-                crate::cluster::Cluster::join(cluster, registry_config).await?,
+                crate::cluster::Cluster::join(
+                    cluster,
+                    registry_config,
+                    settings_fingerprint(&config),
+                )
+                .await?,
             ),
             None => {
                 #[cfg(test)]
@@ -445,13 +450,70 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>, slot: Slot
     full(response)
 }
 
+/// A digest of the settings every node of a cluster must share: who may call and what they
+/// may do, the TURN secrets and ICE servers, the hub's limits, the region, CORS and the
+/// GO_AWAY policy. Nodes publish it; `/health` warns when another node's differs.
+fn settings_fingerprint(config: &ServerConfig) -> String {
+    // Secrets are redacted in debug output: they go in as themselves, or (TURN's, which
+    // stay private) as the credentials they sign for a fixed time and channel.
+    let secrets: Vec<(&str, &str)> = config
+        .credentials
+        .iter()
+        .map(|c| (c.access_key_id.as_str(), c.secret_access_key.as_str()))
+        .collect();
+    let turn = kvs_signaling_proto::ChannelArn::new(
+        "arn:aws:kinesisvideo:us-east-1:000000000000:channel/settings/0",
+    )
+    .ok()
+    .and_then(|arn| {
+        config.ice.issue(
+            std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000),
+            &arn,
+        )
+    });
+    let shared = format!(
+        "{:?}|{secrets:?}|{turn:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        config.region,
+        config.credentials,
+        config.auth,
+        config.scopes,
+        config.hub,
+        config.registry,
+        config.ice,
+        config.cors,
+        config.indications,
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, shared.as_bytes());
+    digest
+        .as_ref()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// `/health`: `ok`, or, in cluster mode, `503` while this node cannot reach Redis (it then
 /// serves only the sockets it holds for channels it owns).
-fn health(app: &App) -> HttpResponse {
-    match app.router.as_ref().and_then(|router| router.trouble()) {
-        Some(trouble) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{trouble}\n")),
-        None => text(StatusCode::OK, "ok\n".to_owned()),
+async fn health(app: &App) -> HttpResponse {
+    let Some(router) = &app.router else {
+        return text(StatusCode::OK, "ok\n".to_owned());
+    };
+    if let Some(trouble) = router.trouble() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, format!("{trouble}\n"));
     }
+    let drift = router.drift().await;
+    if drift.is_empty() {
+        return text(StatusCode::OK, "ok\n".to_owned());
+    }
+    text(
+        StatusCode::OK,
+        format!(
+            "ok\nwarning: nodes {} run with other settings than this node (credentials, TURN, \
+             limits, region, CORS or the GO_AWAY policy): clients will see different answers \
+             from different nodes\n",
+            drift.join(", ")
+        ),
+    )
 }
 
 /// `/ready`: whether a balancer should send this server new clients: not while it drains,
@@ -460,13 +522,16 @@ fn ready(app: &App) -> HttpResponse {
     if *app.stopping.borrow() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned());
     }
-    health(app)
+    match app.router.as_ref().and_then(|router| router.trouble()) {
+        Some(trouble) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{trouble}\n")),
+        None => text(StatusCode::OK, "ok\n".to_owned()),
+    }
 }
 
 async fn route(app: Arc<App>, request: Request<Incoming>, slot: Slot) -> HttpResponse {
     let path = request.uri().path().to_owned();
     match (request.method().clone(), path.as_str()) {
-        (Method::GET, "/health") => health(&app),
+        (Method::GET, "/health") => health(&app).await,
         (Method::GET, "/live") => text(StatusCode::OK, "ok\n".to_owned()),
         (Method::GET, "/ready") => ready(&app),
         (Method::GET, "/metrics") => metrics(&app).await,

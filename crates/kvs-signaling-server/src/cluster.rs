@@ -214,6 +214,8 @@ pub(crate) struct Cluster {
     pub(crate) registry_config: kvs_signaling_core::RegistryConfig,
     /// Where the URL points, for messages (no password).
     pub(crate) where_: String,
+    /// The digest of the settings every node must share, as this node published it.
+    pub(crate) settings: String,
 }
 
 impl Cluster {
@@ -240,6 +242,7 @@ impl Cluster {
     pub(crate) async fn join(
         config: &ClusterConfig,
         registry_config: kvs_signaling_core::RegistryConfig,
+        settings: String,
     ) -> Result<Arc<Self>, ClusterError> {
         let (redis, client) = keys::connect(config).await?;
         let where_ = client.where_().to_owned();
@@ -257,6 +260,17 @@ impl Cluster {
             url: where_.clone(),
             message,
         })?;
+        let mut publish = redis.clone();
+        redis::cmd("HSET")
+            .arg(keys.settings())
+            .arg(&node)
+            .arg(&settings)
+            .query_async::<()>(&mut publish)
+            .await
+            .map_err(|err| ClusterError::Redis {
+                url: where_.clone(),
+                message: err.to_string(),
+            })?;
         tracing::info!(%node, redis = %where_, "joined the cluster");
         Ok(Arc::new(Self {
             keys,
@@ -266,6 +280,7 @@ impl Cluster {
             liveness,
             registry_config,
             where_,
+            settings,
         }))
     }
 }

@@ -56,6 +56,11 @@ impl Keys {
         format!("{}:nodes", self.prefix)
     }
 
+    /// Each node's digest of the settings every node must share (`/health` compares them).
+    pub(crate) fn settings(&self) -> String {
+        format!("{}:settings", self.prefix)
+    }
+
     /// The nodes some node took for dead, until they heartbeat again.
     pub(crate) fn buried(&self) -> String {
         format!("{}:buried", self.prefix)

@@ -21,7 +21,7 @@ use super::keys::Keys;
 /// the stall), nobody is judged, since the others' heartbeats may be queued behind the same
 /// stall. The nodes judged dead are recorded (`KEYS[2]`, a set), so that a node that was
 /// judged dead and comes back learns it (the last answer, 1), and is taken off it. Nodes dead
-/// for an hour are forgotten.
+/// for an hour are forgotten (their published settings, `KEYS[3]`, too).
 const HEARTBEAT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -32,6 +32,7 @@ local forgotten = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
 if #forgotten > 0 then
   redis.call('ZREM', KEYS[1], unpack(forgotten))
   redis.call('SREM', KEYS[2], unpack(forgotten))
+  redis.call('HDEL', KEYS[3], unpack(forgotten))
 end
 local buried = redis.call('SREM', KEYS[2], ARGV[1])
 local gap = now - previous
@@ -131,6 +132,7 @@ impl Liveness {
                 let (now, alive, dead, buried): (u64, Vec<String>, Vec<String>, u8) = script
                     .key(keys.nodes())
                     .key(keys.buried())
+                    .key(keys.settings())
                     .arg(&node)
                     .arg(ttl_ms)
                     .arg(interval_ms)

@@ -423,6 +423,29 @@ impl Router {
         router
     }
 
+    /// The live nodes that run with other shared settings than this node's (see
+    /// `settings_fingerprint`): empty when all agree, or when Redis cannot tell.
+    pub(crate) async fn drift(&self) -> Vec<String> {
+        let mut redis = self.cluster.redis.clone();
+        let published: HashMap<String, String> = match redis::cmd("HGETALL")
+            .arg(self.cluster.keys.settings())
+            .query_async(&mut redis)
+            .await
+        {
+            Ok(published) => published,
+            Err(_) => return Vec::new(),
+        };
+        let alive = self.cluster.liveness.membership().alive;
+        alive
+            .into_iter()
+            .filter(|node| {
+                published
+                    .get(node)
+                    .is_some_and(|theirs| *theirs != self.cluster.settings)
+            })
+            .collect()
+    }
+
     /// This node's id in the cluster.
     pub(crate) fn node(&self) -> &str {
         &self.cluster.node

@@ -2,7 +2,9 @@
 //! CreateSignalingChannel, UpdateSignalingChannel or DeleteSignalingChannel give exactly the
 //! answers one server would.
 
-use super::harness::{Node, Redis, call, create};
+use std::time::Duration;
+
+use super::harness::{Node, Redis, call, create, get};
 
 #[tokio::test]
 async fn any_node_answers_any_call_and_races_resolve_as_on_one_server() {
@@ -170,4 +172,38 @@ async fn a_node_refuses_to_start_without_a_public_url_or_on_an_evicting_redis() 
         stderr.contains("maxmemory-policy volatile-lru") && stderr.contains("noeviction"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn health_warns_when_nodes_run_with_different_shared_settings() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    // The same settings: all is well.
+    let health = get(a.addr, "/health").await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    // A third node allowing another origin for CORS: both the others say so (healthy still,
+    // since each node works; the warning is for the operator).
+    let c = Node::start(
+        &redis,
+        "127.0.0.3",
+        &["--cors-origin", "https://other.example"],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let health = get(a.addr, "/health").await;
+        assert_eq!(health.status, 200);
+        if health.body.contains("warning") {
+            assert!(health.body.contains("CORS"), "{}", health.body);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning: {}",
+            health.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(get(c.addr, "/health").await.body.contains("warning"));
+    drop(b);
 }

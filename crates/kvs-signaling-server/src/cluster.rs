@@ -7,7 +7,9 @@
 //!   `SET NX`, every write a Lua compare-and-set, so that nodes racing answer as one server.
 //! - `node.rs`: this node's identity, its heartbeat, and which nodes are alive.
 //! - `wire.rs`: the messages between nodes, through one Redis stream per node (its inbox).
-//! - `route.rs`: which node's hub serves a channel, and the bridging of sockets to it.
+//! - `route.rs`: which node's hub serves a channel, and the bridging of sockets to it;
+//!   `inbound.rs` what a node hears (its bridged sockets, its hubs' remote connections, other
+//!   nodes), `remotes.rs` its hubs' remote connections, `status.rs` what it says of itself.
 //! - `moving.rs`: channels moving when their owner dies, shuts down or loses its claim.
 //! - `held.rs`: the copy of the held messages in Redis, which a channel's next owner loads.
 
@@ -15,12 +17,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod connection;
 mod held;
+mod inbound;
 mod keys;
 mod moving;
 mod node;
+mod remotes;
 mod route;
+mod shared;
+mod status;
 mod store;
+mod url;
 mod wire;
 
 pub(crate) use node::Liveness;

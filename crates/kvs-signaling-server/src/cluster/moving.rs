@@ -116,7 +116,7 @@ impl Router {
     /// Closes remote connections of this node's hubs, taken out of the table already (their
     /// sockets closed, their node died), batched per shard: their tracked frames not
     /// acknowledged are held again.
-    pub(super) async fn close_remotes(&self, gone: Vec<super::route::Remote>) {
+    pub(super) async fn close_remotes(&self, gone: Vec<super::remotes::Remote>) {
         let mut by_shard: HashMap<usize, Vec<ConnId>> = HashMap::new();
         for remote in gone {
             by_shard.entry(remote.shard).or_default().push(remote.conn);

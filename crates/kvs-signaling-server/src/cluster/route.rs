@@ -24,12 +24,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kvs_signaling_core::{AlexaOffer, ChannelRecord, ConnId, Frame, OpenConnection, Refused};
-use kvs_signaling_proto::{ChannelArn, ErrorType, MessagePayload, MessageTtlSeconds, PeerId};
-use kvs_transport_tokio::{
-    Bridge, BridgeEvent, CloseCommand, Registration, RemoteOutput, RemoteOutputKind, RemoteSink,
-    ShardHandle,
-};
+use kvs_signaling_core::{AlexaOffer, ChannelRecord, OpenConnection, Refused};
+use kvs_signaling_proto::{ChannelArn, ErrorType, MessagePayload, MessageTtlSeconds};
+use kvs_transport_tokio::{Bridge, Registration, RemoteSink};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Cluster;
@@ -101,120 +98,15 @@ pub(super) struct Link {
     pub(super) moving: Option<Vec<(String, u64)>>,
 }
 
-/// A connection of a local hub whose socket another node holds.
-#[derive(Debug, Clone)]
-pub(super) struct Remote {
-    pub(super) node: String,
-    pub(super) link: u64,
-    pub(super) arn: ChannelArn,
-    /// Its hub's shard, and its id there (ids are per hub: each shard's run on their own).
-    pub(super) shard: usize,
-    pub(super) conn: ConnId,
-}
-
-/// The remote connections of this node's hubs, by the id other nodes know them by: one
-/// sequence for the node, since each shard's hub numbers its connections on its own.
-#[derive(Debug, Default)]
-pub(super) struct Remotes {
-    by_wire: HashMap<u64, Remote>,
-    by_conn: HashMap<(usize, ConnId), u64>,
-    next: u64,
-}
-
-impl Remotes {
-    /// Records `remote`; its id for other nodes.
-    pub(super) fn insert(&mut self, remote: Remote) -> u64 {
-        self.next += 1;
-        let wire = self.next;
-        self.by_conn.insert((remote.shard, remote.conn), wire);
-        self.by_wire.insert(wire, remote);
-        wire
-    }
-
-    /// The remote connection node `from` holds the socket of, by its id.
-    pub(super) fn get(&self, wire: u64, from: &str) -> Option<&Remote> {
-        self.by_wire.get(&wire).filter(|remote| remote.node == from)
-    }
-
-    /// The id and the remote connection of `conn` of shard `shard`.
-    pub(super) fn of_conn(&self, shard: usize, conn: ConnId) -> Option<(u64, &Remote)> {
-        let wire = *self.by_conn.get(&(shard, conn))?;
-        Some((wire, self.by_wire.get(&wire)?))
-    }
-
-    pub(super) fn remove(&mut self, wire: u64) -> Option<Remote> {
-        let remote = self.by_wire.remove(&wire)?;
-        self.by_conn.remove(&(remote.shard, remote.conn));
-        Some(remote)
-    }
-
-    /// Removes and returns the remote connections `which` picks.
-    pub(super) fn take(&mut self, which: impl Fn(&Remote) -> bool) -> Vec<Remote> {
-        let wires: Vec<u64> = self
-            .by_wire
-            .iter()
-            .filter(|(_, remote)| which(remote))
-            .map(|(wire, _)| *wire)
-            .collect();
-        wires
-            .into_iter()
-            .filter_map(|wire| self.remove(wire))
-            .collect()
-    }
-
-    /// How many there are.
-    pub(super) fn len(&self) -> usize {
-        self.by_wire.len()
-    }
-
-    /// The nodes holding sockets of `arn`.
-    pub(super) fn nodes_of(&self, arn: &ChannelArn) -> BTreeSet<String> {
-        self.by_wire
-            .values()
-            .filter(|remote| remote.arn == *arn)
-            .map(|remote| remote.node.clone())
-            .collect()
-    }
-}
-
 /// An open waiting for the owner's verdict.
 #[derive(Debug)]
-struct PendingOpen {
+pub(super) struct PendingOpen {
     /// The link it makes (a new connect) or moves (`conn` still the old owner's).
-    link: Link,
-    link_id: u64,
+    pub(super) link: Link,
+    pub(super) link_id: u64,
     /// Whether the link exists already and moves.
-    moving: bool,
-    verdict: oneshot::Sender<Verdict>,
-}
-
-/// What the router counts, for the metrics.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    /// Bridged sockets opened at a channel's next owner.
-    pub(crate) moved_links: AtomicU64,
-    /// Bridged sockets closed because their channel could not be moved.
-    pub(crate) unmoved_links: AtomicU64,
-    /// Frames sent again to a next owner from a dead owner's inbox.
-    pub(crate) replayed: AtomicU64,
-    /// Frames dropped while their channel moved (a socket's queue was full).
-    pub(crate) lost_moving: AtomicU64,
-    /// The last move's duration, from the owner's loss to the last socket moved, in
-    /// microseconds.
-    pub(crate) last_move_us: AtomicU64,
-    /// Opens and offers sent to a node that did not own the channel (any more).
-    pub(crate) redirects: AtomicU64,
-    /// Channels claimed by this node.
-    pub(crate) claims: AtomicU64,
-    /// Channels this node lost to another (found when a write was fenced).
-    pub(crate) lost: AtomicU64,
-    /// Held-message writes to Redis, and those refused by the fence.
-    pub(crate) held_writes: AtomicU64,
-    pub(crate) held_fenced: AtomicU64,
-    /// Held messages loaded when claiming channels.
-    pub(crate) held_loaded: AtomicU64,
-    /// The inboxes' writer and reader.
-    pub(crate) wire: Arc<super::wire::WireStats>,
+    pub(super) moving: bool,
+    pub(super) verdict: oneshot::Sender<Verdict>,
 }
 
 /// The cluster's routing on this node.
@@ -224,30 +116,30 @@ pub(crate) struct Router {
     pub(super) shards: Shards,
     pub(super) bridge: Bridge,
     /// Where each shard's hub sends the outputs of its remote connections.
-    sinks: Vec<RemoteSink>,
-    out: mpsc::Sender<super::wire::Outgoing>,
+    pub(super) sinks: Vec<RemoteSink>,
+    pub(super) out: mpsc::Sender<super::wire::Outgoing>,
     /// Messages to this node itself (its own bridged sockets of channels it owns), in order.
-    loopback: mpsc::Sender<Msg>,
+    pub(super) loopback: mpsc::Sender<Msg>,
     /// Bridged sockets of this node, by their bridge id.
     pub(super) links: Mutex<HashMap<u64, Link>>,
     /// Remote connections of this node's hubs.
-    pub(super) remotes: Mutex<Remotes>,
+    pub(super) remotes: Mutex<super::remotes::Remotes>,
     /// Channels this node owns, with the epoch of its claim.
     pub(super) owned: Mutex<HashMap<ChannelArn, u64>>,
     /// Channels other nodes own, as last seen.
     pub(super) owners: Mutex<HashMap<ChannelArn, String>>,
-    opens: Mutex<HashMap<u64, PendingOpen>>,
-    alexa: Mutex<HashMap<u64, oneshot::Sender<Verdict>>>,
+    pub(super) opens: Mutex<HashMap<u64, PendingOpen>>,
+    pub(super) alexa: Mutex<HashMap<u64, oneshot::Sender<Verdict>>>,
     /// Consoles' requests for other nodes' states.
-    states: Mutex<HashMap<u64, oneshot::Sender<String>>>,
+    pub(super) states: Mutex<HashMap<u64, oneshot::Sender<String>>>,
     /// Pauses of a channel this node gives up, waiting for the socket nodes' word.
     pub(super) pauses: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     /// One claim at a time on this node, so that a channel's held messages load once.
-    claiming: tokio::sync::Mutex<()>,
+    pub(super) claiming: tokio::sync::Mutex<()>,
     pub(super) next_req: AtomicU64,
     /// Set when this node shuts down: it takes no connects and claims no channel.
     pub(super) draining: AtomicBool,
-    pub(crate) stats: Stats,
+    pub(crate) stats: super::status::Stats,
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -309,7 +201,7 @@ impl Router {
             out,
             loopback,
             links: Mutex::new(HashMap::new()),
-            remotes: Mutex::new(Remotes::default()),
+            remotes: Mutex::new(super::remotes::Remotes::default()),
             owned: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
@@ -319,9 +211,9 @@ impl Router {
             claiming: tokio::sync::Mutex::new(()),
             next_req: AtomicU64::new(1),
             draining: AtomicBool::new(false),
-            stats: Stats {
+            stats: super::status::Stats {
                 wire,
-                ..Stats::default()
+                ..super::status::Stats::default()
             },
         });
         super::held::start(&router).await;
@@ -421,251 +313,6 @@ impl Router {
             }
         });
         router
-    }
-
-    /// The live nodes that run with other shared settings than this node's (see
-    /// `settings_fingerprint`): empty when all agree, or when Redis cannot tell.
-    pub(crate) async fn drift(&self) -> Vec<String> {
-        let mut redis = self.cluster.redis.clone();
-        let published: HashMap<String, String> = match redis::cmd("HGETALL")
-            .arg(self.cluster.keys.settings())
-            .query_async(&mut redis)
-            .await
-        {
-            Ok(published) => published,
-            Err(_) => return Vec::new(),
-        };
-        let alive = self.cluster.liveness.membership().alive;
-        alive
-            .into_iter()
-            .filter(|node| {
-                published
-                    .get(node)
-                    .is_some_and(|theirs| *theirs != self.cluster.settings)
-            })
-            .collect()
-    }
-
-    /// This node's id in the cluster.
-    pub(crate) fn node(&self) -> &str {
-        &self.cluster.node
-    }
-
-    /// What the other live nodes' hubs hold, as their consoles would show it: `None` for a
-    /// node that did not answer within a second.
-    pub(crate) async fn other_states(&self) -> Vec<(String, Option<serde_json::Value>)> {
-        let mut asked = Vec::new();
-        for node in self.others() {
-            let req = self.next_req.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = oneshot::channel();
-            lock(&self.states).insert(req, tx);
-            self.send(&node, Msg::States { req }).await;
-            asked.push((node, req, rx));
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        let mut states = Vec::new();
-        for (node, req, rx) in asked {
-            let state = tokio::time::timeout_at(deadline, rx)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .and_then(|json| serde_json::from_str(&json).ok());
-            lock(&self.states).remove(&req);
-            states.push((node, state));
-        }
-        states
-    }
-
-    /// This node's cluster metrics, in Prometheus's text format.
-    pub(crate) fn write_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let membership = self.cluster.liveness.membership();
-        let stats = &self.stats;
-        let wire = &stats.wire;
-        let get = |value: &AtomicU64| value.load(Ordering::Relaxed);
-        let mut metric = |kind: &str, name: &str, help: &str, value: f64| {
-            let _ = writeln!(out, "# HELP kvs_cluster_{name} {help}");
-            let _ = writeln!(out, "# TYPE kvs_cluster_{name} {kind}");
-            let _ = writeln!(out, "kvs_cluster_{name} {value}");
-        };
-        let gauge = "gauge";
-        let counter = "counter";
-        metric(
-            gauge,
-            "valid",
-            "1 while this node's heartbeat is recent enough to act; 0 while it cannot reach Redis.",
-            f64::from(u8::from(self.cluster.liveness.is_valid())),
-        );
-        metric(
-            gauge,
-            "heartbeat_failures",
-            "Heartbeats that failed in a row.",
-            f64::from(membership.failures),
-        );
-        metric(
-            counter,
-            "heartbeat_lapses_total",
-            "Times this node's heartbeat lapsed and came back.",
-            membership.lapses as f64,
-        );
-        metric(
-            gauge,
-            "nodes_alive",
-            "Nodes heard from within the TTL.",
-            membership.alive.len() as f64,
-        );
-        metric(
-            gauge,
-            "nodes_dead",
-            "Nodes not heard from for longer (forgotten after an hour).",
-            membership.dead.len() as f64,
-        );
-        metric(
-            gauge,
-            "owned_channels",
-            "Channels this node's hubs decide for.",
-            lock(&self.owned).len() as f64,
-        );
-        metric(
-            gauge,
-            "remote_connections",
-            "Connections of this node's hubs whose sockets other nodes hold.",
-            lock(&self.remotes).len() as f64,
-        );
-        metric(
-            gauge,
-            "bridged_sockets",
-            "Sockets of this node whose channels other nodes own.",
-            lock(&self.links).len() as f64,
-        );
-        metric(
-            counter,
-            "claims_total",
-            "Channels this node claimed.",
-            get(&stats.claims) as f64,
-        );
-        metric(
-            counter,
-            "channels_lost_total",
-            "Channels this node found another node had claimed.",
-            get(&stats.lost) as f64,
-        );
-        metric(
-            counter,
-            "redirects_total",
-            "Opens and Alexa offers sent to a node that did not own the channel.",
-            get(&stats.redirects) as f64,
-        );
-        metric(
-            counter,
-            "moved_sockets_total",
-            "Sockets of this node opened at their channel's next owner.",
-            get(&stats.moved_links) as f64,
-        );
-        metric(
-            counter,
-            "unmoved_sockets_total",
-            "Sockets of this node closed because their channel could not move.",
-            get(&stats.unmoved_links) as f64,
-        );
-        metric(
-            counter,
-            "replayed_messages_total",
-            "Messages sent again to a channel's next owner from a dead owner's inbox.",
-            get(&stats.replayed) as f64,
-        );
-        metric(
-            counter,
-            "moving_messages_lost_total",
-            "Messages dropped while their channel moved.",
-            get(&stats.lost_moving) as f64,
-        );
-        metric(
-            gauge,
-            "last_move_seconds",
-            "How long the last move of a channel's sockets here took, from the owner's loss.",
-            get(&stats.last_move_us) as f64 / 1e6,
-        );
-        metric(
-            counter,
-            "held_writes_total",
-            "Writes of held messages to Redis.",
-            get(&stats.held_writes) as f64,
-        );
-        metric(
-            counter,
-            "held_fenced_total",
-            "Writes of held messages refused because another node owns the channel.",
-            get(&stats.held_fenced) as f64,
-        );
-        metric(
-            counter,
-            "held_loaded_total",
-            "Held messages loaded when claiming channels.",
-            get(&stats.held_loaded) as f64,
-        );
-        metric(
-            counter,
-            "inbox_entries_written_total",
-            "Entries written to other nodes' inboxes (one XADD each).",
-            get(&wire.batches_written) as f64,
-        );
-        metric(
-            counter,
-            "inbox_messages_written_total",
-            "Messages in them.",
-            get(&wire.messages_written) as f64,
-        );
-        metric(
-            counter,
-            "inbox_messages_lost_total",
-            "Messages to other nodes given up (Redis unreachable, or this node's heartbeat stale).",
-            get(&wire.messages_lost) as f64,
-        );
-        metric(
-            counter,
-            "redis_write_rounds_total",
-            "Pipelines of inbox writes.",
-            get(&wire.write_rounds) as f64,
-        );
-        metric(
-            counter,
-            "redis_write_seconds_total",
-            "Time spent in them, retries included.",
-            get(&wire.write_us) as f64 / 1e6,
-        );
-        metric(
-            counter,
-            "inbox_entries_read_total",
-            "Entries read from this node's inbox.",
-            get(&wire.batches_read) as f64,
-        );
-        metric(
-            counter,
-            "inbox_messages_read_total",
-            "Messages in them.",
-            get(&wire.messages_read) as f64,
-        );
-        metric(
-            counter,
-            "inbox_lag_seconds_total",
-            "Time entries spent in this node's inbox before it read them (divide by the entries read).",
-            get(&wire.lag_ms) as f64 / 1e3,
-        );
-    }
-
-    /// What keeps this node from serving fully, for `/health` and `/ready`: `None` when all
-    /// is well.
-    pub(crate) fn trouble(&self) -> Option<String> {
-        let membership = self.cluster.liveness.membership();
-        if self.cluster.liveness.is_valid() {
-            return None;
-        }
-        Some(format!(
-            "cluster: this node cannot reach Redis at {} ({} heartbeats failed in a row); it \
-             serves only the sockets it holds for channels it owns, and takes no connects",
-            self.cluster.where_, membership.failures
-        ))
     }
 
     /// Sends `msg` to `node`: through its inbox, or, to this node, in order with its inbox.
@@ -1004,13 +651,13 @@ impl Router {
         }
     }
 
-    fn forget(&self, arn: &ChannelArn) {
+    pub(super) fn forget(&self, arn: &ChannelArn) {
         lock(&self.owned).remove(arn);
         lock(&self.owners).remove(arn);
     }
 
     /// The other live nodes.
-    fn others(&self) -> Vec<String> {
+    pub(super) fn others(&self) -> Vec<String> {
         self.cluster
             .liveness
             .membership()
@@ -1019,455 +666,6 @@ impl Router {
             .filter(|node| *node != self.cluster.node)
             .collect()
     }
-
-    /// What a bridged socket did: to its owner (or, while its channel moves, held).
-    async fn bridged(&self, event: BridgeEvent) {
-        tracing::trace!(?event, "from a bridged socket");
-        match event {
-            // The owner counts the socket up from its verdict.
-            BridgeEvent::Established(_) => {}
-            BridgeEvent::Frame(conn, text, read_at) => {
-                let at = super::wire::unix_ms_of(read_at);
-                let to = {
-                    let mut links = lock(&self.links);
-                    let Some(link) = links.get_mut(&conn.to_raw()) else {
-                        return;
-                    };
-                    match &mut link.moving {
-                        Some(queue) if queue.len() < MOVING_QUEUE => {
-                            queue.push((text, at));
-                            return;
-                        }
-                        Some(_) => {
-                            self.stats.lost_moving.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
-                        None => (link.owner.clone(), link.conn),
-                    }
-                };
-                self.send(
-                    &to.0,
-                    Msg::Frame {
-                        conn: to.1,
-                        text,
-                        at,
-                    },
-                )
-                .await;
-            }
-            BridgeEvent::Keepalive(conn) => {
-                let to = lock(&self.links)
-                    .get(&conn.to_raw())
-                    .filter(|link| link.moving.is_none())
-                    .map(|link| (link.owner.clone(), link.conn));
-                if let Some((owner, conn)) = to {
-                    self.send(&owner, Msg::Keepalive { conn }).await;
-                }
-            }
-            BridgeEvent::Closed(conn) => {
-                let link = lock(&self.links).remove(&conn.to_raw());
-                // A socket whose channel moves is not known at the next owner yet: its open
-                // there is closed when its verdict comes.
-                if let Some(link) = link.filter(|link| link.moving.is_none()) {
-                    self.send(&link.owner, Msg::Closed { conn: link.conn })
-                        .await;
-                }
-            }
-            BridgeEvent::Acked {
-                conn,
-                token,
-                written,
-            } => {
-                let link = lock(&self.links).get(&conn.to_raw()).cloned();
-                if let Some(link) = link {
-                    let msg = Msg::Acked {
-                        conn: link.conn,
-                        token,
-                        written,
-                    };
-                    self.send(&link.owner, msg).await;
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// What shard `shard`'s hub sends a remote connection: to the node that holds its socket.
-    async fn to_remote(&self, shard: usize, output: RemoteOutput) {
-        let (wire, remote) = {
-            let mut remotes = lock(&self.remotes);
-            let Some((wire, remote)) = remotes
-                .of_conn(shard, output.conn)
-                .map(|(wire, remote)| (wire, remote.clone()))
-            else {
-                return;
-            };
-            if matches!(output.kind, RemoteOutputKind::Close(_)) {
-                remotes.remove(wire);
-            }
-            (wire, remote)
-        };
-        let msg = match output.kind {
-            RemoteOutputKind::Frame { frame, token } => Msg::Deliver {
-                link: remote.link,
-                conn: wire,
-                frame: frame.into_string(),
-                token,
-            },
-            RemoteOutputKind::Close(close) => Msg::Close {
-                link: remote.link,
-                conn: wire,
-                code: close.code,
-                reason: close.reason.to_owned(),
-            },
-            _ => return,
-        };
-        self.send(&remote.node, msg).await;
-    }
-
-    /// A message from node `from`.
-    pub(super) async fn received(self: &Arc<Self>, from: &str, msg: Msg) {
-        tracing::trace!(from, ?msg, "from a node");
-        match msg {
-            Msg::Open { req, link, open } => {
-                let verdict = self.open_for(from, link, &open).await;
-                self.send(from, Msg::Verdict { req, verdict }).await;
-            }
-            Msg::Alexa {
-                req,
-                arn,
-                sender,
-                payload,
-                ttl,
-                rev,
-            } => {
-                let verdict = self.alexa_for(&arn, &sender, payload, ttl, rev).await;
-                self.send(from, Msg::AlexaAnswer { req, verdict }).await;
-            }
-            Msg::Verdict { req, verdict } => self.verdict(from, req, verdict).await,
-            Msg::AlexaAnswer { req, verdict } => {
-                let waiting = lock(&self.alexa).remove(&req);
-                if let Some(waiting) = waiting {
-                    let _ = waiting.send(verdict);
-                }
-            }
-            Msg::Frame { conn, text, at } => match self.remote(from, conn) {
-                Some((shard, id)) => {
-                    let read_at = super::wire::instant_of(at);
-                    let _ = shard.frame_read_at(id, text, read_at).await;
-                }
-                None => self.send(from, Msg::Gone { conn }).await,
-            },
-            Msg::Keepalive { conn } => match self.remote(from, conn) {
-                Some((shard, id)) => {
-                    let _ = shard.keepalive(id).await;
-                }
-                None => self.send(from, Msg::Gone { conn }).await,
-            },
-            Msg::Closed { conn } => {
-                // Its node reported every tracked frame written before the close: those not
-                // reported are held again.
-                let remote = {
-                    let mut remotes = lock(&self.remotes);
-                    match remotes.get(conn, from) {
-                        Some(_) => remotes.remove(conn),
-                        None => None,
-                    }
-                };
-                if let Some(remote) = remote {
-                    self.close_remotes(vec![remote]).await;
-                }
-            }
-            Msg::Acked {
-                conn,
-                token,
-                written,
-            } => {
-                // After its connection closed, a frame's ack is moot: the close held every
-                // frame not acknowledged again.
-                if let Some((shard, id)) = self.remote(from, conn) {
-                    let _ = shard.remote_acked(id, token, written).await;
-                }
-            }
-            Msg::Deliver {
-                link,
-                conn,
-                frame,
-                token,
-            } => {
-                let known = lock(&self.links)
-                    .get(&link)
-                    .is_some_and(|found| found.owner == from && found.conn == conn);
-                if known {
-                    let link = ConnId::from_raw(link);
-                    let _ = self.bridge.deliver(link, Frame::from(frame), token).await;
-                } else if let Some(token) = token {
-                    // The socket is gone, or another owner has it now: the sender holds the
-                    // message again.
-                    let msg = Msg::Acked {
-                        conn,
-                        token,
-                        written: false,
-                    };
-                    self.send(from, msg).await;
-                }
-            }
-            Msg::Close {
-                link,
-                conn,
-                code,
-                reason,
-            } => {
-                let removed = {
-                    let mut links = lock(&self.links);
-                    match links.get(&link) {
-                        Some(found) if found.owner == from && found.conn == conn => {
-                            links.remove(&link)
-                        }
-                        _ => None,
-                    }
-                };
-                if removed.is_some() {
-                    let reason = close_reason(code, &reason);
-                    let _ = self
-                        .bridge
-                        .close(ConnId::from_raw(link), CloseCommand::new(code, reason))
-                        .await;
-                }
-            }
-            Msg::Gone { conn } => {
-                let gone = {
-                    let mut links = lock(&self.links);
-                    let found = links
-                        .iter()
-                        .find(|(_, link)| {
-                            link.owner == from && link.conn == conn && link.moving.is_none()
-                        })
-                        .map(|(id, _)| *id);
-                    found.and_then(|id| links.remove(&id).map(|_| id))
-                };
-                if let Some(link) = gone {
-                    tracing::debug!(
-                        from,
-                        conn,
-                        "the owner no longer knows a socket's connection"
-                    );
-                    let _ = self
-                        .bridge
-                        .close(
-                            ConnId::from_raw(link),
-                            CloseCommand::new(1001, "going away"),
-                        )
-                        .await;
-                }
-            }
-            Msg::Updated { arn, ttl, rev } => {
-                if let (Ok(arn), Ok(ttl)) = (ChannelArn::new(&arn), MessageTtlSeconds::new(ttl)) {
-                    let _ = self
-                        .shards
-                        .of(&arn)
-                        .channel_updated(arn.clone(), ttl, rev)
-                        .await;
-                }
-            }
-            Msg::Deleted { arn } => {
-                if let Ok(arn) = ChannelArn::new(&arn) {
-                    self.forget(&arn);
-                    let _ = self.shards.of(&arn).channel_deleted(arn).await;
-                }
-            }
-            Msg::States { req } => {
-                let state = crate::console::local_state(&self.shards)
-                    .await
-                    .map(|state| state.to_string())
-                    .unwrap_or_default();
-                self.send(from, Msg::State { req, state }).await;
-            }
-            Msg::State { req, state } => {
-                let waiting = lock(&self.states).remove(&req);
-                if let Some(waiting) = waiting {
-                    let _ = waiting.send(state);
-                }
-            }
-            Msg::Pause { arn, req } => {
-                if let Ok(arn) = ChannelArn::new(&arn) {
-                    self.pause(from, &arn);
-                }
-                self.send(from, Msg::Paused { req }).await;
-            }
-            Msg::Paused { req } => {
-                let waiting = lock(&self.pauses).remove(&req);
-                if let Some(waiting) = waiting {
-                    let _ = waiting.send(());
-                }
-            }
-            Msg::Moved { arn } => {
-                if let Ok(arn) = ChannelArn::new(&arn) {
-                    self.moved(from, arn);
-                }
-            }
-        }
-    }
-
-    /// The owner's verdict on open `req`: the link recorded (or moved) before the opener hears
-    /// it. A verdict that comes after its opener gave up, or for a socket that closed
-    /// meanwhile, opened a connection nobody holds: the owner hears it closed.
-    async fn verdict(&self, from: &str, req: u64, verdict: Verdict) {
-        let pending = lock(&self.opens).remove(&req);
-        let Some(pending) = pending else {
-            if let Verdict::Ok(conn) = &verdict
-                && let Ok(conn) = conn.parse()
-            {
-                self.send(from, Msg::Closed { conn }).await;
-            }
-            return;
-        };
-        let verdict = match verdict {
-            Verdict::Ok(text) => match text.parse::<u64>() {
-                Ok(conn) => {
-                    let recorded = {
-                        let mut links = lock(&self.links);
-                        if pending.moving {
-                            match links.get_mut(&pending.link_id) {
-                                Some(link) => {
-                                    link.owner = from.to_owned();
-                                    link.conn = conn;
-                                    true
-                                }
-                                None => false,
-                            }
-                        } else {
-                            let link = Link {
-                                owner: from.to_owned(),
-                                conn,
-                                ..pending.link
-                            };
-                            links.insert(pending.link_id, link);
-                            true
-                        }
-                    };
-                    if !recorded {
-                        self.send(from, Msg::Closed { conn }).await;
-                    }
-                    Verdict::Ok(text)
-                }
-                Err(_) => Verdict::Refused {
-                    error: ErrorType::InternalFailure.name().to_owned(),
-                    message: format!("the owner's connection id {text:?}"),
-                },
-            },
-            other => other,
-        };
-        if let Err(Verdict::Ok(_)) = pending.verdict.send(verdict)
-            && !pending.moving
-        {
-            // The opener gave up just now: the owner's connection is nobody's.
-            let link = lock(&self.links).remove(&pending.link_id);
-            if let Some(link) = link {
-                self.send(from, Msg::Closed { conn: link.conn }).await;
-            }
-        }
-    }
-
-    /// The shard and hub id of remote connection `wire`, whose socket node `from` holds.
-    fn remote(&self, from: &str, wire: u64) -> Option<(ShardHandle, ConnId)> {
-        let remotes = lock(&self.remotes);
-        let remote = remotes.get(wire, from)?;
-        let shard = self.shards.all().get(remote.shard)?.clone();
-        Some((shard, remote.conn))
-    }
-
-    /// Opens, in this node's hub, a connection whose socket node `from` holds as `link`.
-    pub(super) async fn open_for(&self, from: &str, link: u64, params: &OpenParams) -> Verdict {
-        let open = match params.open() {
-            Ok(open) => open,
-            Err(message) => {
-                return Verdict::Refused {
-                    error: ErrorType::InvalidArgumentException.name().to_owned(),
-                    message,
-                };
-            }
-        };
-        let arn = open.channel_arn.clone();
-        if !lock(&self.owned).contains_key(&arn) || !self.cluster.liveness.is_valid() {
-            let owner = lock(&self.owners).get(&arn).cloned();
-            return Verdict::NotOwner { owner };
-        }
-        let index = self.shards.index_of(&arn);
-        let (Some(shard), Some(sink)) = (self.shards.all().get(index), self.sinks.get(index))
-        else {
-            return Verdict::Refused {
-                error: ErrorType::InternalFailure.name().to_owned(),
-                message: "no shard for the channel".to_owned(),
-            };
-        };
-        match shard.open_remote(open, sink.clone()).await {
-            Ok(Ok(conn)) => {
-                let wire = lock(&self.remotes).insert(Remote {
-                    node: from.to_owned(),
-                    link,
-                    arn: arn.clone(),
-                    shard: index,
-                    conn,
-                });
-                // The socket's node answers 101 as soon as it reads this verdict: the
-                // connection is up from here on, so that what is sent to its identity after
-                // its client saw the 101 reaches it, not its predecessor. What is sent before
-                // the socket is written waits in the socket's queue on that node.
-                let _ = shard.established(conn).await;
-                Verdict::Ok(wire.to_string())
-            }
-            Ok(Err(refused)) => Verdict::Refused {
-                error: refused.error_type.name().to_owned(),
-                message: refused.message,
-            },
-            Err(_) => Verdict::Refused {
-                error: ErrorType::InternalFailure.name().to_owned(),
-                message: "the hub has stopped".to_owned(),
-            },
-        }
-    }
-
-    /// Serves, in this node's hub, an Alexa offer made on another node.
-    async fn alexa_for(
-        &self,
-        arn: &str,
-        sender: &str,
-        payload: String,
-        ttl: u32,
-        rev: u64,
-    ) -> Verdict {
-        let bad = |message: String| Verdict::Refused {
-            error: ErrorType::InvalidArgumentException.name().to_owned(),
-            message,
-        };
-        let Ok(arn) = ChannelArn::new(arn) else {
-            return bad(format!("ChannelARN: {arn:?}"));
-        };
-        if !lock(&self.owned).contains_key(&arn) || !self.cluster.liveness.is_valid() {
-            let owner = lock(&self.owners).get(&arn).cloned();
-            return Verdict::NotOwner { owner };
-        }
-        let (Ok(sender), Ok(payload), Ok(ttl)) = (
-            PeerId::new(sender),
-            MessagePayload::new(payload),
-            MessageTtlSeconds::new(ttl),
-        ) else {
-            return bad("SendAlexaOfferToMaster: a field is invalid".to_owned());
-        };
-        let offer = AlexaOffer::new(arn.clone(), sender, payload, ttl).ttl_revision(rev);
-        match self.shards.of(&arn).alexa_offer(offer).await {
-            Ok(Ok(answer)) => Verdict::Ok(answer.as_str().to_owned()),
-            Ok(Err(refused)) => Verdict::Refused {
-                error: refused.error_type.name().to_owned(),
-                message: refused.message,
-            },
-            Err(_) => Verdict::Refused {
-                error: ErrorType::InternalFailure.name().to_owned(),
-                message: "the hub has stopped".to_owned(),
-            },
-        }
-    }
 }
 
 fn not_found(arn: &ChannelArn) -> Refused {
@@ -1475,21 +673,4 @@ fn not_found(arn: &ChannelArn) -> Refused {
         ErrorType::ResourceNotFoundException,
         format!("The requested channel is not found or not active: {arn}"),
     )
-}
-
-/// The close reason a remote owner gave, as one of the hub's own descriptions (a close frame's
-/// reason is static text).
-fn close_reason(code: u16, reason: &str) -> &'static str {
-    [
-        "idle timeout",
-        "maximum connection duration reached",
-        "server going away",
-        "replaced by a newer connection",
-        "channel deleted",
-        "channel moved to another server",
-        "slow consumer",
-    ]
-    .into_iter()
-    .find(|known| *known == reason)
-    .unwrap_or(if code == 1001 { "going away" } else { "" })
 }

@@ -430,3 +430,58 @@ async fn delivery_status_and_dead_socket_detection_hold_for_remote_connections()
     assert_eq!(text(&mut master).await, status("c3", "ghost", "HELD"));
     drop(ghost);
 }
+
+#[tokio::test]
+async fn alexa_offers_and_message_rates_hold_across_nodes() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let arn = create(a.addr, "alexa").await;
+    let mut master = connect(a.addr, &arn, None).await;
+    // SendAlexaOfferToMaster through B: the owner's hub (on A) hands the offer to the master
+    // and answers B's call with the master's answer.
+    let body = format!(
+        r#"{{"ChannelARN":"{arn}","SenderClientId":"AWS_ALEXA","MessagePayload":"b2ZmZXI="}}"#
+    );
+    let (answer, ()) = tokio::join!(
+        call(b.addr, "/v1/send-alexa-offer-to-master", &body),
+        async {
+            let offer = text(&mut master).await;
+            assert!(offer.contains(r#""senderClientId":"AWS_ALEXA""#), "{offer}");
+            send(
+                &mut master,
+                r#"{"action":"SDP_ANSWER","recipientClientId":"AWS_ALEXA","messagePayload":"YW5zd2Vy"}"#,
+            )
+            .await;
+        }
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["Answer"], "YW5zd2Vy");
+
+    // A viewer on B sending 25 candidates at once: the service's 20 a second pass to the
+    // master, the rest are refused with a STATUS_RESPONSE, as on one server.
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    for i in 0..25 {
+        send(
+            &mut viewer,
+            &format!(
+                r#"{{"action":"ICE_CANDIDATE","messagePayload":"{i:04}","correlationId":"c{i}"}}"#
+            ),
+        )
+        .await;
+    }
+    let mut relayed = 0;
+    while let Some(frame) = next_text(&mut master, Duration::from_millis(700)).await {
+        assert!(frame.contains("ICE_CANDIDATE"), "{frame}");
+        relayed += 1;
+    }
+    let mut refused = 0;
+    while let Some(frame) = next_text(&mut viewer, Duration::from_millis(300)).await {
+        assert!(
+            frame.contains("STATUS_RESPONSE") && frame.contains("ClientLimitExceededException"),
+            "{frame}"
+        );
+        refused += 1;
+    }
+    assert_eq!((relayed, refused), (20, 5));
+}

@@ -1,0 +1,483 @@
+//! What a node hears: events of its bridged sockets (to their owners), outputs of its hubs for
+//! remote connections (to the sockets' nodes), and messages from other nodes. Each side checks
+//! the other's word against what it knows: a frame for a connection the owner does not know is
+//! answered `Gone`, a delivery or a close from a node that is not the socket's owner is refused.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use kvs_signaling_core::{AlexaOffer, ConnId, Frame};
+use kvs_signaling_proto::{ChannelArn, ErrorType, MessagePayload, MessageTtlSeconds, PeerId};
+use kvs_transport_tokio::{BridgeEvent, CloseCommand, RemoteOutput, RemoteOutputKind, ShardHandle};
+
+use super::remotes::Remote;
+use super::route::{Link, MOVING_QUEUE, Router, lock};
+use super::wire::{Msg, OpenParams, Verdict};
+
+impl Router {
+    /// What a bridged socket did: to its owner (or, while its channel moves, held).
+    pub(super) async fn bridged(&self, event: BridgeEvent) {
+        tracing::trace!(?event, "from a bridged socket");
+        match event {
+            // The owner counts the socket up from its verdict.
+            BridgeEvent::Established(_) => {}
+            BridgeEvent::Frame(conn, text, read_at) => {
+                let at = super::wire::unix_ms_of(read_at);
+                let to = {
+                    let mut links = lock(&self.links);
+                    let Some(link) = links.get_mut(&conn.to_raw()) else {
+                        return;
+                    };
+                    match &mut link.moving {
+                        Some(queue) if queue.len() < MOVING_QUEUE => {
+                            queue.push((text, at));
+                            return;
+                        }
+                        Some(_) => {
+                            self.stats.lost_moving.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        None => (link.owner.clone(), link.conn),
+                    }
+                };
+                self.send(
+                    &to.0,
+                    Msg::Frame {
+                        conn: to.1,
+                        text,
+                        at,
+                    },
+                )
+                .await;
+            }
+            BridgeEvent::Keepalive(conn) => {
+                let to = lock(&self.links)
+                    .get(&conn.to_raw())
+                    .filter(|link| link.moving.is_none())
+                    .map(|link| (link.owner.clone(), link.conn));
+                if let Some((owner, conn)) = to {
+                    self.send(&owner, Msg::Keepalive { conn }).await;
+                }
+            }
+            BridgeEvent::Closed(conn) => {
+                let link = lock(&self.links).remove(&conn.to_raw());
+                // A socket whose channel moves is not known at the next owner yet: its open
+                // there is closed when its verdict comes.
+                if let Some(link) = link.filter(|link| link.moving.is_none()) {
+                    self.send(&link.owner, Msg::Closed { conn: link.conn })
+                        .await;
+                }
+            }
+            BridgeEvent::Acked {
+                conn,
+                token,
+                written,
+            } => {
+                let link = lock(&self.links).get(&conn.to_raw()).cloned();
+                if let Some(link) = link {
+                    let msg = Msg::Acked {
+                        conn: link.conn,
+                        token,
+                        written,
+                    };
+                    self.send(&link.owner, msg).await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// What shard `shard`'s hub sends a remote connection: to the node that holds its socket.
+    pub(super) async fn to_remote(&self, shard: usize, output: RemoteOutput) {
+        let (wire, remote) = {
+            let mut remotes = lock(&self.remotes);
+            let Some((wire, remote)) = remotes
+                .of_conn(shard, output.conn)
+                .map(|(wire, remote)| (wire, remote.clone()))
+            else {
+                return;
+            };
+            if matches!(output.kind, RemoteOutputKind::Close(_)) {
+                remotes.remove(wire);
+            }
+            (wire, remote)
+        };
+        let msg = match output.kind {
+            RemoteOutputKind::Frame { frame, token } => Msg::Deliver {
+                link: remote.link,
+                conn: wire,
+                frame: frame.into_string(),
+                token,
+            },
+            RemoteOutputKind::Close(close) => Msg::Close {
+                link: remote.link,
+                conn: wire,
+                code: close.code,
+                reason: close.reason.to_owned(),
+            },
+            _ => return,
+        };
+        self.send(&remote.node, msg).await;
+    }
+
+    /// A message from node `from`.
+    pub(super) async fn received(self: &Arc<Self>, from: &str, msg: Msg) {
+        tracing::trace!(from, ?msg, "from a node");
+        match msg {
+            Msg::Open { req, link, open } => {
+                let verdict = self.open_for(from, link, &open).await;
+                self.send(from, Msg::Verdict { req, verdict }).await;
+            }
+            Msg::Alexa {
+                req,
+                arn,
+                sender,
+                payload,
+                ttl,
+                rev,
+            } => {
+                let verdict = self.alexa_for(&arn, &sender, payload, ttl, rev).await;
+                self.send(from, Msg::AlexaAnswer { req, verdict }).await;
+            }
+            Msg::Verdict { req, verdict } => self.verdict(from, req, verdict).await,
+            Msg::AlexaAnswer { req, verdict } => {
+                let waiting = lock(&self.alexa).remove(&req);
+                if let Some(waiting) = waiting {
+                    let _ = waiting.send(verdict);
+                }
+            }
+            Msg::Frame { conn, text, at } => match self.remote(from, conn) {
+                Some((shard, id)) => {
+                    let read_at = super::wire::instant_of(at);
+                    let _ = shard.frame_read_at(id, text, read_at).await;
+                }
+                None => self.send(from, Msg::Gone { conn }).await,
+            },
+            Msg::Keepalive { conn } => match self.remote(from, conn) {
+                Some((shard, id)) => {
+                    let _ = shard.keepalive(id).await;
+                }
+                None => self.send(from, Msg::Gone { conn }).await,
+            },
+            Msg::Closed { conn } => {
+                // Its node reported every tracked frame written before the close: those not
+                // reported are held again.
+                let remote = {
+                    let mut remotes = lock(&self.remotes);
+                    match remotes.get(conn, from) {
+                        Some(_) => remotes.remove(conn),
+                        None => None,
+                    }
+                };
+                if let Some(remote) = remote {
+                    self.close_remotes(vec![remote]).await;
+                }
+            }
+            Msg::Acked {
+                conn,
+                token,
+                written,
+            } => {
+                // After its connection closed, a frame's ack is moot: the close held every
+                // frame not acknowledged again.
+                if let Some((shard, id)) = self.remote(from, conn) {
+                    let _ = shard.remote_acked(id, token, written).await;
+                }
+            }
+            Msg::Deliver {
+                link,
+                conn,
+                frame,
+                token,
+            } => {
+                let known = lock(&self.links)
+                    .get(&link)
+                    .is_some_and(|found| found.owner == from && found.conn == conn);
+                if known {
+                    let link = ConnId::from_raw(link);
+                    let _ = self.bridge.deliver(link, Frame::from(frame), token).await;
+                } else if let Some(token) = token {
+                    // The socket is gone, or another owner has it now: the sender holds the
+                    // message again.
+                    let msg = Msg::Acked {
+                        conn,
+                        token,
+                        written: false,
+                    };
+                    self.send(from, msg).await;
+                }
+            }
+            Msg::Close {
+                link,
+                conn,
+                code,
+                reason,
+            } => {
+                let removed = {
+                    let mut links = lock(&self.links);
+                    match links.get(&link) {
+                        Some(found) if found.owner == from && found.conn == conn => {
+                            links.remove(&link)
+                        }
+                        _ => None,
+                    }
+                };
+                if removed.is_some() {
+                    let reason = close_reason(code, &reason);
+                    let _ = self
+                        .bridge
+                        .close(ConnId::from_raw(link), CloseCommand::new(code, reason))
+                        .await;
+                }
+            }
+            Msg::Gone { conn } => {
+                let gone = {
+                    let mut links = lock(&self.links);
+                    let found = links
+                        .iter()
+                        .find(|(_, link)| {
+                            link.owner == from && link.conn == conn && link.moving.is_none()
+                        })
+                        .map(|(id, _)| *id);
+                    found.and_then(|id| links.remove(&id).map(|_| id))
+                };
+                if let Some(link) = gone {
+                    tracing::debug!(
+                        from,
+                        conn,
+                        "the owner no longer knows a socket's connection"
+                    );
+                    let _ = self
+                        .bridge
+                        .close(
+                            ConnId::from_raw(link),
+                            CloseCommand::new(1001, "going away"),
+                        )
+                        .await;
+                }
+            }
+            Msg::Updated { arn, ttl, rev } => {
+                if let (Ok(arn), Ok(ttl)) = (ChannelArn::new(&arn), MessageTtlSeconds::new(ttl)) {
+                    let _ = self
+                        .shards
+                        .of(&arn)
+                        .channel_updated(arn.clone(), ttl, rev)
+                        .await;
+                }
+            }
+            Msg::Deleted { arn } => {
+                if let Ok(arn) = ChannelArn::new(&arn) {
+                    self.forget(&arn);
+                    let _ = self.shards.of(&arn).channel_deleted(arn).await;
+                }
+            }
+            Msg::States { req } => {
+                let state = crate::console::local_state(&self.shards)
+                    .await
+                    .map(|state| state.to_string())
+                    .unwrap_or_default();
+                self.send(from, Msg::State { req, state }).await;
+            }
+            Msg::State { req, state } => {
+                let waiting = lock(&self.states).remove(&req);
+                if let Some(waiting) = waiting {
+                    let _ = waiting.send(state);
+                }
+            }
+            Msg::Pause { arn, req } => {
+                if let Ok(arn) = ChannelArn::new(&arn) {
+                    self.pause(from, &arn);
+                }
+                self.send(from, Msg::Paused { req }).await;
+            }
+            Msg::Paused { req } => {
+                let waiting = lock(&self.pauses).remove(&req);
+                if let Some(waiting) = waiting {
+                    let _ = waiting.send(());
+                }
+            }
+            Msg::Moved { arn } => {
+                if let Ok(arn) = ChannelArn::new(&arn) {
+                    self.moved(from, arn);
+                }
+            }
+        }
+    }
+
+    /// The owner's verdict on open `req`: the link recorded (or moved) before the opener hears
+    /// it. A verdict that comes after its opener gave up, or for a socket that closed
+    /// meanwhile, opened a connection nobody holds: the owner hears it closed.
+    async fn verdict(&self, from: &str, req: u64, verdict: Verdict) {
+        let pending = lock(&self.opens).remove(&req);
+        let Some(pending) = pending else {
+            if let Verdict::Ok(conn) = &verdict
+                && let Ok(conn) = conn.parse()
+            {
+                self.send(from, Msg::Closed { conn }).await;
+            }
+            return;
+        };
+        let verdict = match verdict {
+            Verdict::Ok(text) => match text.parse::<u64>() {
+                Ok(conn) => {
+                    let recorded = {
+                        let mut links = lock(&self.links);
+                        if pending.moving {
+                            match links.get_mut(&pending.link_id) {
+                                Some(link) => {
+                                    link.owner = from.to_owned();
+                                    link.conn = conn;
+                                    true
+                                }
+                                None => false,
+                            }
+                        } else {
+                            let link = Link {
+                                owner: from.to_owned(),
+                                conn,
+                                ..pending.link
+                            };
+                            links.insert(pending.link_id, link);
+                            true
+                        }
+                    };
+                    if !recorded {
+                        self.send(from, Msg::Closed { conn }).await;
+                    }
+                    Verdict::Ok(text)
+                }
+                Err(_) => Verdict::Refused {
+                    error: ErrorType::InternalFailure.name().to_owned(),
+                    message: format!("the owner's connection id {text:?}"),
+                },
+            },
+            other => other,
+        };
+        if let Err(Verdict::Ok(_)) = pending.verdict.send(verdict)
+            && !pending.moving
+        {
+            // The opener gave up just now: the owner's connection is nobody's.
+            let link = lock(&self.links).remove(&pending.link_id);
+            if let Some(link) = link {
+                self.send(from, Msg::Closed { conn: link.conn }).await;
+            }
+        }
+    }
+
+    /// The shard and hub id of remote connection `wire`, whose socket node `from` holds.
+    fn remote(&self, from: &str, wire: u64) -> Option<(ShardHandle, ConnId)> {
+        let remotes = lock(&self.remotes);
+        let remote = remotes.get(wire, from)?;
+        let shard = self.shards.all().get(remote.shard)?.clone();
+        Some((shard, remote.conn))
+    }
+
+    /// Opens, in this node's hub, a connection whose socket node `from` holds as `link`.
+    pub(super) async fn open_for(&self, from: &str, link: u64, params: &OpenParams) -> Verdict {
+        let open = match params.open() {
+            Ok(open) => open,
+            Err(message) => {
+                return Verdict::Refused {
+                    error: ErrorType::InvalidArgumentException.name().to_owned(),
+                    message,
+                };
+            }
+        };
+        let arn = open.channel_arn.clone();
+        if !lock(&self.owned).contains_key(&arn) || !self.cluster.liveness.is_valid() {
+            let owner = lock(&self.owners).get(&arn).cloned();
+            return Verdict::NotOwner { owner };
+        }
+        let index = self.shards.index_of(&arn);
+        let (Some(shard), Some(sink)) = (self.shards.all().get(index), self.sinks.get(index))
+        else {
+            return Verdict::Refused {
+                error: ErrorType::InternalFailure.name().to_owned(),
+                message: "no shard for the channel".to_owned(),
+            };
+        };
+        match shard.open_remote(open, sink.clone()).await {
+            Ok(Ok(conn)) => {
+                let wire = lock(&self.remotes).insert(Remote {
+                    node: from.to_owned(),
+                    link,
+                    arn: arn.clone(),
+                    shard: index,
+                    conn,
+                });
+                // The socket's node answers 101 as soon as it reads this verdict: the
+                // connection is up from here on, so that what is sent to its identity after
+                // its client saw the 101 reaches it, not its predecessor. What is sent before
+                // the socket is written waits in the socket's queue on that node.
+                let _ = shard.established(conn).await;
+                Verdict::Ok(wire.to_string())
+            }
+            Ok(Err(refused)) => Verdict::Refused {
+                error: refused.error_type.name().to_owned(),
+                message: refused.message,
+            },
+            Err(_) => Verdict::Refused {
+                error: ErrorType::InternalFailure.name().to_owned(),
+                message: "the hub has stopped".to_owned(),
+            },
+        }
+    }
+
+    /// Serves, in this node's hub, an Alexa offer made on another node.
+    async fn alexa_for(
+        &self,
+        arn: &str,
+        sender: &str,
+        payload: String,
+        ttl: u32,
+        rev: u64,
+    ) -> Verdict {
+        let bad = |message: String| Verdict::Refused {
+            error: ErrorType::InvalidArgumentException.name().to_owned(),
+            message,
+        };
+        let Ok(arn) = ChannelArn::new(arn) else {
+            return bad(format!("ChannelARN: {arn:?}"));
+        };
+        if !lock(&self.owned).contains_key(&arn) || !self.cluster.liveness.is_valid() {
+            let owner = lock(&self.owners).get(&arn).cloned();
+            return Verdict::NotOwner { owner };
+        }
+        let (Ok(sender), Ok(payload), Ok(ttl)) = (
+            PeerId::new(sender),
+            MessagePayload::new(payload),
+            MessageTtlSeconds::new(ttl),
+        ) else {
+            return bad("SendAlexaOfferToMaster: a field is invalid".to_owned());
+        };
+        let offer = AlexaOffer::new(arn.clone(), sender, payload, ttl).ttl_revision(rev);
+        match self.shards.of(&arn).alexa_offer(offer).await {
+            Ok(Ok(answer)) => Verdict::Ok(answer.as_str().to_owned()),
+            Ok(Err(refused)) => Verdict::Refused {
+                error: refused.error_type.name().to_owned(),
+                message: refused.message,
+            },
+            Err(_) => Verdict::Refused {
+                error: ErrorType::InternalFailure.name().to_owned(),
+                message: "the hub has stopped".to_owned(),
+            },
+        }
+    }
+}
+
+/// The close reason a remote owner gave, as one of the hub's own descriptions (a close frame's
+/// reason is static text).
+fn close_reason(code: u16, reason: &str) -> &'static str {
+    [
+        "idle timeout",
+        "maximum connection duration reached",
+        "server going away",
+        "replaced by a newer connection",
+        "channel deleted",
+        "channel moved to another server",
+        "slow consumer",
+    ]
+    .into_iter()
+    .find(|known| *known == reason)
+    .unwrap_or(if code == 1001 { "going away" } else { "" })
+}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use kvs_signaling_core::{AlexaOffer, ConnId, Frame};
+use kvs_signaling_core::{AlexaOffer, ConnId, Frame, Refused};
 use kvs_signaling_proto::{ChannelArn, ErrorType, MessagePayload, MessageTtlSeconds, PeerId};
 use kvs_transport_tokio::{BridgeEvent, CloseCommand, RemoteOutput, RemoteOutputKind, ShardHandle};
 
@@ -412,14 +412,11 @@ impl Router {
                 let _ = shard.established(conn).await;
                 Verdict::Ok(wire.to_string())
             }
-            Ok(Err(refused)) => Verdict::Refused {
-                error: refused.error_type.name().to_owned(),
-                message: refused.message,
-            },
-            Err(_) => Verdict::Refused {
-                error: ErrorType::InternalFailure.name().to_owned(),
-                message: "the hub has stopped".to_owned(),
-            },
+            Ok(Err(refused)) => refusal(refused),
+            Err(_) => refusal(Refused::new(
+                ErrorType::InternalFailure,
+                "the hub has stopped",
+            )),
         }
     }
 
@@ -453,15 +450,20 @@ impl Router {
         let offer = AlexaOffer::new(arn.clone(), sender, payload, ttl).ttl_revision(rev);
         match self.shards.of(&arn).alexa_offer(offer).await {
             Ok(Ok(answer)) => Verdict::Ok(answer.as_str().to_owned()),
-            Ok(Err(refused)) => Verdict::Refused {
-                error: refused.error_type.name().to_owned(),
-                message: refused.message,
-            },
-            Err(_) => Verdict::Refused {
-                error: ErrorType::InternalFailure.name().to_owned(),
-                message: "the hub has stopped".to_owned(),
-            },
+            Ok(Err(refused)) => refusal(refused),
+            Err(_) => refusal(Refused::new(
+                ErrorType::InternalFailure,
+                "the hub has stopped",
+            )),
         }
+    }
+}
+
+/// A hub's refusal, as the verdict the asking node answers its caller with.
+fn refusal(refused: Refused) -> Verdict {
+    Verdict::Refused {
+        error: refused.error_type.name().to_owned(),
+        message: refused.message,
     }
 }
 

@@ -332,6 +332,21 @@ impl Router {
         }
     }
 
+    /// Closes every bridged socket of this node with 1001 and `reason`, telling their owners.
+    async fn close_all_links(&self, reason: &'static str) {
+        let links: Vec<(u64, Link)> = lock(&self.links).drain().collect();
+        for (id, link) in links {
+            if link.moving.is_none() {
+                self.send(&link.owner, Msg::Closed { conn: link.conn })
+                    .await;
+            }
+            let _ = self
+                .bridge
+                .close(ConnId::from_raw(id), CloseCommand::new(1001, reason))
+                .await;
+        }
+    }
+
     /// This node no longer owns `arn` (another node claimed it while this one could not act):
     /// its connections here are closed with 1001 (their clients reconnect to the new owner),
     /// and those of other nodes forgotten (those nodes moved them, or will close them when
@@ -383,21 +398,11 @@ impl Router {
             }
         }
         if buried {
-            let links: Vec<(u64, Link)> = lock(&self.links).drain().collect();
             tracing::warn!(
-                sockets = links.len(),
+                sockets = lock(&self.links).len(),
                 "this node was taken for dead: closing its bridged sockets"
             );
-            for (id, link) in links {
-                if link.moving.is_none() {
-                    self.send(&link.owner, Msg::Closed { conn: link.conn })
-                        .await;
-                }
-                let _ = self
-                    .bridge
-                    .close(ConnId::from_raw(id), CloseCommand::new(1001, "going away"))
-                    .await;
-            }
+            self.close_all_links("going away").await;
         }
     }
 
@@ -406,20 +411,7 @@ impl Router {
     pub(crate) async fn leave(&self) {
         self.draining.store(true, Ordering::Relaxed);
         // Its own sockets still open (past the GO_AWAY grace) close now, their owners told.
-        let links: Vec<(u64, Link)> = lock(&self.links).drain().collect();
-        for (id, link) in links {
-            if link.moving.is_none() {
-                self.send(&link.owner, Msg::Closed { conn: link.conn })
-                    .await;
-            }
-            let _ = self
-                .bridge
-                .close(
-                    ConnId::from_raw(id),
-                    CloseCommand::new(1001, "server going away"),
-                )
-                .await;
-        }
+        self.close_all_links("server going away").await;
         let owned: Vec<ChannelArn> = lock(&self.owned).keys().cloned().collect();
         tracing::info!(channels = owned.len(), "handing this node's channels over");
         for arn in owned {

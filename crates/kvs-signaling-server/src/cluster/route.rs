@@ -418,6 +418,16 @@ impl Router {
         }
     }
 
+    /// [`Router::owner`] for the `attempt`th try of a call: the first trusts what this node
+    /// knows; a later one, after a moment for the owner to settle (it may be loading the
+    /// channel, or just gone), asks Redis.
+    async fn owner_for(&self, arn: &ChannelArn, attempt: u32) -> Result<Option<Owner>, Unrouted> {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+        }
+        self.owner(arn, attempt > 0).await
+    }
+
     fn known_owner(&self, arn: &ChannelArn) -> Option<Owner> {
         if lock(&self.owned).contains_key(arn) {
             return Some(Owner::Me);
@@ -465,11 +475,7 @@ impl Router {
         }
         let arn = open.channel_arn.clone();
         for attempt in 0..3 {
-            if attempt > 0 {
-                // The owner may be loading the channel, or just gone: a moment to settle.
-                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
-            }
-            let Some(owner) = self.owner(&arn, attempt > 0).await? else {
+            let Some(owner) = self.owner_for(&arn, attempt).await? else {
                 return Ok(Err(not_found(&arn)));
             };
             let node = match owner {
@@ -561,10 +567,7 @@ impl Router {
     ) -> Result<Result<MessagePayload<'static>, Refused>, Unrouted> {
         let arn = offer.channel_arn.clone();
         for attempt in 0..3 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
-            }
-            let Some(owner) = self.owner(&arn, attempt > 0).await? else {
+            let Some(owner) = self.owner_for(&arn, attempt).await? else {
                 return Ok(Err(not_found(&arn)));
             };
             let node = match owner {

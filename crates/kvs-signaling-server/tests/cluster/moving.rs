@@ -49,23 +49,7 @@ fn send_candidates(mut viewer: Ws, count: usize, every: Duration) -> tokio::task
 /// Connects the master of `arn` to `node`, again and again (a refused connect is what a
 /// client gets while the channel has no owner yet), for at most `within`.
 async fn reconnect(node: std::net::SocketAddr, arn: &str, within: Duration) -> Ws {
-    let deadline = Instant::now() + within;
-    loop {
-        let url = connect_url(node, arn, None, &[]);
-        if let Ok(Ok((ws, _))) = tokio::time::timeout(
-            Duration::from_secs(8),
-            tokio_tungstenite::connect_async(url),
-        )
-        .await
-        {
-            return ws;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the master could not connect again within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    reconnect_as(node, arn, None, within).await
 }
 
 /// The candidates a master gets until none comes for `quiet`: their numbers, in order.
@@ -415,7 +399,13 @@ async fn a_rolling_restart_of_every_node_loses_no_channel_and_no_held_message() 
         }
         assert!(exited.await.unwrap(), "node {restarting} did not exit");
         for client in clients.iter_mut().filter(|c| c.node == restarting) {
-            client.ws = reconnect_as(addr(&nodes, next), &client.arn, client.id).await;
+            client.ws = reconnect_as(
+                addr(&nodes, next),
+                &client.arn,
+                client.id,
+                Duration::from_secs(15),
+            )
+            .await;
             client.node = next;
         }
         nodes[restarting] = Some(Node::start(&redis, ips[restarting], &flags));
@@ -479,8 +469,13 @@ async fn a_rolling_restart_of_every_node_loses_no_channel_and_no_held_message() 
 }
 
 /// [`reconnect`] for a master (`None`) or a viewer.
-async fn reconnect_as(node: std::net::SocketAddr, arn: &str, id: Option<&str>) -> Ws {
-    let deadline = Instant::now() + Duration::from_secs(15);
+async fn reconnect_as(
+    node: std::net::SocketAddr,
+    arn: &str,
+    id: Option<&str>,
+    within: Duration,
+) -> Ws {
+    let deadline = Instant::now() + within;
     loop {
         let url = connect_url(node, arn, id, &[]);
         if let Ok(Ok((ws, _))) = tokio::time::timeout(
@@ -491,7 +486,10 @@ async fn reconnect_as(node: std::net::SocketAddr, arn: &str, id: Option<&str>) -
         {
             return ws;
         }
-        assert!(Instant::now() < deadline, "{id:?} could not connect again");
+        assert!(
+            Instant::now() < deadline,
+            "{id:?} could not connect again within {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

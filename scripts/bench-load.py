@@ -739,7 +739,7 @@ def cluster_figures(runs, sizes):
             values(single, *cpu), values(split, *cpu))
         add("server CPU per relayed message, split: node B (viewers)", "µs",
             values(single, *cpu), values(split, "extra_processes", 0, "cpu_us_per_message"))
-        both = [pick(r, cpu) + pick(r, ("extra_processes", 0, "cpu_us_per_message"))
+        both = [round(pick(r, cpu) + pick(r, ("extra_processes", 0, "cpu_us_per_message")), 3)
                 for r in split if r is not None and pick(r, cpu) is not None
                 and pick(r, ("extra_processes", 0, "cpu_us_per_message")) is not None]
         add("server CPU per relayed message, split: A and B together", "µs",
@@ -835,8 +835,10 @@ def cluster_markdown(cluster):
         f"Two nodes (`serve --cluster`, A on {NODE_A}, B on {NODE_B}) on one redis-server "
         "(AOF everysec), against one node with the same flags less the cluster ones; "
         f"{cluster['pinning']}. Each run on fresh servers (the connect runs share one "
-        f"cluster); medians of interleaved rounds ({sizes['saturate_runs']} saturate, "
-        f"{sizes['rate_runs']} rate, {sizes['connect_runs']} connect). A channel's owner is "
+        "cluster); medians of interleaved rounds ("
+        + ", ".join(f"{sizes[name + '_runs']} {name}" for name in ("saturate", "rate", "connect")
+                    if name in cluster["runs"])
+        + "). A channel's owner is "
         "the node its first connect lands on: the masters connect first, to A. The host's "
         "load average (1 min) was {:.2f} before and {:.2f} after.".format(
             cluster["load_average"]["before"][0], cluster["load_average"]["after"][0]),
@@ -858,11 +860,15 @@ def cluster_markdown(cluster):
         lines.append(f"| {f['figure']} | {base}{unit if base else ''} | "
                      f"{show(f['cluster'])}{unit if f['cluster'] is not None else ''} | "
                      f"{versus} | {goal} |")
-    lines += ["", "Every run's values (baseline; cluster):", ""]
+    def listed(values):
+        return ", ".join(show(v) for v in values) if values else "n/a"
+
+    lines += ["", "Every run's values, in round order (baseline; cluster):", ""]
     for f in cluster["figures"]:
         r = f["runs"] or {}
         if r.get("cluster") and len(r["cluster"]) > 1:
-            lines.append(f"- {f['figure'].strip()}: {r.get('baseline') or ''}; {r['cluster']}")
+            lines.append(f"- {f['figure'].strip()}: {listed(r.get('baseline'))}; "
+                         f"{listed(r['cluster'])}")
     lines.append("")
     return lines
 
@@ -943,6 +949,9 @@ def main():
         f.write(markdown(report))
     here = os.path.dirname(os.path.abspath(__file__))
     single_node = any(runs.values())
+    if not single_node and os.path.exists(os.path.join(args.out, "chart.png")):
+        # The chart shows single-node runs only: one left by an earlier run would mislead.
+        os.remove(os.path.join(args.out, "chart.png"))
     python = single_node and subprocess.run(
         ["bash", os.path.join(here, "bench-deps.sh")], capture_output=True, text=True,
         check=False).stdout.strip()

@@ -16,7 +16,10 @@ commands:
                                      the criterion benchmarks, then the load scenarios
                                      (our server and the reference relay under
                                      kvs-signaling-loadgen; report in target/bench-report/);
-                                     --quick runs the load scenarios at 1/20 of their size";
+                                     --quick runs the load scenarios at 1/20 of their size;
+                                     with --load-only, FILTER picks the load scenarios whose
+                                     name holds it (cluster, tls, saturate, ...), else it is
+                                     criterion's";
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,6 +36,9 @@ pub(crate) enum Flags {
     },
     Bench {
         criterion_args: Vec<String>,
+        /// The FILTER arguments (also in `criterion_args`): with `--load-only`, they pick the
+        /// load scenarios instead.
+        filters: Vec<String>,
         /// Run the criterion benchmarks.
         micro: bool,
         /// Run the load scenarios.
@@ -90,6 +96,7 @@ impl Flags {
             }
             "bench" => {
                 let mut criterion_args = Vec::new();
+                let mut filters = Vec::new();
                 let (mut micro, mut load, mut quick) = (true, true, false);
                 while let Some(arg) = args.next() {
                     match arg.as_str() {
@@ -107,7 +114,10 @@ impl Flags {
                             };
                             criterion_args.extend([flag.to_owned(), name]);
                         }
-                        filter => criterion_args.push(filter.to_owned()),
+                        filter => {
+                            criterion_args.push(filter.to_owned());
+                            filters.push(filter.to_owned());
+                        }
                     }
                 }
                 if !micro && !load {
@@ -115,6 +125,7 @@ impl Flags {
                 }
                 Ok(Self::Bench {
                     criterion_args,
+                    filters,
                     micro,
                     load,
                     quick,
@@ -160,6 +171,7 @@ mod tests {
             parse("bench --save main codec"),
             Ok(Flags::Bench {
                 criterion_args: vec!["--save-baseline".into(), "main".into(), "codec".into()],
+                filters: vec!["codec".into()],
                 micro: true,
                 load: true,
                 quick: false,
@@ -169,9 +181,20 @@ mod tests {
             parse("bench --load-only --quick"),
             Ok(Flags::Bench {
                 criterion_args: vec![],
+                filters: vec![],
                 micro: false,
                 load: true,
                 quick: true,
+            })
+        );
+        assert_eq!(
+            parse("bench --load-only cluster"),
+            Ok(Flags::Bench {
+                criterion_args: vec!["cluster".into()],
+                filters: vec!["cluster".into()],
+                micro: false,
+                load: true,
+                quick: false,
             })
         );
         assert!(parse("bench --load-only --micro-only").is_err());

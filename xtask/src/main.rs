@@ -8,8 +8,9 @@
 //! - `fuzz [TARGET] [--time SECS] [--replay]`: runs the cargo-fuzz targets.
 //! - `bench [--save NAME | --baseline NAME] [--micro-only | --load-only] [--quick] [FILTER]`:
 //!   runs the criterion benchmarks, then the load scenarios (`scripts/bench-load.py` driving
-//!   the release builds of the server and `kvs-signaling-loadgen`), whose report lands in
-//!   `target/bench-report/`.
+//!   the release builds of the server and `kvs-signaling-loadgen`, and for the cluster
+//!   scenarios a `redis-server`), whose report lands in `target/bench-report/`. With
+//!   `--load-only`, FILTER picks the load scenarios by name (`cluster` runs the cluster ones).
 //!
 //! It has no dependencies, so it builds in seconds on a bare machine.
 
@@ -43,10 +44,11 @@ fn main() -> ExitCode {
         } => fuzz(target.as_deref(), seconds, replay),
         Flags::Bench {
             criterion_args,
+            filters,
             micro,
             load,
             quick,
-        } => bench(&criterion_args, micro, load, quick),
+        } => bench(&criterion_args, &filters, micro, load, quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -364,7 +366,15 @@ fn fuzz(only: Option<&str>, seconds: u64, replay: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn bench(criterion_args: &[String], micro: bool, load: bool, quick: bool) -> Result<(), String> {
+/// The criterion benchmarks (`micro`), then the load scenarios (`load`); with the load
+/// scenarios alone, `filters` pick them by name.
+fn bench(
+    criterion_args: &[String],
+    filters: &[String],
+    micro: bool,
+    load: bool,
+    quick: bool,
+) -> Result<(), String> {
     if micro {
         run(
             "bench",
@@ -402,6 +412,11 @@ fn bench(criterion_args: &[String], micro: bool, load: bool, quick: bool) -> Res
         .arg(target.join("bench-report"));
     if quick {
         load.arg("--quick");
+    }
+    if !micro {
+        for filter in filters {
+            load.arg("--filter").arg(filter);
+        }
     }
     run("load scenarios", &mut load)
 }

@@ -35,6 +35,12 @@ line goes to stderr every second).
   --viewers V                viewers per channel             (1)
   --channel-prefix P         channel name prefix             (load-)
   --no-create                do not create channels; synthesize their ARNs (reference relay)
+  --ws-endpoint URL          connect to this ws:// or wss:// endpoint instead of the one
+                             GetSignalingChannelEndpoint returns (a cluster node's own
+                             address when the nodes hand out a balancer's URL); /metrics
+                             is read there too
+  --viewer-ws-endpoint URL   connect the viewers here, the masters where --ws-endpoint (or
+                             the service) says: a channel split across two cluster nodes
   --ca-file PATH             a CA (PEM) to trust for https:// and wss:// endpoints
   --server-metrics           saturate/rate: read the server's relay-latency histogram from
                              its /metrics at both ends of the measurement window
@@ -53,6 +59,11 @@ line goes to stderr every second).
   --probe-timeout SECS       hold: time for a probe round    (10)
   --deadline SECS            hard cap on the whole run       (120)
   --server-pid PID           read the server's memory and CPU time from /proc/PID
+  --extra-pid PID            measure another process the same way (repeatable; reported
+                             in extra_processes, in order): the other cluster nodes
+  --redis-stats HOST:PORT    read this Redis's INFO (commands by name, CPU time) at both
+                             ends of the window (hold: of the connecting); reported in
+                             redis, per message or per connect
   --correlation-ids          put a correlationId on messages, so refusals come back as
                              STATUS_RESPONSE instead of silent drops
   --threads N                runtime worker threads          (one per CPU)
@@ -161,6 +172,8 @@ fn parse_run(args: &[String]) -> Result<Command, String> {
             "--viewers" => config.viewers = number(flag, value()?)?,
             "--channel-prefix" => config.channel_prefix = value()?.to_owned(),
             "--no-create" => config.no_create = true,
+            "--ws-endpoint" => config.ws_endpoint = Some(value()?.to_owned()),
+            "--viewer-ws-endpoint" => config.viewer_ws_endpoint = Some(value()?.to_owned()),
             "--server-metrics" => config.server_metrics = true,
             "--ca-file" => {
                 let path = value()?;
@@ -182,6 +195,8 @@ fn parse_run(args: &[String]) -> Result<Command, String> {
             "--probe-timeout" => config.probe_timeout = seconds(flag, value()?)?,
             "--deadline" => config.deadline = seconds(flag, value()?)?,
             "--server-pid" => config.server_pid = Some(number(flag, value()?)?),
+            "--extra-pid" => config.extra_pids.push(number(flag, value()?)?),
+            "--redis-stats" => config.redis_stats = Some(value()?.to_owned()),
             "--correlation-ids" => config.correlation_ids = true,
             "--threads" => threads = Some(number(flag, value()?)?),
             "--quiet" => config.progress = false,
@@ -260,6 +275,38 @@ mod tests {
         assert_eq!(config.source_ips, 4);
         assert!(!config.progress);
         assert_eq!(config.credentials.access_key_id, "A");
+        // Without the cluster options, everything connects where the service says.
+        assert_eq!(config.ws_endpoint, None);
+        assert_eq!(config.viewer_ws_endpoint, None);
+        assert!(config.extra_pids.is_empty());
+        assert_eq!(config.redis_stats, None);
+    }
+
+    #[test]
+    fn cluster_flags_split_the_connections_and_add_processes() {
+        let command = parse_args(args(
+            "run --endpoint http://127.0.0.2:9000 --access-key-id A --secret-access-key S \
+             --mode saturate --ws-endpoint ws://127.0.0.2:9000 \
+             --viewer-ws-endpoint ws://127.0.0.3:9001 --server-pid 10 --extra-pid 11 \
+             --extra-pid 12 --redis-stats 127.0.0.1:6379",
+        ))
+        .unwrap();
+        let Command::Run { config, .. } = command else {
+            panic!("{command:?}")
+        };
+        assert_eq!(config.ws_endpoint.as_deref(), Some("ws://127.0.0.2:9000"));
+        assert_eq!(
+            config.viewer_ws_endpoint.as_deref(),
+            Some("ws://127.0.0.3:9001")
+        );
+        assert_eq!(config.server_pid, Some(10));
+        assert_eq!(config.extra_pids, [11, 12]);
+        assert_eq!(config.redis_stats.as_deref(), Some("127.0.0.1:6379"));
+        assert!(
+            parse_args(args("run --extra-pid x"))
+                .unwrap_err()
+                .contains("--extra-pid")
+        );
     }
 
     #[test]

@@ -82,6 +82,15 @@ pub struct RunConfig {
     pub channel_prefix: String,
     /// Viewers per channel, with client ids `v0`, `v1`, …: 1.
     pub viewers: usize,
+    /// The WebSocket endpoint to connect to (`ws://host:port` or `wss://…`) instead of the one
+    /// GetSignalingChannelEndpoint returns (or the one derived from `endpoint` with
+    /// [`RunConfig::no_create`]): a cluster node's own address, say, when the nodes hand out
+    /// their balancer's URL. The masters connect here, and the viewers too unless
+    /// [`RunConfig::viewer_ws_endpoint`] is set; `/metrics` is read here: `None`.
+    pub ws_endpoint: Option<String>,
+    /// Where the viewers connect, when not where the masters do: to put each channel's master
+    /// on one cluster node and its viewers on another. `None`: with the masters.
+    pub viewer_ws_endpoint: Option<String>,
     /// Do not create channels: synthesize their ARNs as
     /// `arn:aws:kinesisvideo:<region>:123456789012:channel/<name>/1` (for the reference
     /// relay, which has no control plane).
@@ -122,6 +131,15 @@ pub struct RunConfig {
     pub deadline: Duration,
     /// The server's process id, to read its memory and CPU time from `/proc` (same host).
     pub server_pid: Option<u32>,
+    /// Other processes to measure as [`RunConfig::server_pid`] is (the other nodes of a
+    /// cluster, say), reported in [`Report::extra_processes`](crate::Report::extra_processes)
+    /// in this order: none.
+    pub extra_pids: Vec<u32>,
+    /// A Redis server (`host:port` or `redis://host:port`, no password) whose `INFO` counters
+    /// are read at both ends of the measurement (`saturate` and `rate`: the window; `hold`:
+    /// the connecting), reported in [`Report::redis`](crate::Report::redis): the commands it
+    /// ran and its CPU time, per message or per connect. `None`.
+    pub redis_stats: Option<String>,
     /// Put a `correlationId` on every message, so that the server answers a refused one with
     /// a STATUS_RESPONSE rather than dropping it silently (the JavaScript SDK sends none).
     pub correlation_ids: bool,
@@ -146,6 +164,8 @@ impl RunConfig {
             channels: 100,
             channel_prefix: "load-".to_owned(),
             viewers: 1,
+            ws_endpoint: None,
+            viewer_ws_endpoint: None,
             no_create: false,
             ca_pem: None,
             server_metrics: false,
@@ -162,6 +182,8 @@ impl RunConfig {
             probe_timeout: Duration::from_secs(10),
             deadline: Duration::from_secs(120),
             server_pid: None,
+            extra_pids: Vec::new(),
+            redis_stats: None,
             correlation_ids: false,
             progress: true,
         }
@@ -204,6 +226,10 @@ impl RunConfig {
                 "--source-ips",
                 "at most 254 (127.0.0.1 to 127.0.0.254)",
             ));
+        }
+        if let Some(addr) = &self.redis_stats {
+            crate::redis_info::address(addr)
+                .map_err(|reason| LoadError::config("--redis-stats", reason))?;
         }
         // Client ids `v<j>` and names `<prefix><i>` must be valid ids.
         if self.channel_prefix.is_empty()
@@ -252,6 +278,14 @@ impl RunConfig {
     setter!(
         /// Sets [`RunConfig::viewers`].
         viewers: usize
+    );
+    setter!(
+        /// Sets [`RunConfig::ws_endpoint`].
+        ws_endpoint: Option<String>
+    );
+    setter!(
+        /// Sets [`RunConfig::viewer_ws_endpoint`].
+        viewer_ws_endpoint: Option<String>
     );
     setter!(
         /// Sets [`RunConfig::no_create`].
@@ -308,6 +342,14 @@ impl RunConfig {
     setter!(
         /// Sets [`RunConfig::server_pid`].
         server_pid: Option<u32>
+    );
+    setter!(
+        /// Sets [`RunConfig::extra_pids`].
+        extra_pids: Vec<u32>
+    );
+    setter!(
+        /// Sets [`RunConfig::redis_stats`].
+        redis_stats: Option<String>
     );
     setter!(
         /// Sets [`RunConfig::correlation_ids`].

@@ -189,12 +189,15 @@ impl Failure {
     }
 }
 
-/// Opens connections with one set of credentials to one target.
+/// Opens connections with one set of credentials to one target (or the masters to one and
+/// the viewers to another).
 #[derive(Debug, Clone)]
 pub(crate) struct Connector {
     pub(crate) credentials: Credentials,
     pub(crate) region: String,
     pub(crate) target: Target,
+    /// Where the viewers connect, when not to `target`.
+    pub(crate) viewer_target: Option<Target>,
     pub(crate) source_ips: u8,
     pub(crate) timeout: Duration,
     pub(crate) retries: u32,
@@ -235,11 +238,20 @@ impl Connector {
         }
     }
 
+    /// Where `job` connects.
+    fn target_of(&self, job: &Job) -> &Target {
+        match (&self.viewer_target, job.viewer) {
+            (Some(viewers), Some(_)) => viewers,
+            _ => &self.target,
+        }
+    }
+
     async fn attempt(&self, job: &Job) -> Result<Ws, Failure> {
+        let target = self.target_of(job);
         let url = presign_connect_url(
             &self.credentials,
             &self.region,
-            &self.target.ws_endpoint,
+            &target.ws_endpoint,
             &job.arn,
             job.client_id.as_ref(),
             SystemTime::now(),
@@ -248,12 +260,12 @@ impl Connector {
         let request = url.into_client_request().map_err(|_| Failure::Handshake)?;
         let connect = async {
             let tcp = self
-                .tcp(job.seq)
+                .tcp(target.addr, job.seq)
                 .await
                 .map_err(|err| Failure::Tcp(err.kind()))?;
             // Small frames, latency-bound: no Nagle delay, as the server.
             let _ = tcp.set_nodelay(true);
-            let tcp = match &self.target.tls {
+            let tcp = match &target.tls {
                 None => Stream::Plain(tcp),
                 Some((name, config)) => {
                     let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
@@ -290,10 +302,9 @@ impl Connector {
             .map_err(|_| Failure::Timeout)?
     }
 
-    /// A TCP connection to the target, from 127.0.0.(1 + seq mod K) when source addresses
-    /// are spread.
-    async fn tcp(&self, seq: usize) -> io::Result<TcpStream> {
-        let addr = self.target.addr;
+    /// A TCP connection to `addr`, from 127.0.0.(1 + seq mod K) when source addresses are
+    /// spread.
+    async fn tcp(&self, addr: SocketAddr, seq: usize) -> io::Result<TcpStream> {
         if self.source_ips == 0 || !addr.is_ipv4() {
             return TcpStream::connect(addr).await;
         }

@@ -40,6 +40,7 @@ mod config;
 mod connect;
 mod error;
 mod payload;
+mod redis_info;
 mod relay;
 mod report;
 mod run;
@@ -54,6 +55,6 @@ pub use error::LoadError;
 pub use relay::ReferenceRelay;
 pub use report::{
     ConnectReport, LatencyReport, MessagesReport, ProbeReport, ProbeRound, ProcessReport,
-    RateReport, Report, ServerLatencyReport, SetupReport,
+    RateReport, RedisReport, Report, ServerLatencyReport, SetupReport,
 };
 pub use run::run;

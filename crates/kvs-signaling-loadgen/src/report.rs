@@ -19,8 +19,12 @@ pub struct Report {
     pub mode: Mode,
     /// The control-plane endpoint given.
     pub endpoint: String,
-    /// The WebSocket endpoint connected to.
+    /// The WebSocket endpoint connected to (by the masters, and by the viewers unless
+    /// `viewer_ws_endpoint` says otherwise).
     pub ws_endpoint: String,
+    /// Where the viewers connected, with `--viewer-ws-endpoint`; `null` when with the
+    /// masters.
+    pub viewer_ws_endpoint: Option<String>,
     /// `"offer"` or `"candidate"`.
     pub payload: PayloadKind,
     /// Characters of a viewer's `messagePayload` (base64).
@@ -54,6 +58,11 @@ pub struct Report {
     pub rate: Option<RateReport>,
     /// The server process, with `--server-pid`; `null` without.
     pub server: Option<ProcessReport>,
+    /// The processes of `--extra-pid`, in order, measured as `server` is.
+    pub extra_processes: Vec<ProcessReport>,
+    /// The Redis of `--redis-stats`: what it did during the measurement; `null` without, or
+    /// when it could not be read.
+    pub redis: Option<RedisReport>,
     /// The server's own relay latency over the measurement window, from its `/metrics`,
     /// with `--server-metrics`; `null` without, or when the server exports none.
     pub server_relay_latency_us: Option<ServerLatencyReport>,
@@ -79,6 +88,38 @@ pub struct ServerLatencyReport {
     pub p99: u64,
     /// 99.9th percentile.
     pub p999: u64,
+}
+
+/// What a Redis server did during the measurement (`saturate`, `rate`: the window; `hold`:
+/// the connecting), from its `INFO` read at both ends (`redis`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct RedisReport {
+    /// The Redis read, `host:port`.
+    pub addr: String,
+    /// Time between the two readings.
+    pub seconds: f64,
+    /// Calls by command, as `INFO commandstats` names and counts them (`xadd`, `evalsha`,
+    /// `xread`, …): the commands that scripts run are counted under their own names too, and
+    /// the generator's own `INFO` calls are left out. Commands not called are absent.
+    pub commands: BTreeMap<String, u64>,
+    /// The sum of `commands`.
+    pub calls: u64,
+    /// `calls / seconds`.
+    pub calls_per_second: f64,
+    /// `calls / messages.received` (`saturate`, `rate`).
+    pub calls_per_message: Option<f64>,
+    /// `calls / connect.connected` (`hold`).
+    pub calls_per_connect: Option<f64>,
+    /// Reads of client sockets Redis processed (`total_reads_processed`): a pipeline that
+    /// arrives at once is one read.
+    pub reads: u64,
+    /// Redis's user plus system CPU time (`used_cpu_user + used_cpu_sys`).
+    pub cpu_seconds: f64,
+    /// `cpu_seconds / messages.received`, in microseconds (`saturate`, `rate`).
+    pub cpu_us_per_message: Option<f64>,
+    /// `cpu_seconds / connect.connected`, in microseconds (`hold`).
+    pub cpu_us_per_connect: Option<f64>,
 }
 
 /// Creating the channels (`setup`).

@@ -19,7 +19,7 @@ use crate::report::{
     RateReport, Report,
 };
 use crate::stats::{self, Latencies, Stats};
-use crate::{LoadError, Mode, RunConfig, setup, sys};
+use crate::{LoadError, Mode, RunConfig, redis_info, setup, sys};
 
 /// How often the main task looks whether the channel tasks are done with a probe round.
 const POLL: Duration = Duration::from_millis(20);
@@ -81,7 +81,19 @@ async fn run_phases(
     if deadline_hit {
         notes.push("the deadline passed during the setup".to_owned());
     }
-    let target = Target::resolve(&setup.ws_endpoint, Arc::clone(&setup.tls)).await?;
+    let ws_endpoint = config
+        .ws_endpoint
+        .clone()
+        .unwrap_or_else(|| setup.ws_endpoint.clone());
+    let target = Target::resolve(&ws_endpoint, Arc::clone(&setup.tls)).await?;
+    let viewer_target = match &config.viewer_ws_endpoint {
+        Some(endpoint) => Some(Target::resolve(endpoint, Arc::clone(&setup.tls)).await?),
+        None => None,
+    };
+    let redis_addr = config
+        .redis_stats
+        .as_deref()
+        .and_then(|addr| redis_info::address(addr).ok());
 
     let open_file_limit = sys::open_file_limit();
     let needed = config.connections() as u64 + SPARE_FILES;
@@ -105,6 +117,15 @@ async fn run_phases(
     let own_pid = std::process::id();
     let server_before = server_pid.map(Sample::take);
     let own_before = Sample::take(own_pid);
+    let extra_before: Vec<Sample> = config
+        .extra_pids
+        .iter()
+        .map(|&pid| Sample::take(pid))
+        .collect();
+    let redis_before = match &redis_addr {
+        Some(addr) if config.mode == Mode::Hold => redis_info::sample(addr).await,
+        _ => None,
+    };
 
     // Connect.
     label.send_replace("connect");
@@ -112,12 +133,17 @@ async fn run_phases(
         credentials: config.credentials.clone(),
         region: config.region.clone(),
         target: target.clone(),
+        viewer_target: viewer_target.clone(),
         source_ips: config.source_ips,
         timeout: config.connect_timeout,
         retries: config.connect_retries,
     };
     let connected = connect_all(config, &setup.arns, &client_ids, connector, stats, deadline).await;
     let mut connect = connected.report;
+    let redis_after_connect = match &redis_addr {
+        Some(addr) if config.mode == Mode::Hold => redis_info::sample(addr).await,
+        _ => None,
+    };
     connect.open_file_limit = open_file_limit;
     if connected.deadline_hit {
         deadline_hit = true;
@@ -178,7 +204,10 @@ async fn run_phases(
     let mut server_relay_latency = None;
     let server_after;
     let own_after;
+    let extra_after: Vec<Sample>;
     let window_start;
+    let mut extra_start = None;
+    let mut redis_window = None;
     let measured;
     match config.mode {
         Mode::Hold => {
@@ -204,6 +233,11 @@ async fn run_phases(
             measured = hold_started.elapsed();
             server_after = server_pid.map(Sample::take);
             own_after = Sample::take(own_pid);
+            extra_after = config
+                .extra_pids
+                .iter()
+                .map(|&pid| Sample::take(pid))
+                .collect();
             window_start = None;
             label.send_replace("probe");
             let round_started = Instant::now();
@@ -236,6 +270,17 @@ async fn run_phases(
             let received_before = stats.received.get();
             let sent_before = stats.sent.get();
             window_start = Some((server_pid.map(Sample::take), Sample::take(own_pid)));
+            extra_start = Some(
+                config
+                    .extra_pids
+                    .iter()
+                    .map(|&pid| Sample::take(pid))
+                    .collect::<Vec<_>>(),
+            );
+            let redis_start = match &redis_addr {
+                Some(addr) => redis_info::sample(addr).await,
+                None => None,
+            };
             let metrics_before = if config.server_metrics {
                 crate::scrape::scrape(&target).await
             } else {
@@ -247,6 +292,16 @@ async fn run_phases(
             measured = from.elapsed();
             server_after = server_pid.map(Sample::take);
             own_after = Sample::take(own_pid);
+            extra_after = config
+                .extra_pids
+                .iter()
+                .map(|&pid| Sample::take(pid))
+                .collect();
+            if let (Some(addr), Some(start)) = (&redis_addr, redis_start)
+                && let Some(end) = redis_info::sample(addr).await
+            {
+                redis_window = Some((start, end));
+            }
             if let Some(before) = &metrics_before
                 && let Some(after) = crate::scrape::scrape(&target).await
             {
@@ -365,11 +420,36 @@ async fn run_phases(
         _ => None,
     };
     let loadgen = process(own_pid, &own_before, &own_start, &own_after);
+    let extra_start = extra_start.unwrap_or_else(|| extra_before.clone());
+    let extra_processes = config
+        .extra_pids
+        .iter()
+        .zip(&extra_before)
+        .zip(&extra_start)
+        .zip(&extra_after)
+        .map(|(((&pid, before), start), after)| process(pid, before, start, after))
+        .collect();
+    let redis = match (&redis_addr, redis_window, redis_before, redis_after_connect) {
+        (Some(addr), Some((start, end)), _, _) => {
+            Some(end.since(&start, addr, Some(messages.received), None))
+        }
+        (Some(addr), None, Some(before), Some(after)) => {
+            Some(after.since(&before, addr, None, Some(connect.connected)))
+        }
+        (Some(addr), ..) => {
+            notes.push(format!(
+                "the Redis at {addr} could not be read (--redis-stats)"
+            ));
+            None
+        }
+        (None, ..) => None,
+    };
 
     Ok(Report {
         mode: config.mode,
         endpoint: config.endpoint.clone(),
         ws_endpoint: target.ws_endpoint,
+        viewer_ws_endpoint: viewer_target.map(|target| target.ws_endpoint),
         payload: config.payload,
         payload_len,
         frame_len,
@@ -386,6 +466,8 @@ async fn run_phases(
         latency_us: latency,
         rate,
         server,
+        extra_processes,
+        redis,
         server_relay_latency_us: server_relay_latency,
         loadgen,
         notes,

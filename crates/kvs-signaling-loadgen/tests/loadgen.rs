@@ -393,3 +393,128 @@ async fn saturate_over_tls_with_large_offers() {
     assert!(report.messages.received > 0, "{report:#?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A TCP proxy to `to` on a port of its own: its address, and how many connections it took.
+async fn counting_proxy(
+    to: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// A Redis that only answers `INFO`: each reading counts 7 more `xadd` calls and 0.5 s more
+/// CPU time than the one before.
+async fn fake_redis() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut readings = 0u64;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            readings += 1;
+            let info = format!(
+                "# CPU\r\nused_cpu_sys:{}\r\nused_cpu_user:0\r\n# Commandstats\r\n\
+                 cmdstat_xadd:calls={},usec=1,usec_per_call=1.00\r\n\
+                 cmdstat_info:calls={readings},usec=1,usec_per_call=1.00\r\n",
+                readings as f64 * 0.5,
+                readings * 7
+            );
+            let mut request = [0u8; 64];
+            let _ = stream.read(&mut request).await;
+            let reply = format!("${}\r\n{info}\r\n", info.len());
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    addr
+}
+
+/// The cluster options: the masters where `--ws-endpoint` says, the viewers through
+/// `--viewer-ws-endpoint` (here a proxy to the same server, which counts them), other
+/// processes measured beside the server, and a Redis's counters read around the connecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_connect_where_they_are_told_and_redis_is_read() {
+    let server = server(true).await;
+    let (proxy, proxied) = counting_proxy(server.local_addr()).await;
+    let redis = fake_redis().await;
+    let direct = format!("ws://{}", server.local_addr());
+    let report = run(config(server.public_url(), Mode::Hold)
+        .viewers(2)
+        .ws_endpoint(Some(direct.clone()))
+        .viewer_ws_endpoint(Some(format!("ws://{proxy}")))
+        .extra_pids(vec![std::process::id()])
+        .redis_stats(Some(format!("redis://{redis}"))))
+    .await
+    .unwrap();
+    assert_clean(&report);
+    // Four channels of two viewers, each through the proxy; the masters direct.
+    assert_eq!(proxied.load(std::sync::atomic::Ordering::SeqCst), 8);
+    assert_eq!(report.ws_endpoint, direct);
+    assert_eq!(
+        report.viewer_ws_endpoint.as_deref(),
+        Some(format!("ws://{proxy}").as_str())
+    );
+    assert_eq!(report.probes.as_ref().unwrap().end.ok, 8, "{report:#?}");
+    assert_eq!(report.extra_processes.len(), 1);
+    assert_eq!(report.extra_processes[0].pid, std::process::id());
+    // Read before and after the connecting: one reading apart, per connect of the twelve.
+    let redis = report.redis.as_ref().expect("the Redis was read");
+    assert_eq!(redis.commands.get("xadd"), Some(&7), "{redis:#?}");
+    assert!(!redis.commands.contains_key("info"), "{redis:#?}");
+    assert_eq!(redis.calls, 7);
+    assert_eq!(redis.calls_per_connect, Some(0.583), "{redis:#?}");
+    assert_eq!(redis.calls_per_message, None);
+    assert_eq!(redis.cpu_seconds, 0.5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_redis_is_a_note_not_a_failure() {
+    let server = server(true).await;
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let report = run(config(server.public_url(), Mode::Saturate)
+        .window(2)
+        .redis_stats(Some(closed.to_string())))
+    .await
+    .unwrap();
+    assert_clean(&report);
+    assert!(report.redis.is_none());
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|note| note.contains("--redis-stats")),
+        "{report:#?}"
+    );
+    let err = run(config(server.public_url(), Mode::Hold).redis_stats(Some("nowhere".into())))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            LoadError::Config {
+                name: "--redis-stats",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -134,12 +134,60 @@ pub(crate) struct Router {
     pub(super) states: Mutex<HashMap<u64, oneshot::Sender<String>>>,
     /// Pauses of a channel this node gives up, waiting for the socket nodes' word.
     pub(super) pauses: Mutex<HashMap<u64, oneshot::Sender<()>>>,
-    /// One claim at a time on this node, so that a channel's held messages load once.
-    pub(super) claiming: tokio::sync::Mutex<()>,
+    /// One claim at a time per channel on this node, so that a channel's held messages load
+    /// once; claims of different channels run side by side.
+    pub(super) claiming: ClaimLocks,
     pub(super) next_req: AtomicU64,
     /// Set when this node shuts down: it takes no connects and claims no channel.
     pub(super) draining: AtomicBool,
     pub(crate) stats: super::status::Stats,
+}
+
+/// A lock per channel, held while this node claims or looks up the channel's owner; a
+/// channel's lock exists only while a task holds or awaits it.
+#[derive(Debug, Default)]
+pub(super) struct ClaimLocks(Mutex<HashMap<ChannelArn, Arc<tokio::sync::Mutex<()>>>>);
+
+/// A channel's claim lock, held: released, and forgotten when nobody else waits for it, on
+/// drop.
+pub(super) struct ClaimGuard<'a> {
+    locks: &'a ClaimLocks,
+    arn: ChannelArn,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl ClaimLocks {
+    /// Waits for `arn`'s lock.
+    pub(super) async fn lock(&self, arn: &ChannelArn) -> ClaimGuard<'_> {
+        let mutex = Arc::clone(lock(&self.0).entry(arn.clone()).or_default());
+        let held = mutex.lock_owned().await;
+        ClaimGuard {
+            locks: self,
+            arn: arn.clone(),
+            held: Some(held),
+        }
+    }
+
+    /// Channels whose lock is held or awaited.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.held.take());
+        let mut locks = lock(&self.locks.0);
+        // Clones are taken under this map's lock, so a count of one (the map's) means that
+        // no task holds or awaits this channel's lock.
+        if locks
+            .get(&self.arn)
+            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+        {
+            locks.remove(&self.arn);
+        }
+    }
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -208,7 +256,7 @@ impl Router {
             alexa: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
             pauses: Mutex::new(HashMap::new()),
-            claiming: tokio::sync::Mutex::new(()),
+            claiming: ClaimLocks::default(),
             next_req: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             stats: super::status::Stats {
@@ -360,7 +408,7 @@ impl Router {
                     .to_owned(),
             ));
         }
-        let _claiming = self.claiming.lock().await;
+        let _claiming = self.claiming.lock(arn).await;
         if !fresh && let Some(owner) = self.known_owner(arn) {
             return Ok(Some(owner));
         }
@@ -676,4 +724,69 @@ fn not_found(arn: &ChannelArn) -> Refused {
         ErrorType::ResourceNotFoundException,
         format!("The requested channel is not found or not active: {arn}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kvs_signaling_proto::ChannelArn;
+
+    use super::ClaimLocks;
+
+    fn arn(name: &str) -> ChannelArn {
+        ChannelArn::new(format!(
+            "arn:aws:kinesisvideo:us-west-2:123456789012:channel/{name}/1"
+        ))
+        .expect("a valid ARN")
+    }
+
+    #[tokio::test]
+    async fn claims_of_different_channels_run_side_by_side_and_of_one_channel_in_turn() {
+        let locks = ClaimLocks::default();
+        let one = locks.lock(&arn("one")).await;
+        // Another channel's lock is free while the first is held.
+        let two = tokio::time::timeout(Duration::from_secs(1), locks.lock(&arn("two")))
+            .await
+            .expect("another channel's claim does not wait");
+        assert_eq!(locks.len(), 2);
+        drop(two);
+        assert_eq!(locks.len(), 1, "a released lock nobody awaits is forgotten");
+        // The same channel's lock waits for the holder.
+        let same = arn("one");
+        let waiting = tokio::time::timeout(Duration::from_millis(50), locks.lock(&same));
+        assert!(
+            waiting.await.is_err(),
+            "a second claim of one channel waits"
+        );
+        drop(one);
+        let again = tokio::time::timeout(Duration::from_secs(1), locks.lock(&arn("one")))
+            .await
+            .expect("the lock is free once released");
+        drop(again);
+        assert_eq!(locks.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_keeps_the_lock_known_until_it_is_done() {
+        let locks = std::sync::Arc::new(ClaimLocks::default());
+        let held = locks.lock(&arn("busy")).await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let waiter = {
+            let locks = std::sync::Arc::clone(&locks);
+            tokio::spawn(async move {
+                let guard = locks.lock(&arn("busy")).await;
+                let _ = tx.send(());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                drop(guard);
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(held);
+        // The holder is gone but the waiter has the lock: it stays in the map meanwhile.
+        rx.await.expect("the waiter got the lock");
+        assert_eq!(locks.len(), 1);
+        waiter.await.expect("the waiter ends");
+        assert_eq!(locks.len(), 0);
+    }
 }

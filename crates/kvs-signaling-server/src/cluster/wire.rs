@@ -1,8 +1,11 @@
 //! What nodes tell each other, through their inboxes: one Redis stream per node
 //! (`PREFIX:inbox:NODE`), each entry a batch of messages from one node, in order.
 //!
-//! A node reads its inbox on a connection of its own (`XREAD BLOCK`), and trims it as it goes
-//! (`XTRIM MINID`), so that the inbox of a node that died holds exactly what it never read.
+//! A node reads its inbox on a connection of its own, as the one consumer of the inbox's
+//! consumer group (`XREADGROUP … NOACK BLOCK`): each read moves the group's last-delivered
+//! id in the same command, so the inbox of a node that died shows exactly what it never read
+//! (the entries after that id), and the reader trims what it has read (`XTRIM MINID`) only
+//! now and then.
 //! Writes are batched per destination: a message waits at most for the messages already
 //! queued, so that a burst goes out in one `XADD`.
 
@@ -91,6 +94,40 @@ pub(crate) enum Msg {
     Moved { arn: String },
 }
 
+impl Msg {
+    /// About how many bytes the message takes in a batch: its text, payload or state, and a
+    /// fixed allowance for the rest.
+    pub(crate) fn weight(&self) -> usize {
+        const FIELDS: usize = 64;
+        FIELDS
+            + match self {
+                Self::Frame { text, .. } => text.len(),
+                Self::Deliver { frame, .. } => frame.len(),
+                Self::Alexa { payload, arn, .. } => payload.len() + arn.len(),
+                Self::State { state, .. } => state.len(),
+                Self::Close { reason, .. } => reason.len(),
+                Self::Open { open, .. } => open.arn.len(),
+                Self::Updated { arn, .. }
+                | Self::Deleted { arn }
+                | Self::Pause { arn, .. }
+                | Self::Moved { arn } => arn.len(),
+                Self::AlexaAnswer { verdict, .. } | Self::Verdict { verdict, .. } => {
+                    match verdict {
+                        Verdict::Ok(text) => text.len(),
+                        Verdict::Refused { message, .. } => message.len(),
+                        Verdict::NotOwner { .. } => 0,
+                    }
+                }
+                Self::Keepalive { .. }
+                | Self::Closed { .. }
+                | Self::Acked { .. }
+                | Self::Gone { .. }
+                | Self::States { .. }
+                | Self::Paused { .. } => 0,
+            }
+    }
+}
+
 /// A connect, as its socket's node asks the owner to open it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct OpenParams {
@@ -167,10 +204,15 @@ pub(crate) const OUTBOUND_QUEUE: usize = 16_384;
 /// An inbox keeps at most about this many entries whatever its reader does (a node that
 /// stopped reading); what is trimmed past it is lost, and counted.
 const INBOX_MAXLEN: usize = 100_000;
-/// A batch is sent when it holds this many bytes, or when nothing more is queued.
-const BATCH_BYTES: usize = 64 * 1024;
+/// A batch is sent when it holds about this many bytes (its messages' [`Msg::weight`]), or
+/// when nothing more is queued: what bounds an inbox entry, and the time one takes to write.
+const BATCH_BYTES: usize = 1024 * 1024;
 /// How long one read of the inbox waits for entries.
 const READ_BLOCK: Duration = Duration::from_secs(1);
+/// The inbox's consumer group, whose one consumer is the inbox's node.
+const GROUP: &str = "reader";
+/// How often, at most, the reader trims what it has read off its inbox.
+const TRIM_EVERY: Duration = Duration::from_millis(250);
 /// Attempts of a write to the inboxes (about 3 s in all) before its messages are given up.
 const RETRIES: usize = 7;
 
@@ -213,33 +255,17 @@ pub(crate) fn spawn_writer(
     let (tx, mut rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
     tokio::spawn(async move {
         let mut redis = redis;
-        let mut first = Vec::new();
+        let mut queued = std::collections::VecDeque::new();
+        let mut received = Vec::new();
         let mut seqs: BTreeMap<String, u64> = BTreeMap::new();
-        while rx.recv_many(&mut first, 1024).await > 0 {
-            let mut batches: BTreeMap<String, (Vec<Msg>, usize)> = BTreeMap::new();
-            let mut flushes = Vec::new();
-            let mut take =
-                |item: Outgoing, batches: &mut BTreeMap<String, (Vec<Msg>, usize)>| match item {
-                    Outgoing::Msg(node, msg) => {
-                        let entry = batches.entry(node).or_default();
-                        entry.1 += 64;
-                        entry.0.push(msg);
-                        entry.1 > BATCH_BYTES
-                    }
-                    Outgoing::Flush(done) => {
-                        flushes.push(done);
-                        false
-                    }
-                };
-            for item in first.drain(..) {
-                take(item, &mut batches);
-            }
-            // Whatever else is queued goes in the same round.
-            while let Ok(item) = rx.try_recv() {
-                if take(item, &mut batches) {
+        loop {
+            if queued.is_empty() {
+                if rx.recv_many(&mut received, 256).await == 0 {
                     break;
                 }
+                queued.extend(received.drain(..));
             }
+            let (batches, flushes) = gather(&mut queued, &mut rx);
             let started = std::time::Instant::now();
             write_round(
                 &mut redis, &keys, &me, &liveness, &mut seqs, batches, &stats,
@@ -258,6 +284,44 @@ pub(crate) fn spawn_writer(
     tx
 }
 
+/// Batches per destination, with their messages' weight.
+type Batches = BTreeMap<String, (Vec<Msg>, usize)>;
+
+/// The next round: what is queued and what else `rx` holds now, until one destination's
+/// batch reaches [`BATCH_BYTES`] (the rest stays in `queued` for the next round); with the
+/// flush requests among them.
+fn gather(
+    queued: &mut std::collections::VecDeque<Outgoing>,
+    rx: &mut mpsc::Receiver<Outgoing>,
+) -> (Batches, Vec<tokio::sync::oneshot::Sender<()>>) {
+    let mut batches = Batches::new();
+    let mut flushes = Vec::new();
+    // Whether a batch is full.
+    let mut take = |item: Outgoing, batches: &mut Batches| match item {
+        Outgoing::Msg(node, msg) => {
+            let entry = batches.entry(node).or_default();
+            entry.1 += msg.weight();
+            entry.0.push(msg);
+            entry.1 >= BATCH_BYTES
+        }
+        Outgoing::Flush(done) => {
+            flushes.push(done);
+            false
+        }
+    };
+    let mut full = false;
+    while let Some(item) = queued.pop_front() {
+        if take(item, &mut batches) {
+            full = true;
+            break;
+        }
+    }
+    while !full && let Ok(item) = rx.try_recv() {
+        full = take(item, &mut batches);
+    }
+    (batches, flushes)
+}
+
 /// Writes one round of batches, one `XADD` per destination, in one pipeline.
 async fn write_round(
     redis: &mut super::keys::Redis,
@@ -265,7 +329,7 @@ async fn write_round(
     me: &str,
     liveness: &Liveness,
     seqs: &mut BTreeMap<String, u64>,
-    batches: BTreeMap<String, (Vec<Msg>, usize)>,
+    batches: Batches,
     stats: &WireStats,
 ) {
     if batches.is_empty() {
@@ -342,8 +406,9 @@ static SEND_FAILED: kvs_transport_tokio::LogLimiter =
 static READ_FAILED: kvs_transport_tokio::LogLimiter =
     kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
 
-/// Reads this node's inbox on a connection of its own, from the start of its stream (a new
-/// node's is empty), handing each batch to `deliver` in order, and trims what it has read.
+/// Reads this node's inbox on a connection of its own, as its consumer group's one consumer
+/// (from the start of the stream when the group is new: a new node's inbox is empty), handing
+/// each batch to `deliver` in order, and trims what it has read now and then.
 pub(crate) fn spawn_reader(
     client: super::keys::Connector,
     trimmer: super::keys::Redis,
@@ -354,15 +419,15 @@ pub(crate) fn spawn_reader(
 ) {
     tokio::spawn(async move {
         let inbox = keys.inbox(&me);
-        let mut last = "0-0".to_owned();
         let mut backoff = Duration::from_millis(50);
+        let mut trim = Trim::new(trimmer, inbox.clone());
         loop {
             // A read blocks for at most `READ_BLOCK`: an answer that takes much longer means a
             // connection cut off without a reset (a partition); the reader connects again.
             let config = redis::AsyncConnectionConfig::new()
                 .set_response_timeout(Some(READ_BLOCK + Duration::from_secs(2)))
                 .set_connection_timeout(Some(Duration::from_secs(2)));
-            let mut conn = match client.dedicated(&config).await {
+            let conn = match client.dedicated(&config).await {
                 Ok(conn) => conn,
                 Err(err) => {
                     if let Some(suppressed) = READ_FAILED.check() {
@@ -374,79 +439,162 @@ pub(crate) fn spawn_reader(
                 }
             };
             backoff = Duration::from_millis(50);
-            loop {
-                let read: redis::RedisResult<redis::streams::StreamReadReply> = redis::cmd("XREAD")
-                    .arg("COUNT")
-                    .arg(256)
-                    .arg("BLOCK")
-                    .arg(READ_BLOCK.as_millis().to_string())
-                    .arg("STREAMS")
-                    .arg(&inbox)
-                    .arg(&last)
-                    .query_async(&mut conn)
-                    .await;
-                let reply = match read {
-                    Ok(reply) => reply,
-                    Err(err) => {
-                        if let Some(suppressed) = READ_FAILED.check() {
-                            tracing::warn!(%err, suppressed, "reading this node's inbox failed");
-                        }
-                        break;
-                    }
-                };
-                let entries: Vec<redis::streams::StreamId> = reply
-                    .keys
-                    .into_iter()
-                    .flat_map(|stream| stream.ids)
-                    .collect();
-                let Some(newest) = entries.last().map(|entry| entry.id.clone()) else {
-                    continue;
-                };
-                // What is read is taken: trimmed at once (on the shared connection, without
-                // waiting), so that the inbox of a node that dies holds what it never read,
-                // which the senders replay to the channels' next owners, and nothing it did.
-                let mut trimmer = trimmer.clone();
-                let inbox_key = inbox.clone();
-                let after = after(&newest);
-                tokio::spawn(async move {
-                    let _: redis::RedisResult<()> = redis::cmd("XTRIM")
-                        .arg(&inbox_key)
-                        .arg("MINID")
-                        .arg(&after)
-                        .query_async(&mut trimmer)
-                        .await;
-                });
-                last = newest;
-                for entry in entries {
-                    let batch = match decode(&entry) {
-                        Some(Ok(batch)) => batch,
-                        Some(Err(err)) => {
-                            if let Some(suppressed) = READ_FAILED.check() {
-                                tracing::warn!(%err, suppressed, "an unreadable inbox entry");
-                            }
-                            continue;
-                        }
-                        None => continue,
-                    };
-                    stats.batches_read.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .messages_read
-                        .fetch_add(batch.msgs.len() as u64, Ordering::Relaxed);
-                    let written_ms = entry
-                        .id
-                        .split_once('-')
-                        .and_then(|(ms, _)| ms.parse::<u64>().ok())
-                        .unwrap_or(0);
-                    stats
-                        .lag_ms
-                        .fetch_add(unix_ms_now().saturating_sub(written_ms), Ordering::Relaxed);
-                    if deliver.send(batch).await.is_err() {
-                        return;
-                    }
-                }
+            if read_inbox(conn, &inbox, &me, &deliver, &stats, &mut trim)
+                .await
+                .is_break()
+            {
+                return;
             }
         }
     });
+}
+
+/// Reads the inbox on `conn` until the connection fails (`Continue`: connect again) or
+/// nobody takes what is read any more (`Break`).
+async fn read_inbox(
+    mut conn: super::shared::Dedicated,
+    inbox: &str,
+    me: &str,
+    deliver: &mpsc::Sender<Batch>,
+    stats: &WireStats,
+    trim: &mut Trim,
+) -> std::ops::ControlFlow<()> {
+    use std::ops::ControlFlow;
+    // The group, made with the stream when they are new; after Redis lost them (restarted
+    // without its data, or the inbox deleted while this node was taken for dead), the group
+    // reads the new stream from its start.
+    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(inbox)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await;
+    if let Err(err) = created
+        && !err.to_string().contains("BUSYGROUP")
+    {
+        if let Some(suppressed) = READ_FAILED.check() {
+            tracing::warn!(%err, suppressed, "this node's inbox group cannot be made");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        return ControlFlow::Continue(());
+    }
+    loop {
+        let read: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(me)
+                .arg("COUNT")
+                .arg(256)
+                .arg("BLOCK")
+                .arg(READ_BLOCK.as_millis().to_string())
+                .arg("NOACK")
+                .arg("STREAMS")
+                .arg(inbox)
+                .arg(">")
+                .query_async(&mut conn)
+                .await;
+        let reply = match read {
+            Ok(reply) => reply.unwrap_or_default(),
+            Err(err) => {
+                if let Some(suppressed) = READ_FAILED.check() {
+                    tracing::warn!(%err, suppressed, "reading this node's inbox failed");
+                }
+                return ControlFlow::Continue(());
+            }
+        };
+        let entries: Vec<redis::streams::StreamId> = reply
+            .keys
+            .into_iter()
+            .flat_map(|stream| stream.ids)
+            .collect();
+        match entries.last() {
+            // What is read is taken (the group's last-delivered id says so): trimmed off the
+            // inbox now and then, off the read path.
+            Some(newest) => trim.read(&newest.id),
+            None => trim.idle(),
+        }
+        for entry in entries {
+            let batch = match decode(&entry) {
+                Some(Ok(batch)) => batch,
+                Some(Err(err)) => {
+                    if let Some(suppressed) = READ_FAILED.check() {
+                        tracing::warn!(%err, suppressed, "an unreadable inbox entry");
+                    }
+                    continue;
+                }
+                None => continue,
+            };
+            stats.batches_read.fetch_add(1, Ordering::Relaxed);
+            stats
+                .messages_read
+                .fetch_add(batch.msgs.len() as u64, Ordering::Relaxed);
+            let written_ms = entry
+                .id
+                .split_once('-')
+                .and_then(|(ms, _)| ms.parse::<u64>().ok())
+                .unwrap_or(0);
+            stats
+                .lag_ms
+                .fetch_add(unix_ms_now().saturating_sub(written_ms), Ordering::Relaxed);
+            if deliver.send(batch).await.is_err() {
+                return ControlFlow::Break(());
+            }
+        }
+    }
+}
+
+/// The reader's trimming of its inbox: what it has read goes, at most every [`TRIM_EVERY`],
+/// on the shared connection, without waiting.
+struct Trim {
+    redis: super::keys::Redis,
+    inbox: String,
+    /// The newest entry read and not yet trimmed.
+    pending: Option<String>,
+    last: std::time::Instant,
+}
+
+impl Trim {
+    fn new(redis: super::keys::Redis, inbox: String) -> Self {
+        Self {
+            redis,
+            inbox,
+            pending: None,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Entries up to `newest` were read.
+    fn read(&mut self, newest: &str) {
+        self.pending = Some(newest.to_owned());
+        if self.last.elapsed() >= TRIM_EVERY {
+            self.send();
+        }
+    }
+
+    /// A read found nothing: what was read before goes now.
+    fn idle(&mut self) {
+        self.send();
+    }
+
+    fn send(&mut self) {
+        let Some(newest) = self.pending.take() else {
+            return;
+        };
+        self.last = std::time::Instant::now();
+        let mut redis = self.redis.clone();
+        let inbox = self.inbox.clone();
+        tokio::spawn(async move {
+            let _: redis::RedisResult<()> = redis::cmd("XTRIM")
+                .arg(&inbox)
+                .arg("MINID")
+                .arg(after(&newest))
+                .query_async(&mut redis)
+                .await;
+        });
+    }
 }
 
 /// The time now, in Unix milliseconds.
@@ -492,7 +640,7 @@ fn after(id: &str) -> String {
 }
 
 /// What node `node` never read of what this node (`me`) sent it, oldest first: the batches
-/// still in its inbox, at most `max` entries.
+/// of its inbox after its group's last-delivered id, at most `max` entries.
 pub(crate) async fn unread(
     redis: &mut super::keys::Redis,
     keys: &Keys,
@@ -500,9 +648,28 @@ pub(crate) async fn unread(
     me: &str,
     max: usize,
 ) -> redis::RedisResult<Vec<Msg>> {
+    let inbox = keys.inbox(node);
+    let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&inbox)
+        .query_async(redis)
+        .await;
+    // No group (no stream): the node never read anything, so everything is unread.
+    let start = match groups {
+        Ok(groups) => groups
+            .groups
+            .into_iter()
+            .find(|group| group.name == GROUP)
+            .map_or_else(
+                || "-".to_owned(),
+                |group| format!("({}", group.last_delivered_id),
+            ),
+        Err(err) if err.code() == Some("ERR") => "-".to_owned(),
+        Err(err) => return Err(err),
+    };
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(keys.inbox(node))
-        .arg("-")
+        .arg(&inbox)
+        .arg(start)
         .arg("+")
         .arg("COUNT")
         .arg(max)
@@ -520,7 +687,70 @@ pub(crate) async fn unread(
 
 #[cfg(test)]
 mod tests {
-    use super::after;
+    use std::collections::VecDeque;
+
+    use tokio::sync::mpsc;
+
+    use super::{BATCH_BYTES, Msg, Outgoing, after, gather};
+
+    fn frame(conn: u64, bytes: usize) -> Outgoing {
+        Outgoing::Msg(
+            "b".to_owned(),
+            Msg::Frame {
+                conn,
+                text: "x".repeat(bytes),
+                at: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn a_round_takes_what_is_queued_until_a_batch_holds_its_bytes() {
+        let (tx, mut rx) = mpsc::channel(64);
+        // 40 frames of 64 KiB: a batch is full after 16 of them, by their bytes, not their count.
+        let mut queued: VecDeque<Outgoing> = (0..24).map(|i| frame(i, 64 * 1024)).collect();
+        for i in 24..40 {
+            tx.try_send(frame(i, 64 * 1024)).expect("room in the queue");
+        }
+        let mut rounds = Vec::new();
+        loop {
+            let (batches, _) = gather(&mut queued, &mut rx);
+            if batches.is_empty() {
+                break;
+            }
+            let (msgs, bytes) = &batches["b"];
+            assert!(
+                *bytes < BATCH_BYTES + 64 * 1024 + 64,
+                "{bytes} bytes in one batch"
+            );
+            rounds.push(msgs.len());
+            // In order, across rounds.
+            let first = match &msgs[0] {
+                Msg::Frame { conn, .. } => *conn,
+                other => panic!("not a frame: {other:?}"),
+            };
+            assert_eq!(
+                first,
+                rounds[..rounds.len() - 1].iter().sum::<usize>() as u64
+            );
+        }
+        assert_eq!(rounds, [16, 16, 8]);
+    }
+
+    #[test]
+    fn small_messages_go_out_in_one_round_with_the_flushes_among_them() {
+        let (tx, mut rx) = mpsc::channel(2048);
+        let (done, _written) = tokio::sync::oneshot::channel();
+        let mut queued: VecDeque<Outgoing> = VecDeque::from([frame(0, 1500)]);
+        tx.try_send(Outgoing::Flush(done)).expect("room");
+        for i in 1..500 {
+            tx.try_send(frame(i, 1500)).expect("room");
+        }
+        let (batches, flushes) = gather(&mut queued, &mut rx);
+        assert_eq!(batches["b"].0.len(), 500);
+        assert_eq!(flushes.len(), 1);
+        assert!(rx.try_recv().is_err(), "everything was taken");
+    }
 
     #[test]
     fn the_id_after_an_id() {

@@ -5,9 +5,10 @@
 //! messages queued while reconnecting.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kvs_ice_rest::{Credentials, RestClient, TlsTrust, TurnConfig, TurnSecret};
+use kvs_ice_rest::{Credentials, ProxyConfig, RestClient, TlsTrust, TurnConfig, TurnSecret};
 use kvs_signaling_core::{ClientSessionConfig, HubConfig, SessionEvent, SessionState};
 use kvs_signaling_proto::{
     Action, ChannelName, ClientId, ClientMessage, CorrelationId, IceCandidate, IceServerTtl,
@@ -45,6 +46,17 @@ fn client(
     client_id: Option<&str>,
     tune: impl FnOnce(ClientSessionConfig) -> ClientSessionConfig,
 ) -> (SignalingClient, Events) {
+    proxied_client(endpoint, channel, client_id, tune, ProxyConfig::none())
+}
+
+/// [`client`] through the proxies of `proxy`.
+fn proxied_client(
+    endpoint: &str,
+    channel: &str,
+    client_id: Option<&str>,
+    tune: impl FnOnce(ClientSessionConfig) -> ClientSessionConfig,
+    proxy: ProxyConfig,
+) -> (SignalingClient, Events) {
     let role = if client_id.is_some() {
         Role::Viewer
     } else {
@@ -63,6 +75,8 @@ fn client(
         Credentials::new(KEY, SECRET),
         TlsTrust::default(),
     )
+    .unwrap()
+    .with_proxy(proxy)
     .unwrap();
     SignalingClient::start(ClientConfig::new(tune(session), rest)).unwrap()
 }
@@ -198,6 +212,87 @@ async fn master_and_viewer_exchange_every_message_type() {
     assert!(viewer.send_offer(None, &offer("late")).await.is_err());
     // The event streams end once the clients have stopped.
     while viewer_events.next().await.is_some() {}
+}
+
+/// An HTTP proxy that accepts every `CONNECT` and carries it to `upstream`, keeping, for each
+/// tunnel, its `CONNECT` line and the first line the client sent through it.
+async fn connect_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<(String, String)>>>) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tunnels = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&tunnels);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut client = tokio::io::BufReader::new(tcp);
+                let mut connect = String::new();
+                let mut line = String::new();
+                client.read_line(&mut connect).await.unwrap();
+                while line != "\r\n" {
+                    line.clear();
+                    if client.read_line(&mut line).await.unwrap() == 0 {
+                        return;
+                    }
+                }
+                client
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut first = String::new();
+                client.read_line(&mut first).await.unwrap();
+                seen.lock()
+                    .unwrap()
+                    .push((connect.trim_end().to_owned(), first.trim_end().to_owned()));
+                let mut server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                server.write_all(first.as_bytes()).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    (addr, tunnels)
+}
+
+#[tokio::test]
+async fn behind_an_http_proxy_both_the_calls_and_the_websocket_go_through_its_tunnels() {
+    let server = start(HubConfig::default()).await;
+    let url = server.public_url().to_owned();
+    let target = url.trim_start_matches("http://").trim_end_matches('/');
+    let (proxy, tunnels) = connect_proxy(target.parse().unwrap()).await;
+    let through = || ProxyConfig::none().with_http(format!("http://{proxy}"));
+    let (master, mut master_events) = proxied_client(&url, "proxied", None, |s| s, through());
+    connected(&mut master_events).await;
+    let (viewer, mut viewer_events) =
+        proxied_client(&url, "proxied", Some("viewer-1"), |s| s, through());
+    connected(&mut viewer_events).await;
+    viewer.send_offer(None, &offer("tunneled")).await.unwrap();
+    let got = until(&mut master_events, |e| match e {
+        ClientEvent::Offer(received) => Some(received),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got.body, offer("tunneled"));
+
+    let tunnels = tunnels.lock().unwrap().clone();
+    let connect = format!("CONNECT {target} HTTP/1.1");
+    assert!(
+        tunnels.iter().all(|(line, _)| *line == connect),
+        "{tunnels:?}"
+    );
+    // Each client: its REST calls in one pooled tunnel, its WebSocket in another.
+    let upgrades = tunnels
+        .iter()
+        .filter(|(_, first)| first.starts_with("GET /?") && first.contains("X-Amz-ChannelARN="))
+        .count();
+    let calls = tunnels
+        .iter()
+        .filter(|(_, first)| first.starts_with("POST /"))
+        .count();
+    assert_eq!((upgrades, calls), (2, 2), "{tunnels:?}");
+    viewer.close().await;
+    master.close().await;
 }
 
 #[tokio::test]

@@ -354,6 +354,37 @@ impl RestClient {
         Arc::clone(&self.tls)
     }
 
+    /// A TCP connection to `host:port` made as this client's calls make theirs: directly,
+    /// or through the HTTP `CONNECT` tunnel of the proxy that applies (`HTTPS_PROXY` when
+    /// `secure`, as for a `wss://` endpoint, `HTTP_PROXY` otherwise, neither for what
+    /// `NO_PROXY` names), within the connect timeout. The WebSocket client opens its
+    /// connections with it, so that a client behind a proxy reaches the service's WebSocket
+    /// endpoint too. TLS, if any, is the caller's (with [`RestClient::tls_config`]).
+    pub async fn dial(
+        &self,
+        host: &str,
+        port: u16,
+        secure: bool,
+    ) -> Result<tokio::net::TcpStream, RequestError> {
+        if let Some(err) = &self.proxy_error {
+            return Err(RequestError::new(format!(
+                "connecting to {host}:{port}: {err}"
+            )));
+        }
+        let scheme = if secure { "https" } else { "http" };
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let dst: ::http::Uri = format!("{scheme}://{authority}/")
+            .parse()
+            .map_err(|err| RequestError::new(format!("the address {authority}: {err}")))?;
+        connect::dial(Arc::clone(&self.proxies), dst, self.connect_timeout)
+            .await
+            .map_err(|err| RequestError::new(http::connect_failed(&authority, &err)))
+    }
+
     /// The WebSocket connect URL for `channel_arn` on `wss_endpoint`, presigned at `now` with
     /// this client's credentials and region: [`presign_connect_url`].
     pub fn presign_connect_url(

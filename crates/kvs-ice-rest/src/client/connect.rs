@@ -75,6 +75,24 @@ pub(super) fn connector(
     }
 }
 
+/// A TCP connection to `dst` (its scheme picks the proxy: `https` for TLS endpoints), or
+/// a tunnel to it through the proxy `proxies` names for it, within `timeout`.
+pub(super) async fn dial(
+    proxies: Arc<Proxies>,
+    dst: Uri,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    let mut dial = Dial { tcp, proxies };
+    match tokio::time::timeout(timeout, dial.call(dst)).await {
+        Ok(Ok(io)) => Ok(io.into_inner()),
+        Ok(Err(err)) => Err(ConnectError::Dial(err)),
+        Err(_) => Err(ConnectError::Timeout(timeout)),
+    }
+}
+
 /// TCP connections to the destination, or through the proxy [`Proxies`] names for it.
 #[derive(Clone, Debug)]
 pub(super) struct Dial {

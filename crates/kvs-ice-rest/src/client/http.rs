@@ -138,21 +138,7 @@ fn failed(origin: &str, err: &hyper_util::client::legacy::Error) -> RequestError
         source = err.source();
     }
     let message = match connect {
-        Some(ConnectError::Timeout(after)) => {
-            format!("cannot connect to {origin}: not connected within {after:?}")
-        }
-        Some(ConnectError::Dial(DialError::Direct(err))) => {
-            format!("cannot connect to {origin}: {}", chain(&**err))
-        }
-        Some(ConnectError::Dial(DialError::Tunnel { proxy, source })) => {
-            format!(
-                "cannot connect to {origin} through the proxy {proxy}: {}",
-                chain(&**source)
-            )
-        }
-        Some(ConnectError::Tls(err)) => {
-            format!("TLS handshake with {origin} failed: {}", chain(&**err))
-        }
+        Some(connect) => connect_failed(origin, connect),
         // The client's own error says only its kind; its sources say what happened.
         None => match err.source() {
             Some(source) => format!("HTTP exchange with {origin}: {}", chain(source)),
@@ -160,6 +146,27 @@ fn failed(origin: &str, err: &hyper_util::client::legacy::Error) -> RequestError
         },
     };
     RequestError::new(message)
+}
+
+/// What a failed connection to `origin` says.
+pub(super) fn connect_failed(origin: &str, connect: &ConnectError) -> String {
+    match connect {
+        ConnectError::Timeout(after) => {
+            format!("cannot connect to {origin}: not connected within {after:?}")
+        }
+        ConnectError::Dial(DialError::Direct(err)) => {
+            format!("cannot connect to {origin}: {}", chain(&**err))
+        }
+        ConnectError::Dial(DialError::Tunnel { proxy, source }) => {
+            format!(
+                "cannot connect to {origin} through the proxy {proxy}: {}",
+                chain(&**source)
+            )
+        }
+        ConnectError::Tls(err) => {
+            format!("TLS handshake with {origin} failed: {}", chain(&**err))
+        }
+    }
 }
 
 /// `err` and its sources, joined by `: `, skipping a source that repeats the text before it.

@@ -2,7 +2,6 @@
 //! waiting for a connection, and that carries out the session's outputs.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -12,7 +11,6 @@ use kvs_signaling_core::{
 };
 use kvs_signaling_proto::{ChannelInfo, ClientMessage, IceServer, MessageType, ServerEvent};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -232,7 +230,7 @@ impl Driver {
                             SystemTime::now(),
                         );
                         let result = match url {
-                            Ok(url) => connect(&url, rest.tls_config(), max).await.map(Box::new),
+                            Ok(url) => connect(&url, &rest, max).await.map(Box::new),
                             Err(err) => Err(RequestError::new(format!("presigning: {err}"))),
                         };
                         Completion::Connect(id, result)
@@ -481,10 +479,12 @@ fn is_aws_endpoint(endpoint: &str) -> bool {
     host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
 }
 
-/// Opens the WebSocket at the presigned `url`: TCP, TLS for `wss://`, then the upgrade.
+/// Opens the WebSocket at the presigned `url`: TCP as `rest` makes its connections (through
+/// its proxy's tunnel when one applies), TLS for `wss://` with `rest`'s trust, then the
+/// upgrade.
 async fn connect(
     url: &str,
-    tls: Arc<rustls::ClientConfig>,
+    rest: &kvs_ice_rest::RestClient,
     max_message_len: usize,
 ) -> Result<Socket, RequestError> {
     let request = url
@@ -507,14 +507,11 @@ async fn connect(
         .trim_end_matches(']')
         .to_owned();
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|err| RequestError::new(format!("connecting to {host}:{port}: {err}")))?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = rest.dial(&host, port, secure).await?;
     let io: Box<dyn Io> = if secure {
         let name = rustls_pki_types::ServerName::try_from(host.clone())
             .map_err(|err| RequestError::new(format!("TLS name {host:?}: {err}")))?;
-        let tls = tokio_rustls::TlsConnector::from(tls)
+        let tls = tokio_rustls::TlsConnector::from(rest.tls_config())
             .connect(name, tcp)
             .await
             .map_err(|err| RequestError::new(format!("TLS to {host}:{port}: {err}")))?;

@@ -461,3 +461,77 @@ async fn a_proxy_that_refuses_the_tunnel_fails_the_call() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn dial_opens_the_websocket_clients_connections_as_calls_open_theirs() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // Where every tunnel ends: a socket that answers what it reads, upper-cased.
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = upstream.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0; 64];
+                while let Ok(n @ 1..) = tcp.read(&mut buf).await {
+                    let _ = tcp.write_all(&buf[..n].to_ascii_uppercase()).await;
+                }
+            });
+        }
+    });
+    let https = TestProxy::start(ProxyMode::Tunnel(upstream_addr)).await;
+    let http = TestProxy::start(ProxyMode::Tunnel(upstream_addr)).await;
+    let client = client("http://127.0.0.1:9", temporary(), TlsTrust::default())
+        .with_proxy(
+            ProxyConfig::none()
+                .with_https(format!("http://kvs:p%40ss@{}", https.addr))
+                .with_http(http.url())
+                .with_no_proxy("direct.invalid"),
+        )
+        .unwrap();
+
+    // A wss:// endpoint: through HTTPS_PROXY's tunnel, with its authorization.
+    let mut tunnel = client
+        .dial("kinesisvideo.example", 443, true)
+        .await
+        .unwrap();
+    tunnel.write_all(b"hello").await.unwrap();
+    let mut answer = [0; 5];
+    tunnel.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HELLO");
+    assert_eq!(
+        https.connects(),
+        ["CONNECT kinesisvideo.example:443 HTTP/1.1"]
+    );
+    assert_eq!(
+        https.authorizations(),
+        [Some("Basic a3ZzOnBAc3M=".to_owned())]
+    );
+    // A ws:// endpoint: through HTTP_PROXY's; an IPv6 address keeps its brackets.
+    client.dial("::1", 8443, false).await.unwrap();
+    assert_eq!(http.connects(), ["CONNECT [::1]:8443 HTTP/1.1"]);
+    // What NO_PROXY names goes direct: here, to a name that does not resolve.
+    let err = client.dial("direct.invalid", 443, true).await.unwrap_err();
+    assert!(
+        err.message
+            .starts_with("cannot connect to direct.invalid:443: "),
+        "{err}"
+    );
+    assert_eq!(https.connects().len(), 1, "NO_PROXY's host went direct");
+
+    // A proxy that refuses the tunnel fails the connection, naming it.
+    let refusing = TestProxy::start(ProxyMode::Refuse("403 Forbidden")).await;
+    let err = client
+        .clone()
+        .with_proxy(ProxyConfig::none().with_https(refusing.url()))
+        .unwrap()
+        .dial("kinesisvideo.example", 443, true)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RequestError::new(format!(
+            "cannot connect to kinesisvideo.example:443 through the proxy {}: tunnel error: unsuccessful",
+            refusing.url()
+        ))
+    );
+}

@@ -1,11 +1,8 @@
 //! What nodes tell each other, through their inboxes: one Redis stream per node
 //! (`PREFIX:inbox:NODE`), each entry a batch of messages from one node, in order.
 //!
-//! A node reads its inbox on a connection of its own, as the one consumer of the inbox's
-//! consumer group (`XREADGROUP … NOACK BLOCK`): each read moves the group's last-delivered
-//! id in the same command, so the inbox of a node that died shows exactly what it never read
-//! (the entries after that id), and the reader trims what it has read (`XTRIM MINID`) only
-//! now and then.
+//! A node reads its inbox on a connection of its own (`XREAD BLOCK`), and trims it as it goes
+//! (`XTRIM MINID`), so that the inbox of a node that died holds exactly what it never read.
 //! Writes are batched per destination: a message waits at most for the messages already
 //! queued, so that a burst goes out in one `XADD`.
 
@@ -206,13 +203,14 @@ pub(crate) const OUTBOUND_QUEUE: usize = 16_384;
 const INBOX_MAXLEN: usize = 100_000;
 /// A batch is sent when it holds about this many bytes (its messages' [`Msg::weight`]), or
 /// when nothing more is queued: what bounds an inbox entry, and the time one takes to write.
-const BATCH_BYTES: usize = 1024 * 1024;
+pub(crate) const BATCH_BYTES: usize = 512 * 1024;
+/// Batches read off the inbox and not yet handled, at most: with [`BATCH_BYTES`], what bounds
+/// the memory they take (past it, the reader waits).
+pub(crate) const READ_QUEUE: usize = 64;
 /// How long one read of the inbox waits for entries.
 const READ_BLOCK: Duration = Duration::from_secs(1);
-/// The inbox's consumer group, whose one consumer is the inbox's node.
-const GROUP: &str = "reader";
-/// How often, at most, the reader trims what it has read off its inbox.
-const TRIM_EVERY: Duration = Duration::from_millis(250);
+/// Inbox entries one read takes, at most: with [`BATCH_BYTES`], what bounds a read's answer.
+const READ_COUNT: usize = 16;
 /// Attempts of a write to the inboxes (about 3 s in all) before its messages are given up.
 const RETRIES: usize = 7;
 
@@ -406,9 +404,8 @@ static SEND_FAILED: kvs_transport_tokio::LogLimiter =
 static READ_FAILED: kvs_transport_tokio::LogLimiter =
     kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
 
-/// Reads this node's inbox on a connection of its own, as its consumer group's one consumer
-/// (from the start of the stream when the group is new: a new node's inbox is empty), handing
-/// each batch to `deliver` in order, and trims what it has read now and then.
+/// Reads this node's inbox on a connection of its own, from the start of its stream (a new
+/// node's is empty), handing each batch to `deliver` in order, and trims what it has read.
 pub(crate) fn spawn_reader(
     client: super::keys::Connector,
     trimmer: super::keys::Redis,
@@ -419,15 +416,15 @@ pub(crate) fn spawn_reader(
 ) {
     tokio::spawn(async move {
         let inbox = keys.inbox(&me);
+        let mut last = "0-0".to_owned();
         let mut backoff = Duration::from_millis(50);
-        let mut trim = Trim::new(trimmer, inbox.clone());
         loop {
             // A read blocks for at most `READ_BLOCK`: an answer that takes much longer means a
             // connection cut off without a reset (a partition); the reader connects again.
             let config = redis::AsyncConnectionConfig::new()
                 .set_response_timeout(Some(READ_BLOCK + Duration::from_secs(2)))
                 .set_connection_timeout(Some(Duration::from_secs(2)));
-            let conn = match client.dedicated(&config).await {
+            let mut conn = match client.dedicated(&config).await {
                 Ok(conn) => conn,
                 Err(err) => {
                     if let Some(suppressed) = READ_FAILED.check() {
@@ -438,163 +435,86 @@ pub(crate) fn spawn_reader(
                     continue;
                 }
             };
-            backoff = Duration::from_millis(50);
-            if read_inbox(conn, &inbox, &me, &deliver, &stats, &mut trim)
-                .await
-                .is_break()
-            {
-                return;
+            loop {
+                let read: redis::RedisResult<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(READ_COUNT)
+                    .arg("BLOCK")
+                    .arg(READ_BLOCK.as_millis().to_string())
+                    .arg("STREAMS")
+                    .arg(&inbox)
+                    .arg(&last)
+                    .query_async(&mut conn)
+                    .await;
+                let reply = match read {
+                    Ok(reply) => {
+                        backoff = Duration::from_millis(50);
+                        reply
+                    }
+                    Err(err) => {
+                        if let Some(suppressed) = READ_FAILED.check() {
+                            tracing::warn!(%err, suppressed, "reading this node's inbox failed");
+                        }
+                        // An error that persists (a refused command, a primary that is not
+                        // one yet) is not retried in a tight loop.
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        break;
+                    }
+                };
+                let entries: Vec<redis::streams::StreamId> = reply
+                    .keys
+                    .into_iter()
+                    .flat_map(|stream| stream.ids)
+                    .collect();
+                let Some(newest) = entries.last().map(|entry| entry.id.clone()) else {
+                    continue;
+                };
+                // What is read is taken: trimmed at once (on the shared connection, without
+                // waiting), so that the inbox of a node that dies holds what it never read,
+                // which the senders replay to the channels' next owners, and nothing it did.
+                let mut trimmer = trimmer.clone();
+                let inbox_key = inbox.clone();
+                let after = after(&newest);
+                tokio::spawn(async move {
+                    let _: redis::RedisResult<()> = redis::cmd("XTRIM")
+                        .arg(&inbox_key)
+                        .arg("MINID")
+                        .arg(&after)
+                        .query_async(&mut trimmer)
+                        .await;
+                });
+                last = newest;
+                for entry in entries {
+                    let batch = match decode(&entry) {
+                        Some(Ok(batch)) => batch,
+                        Some(Err(err)) => {
+                            if let Some(suppressed) = READ_FAILED.check() {
+                                tracing::warn!(%err, suppressed, "an unreadable inbox entry");
+                            }
+                            continue;
+                        }
+                        None => continue,
+                    };
+                    stats.batches_read.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .messages_read
+                        .fetch_add(batch.msgs.len() as u64, Ordering::Relaxed);
+                    let written_ms = entry
+                        .id
+                        .split_once('-')
+                        .and_then(|(ms, _)| ms.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    stats
+                        .lag_ms
+                        .fetch_add(unix_ms_now().saturating_sub(written_ms), Ordering::Relaxed);
+                    if deliver.send(batch).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     });
-}
-
-/// Reads the inbox on `conn` until the connection fails (`Continue`: connect again) or
-/// nobody takes what is read any more (`Break`).
-async fn read_inbox(
-    mut conn: super::shared::Dedicated,
-    inbox: &str,
-    me: &str,
-    deliver: &mpsc::Sender<Batch>,
-    stats: &WireStats,
-    trim: &mut Trim,
-) -> std::ops::ControlFlow<()> {
-    use std::ops::ControlFlow;
-    // The group, made with the stream when they are new; after Redis lost them (restarted
-    // without its data, or the inbox deleted while this node was taken for dead), the group
-    // reads the new stream from its start.
-    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(inbox)
-        .arg(GROUP)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await;
-    if let Err(err) = created
-        && !err.to_string().contains("BUSYGROUP")
-    {
-        if let Some(suppressed) = READ_FAILED.check() {
-            tracing::warn!(%err, suppressed, "this node's inbox group cannot be made");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        return ControlFlow::Continue(());
-    }
-    loop {
-        let read: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(me)
-                .arg("COUNT")
-                .arg(256)
-                .arg("BLOCK")
-                .arg(READ_BLOCK.as_millis().to_string())
-                .arg("NOACK")
-                .arg("STREAMS")
-                .arg(inbox)
-                .arg(">")
-                .query_async(&mut conn)
-                .await;
-        let reply = match read {
-            Ok(reply) => reply.unwrap_or_default(),
-            Err(err) => {
-                if let Some(suppressed) = READ_FAILED.check() {
-                    tracing::warn!(%err, suppressed, "reading this node's inbox failed");
-                }
-                return ControlFlow::Continue(());
-            }
-        };
-        let entries: Vec<redis::streams::StreamId> = reply
-            .keys
-            .into_iter()
-            .flat_map(|stream| stream.ids)
-            .collect();
-        match entries.last() {
-            // What is read is taken (the group's last-delivered id says so): trimmed off the
-            // inbox now and then, off the read path.
-            Some(newest) => trim.read(&newest.id),
-            None => trim.idle(),
-        }
-        for entry in entries {
-            let batch = match decode(&entry) {
-                Some(Ok(batch)) => batch,
-                Some(Err(err)) => {
-                    if let Some(suppressed) = READ_FAILED.check() {
-                        tracing::warn!(%err, suppressed, "an unreadable inbox entry");
-                    }
-                    continue;
-                }
-                None => continue,
-            };
-            stats.batches_read.fetch_add(1, Ordering::Relaxed);
-            stats
-                .messages_read
-                .fetch_add(batch.msgs.len() as u64, Ordering::Relaxed);
-            let written_ms = entry
-                .id
-                .split_once('-')
-                .and_then(|(ms, _)| ms.parse::<u64>().ok())
-                .unwrap_or(0);
-            stats
-                .lag_ms
-                .fetch_add(unix_ms_now().saturating_sub(written_ms), Ordering::Relaxed);
-            if deliver.send(batch).await.is_err() {
-                return ControlFlow::Break(());
-            }
-        }
-    }
-}
-
-/// The reader's trimming of its inbox: what it has read goes, at most every [`TRIM_EVERY`],
-/// on the shared connection, without waiting.
-struct Trim {
-    redis: super::keys::Redis,
-    inbox: String,
-    /// The newest entry read and not yet trimmed.
-    pending: Option<String>,
-    last: std::time::Instant,
-}
-
-impl Trim {
-    fn new(redis: super::keys::Redis, inbox: String) -> Self {
-        Self {
-            redis,
-            inbox,
-            pending: None,
-            last: std::time::Instant::now(),
-        }
-    }
-
-    /// Entries up to `newest` were read.
-    fn read(&mut self, newest: &str) {
-        self.pending = Some(newest.to_owned());
-        if self.last.elapsed() >= TRIM_EVERY {
-            self.send();
-        }
-    }
-
-    /// A read found nothing: what was read before goes now.
-    fn idle(&mut self) {
-        self.send();
-    }
-
-    fn send(&mut self) {
-        let Some(newest) = self.pending.take() else {
-            return;
-        };
-        self.last = std::time::Instant::now();
-        let mut redis = self.redis.clone();
-        let inbox = self.inbox.clone();
-        tokio::spawn(async move {
-            let _: redis::RedisResult<()> = redis::cmd("XTRIM")
-                .arg(&inbox)
-                .arg("MINID")
-                .arg(after(&newest))
-                .query_async(&mut redis)
-                .await;
-        });
-    }
 }
 
 /// The time now, in Unix milliseconds.
@@ -640,7 +560,7 @@ fn after(id: &str) -> String {
 }
 
 /// What node `node` never read of what this node (`me`) sent it, oldest first: the batches
-/// of its inbox after its group's last-delivered id, at most `max` entries.
+/// still in its inbox, at most `max` entries.
 pub(crate) async fn unread(
     redis: &mut super::keys::Redis,
     keys: &Keys,
@@ -648,28 +568,9 @@ pub(crate) async fn unread(
     me: &str,
     max: usize,
 ) -> redis::RedisResult<Vec<Msg>> {
-    let inbox = keys.inbox(node);
-    let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(&inbox)
-        .query_async(redis)
-        .await;
-    // No group (no stream): the node never read anything, so everything is unread.
-    let start = match groups {
-        Ok(groups) => groups
-            .groups
-            .into_iter()
-            .find(|group| group.name == GROUP)
-            .map_or_else(
-                || "-".to_owned(),
-                |group| format!("({}", group.last_delivered_id),
-            ),
-        Err(err) if err.code() == Some("ERR") => "-".to_owned(),
-        Err(err) => return Err(err),
-    };
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&inbox)
-        .arg(start)
+        .arg(keys.inbox(node))
+        .arg("-")
         .arg("+")
         .arg("COUNT")
         .arg(max)
@@ -707,7 +608,7 @@ mod tests {
     #[test]
     fn a_round_takes_what_is_queued_until_a_batch_holds_its_bytes() {
         let (tx, mut rx) = mpsc::channel(64);
-        // 40 frames of 64 KiB: a batch is full after 16 of them, by their bytes, not their count.
+        // 40 frames of 64 KiB: a batch is full after 8 of them, by their bytes, not their count.
         let mut queued: VecDeque<Outgoing> = (0..24).map(|i| frame(i, 64 * 1024)).collect();
         for i in 24..40 {
             tx.try_send(frame(i, 64 * 1024)).expect("room in the queue");
@@ -734,7 +635,27 @@ mod tests {
                 rounds[..rounds.len() - 1].iter().sum::<usize>() as u64
             );
         }
-        assert_eq!(rounds, [16, 16, 8]);
+        assert_eq!(rounds, [8, 8, 8, 8, 8]);
+    }
+
+    #[test]
+    fn a_flush_behind_a_full_batch_waits_for_the_round_that_writes_what_came_before_it() {
+        let (_tx, mut rx) = mpsc::channel(8);
+        let (done, _written) = tokio::sync::oneshot::channel();
+        let mut queued: VecDeque<Outgoing> = (0..8).map(|i| frame(i, 64 * 1024)).collect();
+        queued.push_back(frame(8, 10));
+        queued.push_back(Outgoing::Flush(done));
+        queued.push_back(frame(9, 10));
+        let (first, flushes) = gather(&mut queued, &mut rx);
+        assert_eq!(first["b"].0.len(), 8);
+        assert!(
+            flushes.is_empty(),
+            "frame 8 is not in this round: the flush waits"
+        );
+        let (second, flushes) = gather(&mut queued, &mut rx);
+        assert_eq!(second["b"].0.len(), 2);
+        assert_eq!(flushes.len(), 1);
+        assert!(queued.is_empty());
     }
 
     #[test]
@@ -743,11 +664,11 @@ mod tests {
         let (done, _written) = tokio::sync::oneshot::channel();
         let mut queued: VecDeque<Outgoing> = VecDeque::from([frame(0, 1500)]);
         tx.try_send(Outgoing::Flush(done)).expect("room");
-        for i in 1..500 {
+        for i in 1..300 {
             tx.try_send(frame(i, 1500)).expect("room");
         }
         let (batches, flushes) = gather(&mut queued, &mut rx);
-        assert_eq!(batches["b"].0.len(), 500);
+        assert_eq!(batches["b"].0.len(), 300);
         assert_eq!(flushes.len(), 1);
         assert!(rx.try_recv().is_err(), "everything was taken");
     }

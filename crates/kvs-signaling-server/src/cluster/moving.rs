@@ -412,6 +412,8 @@ impl Router {
         self.draining.store(true, Ordering::Relaxed);
         // Its own sockets still open (past the GO_AWAY grace) close now, their owners told.
         self.close_all_links("server going away").await;
+        // Claims that read `draining` before it was set are in `owned` once they are done.
+        drop(self.claim_gate.write().await);
         let owned: Vec<ChannelArn> = lock(&self.owned).keys().cloned().collect();
         tracing::info!(channels = owned.len(), "handing this node's channels over");
         for arn in owned {

@@ -73,6 +73,8 @@ const OUTBOUND_EVENTS: usize = 16_384;
 /// Frames of one bridged socket held while its channel moves, at most: more are dropped,
 /// and counted.
 pub(super) const MOVING_QUEUE: usize = 1024;
+/// Claims and owner lookups a node runs in Redis at once, at most.
+const CLAIMS_IN_FLIGHT: usize = 64;
 
 /// Where a channel's hub is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +139,14 @@ pub(crate) struct Router {
     /// One claim at a time per channel on this node, so that a channel's held messages load
     /// once; claims of different channels run side by side.
     pub(super) claiming: ClaimLocks,
+    /// Claims in flight hold it shared; a node that shuts down takes it whole once it stops
+    /// claiming, so that every claim made before is in `owned` when it hands them over.
+    pub(super) claim_gate: tokio::sync::RwLock<()>,
+    /// Claims and lookups in Redis at once, at most [`CLAIMS_IN_FLIGHT`]: a node that takes
+    /// over many channels at once (a peer died) loads their held messages a few at a time.
+    claim_permits: tokio::sync::Semaphore,
+    /// This router, for the tasks it spawns.
+    me: std::sync::Weak<Router>,
     pub(super) next_req: AtomicU64,
     /// Set when this node shuts down: it takes no connects and claims no channel.
     pub(super) draining: AtomicBool,
@@ -148,11 +158,13 @@ pub(crate) struct Router {
 #[derive(Debug, Default)]
 pub(super) struct ClaimLocks(Mutex<HashMap<ChannelArn, Arc<tokio::sync::Mutex<()>>>>);
 
-/// A channel's claim lock, held: released, and forgotten when nobody else waits for it, on
-/// drop.
+/// A task's interest in a channel's claim lock, from the moment it asks for it: the lock is
+/// released, and forgotten when no other task holds or awaits it, on drop, also when the
+/// task is dropped while it waits.
 pub(super) struct ClaimGuard<'a> {
     locks: &'a ClaimLocks,
     arn: ChannelArn,
+    mutex: Arc<tokio::sync::Mutex<()>>,
     held: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -160,12 +172,14 @@ impl ClaimLocks {
     /// Waits for `arn`'s lock.
     pub(super) async fn lock(&self, arn: &ChannelArn) -> ClaimGuard<'_> {
         let mutex = Arc::clone(lock(&self.0).entry(arn.clone()).or_default());
-        let held = mutex.lock_owned().await;
-        ClaimGuard {
+        let mut guard = ClaimGuard {
             locks: self,
             arn: arn.clone(),
-            held: Some(held),
-        }
+            mutex,
+            held: None,
+        };
+        guard.held = Some(Arc::clone(&guard.mutex).lock_owned().await);
+        guard
     }
 
     /// Channels whose lock is held or awaited.
@@ -179,11 +193,12 @@ impl Drop for ClaimGuard<'_> {
     fn drop(&mut self) {
         drop(self.held.take());
         let mut locks = lock(&self.locks.0);
-        // Clones are taken under this map's lock, so a count of one (the map's) means that
-        // no task holds or awaits this channel's lock.
+        // Clones are taken under this map's lock, so a count of two (the map's and this
+        // guard's) means that no other task holds or awaits this channel's lock.
         if locks
             .get(&self.arn)
-            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+            .is_some_and(|mutex| Arc::ptr_eq(mutex, &self.mutex))
+            && Arc::strong_count(&self.mutex) == 2
         {
             locks.remove(&self.arn);
         }
@@ -231,7 +246,7 @@ impl Router {
             Arc::clone(&cluster.liveness),
             Arc::clone(&wire),
         );
-        let (batches_tx, mut batches) = mpsc::channel(1024);
+        let (batches_tx, mut batches) = mpsc::channel(super::wire::READ_QUEUE);
         super::wire::spawn_reader(
             cluster.client.clone(),
             cluster.redis.clone(),
@@ -241,7 +256,7 @@ impl Router {
             Arc::clone(&wire),
         );
         let (loopback, mut looped) = mpsc::channel(OUTBOUND_EVENTS);
-        let router = Arc::new(Self {
+        let router = Arc::new_cyclic(|me| Self {
             cluster,
             shards,
             bridge,
@@ -257,6 +272,9 @@ impl Router {
             states: Mutex::new(HashMap::new()),
             pauses: Mutex::new(HashMap::new()),
             claiming: ClaimLocks::default(),
+            claim_gate: tokio::sync::RwLock::new(()),
+            claim_permits: tokio::sync::Semaphore::new(CLAIMS_IN_FLIGHT),
+            me: me.clone(),
             next_req: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             stats: super::status::Stats {
@@ -408,10 +426,28 @@ impl Router {
                     .to_owned(),
             ));
         }
+        // In a task of its own, so that a caller that gives up (its client hung up) cannot
+        // leave a channel claimed in Redis and unknown here, its held messages not loaded.
+        let Some(router) = self.me.upgrade() else {
+            return Err(Unrouted("this node is stopping".to_owned()));
+        };
+        let arn = arn.clone();
+        tokio::spawn(async move { router.claim(&arn, fresh).await })
+            .await
+            .unwrap_or_else(|_| Err(Unrouted("the owner lookup failed".to_owned())))
+    }
+
+    /// [`Router::owner`] past what this node knows: the claim script, in turn with this
+    /// node's other claims of the channel.
+    async fn claim(&self, arn: &ChannelArn, fresh: bool) -> Result<Option<Owner>, Unrouted> {
         let _claiming = self.claiming.lock(arn).await;
         if !fresh && let Some(owner) = self.known_owner(arn) {
             return Ok(Some(owner));
         }
+        let _permit = self.claim_permits.acquire().await;
+        // Read under the gate: a node that shuts down sets `draining`, then waits for the
+        // claims that read it before.
+        let _gate = self.claim_gate.read().await;
         let look = self.draining.load(Ordering::Relaxed);
         let ttl_ms = u64::try_from(self.cluster.liveness.node_ttl().as_millis()).unwrap_or(0);
         let keys = &self.cluster.keys;
@@ -763,6 +799,36 @@ mod tests {
         let again = tokio::time::timeout(Duration::from_secs(1), locks.lock(&arn("one")))
             .await
             .expect("the lock is free once released");
+        drop(again);
+        assert_eq!(locks.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_given_up_after_the_holder_left_is_forgotten_too() {
+        let locks = ClaimLocks::default();
+        let channel = arn("abandoned");
+        let held = locks.lock(&channel).await;
+        let mut waiting = Box::pin(locks.lock(&channel));
+        // The waiter queues for the lock...
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), &mut waiting)
+                .await
+                .is_err()
+        );
+        // ...the holder leaves, handing it the lock, and the waiter is dropped before it runs.
+        drop(held);
+        drop(waiting);
+        assert_eq!(locks.len(), 0, "nothing holds or awaits the lock");
+        let again = tokio::time::timeout(Duration::from_secs(1), locks.lock(&channel))
+            .await
+            .expect("the lock is free");
+        let third = locks.lock(&channel);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), third)
+                .await
+                .is_err(),
+            "a third task waits for the second"
+        );
         drop(again);
         assert_eq!(locks.len(), 0);
     }

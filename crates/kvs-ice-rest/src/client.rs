@@ -359,24 +359,25 @@ impl RestClient {
     /// `secure`, as for a `wss://` endpoint, `HTTP_PROXY` otherwise, neither for what
     /// `NO_PROXY` names), within the connect timeout. The WebSocket client opens its
     /// connections with it, so that a client behind a proxy reaches the service's WebSocket
-    /// endpoint too. TLS, if any, is the caller's (with [`RestClient::tls_config`]).
+    /// endpoint too. TLS, if any, is the caller's (with [`RestClient::tls_config`]). `host`
+    /// is a name or an address, an IPv6 one without brackets (`::1`).
     pub async fn dial(
         &self,
         host: &str,
         port: u16,
         secure: bool,
     ) -> Result<tokio::net::TcpStream, RequestError> {
-        if let Some(err) = &self.proxy_error {
-            return Err(RequestError::new(format!(
-                "connecting to {host}:{port}: {err}"
-            )));
-        }
         let scheme = if secure { "https" } else { "http" };
         let authority = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")
         };
+        if let Some(err) = &self.proxy_error {
+            return Err(RequestError::new(format!(
+                "connecting to {authority}: {err}"
+            )));
+        }
         let dst: ::http::Uri = format!("{scheme}://{authority}/")
             .parse()
             .map_err(|err| RequestError::new(format!("the address {authority}: {err}")))?;

@@ -481,7 +481,7 @@ fn is_aws_endpoint(endpoint: &str) -> bool {
 
 /// Opens the WebSocket at the presigned `url`: TCP as `rest` makes its connections (through
 /// its proxy's tunnel when one applies), TLS for `wss://` with `rest`'s trust, then the
-/// upgrade.
+/// upgrade, all within `rest`'s connect timeout.
 async fn connect(
     url: &str,
     rest: &kvs_ice_rest::RestClient,
@@ -507,20 +507,32 @@ async fn connect(
         .trim_end_matches(']')
         .to_owned();
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let within = rest.connect_timeout();
+    let deadline = Instant::now() + within;
+    let late = |step: &str| {
+        RequestError::new(format!(
+            "{step} with {host}:{port}: not done within {within:?}"
+        ))
+    };
     let tcp = rest.dial(&host, port, secure).await?;
     let io: Box<dyn Io> = if secure {
         let name = rustls_pki_types::ServerName::try_from(host.clone())
             .map_err(|err| RequestError::new(format!("TLS name {host:?}: {err}")))?;
-        let tls = tokio_rustls::TlsConnector::from(rest.tls_config())
-            .connect(name, tcp)
+        let handshake = tokio_rustls::TlsConnector::from(rest.tls_config()).connect(name, tcp);
+        let tls = tokio::time::timeout_at(deadline, handshake)
             .await
+            .map_err(|_| late("the TLS handshake"))?
             .map_err(|err| RequestError::new(format!("TLS to {host}:{port}: {err}")))?;
         Box::new(tls)
     } else {
         Box::new(tcp)
     };
     let config = super::websocket_config(max_message_len);
-    match tokio_tungstenite::client_async_with_config(request, io, Some(config)).await {
+    let upgrade = tokio_tungstenite::client_async_with_config(request, io, Some(config));
+    let upgraded = tokio::time::timeout_at(deadline, upgrade)
+        .await
+        .map_err(|_| late("the WebSocket upgrade"))?;
+    match upgraded {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let status = response.status().as_u16();

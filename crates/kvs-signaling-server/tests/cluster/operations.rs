@@ -14,7 +14,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use tokio_tungstenite::tungstenite::Message;
 
 use super::harness::{
-    Node, Redis, TempDir, Ws, call, connect, connect_url, create, free_port, send, text,
+    Node, Redis, TempDir, Ws, call, connect, connect_url, create, free_port, get, send, text,
 };
 
 /// What a node logs when it follows a new primary.
@@ -898,5 +898,53 @@ async fn nodes_join_through_sentinel_over_tls() {
         stderr.contains("no Sentinel answered")
             && stderr.contains("TLS: Redis's certificate is not trusted"),
         "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_grafana_dashboards_cluster_panels_show_what_a_cluster_node_exports() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let metrics = get(a.addr, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let exported: std::collections::BTreeSet<String> = metrics
+        .body
+        .lines()
+        .filter(|line| line.starts_with("kvs_cluster_"))
+        .filter_map(|line| line.split(['{', ' ']).next().map(str::to_owned))
+        .collect();
+    assert!(exported.contains("kvs_cluster_valid"), "{exported:?}");
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/grafana/kvs-signaling.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("kvs_cluster_") {
+                let tail = &rest[at..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                    .unwrap_or(tail.len());
+                let name = &tail[..end];
+                assert!(
+                    exported.contains(name),
+                    "{}: {expr} queries {name}, which a cluster node does not export",
+                    panel["title"]
+                );
+                queried.insert(name.to_owned());
+                rest = &tail[end..];
+            }
+        }
+    }
+    let missing: Vec<_> = exported.difference(&queried).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard shows nothing of {missing:?}"
     );
 }

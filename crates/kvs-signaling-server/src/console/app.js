@@ -249,6 +249,19 @@ function setCallState(text) {
     $('call-state').dataset.state = text;
 }
 
+// A call's progress only moves forward: the browser may settle setRemoteDescription after the
+// connection or even the data channel is already up (it does on loopback), and that late
+// "answered" must not hide "data channel open".
+const CALL_PROGRESS = ['answered', 'connected', 'data channel open'];
+
+function callProgress(text) {
+    return CALL_PROGRESS.findIndex((step) => text === step || text.startsWith(`${step} `));
+}
+
+function advanceCallState(text) {
+    if (callProgress(text) > callProgress($('call-state').dataset.state || '')) setCallState(text);
+}
+
 function encode(object) {
     return btoa(JSON.stringify(object));
 }
@@ -272,7 +285,7 @@ function chat(line) {
 function wireChannel(channel, peerId) {
     call.channels.set(peerId, channel);
     channel.addEventListener('open', () => {
-        setCallState('data channel open');
+        advanceCallState('data channel open');
         chat(`data channel open with ${peerId}`);
     });
     channel.addEventListener('message', (event) => chat(`${peerId}: ${event.data}`));
@@ -289,9 +302,7 @@ function peer(peerId, iceServers) {
         if (candidate && call.socket) send('ICE_CANDIDATE', candidate.toJSON(), recipient);
     });
     pc.addEventListener('connectionstatechange', () => {
-        if (pc.connectionState === 'connected' && $('call-state').textContent !== 'data channel open') {
-            setCallState('connected');
-        }
+        if (pc.connectionState === 'connected') advanceCallState('connected');
         chat(`${peerId}: ${pc.connectionState}`);
     });
     pc.addEventListener('track', (event) => {
@@ -324,10 +335,10 @@ async function onSignal(message, role, iceServers) {
         await pc.setRemoteDescription(payload);
         await pc.setLocalDescription(await pc.createAnswer());
         send('SDP_ANSWER', pc.localDescription.toJSON(), from);
-        setCallState(`answered ${from}`);
+        advanceCallState(`answered ${from}`);
     } else if (message.messageType === 'SDP_ANSWER' && role === 'VIEWER') {
         await peer('master', iceServers).setRemoteDescription(payload);
-        setCallState('answered');
+        advanceCallState('answered');
     } else if (message.messageType === 'ICE_CANDIDATE') {
         const pc = call.peers.get(from);
         if (pc) await pc.addIceCandidate(payload).catch((err) => chat(`candidate: ${err}`));

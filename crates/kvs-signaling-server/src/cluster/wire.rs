@@ -2,7 +2,11 @@
 //! (`PREFIX:inbox:NODE`), each entry a batch of messages from one node, in order.
 //!
 //! A node reads its inbox on a connection of its own (`XREAD BLOCK`), and trims it as it goes
-//! (`XTRIM MINID`), so that the inbox of a node that died holds exactly what it never read.
+//! (`XTRIM MINID`), so that the inbox of a node that died holds exactly the frames it never
+//! read (what the senders replay to the channels' next owners). What holds no frame (deliveries
+//! to this node's sockets, verdicts, answers) is not replayed, so its trim waits for the next
+//! read that holds a frame, or for [`TRIM_LAG`] or [`TRIM_ENTRIES`]: a node that only hosts
+//! sockets trims about once a second, not once a read.
 //! Writes are batched per destination: a message waits at most for the messages already
 //! queued, so that a burst goes out in one `XADD`.
 
@@ -211,6 +215,11 @@ pub(crate) const READ_QUEUE: usize = 64;
 const READ_BLOCK: Duration = Duration::from_secs(1);
 /// Inbox entries one read takes, at most: with [`BATCH_BYTES`], what bounds a read's answer.
 const READ_COUNT: usize = 16;
+/// How long entries without a frame may stay in the inbox once read, at most (their trim
+/// waits for a read that holds a frame).
+const TRIM_LAG: Duration = READ_BLOCK;
+/// How many entries without a frame may stay in the inbox once read, at most.
+const TRIM_ENTRIES: usize = 256;
 /// Attempts of a write to the inboxes (about 3 s in all) before its messages are given up.
 const RETRIES: usize = 7;
 
@@ -418,6 +427,22 @@ pub(crate) fn spawn_reader(
         let inbox = keys.inbox(&me);
         let mut last = "0-0".to_owned();
         let mut backoff = Duration::from_millis(50);
+        let mut untrimmed = Untrimmed::default();
+        // What is read is taken: trimmed (on the shared connection, without waiting), so
+        // that the inbox of a node that dies holds the frames it never read, which the senders
+        // replay to the channels' next owners, and none it did.
+        let trim = |after: String| {
+            let mut trimmer = trimmer.clone();
+            let inbox_key = inbox.clone();
+            tokio::spawn(async move {
+                let _: redis::RedisResult<()> = redis::cmd("XTRIM")
+                    .arg(&inbox_key)
+                    .arg("MINID")
+                    .arg(&after)
+                    .query_async(&mut trimmer)
+                    .await;
+            });
+        };
         loop {
             // A read blocks for at most `READ_BLOCK`: an answer that takes much longer means a
             // connection cut off without a reset (a partition); the reader connects again.
@@ -468,43 +493,41 @@ pub(crate) fn spawn_reader(
                     .flat_map(|stream| stream.ids)
                     .collect();
                 let Some(newest) = entries.last().map(|entry| entry.id.clone()) else {
+                    // A quiet inbox: what waits for its trim waits no longer.
+                    if let Some(after) = untrimmed.take() {
+                        trim(after);
+                    }
                     continue;
                 };
-                // What is read is taken: trimmed at once (on the shared connection, without
-                // waiting), so that the inbox of a node that dies holds what it never read,
-                // which the senders replay to the channels' next owners, and nothing it did.
-                let mut trimmer = trimmer.clone();
-                let inbox_key = inbox.clone();
-                let after = after(&newest);
-                tokio::spawn(async move {
-                    let _: redis::RedisResult<()> = redis::cmd("XTRIM")
-                        .arg(&inbox_key)
-                        .arg("MINID")
-                        .arg(&after)
-                        .query_async(&mut trimmer)
-                        .await;
-                });
-                last = newest;
-                for entry in entries {
-                    let batch = match decode(&entry) {
-                        Some(Ok(batch)) => batch,
+                let read = entries.len();
+                let batches: Vec<(u64, Batch)> = entries
+                    .into_iter()
+                    .filter_map(|entry| match decode(&entry) {
+                        Some(Ok(batch)) => Some((entry_ms(&entry.id), batch)),
                         Some(Err(err)) => {
                             if let Some(suppressed) = READ_FAILED.check() {
                                 tracing::warn!(%err, suppressed, "an unreadable inbox entry");
                             }
-                            continue;
+                            None
                         }
-                        None => continue,
-                    };
+                        None => None,
+                    })
+                    .collect();
+                let frames = batches.iter().any(|(_, batch)| {
+                    batch
+                        .msgs
+                        .iter()
+                        .any(|msg| matches!(msg, Msg::Frame { .. }))
+                });
+                if let Some(after) = untrimmed.read(after(&newest), read, frames) {
+                    trim(after);
+                }
+                last = newest;
+                for (written_ms, batch) in batches {
                     stats.batches_read.fetch_add(1, Ordering::Relaxed);
                     stats
                         .messages_read
                         .fetch_add(batch.msgs.len() as u64, Ordering::Relaxed);
-                    let written_ms = entry
-                        .id
-                        .split_once('-')
-                        .and_then(|(ms, _)| ms.parse::<u64>().ok())
-                        .unwrap_or(0);
                     stats
                         .lag_ms
                         .fetch_add(unix_ms_now().saturating_sub(written_ms), Ordering::Relaxed);
@@ -515,6 +538,45 @@ pub(crate) fn spawn_reader(
             }
         }
     });
+}
+
+/// What the reader has read and not trimmed yet: entries that hold no frame.
+#[derive(Debug, Default)]
+struct Untrimmed {
+    /// Where the trim is to go (`XTRIM MINID`), if anything waits for it.
+    after: Option<String>,
+    /// Entries waiting, and since when.
+    entries: usize,
+    since: Option<std::time::Instant>,
+}
+
+impl Untrimmed {
+    /// `entries` more were read, up to `after`: where to trim now, if it is time (the read
+    /// holds a frame, or what waits is old or many enough).
+    fn read(&mut self, after: String, entries: usize, frames: bool) -> Option<String> {
+        self.after = Some(after);
+        self.entries += entries;
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        if frames || self.entries >= TRIM_ENTRIES || since.elapsed() >= TRIM_LAG {
+            self.take()
+        } else {
+            None
+        }
+    }
+
+    /// Where to trim, if anything waits for it; nothing waits afterwards.
+    fn take(&mut self) -> Option<String> {
+        self.entries = 0;
+        self.since = None;
+        self.after.take()
+    }
+}
+
+/// The Unix milliseconds of a stream id (`MS-SEQ`): when it was written.
+fn entry_ms(id: &str) -> u64 {
+    id.split_once('-')
+        .and_then(|(ms, _)| ms.parse::<u64>().ok())
+        .unwrap_or(0)
 }
 
 /// The time now, in Unix milliseconds.
@@ -592,7 +654,7 @@ mod tests {
 
     use tokio::sync::mpsc;
 
-    use super::{BATCH_BYTES, Msg, Outgoing, after, gather};
+    use super::{BATCH_BYTES, Msg, Outgoing, TRIM_ENTRIES, Untrimmed, after, entry_ms, gather};
 
     fn frame(conn: u64, bytes: usize) -> Outgoing {
         Outgoing::Msg(
@@ -678,5 +740,55 @@ mod tests {
         assert_eq!(after("1700000000000-0"), "1700000000000-1");
         assert_eq!(after("5-41"), "5-42");
         assert_eq!(after(&format!("5-{}", u64::MAX)), "6-0");
+    }
+
+    #[test]
+    fn a_read_with_a_frame_is_trimmed_at_once_with_what_waited_before_it() {
+        let mut untrimmed = Untrimmed::default();
+        assert_eq!(untrimmed.read("5-1".to_owned(), 3, false), None);
+        assert_eq!(untrimmed.read("5-4".to_owned(), 2, false), None);
+        // A frame: trimmed now, past everything read so far.
+        assert_eq!(
+            untrimmed.read("6-0".to_owned(), 1, true),
+            Some("6-0".to_owned())
+        );
+        // Nothing waits afterwards.
+        assert_eq!(untrimmed.take(), None);
+    }
+
+    #[test]
+    fn reads_without_frames_are_trimmed_once_enough_of_them_wait() {
+        let mut untrimmed = Untrimmed::default();
+        for n in 1..TRIM_ENTRIES {
+            assert_eq!(
+                untrimmed.read(format!("7-{n}"), 1, false),
+                None,
+                "entry {n}"
+            );
+        }
+        assert_eq!(
+            untrimmed.read(format!("7-{TRIM_ENTRIES}"), 1, false),
+            Some(format!("7-{TRIM_ENTRIES}"))
+        );
+        // A quiet inbox trims what waits.
+        assert_eq!(untrimmed.read("8-0".to_owned(), 1, false), None);
+        assert_eq!(untrimmed.take(), Some("8-0".to_owned()));
+    }
+
+    #[test]
+    fn reads_without_frames_are_trimmed_once_the_oldest_waited_long_enough() {
+        let mut untrimmed = Untrimmed::default();
+        assert_eq!(untrimmed.read("9-0".to_owned(), 1, false), None);
+        untrimmed.since = std::time::Instant::now().checked_sub(super::TRIM_LAG);
+        assert_eq!(
+            untrimmed.read("9-1".to_owned(), 1, false),
+            Some("9-1".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_entry_id_gives_its_writing_time() {
+        assert_eq!(entry_ms("1700000000000-3"), 1_700_000_000_000);
+        assert_eq!(entry_ms("bogus"), 0);
     }
 }

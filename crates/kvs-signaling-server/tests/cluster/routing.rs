@@ -485,3 +485,83 @@ async fn alexa_offers_and_message_rates_hold_across_nodes() {
     }
     assert_eq!((relayed, refused), (20, 5));
 }
+
+/// The node inboxes in Redis and what each still holds: (key, entries).
+fn inboxes(redis: &Redis) -> Vec<(String, String)> {
+    let keys = redis.cli(&["KEYS", "kvs:inbox:*"]);
+    keys.lines()
+        .filter(|key| !key.is_empty())
+        .map(|key| (key.to_owned(), redis.cli(&["XRANGE", key, "-", "+"])))
+        .collect()
+}
+
+#[tokio::test]
+async fn inboxes_are_trimmed_of_frames_at_once_and_of_everything_else_within_seconds() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let arn = create(a.addr, "trimmed").await;
+    // A owns the channel; the viewer's socket is on B.
+    let mut master = connect(a.addr, &arn, None).await;
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    for _ in 0..5 {
+        // Frames to the owner (A's inbox: replayed if A dies, so trimmed as read), and
+        // deliveries to the viewer's node (B's inbox: never replayed).
+        send(
+            &mut viewer,
+            r#"{"action":"ICE_CANDIDATE","messagePayload":"dg=="}"#,
+        )
+        .await;
+        assert!(text(&mut master).await.contains("ICE_CANDIDATE"));
+        send(
+            &mut master,
+            r#"{"action":"ICE_CANDIDATE","recipientClientId":"v1","messagePayload":"bQ=="}"#,
+        )
+        .await;
+        assert!(text(&mut viewer).await.contains("bQ=="));
+    }
+    // Every frame A read is out of its inbox at once (the trim follows the read).
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let left = loop {
+        let all = inboxes(&redis);
+        if all
+            .iter()
+            .all(|(_, entries)| !entries.contains(r#""t":"Frame""#))
+            || std::time::Instant::now() > deadline
+        {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        left.iter()
+            .all(|(_, entries)| !entries.contains(r#""t":"Frame""#)),
+        "frames read by the owner are still in its inbox: {left:?}"
+    );
+    // The deliveries B read wait for a later trim (no read of B held a frame)...
+    assert!(
+        left.iter()
+            .any(|(_, entries)| entries.contains(r#""t":"Deliver""#)),
+        "B's deliveries were trimmed at once: {left:?}"
+    );
+    // ...which comes within about two seconds of a quiet inbox.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let all = inboxes(&redis);
+        if all.iter().all(|(_, entries)| entries.trim().is_empty()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an inbox was not trimmed within 5 s: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Both still relay.
+    send(
+        &mut viewer,
+        r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
+    )
+    .await;
+    assert!(text(&mut master).await.contains("b2ZmZXI="));
+}

@@ -249,7 +249,6 @@ impl Router {
         let (batches_tx, mut batches) = mpsc::channel(super::wire::READ_QUEUE);
         super::wire::spawn_reader(
             cluster.client.clone(),
-            cluster.redis.clone(),
             cluster.keys.clone(),
             cluster.node.clone(),
             batches_tx,

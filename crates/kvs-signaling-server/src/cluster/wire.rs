@@ -414,10 +414,10 @@ static READ_FAILED: kvs_transport_tokio::LogLimiter =
     kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
 
 /// Reads this node's inbox on a connection of its own, from the start of its stream (a new
-/// node's is empty), handing each batch to `deliver` in order, and trims what it has read.
+/// node's is empty), handing each batch to `deliver` in order, and trims what it has read: in
+/// one pipeline with the next read, once the batches read are handed on.
 pub(crate) fn spawn_reader(
     client: super::keys::Connector,
-    trimmer: super::keys::Redis,
     keys: Keys,
     me: String,
     deliver: mpsc::Sender<Batch>,
@@ -428,21 +428,10 @@ pub(crate) fn spawn_reader(
         let mut last = "0-0".to_owned();
         let mut backoff = Duration::from_millis(50);
         let mut untrimmed = Untrimmed::default();
-        // What is read is taken: trimmed (on the shared connection, without waiting), so
-        // that the inbox of a node that dies holds the frames it never read, which the senders
-        // replay to the channels' next owners, and none it did.
-        let trim = |after: String| {
-            let mut trimmer = trimmer.clone();
-            let inbox_key = inbox.clone();
-            tokio::spawn(async move {
-                let _: redis::RedisResult<()> = redis::cmd("XTRIM")
-                    .arg(&inbox_key)
-                    .arg("MINID")
-                    .arg(&after)
-                    .query_async(&mut trimmer)
-                    .await;
-            });
-        };
+        // Where to trim with the next read: what is read is taken, so that the inbox of a
+        // node that dies holds the frames it never read, which the senders replay to the
+        // channels' next owners, and none it did.
+        let mut trim: Option<String> = None;
         loop {
             // A read blocks for at most `READ_BLOCK`: an answer that takes much longer means a
             // connection cut off without a reset (a partition); the reader connects again.
@@ -461,20 +450,29 @@ pub(crate) fn spawn_reader(
                 }
             };
             loop {
-                let read: redis::RedisResult<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+                let mut pipe = redis::pipe();
+                if let Some(after) = &trim {
+                    pipe.cmd("XTRIM")
+                        .arg(&inbox)
+                        .arg("MINID")
+                        .arg(after)
+                        .ignore();
+                }
+                pipe.cmd("XREAD")
                     .arg("COUNT")
                     .arg(READ_COUNT)
                     .arg("BLOCK")
                     .arg(READ_BLOCK.as_millis().to_string())
                     .arg("STREAMS")
                     .arg(&inbox)
-                    .arg(&last)
-                    .query_async(&mut conn)
-                    .await;
-                let reply = match read {
-                    Ok(reply) => {
+                    .arg(&last);
+                let read: redis::RedisResult<(redis::Value,)> = pipe.query_async(&mut conn).await;
+                let entries = match read.and_then(|(reply,)| read_reply(reply)) {
+                    // The trim went in with the read (a pipeline runs in order); what comes
+                    // next decides the next one.
+                    Ok(entries) => {
                         backoff = Duration::from_millis(50);
-                        reply
+                        entries
                     }
                     Err(err) => {
                         if let Some(suppressed) = READ_FAILED.check() {
@@ -487,31 +485,25 @@ pub(crate) fn spawn_reader(
                         break;
                     }
                 };
-                let entries: Vec<redis::streams::StreamId> = reply
-                    .keys
-                    .into_iter()
-                    .flat_map(|stream| stream.ids)
-                    .collect();
-                let Some(newest) = entries.last().map(|entry| entry.id.clone()) else {
+                let Some(newest) = entries.last().map(|(id, _)| id.clone()) else {
                     // A quiet inbox: what waits for its trim waits no longer.
-                    if let Some(after) = untrimmed.take() {
-                        trim(after);
-                    }
+                    trim = untrimmed.take();
                     continue;
                 };
                 let read = entries.len();
                 let batches: Vec<(u64, Batch)> = entries
                     .into_iter()
-                    .filter_map(|entry| match decode(&entry) {
-                        Some(Ok(batch)) => Some((entry_ms(&entry.id), batch)),
-                        Some(Err(err)) => {
-                            if let Some(suppressed) = READ_FAILED.check() {
-                                tracing::warn!(%err, suppressed, "an unreadable inbox entry");
+                    .filter_map(
+                        |(id, bytes)| match serde_json::from_slice::<Batch>(&bytes?) {
+                            Ok(batch) => Some((entry_ms(&id), batch)),
+                            Err(err) => {
+                                if let Some(suppressed) = READ_FAILED.check() {
+                                    tracing::warn!(%err, suppressed, "an unreadable inbox entry");
+                                }
+                                None
                             }
-                            None
-                        }
-                        None => None,
-                    })
+                        },
+                    )
                     .collect();
                 let frames = batches.iter().any(|(_, batch)| {
                     batch
@@ -519,9 +511,7 @@ pub(crate) fn spawn_reader(
                         .iter()
                         .any(|msg| matches!(msg, Msg::Frame { .. }))
                 });
-                if let Some(after) = untrimmed.read(after(&newest), read, frames) {
-                    trim(after);
-                }
+                trim = untrimmed.read(after(&newest), read, frames);
                 last = newest;
                 for (written_ms, batch) in batches {
                     stats.batches_read.fetch_add(1, Ordering::Relaxed);
@@ -538,6 +528,69 @@ pub(crate) fn spawn_reader(
             }
         }
     });
+}
+
+/// The entries of an `XREAD` answer for one stream, oldest first: each id with its batch's
+/// bytes (its `b` field; `None` for an entry without one). A read that timed out (nil) has
+/// none. Taken apart in place: the answer can be megabytes, and is not copied.
+fn read_reply(reply: redis::Value) -> redis::RedisResult<Vec<(String, Option<Vec<u8>>)>> {
+    use redis::Value;
+    fn malformed(what: &str) -> redis::RedisError {
+        redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "an XREAD answer of an unexpected shape",
+            what.to_owned(),
+        ))
+    }
+    fn text(value: Value) -> Option<String> {
+        match value {
+            Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+            Value::SimpleString(text) => Some(text),
+            _ => None,
+        }
+    }
+    // RESP2: [[stream, entries]]; RESP3: {stream: entries}.
+    let streams: Vec<Value> = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|stream| match stream {
+                Value::Array(mut pair) if pair.len() == 2 => pair.pop(),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
+        _ => return Err(malformed("not an array or a map")),
+    };
+    let mut out = Vec::new();
+    for entries in streams {
+        let Value::Array(entries) = entries else {
+            return Err(malformed("a stream's entries are not an array"));
+        };
+        for entry in entries {
+            let Value::Array(entry) = entry else {
+                return Err(malformed("an entry is not an array"));
+            };
+            let mut parts = entry.into_iter();
+            let id = parts
+                .next()
+                .and_then(text)
+                .ok_or_else(|| malformed("an entry without an id"))?;
+            let mut batch = None;
+            if let Some(Value::Array(fields)) = parts.next() {
+                let mut fields = fields.into_iter();
+                while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+                    if matches!(&name, Value::BulkString(name) if name.as_slice() == b"b")
+                        && let Value::BulkString(bytes) = value
+                    {
+                        batch = Some(bytes);
+                    }
+                }
+            }
+            out.push((id, batch));
+        }
+    }
+    Ok(out)
 }
 
 /// What the reader has read and not trimmed yet: entries that hold no frame.
@@ -654,7 +707,11 @@ mod tests {
 
     use tokio::sync::mpsc;
 
-    use super::{BATCH_BYTES, Msg, Outgoing, TRIM_ENTRIES, Untrimmed, after, entry_ms, gather};
+    use redis::Value;
+
+    use super::{
+        BATCH_BYTES, Msg, Outgoing, TRIM_ENTRIES, Untrimmed, after, entry_ms, gather, read_reply,
+    };
 
     fn frame(conn: u64, bytes: usize) -> Outgoing {
         Outgoing::Msg(
@@ -790,5 +847,64 @@ mod tests {
     fn an_entry_id_gives_its_writing_time() {
         assert_eq!(entry_ms("1700000000000-3"), 1_700_000_000_000);
         assert_eq!(entry_ms("bogus"), 0);
+    }
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: &[(&str, &str)]) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(
+                fields
+                    .iter()
+                    .flat_map(|(name, value)| [bulk(name), bulk(value)])
+                    .collect(),
+            ),
+        ])
+    }
+
+    #[test]
+    fn an_xread_answer_gives_each_entry_with_its_batch_in_order() {
+        let entries = Value::Array(vec![
+            entry("5-0", &[("b", "{one}")]),
+            entry("5-1", &[("x", "y"), ("b", "{two}")]),
+            entry("6-0", &[("x", "no batch")]),
+        ]);
+        let want = vec![
+            ("5-0".to_owned(), Some(b"{one}".to_vec())),
+            ("5-1".to_owned(), Some(b"{two}".to_vec())),
+            ("6-0".to_owned(), None),
+        ];
+        // RESP2: [[stream, entries]].
+        let resp2 = Value::Array(vec![Value::Array(vec![
+            bulk("kvs:inbox:a"),
+            entries.clone(),
+        ])]);
+        assert_eq!(read_reply(resp2).unwrap(), want);
+        // RESP3: {stream: entries}.
+        let resp3 = Value::Map(vec![(bulk("kvs:inbox:a"), entries)]);
+        assert_eq!(read_reply(resp3).unwrap(), want);
+        // A read that timed out.
+        assert_eq!(read_reply(Value::Nil).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn an_xread_answer_of_another_shape_is_an_error_not_a_panic() {
+        for bad in [
+            Value::Int(3),
+            Value::Array(vec![Value::Array(vec![bulk("k"), Value::Int(1)])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk("k"),
+                Value::Array(vec![Value::Int(1)]),
+            ])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk("k"),
+                Value::Array(vec![Value::Array(vec![Value::Nil])]),
+            ])]),
+        ] {
+            assert!(read_reply(bad.clone()).is_err(), "{bad:?}");
+        }
     }
 }

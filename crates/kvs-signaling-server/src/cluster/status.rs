@@ -266,6 +266,12 @@ impl Router {
         );
         metric(
             counter,
+            "inbox_trims_total",
+            "Trims of this node's inbox (XTRIM): one per read that held frames; reads of other messages are trimmed together, about once a second.",
+            get(&wire.trims) as f64,
+        );
+        metric(
+            counter,
             "inbox_lag_seconds_total",
             "Time entries spent in this node's inbox before it read them (divide by the entries read).",
             get(&wire.lag_ms) as f64 / 1e3,

@@ -2,11 +2,12 @@
 //! (`PREFIX:inbox:NODE`), each entry a batch of messages from one node, in order.
 //!
 //! A node reads its inbox on a connection of its own (`XREAD BLOCK`), and trims it as it goes
-//! (`XTRIM MINID`), so that the inbox of a node that died holds exactly the frames it never
-//! read (what the senders replay to the channels' next owners). What holds no frame (deliveries
-//! to this node's sockets, verdicts, answers) is not replayed, so its trim waits for the next
-//! read that holds a frame, or for [`TRIM_LAG`] or [`TRIM_ENTRIES`]: a node that only hosts
-//! sockets trims about once a second, not once a read.
+//! (`XTRIM MINID`, in one pipeline with the next read, or at once when the node is behind), so
+//! that the inbox of a node that died holds the frames it never read (what the senders replay
+//! to the channels' next owners) and, but for the read in flight, none it did. What holds no
+//! frame (deliveries to this node's sockets, verdicts, answers) is not replayed, so its trim
+//! waits for the next read that holds a frame, or for [`TRIM_LAG`], [`TRIM_ENTRIES`] or
+//! [`TRIM_BYTES`]: a node that only hosts sockets trims about once a second, not once a read.
 //! Writes are batched per destination: a message waits at most for the messages already
 //! queued, so that a burst goes out in one `XADD`.
 
@@ -215,11 +216,14 @@ pub(crate) const READ_QUEUE: usize = 64;
 const READ_BLOCK: Duration = Duration::from_secs(1);
 /// Inbox entries one read takes, at most: with [`BATCH_BYTES`], what bounds a read's answer.
 const READ_COUNT: usize = 16;
-/// How long entries without a frame may stay in the inbox once read, at most (their trim
-/// waits for a read that holds a frame).
+/// How long entries without a frame may stay in the inbox once read before the next read
+/// trims them (their trim waits for a read that holds a frame); a quiet inbox trims them when
+/// its read times out, so they stay at most about `TRIM_LAG + READ_BLOCK`.
 const TRIM_LAG: Duration = READ_BLOCK;
 /// How many entries without a frame may stay in the inbox once read, at most.
 const TRIM_ENTRIES: usize = 256;
+/// How many bytes of entries without a frame may stay in the inbox once read, at most.
+const TRIM_BYTES: usize = 4 * 1024 * 1024;
 /// Attempts of a write to the inboxes (about 3 s in all) before its messages are given up.
 const RETRIES: usize = 7;
 
@@ -240,6 +244,8 @@ pub(crate) struct WireStats {
     pub(crate) batches_read: AtomicU64,
     pub(crate) messages_read: AtomicU64,
     pub(crate) lag_ms: AtomicU64,
+    /// Trims of this node's inbox done (`XTRIM` commands that succeeded).
+    pub(crate) trims: AtomicU64,
 }
 
 /// What the writer is given: a message for a node, or a request to say when everything
@@ -412,6 +418,10 @@ static SEND_FAILED: kvs_transport_tokio::LogLimiter =
     kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
 static READ_FAILED: kvs_transport_tokio::LogLimiter =
     kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
+static TRIM_FAILED: kvs_transport_tokio::LogLimiter =
+    kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
+static UNREADABLE: kvs_transport_tokio::LogLimiter =
+    kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
 
 /// Reads this node's inbox on a connection of its own, from the start of its stream (a new
 /// node's is empty), handing each batch to `deliver` in order, and trims what it has read: in
@@ -451,12 +461,11 @@ pub(crate) fn spawn_reader(
             };
             loop {
                 let mut pipe = redis::pipe();
+                // Each answer on its own: a refused trim (a primary being demoted, writes
+                // refused for want of disk or replicas) does not cost the read.
+                pipe.ignore_errors();
                 if let Some(after) = &trim {
-                    pipe.cmd("XTRIM")
-                        .arg(&inbox)
-                        .arg("MINID")
-                        .arg(after)
-                        .ignore();
+                    pipe.cmd("XTRIM").arg(&inbox).arg("MINID").arg(after);
                 }
                 pipe.cmd("XREAD")
                     .arg("COUNT")
@@ -466,18 +475,56 @@ pub(crate) fn spawn_reader(
                     .arg("STREAMS")
                     .arg(&inbox)
                     .arg(&last);
-                let read: redis::RedisResult<(redis::Value,)> = pipe.query_async(&mut conn).await;
-                let entries = match read.and_then(|(reply,)| read_reply(reply)) {
-                    // The trim went in with the read (a pipeline runs in order); what comes
-                    // next decides the next one.
+                let answers: redis::RedisResult<Vec<redis::RedisResult<redis::Value>>> =
+                    pipe.query_async(&mut conn).await;
+                let mut answers = match answers {
+                    Ok(answers) => answers.into_iter(),
+                    // No answer at all (the connection failed): the trim waits for the next
+                    // connection, the read is done again from where it was.
+                    Err(err) => {
+                        client.lost(&err);
+                        if let Some(suppressed) = READ_FAILED.check() {
+                            tracing::warn!(%err, suppressed, "reading this node's inbox failed");
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        break;
+                    }
+                };
+                // What a refused trim leaves to trim, under whatever comes next.
+                let mut untrimmed_after = None;
+                if let Some(after) = trim.take() {
+                    match answers.next() {
+                        Some(Ok(_)) => {
+                            stats.trims.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(Err(err)) => {
+                            client.lost(&err);
+                            if let Some(suppressed) = TRIM_FAILED.check() {
+                                tracing::warn!(%err, suppressed, "trimming this node's inbox failed");
+                            }
+                            untrimmed_after = Some(after);
+                        }
+                        None => untrimmed_after = Some(after),
+                    }
+                }
+                let read = answers.next().unwrap_or_else(|| {
+                    Err(redis::RedisError::from((
+                        redis::ErrorKind::Parse,
+                        "an inbox read without an answer",
+                    )))
+                });
+                let entries = match read.and_then(read_reply) {
                     Ok(entries) => {
                         backoff = Duration::from_millis(50);
                         entries
                     }
                     Err(err) => {
+                        client.lost(&err);
                         if let Some(suppressed) = READ_FAILED.check() {
                             tracing::warn!(%err, suppressed, "reading this node's inbox failed");
                         }
+                        trim = untrimmed_after;
                         // An error that persists (a refused command, a primary that is not
                         // one yet) is not retried in a tight loop.
                         tokio::time::sleep(backoff).await;
@@ -487,17 +534,21 @@ pub(crate) fn spawn_reader(
                 };
                 let Some(newest) = entries.last().map(|(id, _)| id.clone()) else {
                     // A quiet inbox: what waits for its trim waits no longer.
-                    trim = untrimmed.take();
+                    trim = untrimmed.take().or(untrimmed_after);
                     continue;
                 };
                 let read = entries.len();
+                let bytes = entries
+                    .iter()
+                    .map(|(_, batch)| batch.as_ref().map_or(0, Vec::len))
+                    .sum();
                 let batches: Vec<(u64, Batch)> = entries
                     .into_iter()
                     .filter_map(
                         |(id, bytes)| match serde_json::from_slice::<Batch>(&bytes?) {
                             Ok(batch) => Some((entry_ms(&id), batch)),
                             Err(err) => {
-                                if let Some(suppressed) = READ_FAILED.check() {
+                                if let Some(suppressed) = UNREADABLE.check() {
                                     tracing::warn!(%err, suppressed, "an unreadable inbox entry");
                                 }
                                 None
@@ -511,7 +562,10 @@ pub(crate) fn spawn_reader(
                         .iter()
                         .any(|msg| matches!(msg, Msg::Frame { .. }))
                 });
-                trim = untrimmed.read(after(&newest), read, frames);
+                // A later trim covers an earlier one (`MINID` drops everything before it).
+                trim = untrimmed
+                    .read(after(&newest), read, bytes, frames)
+                    .or(untrimmed_after);
                 last = newest;
                 for (written_ms, batch) in batches {
                     stats.batches_read.fetch_add(1, Ordering::Relaxed);
@@ -521,6 +575,27 @@ pub(crate) fn spawn_reader(
                     stats
                         .lag_ms
                         .fetch_add(unix_ms_now().saturating_sub(written_ms), Ordering::Relaxed);
+                    let batch = match deliver.try_send(batch) {
+                        Ok(()) => continue,
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                        Err(mpsc::error::TrySendError::Full(batch)) => batch,
+                    };
+                    // The node is behind: what it has read is trimmed now, not once it has
+                    // caught up, so that what it handles meanwhile is not replayed if it dies.
+                    if let Some(after) = trim.take() {
+                        let trimmed: redis::RedisResult<()> = redis::cmd("XTRIM")
+                            .arg(&inbox)
+                            .arg("MINID")
+                            .arg(&after)
+                            .query_async(&mut conn)
+                            .await;
+                        match trimmed {
+                            Ok(()) => {
+                                stats.trims.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => trim = Some(after),
+                        }
+                    }
                     if deliver.send(batch).await.is_err() {
                         return;
                     }
@@ -554,11 +629,13 @@ fn read_reply(reply: redis::Value) -> redis::RedisResult<Vec<(String, Option<Vec
         Value::Nil => return Ok(Vec::new()),
         Value::Array(streams) => streams
             .into_iter()
-            .filter_map(|stream| match stream {
-                Value::Array(mut pair) if pair.len() == 2 => pair.pop(),
-                _ => None,
+            .map(|stream| match stream {
+                Value::Array(mut pair) if pair.len() == 2 => pair
+                    .pop()
+                    .ok_or_else(|| malformed("a stream without entries")),
+                _ => Err(malformed("a stream is not a name and its entries")),
             })
-            .collect(),
+            .collect::<redis::RedisResult<_>>()?,
         Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
         _ => return Err(malformed("not an array or a map")),
     };
@@ -598,19 +675,31 @@ fn read_reply(reply: redis::Value) -> redis::RedisResult<Vec<(String, Option<Vec
 struct Untrimmed {
     /// Where the trim is to go (`XTRIM MINID`), if anything waits for it.
     after: Option<String>,
-    /// Entries waiting, and since when.
+    /// Entries waiting, their bytes, and since when.
     entries: usize,
+    bytes: usize,
     since: Option<std::time::Instant>,
 }
 
 impl Untrimmed {
-    /// `entries` more were read, up to `after`: where to trim now, if it is time (the read
-    /// holds a frame, or what waits is old or many enough).
-    fn read(&mut self, after: String, entries: usize, frames: bool) -> Option<String> {
+    /// `entries` more were read (`bytes` of batches), up to `after`: where to trim now, if it
+    /// is time (the read holds a frame, or what waits is old, many or large enough).
+    fn read(
+        &mut self,
+        after: String,
+        entries: usize,
+        bytes: usize,
+        frames: bool,
+    ) -> Option<String> {
         self.after = Some(after);
         self.entries += entries;
+        self.bytes = self.bytes.saturating_add(bytes);
         let since = *self.since.get_or_insert_with(std::time::Instant::now);
-        if frames || self.entries >= TRIM_ENTRIES || since.elapsed() >= TRIM_LAG {
+        if frames
+            || self.entries >= TRIM_ENTRIES
+            || self.bytes >= TRIM_BYTES
+            || since.elapsed() >= TRIM_LAG
+        {
             self.take()
         } else {
             None
@@ -620,6 +709,7 @@ impl Untrimmed {
     /// Where to trim, if anything waits for it; nothing waits afterwards.
     fn take(&mut self) -> Option<String> {
         self.entries = 0;
+        self.bytes = 0;
         self.since = None;
         self.after.take()
     }
@@ -802,11 +892,11 @@ mod tests {
     #[test]
     fn a_read_with_a_frame_is_trimmed_at_once_with_what_waited_before_it() {
         let mut untrimmed = Untrimmed::default();
-        assert_eq!(untrimmed.read("5-1".to_owned(), 3, false), None);
-        assert_eq!(untrimmed.read("5-4".to_owned(), 2, false), None);
+        assert_eq!(untrimmed.read("5-1".to_owned(), 3, 10, false), None);
+        assert_eq!(untrimmed.read("5-4".to_owned(), 2, 10, false), None);
         // A frame: trimmed now, past everything read so far.
         assert_eq!(
-            untrimmed.read("6-0".to_owned(), 1, true),
+            untrimmed.read("6-0".to_owned(), 1, 10, true),
             Some("6-0".to_owned())
         );
         // Nothing waits afterwards.
@@ -818,27 +908,38 @@ mod tests {
         let mut untrimmed = Untrimmed::default();
         for n in 1..TRIM_ENTRIES {
             assert_eq!(
-                untrimmed.read(format!("7-{n}"), 1, false),
+                untrimmed.read(format!("7-{n}"), 1, 10, false),
                 None,
                 "entry {n}"
             );
         }
         assert_eq!(
-            untrimmed.read(format!("7-{TRIM_ENTRIES}"), 1, false),
+            untrimmed.read(format!("7-{TRIM_ENTRIES}"), 1, 10, false),
             Some(format!("7-{TRIM_ENTRIES}"))
         );
         // A quiet inbox trims what waits.
-        assert_eq!(untrimmed.read("8-0".to_owned(), 1, false), None);
+        assert_eq!(untrimmed.read("8-0".to_owned(), 1, 10, false), None);
         assert_eq!(untrimmed.take(), Some("8-0".to_owned()));
+    }
+
+    #[test]
+    fn reads_without_frames_are_trimmed_once_their_bytes_add_up() {
+        let mut untrimmed = Untrimmed::default();
+        let half = super::TRIM_BYTES / 2;
+        assert_eq!(untrimmed.read("4-0".to_owned(), 1, half, false), None);
+        assert_eq!(
+            untrimmed.read("4-1".to_owned(), 1, half, false),
+            Some("4-1".to_owned())
+        );
     }
 
     #[test]
     fn reads_without_frames_are_trimmed_once_the_oldest_waited_long_enough() {
         let mut untrimmed = Untrimmed::default();
-        assert_eq!(untrimmed.read("9-0".to_owned(), 1, false), None);
+        assert_eq!(untrimmed.read("9-0".to_owned(), 1, 10, false), None);
         untrimmed.since = std::time::Instant::now().checked_sub(super::TRIM_LAG);
         assert_eq!(
-            untrimmed.read("9-1".to_owned(), 1, false),
+            untrimmed.read("9-1".to_owned(), 1, 10, false),
             Some("9-1".to_owned())
         );
     }

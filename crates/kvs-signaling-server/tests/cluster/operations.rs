@@ -302,6 +302,58 @@ fn acl_log_objects(redis: &Redis) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn a_refused_inbox_trim_does_not_stop_a_node_reading_its_inbox() {
+    let redis = Redis::start();
+    let mut setuser = vec!["ACL", "SETUSER", "kvs"];
+    setuser.extend_from_slice(RECOMMENDED_ACL);
+    assert_eq!(redis.cli(&setuser), "OK");
+    let env = [
+        ("KVS_REDIS_USERNAME", "kvs"),
+        ("KVS_REDIS_PASSWORD", "kvs-acl-secret"),
+    ];
+    let a = Node::start_with(&redis.url(), "127.0.0.1", &[], &env);
+    let b = Node::start_with(&redis.url(), "127.0.0.2", &[], &env);
+    let arn = create(a.addr, "untrimmed").await;
+    // Trims refused from now on (as a demoted primary or a narrower ACL would refuse them):
+    // the owner's reads, which go in one pipeline with its trims, go on.
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "kvs", "-xtrim"]), "OK");
+    let mut master = connect(a.addr, &arn, None).await;
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    for _ in 0..5 {
+        send(&mut viewer, OFFER).await;
+        assert_eq!(text(&mut master).await, OFFER_SEEN);
+        send(&mut master, ANSWER).await;
+        assert_eq!(text(&mut viewer).await, ANSWER_SEEN);
+    }
+    let refused = redis.cli(&["ACL", "LOG"]);
+    assert!(refused.contains("xtrim"), "{refused}");
+    // Granted again: what waited is trimmed, and both inboxes empty.
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "kvs", "+xtrim"]), "OK");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys = redis.cli(&["KEYS", "kvs:inbox:*"]);
+        let left: Vec<(String, String)> = keys
+            .lines()
+            .filter(|key| !key.is_empty())
+            .map(|key| (key.to_owned(), redis.cli(&["XLEN", key])))
+            .filter(|(_, len)| len != "0")
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "inboxes not trimmed: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    send(&mut viewer, OFFER).await;
+    assert_eq!(text(&mut master).await, OFFER_SEEN);
+    assert!(
+        a.log().contains("trimming this node's inbox failed"),
+        "{}",
+        a.log()
+    );
+}
+
+#[tokio::test]
 async fn an_acl_user_with_the_recommended_rights_runs_the_cluster() {
     let redis = Redis::start();
     let mut setuser = vec!["ACL", "SETUSER", "kvs"];

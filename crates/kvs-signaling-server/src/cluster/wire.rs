@@ -425,7 +425,9 @@ static UNREADABLE: kvs_transport_tokio::LogLimiter =
 
 /// Reads this node's inbox on a connection of its own, from the start of its stream (a new
 /// node's is empty), handing each batch to `deliver` in order, and trims what it has read: in
-/// one pipeline with the next read, once the batches read are handed on.
+/// one pipeline with the next read, once the batches read are handed on; or, when `deliver`
+/// is full, at once, before waiting (then past the read's batches not yet handed on, which,
+/// like those queued, are lost if the node dies before it handles them).
 pub(crate) fn spawn_reader(
     client: super::keys::Connector,
     keys: Keys,
@@ -510,7 +512,7 @@ pub(crate) fn spawn_reader(
                 }
                 let read = answers.next().unwrap_or_else(|| {
                     Err(redis::RedisError::from((
-                        redis::ErrorKind::Parse,
+                        redis::ErrorKind::UnexpectedReturnType,
                         "an inbox read without an answer",
                     )))
                 });
@@ -593,7 +595,13 @@ pub(crate) fn spawn_reader(
                             Ok(()) => {
                                 stats.trims.fetch_add(1, Ordering::Relaxed);
                             }
-                            Err(_) => trim = Some(after),
+                            Err(err) => {
+                                client.lost(&err);
+                                if let Some(suppressed) = TRIM_FAILED.check() {
+                                    tracing::warn!(%err, suppressed, "trimming this node's inbox failed");
+                                }
+                                trim = Some(after);
+                            }
                         }
                     }
                     if deliver.send(batch).await.is_err() {
@@ -612,7 +620,7 @@ fn read_reply(reply: redis::Value) -> redis::RedisResult<Vec<(String, Option<Vec
     use redis::Value;
     fn malformed(what: &str) -> redis::RedisError {
         redis::RedisError::from((
-            redis::ErrorKind::Parse,
+            redis::ErrorKind::UnexpectedReturnType,
             "an XREAD answer of an unexpected shape",
             what.to_owned(),
         ))

@@ -327,6 +327,19 @@ async fn a_refused_inbox_trim_does_not_stop_a_node_reading_its_inbox() {
     }
     let refused = redis.cli(&["ACL", "LOG"]);
     assert!(refused.contains("xtrim"), "{refused}");
+    // Past the time B's deliveries wait for their trim (refused too): both nodes still read.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    send(&mut viewer, OFFER).await;
+    assert_eq!(text(&mut master).await, OFFER_SEEN);
+    send(&mut master, ANSWER).await;
+    assert_eq!(text(&mut viewer).await, ANSWER_SEEN);
+    // What the refused trims left: the frames A read are still in its inbox.
+    let keys = redis.cli(&["KEYS", "kvs:inbox:*"]);
+    let held: String = keys
+        .lines()
+        .map(|key| redis.cli(&["XRANGE", key, "-", "+"]))
+        .collect();
+    assert!(held.contains(r#""t":"Frame""#), "{held}");
     // Granted again: what waited is trimmed, and both inboxes empty.
     assert_eq!(redis.cli(&["ACL", "SETUSER", "kvs", "+xtrim"]), "OK");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -467,7 +467,7 @@ pub(crate) fn spawn_reader(
                 // refused for want of disk or replicas) does not cost the read.
                 pipe.ignore_errors();
                 if let Some(after) = &trim {
-                    pipe.cmd("XTRIM").arg(&inbox).arg("MINID").arg(after);
+                    pipe.add_command(xtrim(&inbox, after));
                 }
                 pipe.cmd("XREAD")
                     .arg("COUNT")
@@ -484,59 +484,30 @@ pub(crate) fn spawn_reader(
                     // No answer at all (the connection failed): the trim waits for the next
                     // connection, the read is done again from where it was.
                     Err(err) => {
-                        client.lost(&err);
-                        if let Some(suppressed) = READ_FAILED.check() {
-                            tracing::warn!(%err, suppressed, "reading this node's inbox failed");
-                        }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        read_failed(&client, &err, &mut backoff).await;
                         break;
                     }
                 };
                 // What a refused trim leaves to trim, under whatever comes next.
-                let mut untrimmed_after = None;
-                if let Some(after) = trim.take() {
-                    match answers.next() {
-                        Some(Ok(_)) => {
-                            stats.trims.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some(Err(err)) => {
-                            client.lost(&err);
-                            if let Some(suppressed) = TRIM_FAILED.check() {
-                                tracing::warn!(%err, suppressed, "trimming this node's inbox failed");
-                            }
-                            untrimmed_after = Some(after);
-                        }
-                        None => untrimmed_after = Some(after),
-                    }
-                }
-                let read = answers.next().unwrap_or_else(|| {
-                    Err(redis::RedisError::from((
-                        redis::ErrorKind::UnexpectedReturnType,
-                        "an inbox read without an answer",
-                    )))
+                let refused = trim.take().and_then(|after| {
+                    let answer = answers.next().unwrap_or_else(|| Err(unanswered()));
+                    trimmed(answer, after, &client, &stats)
                 });
+                let read = answers.next().unwrap_or_else(|| Err(unanswered()));
                 let entries = match read.and_then(read_reply) {
                     Ok(entries) => {
                         backoff = Duration::from_millis(50);
                         entries
                     }
                     Err(err) => {
-                        client.lost(&err);
-                        if let Some(suppressed) = READ_FAILED.check() {
-                            tracing::warn!(%err, suppressed, "reading this node's inbox failed");
-                        }
-                        trim = untrimmed_after;
-                        // An error that persists (a refused command, a primary that is not
-                        // one yet) is not retried in a tight loop.
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        trim = refused;
+                        read_failed(&client, &err, &mut backoff).await;
                         break;
                     }
                 };
                 let Some(newest) = entries.last().map(|(id, _)| id.clone()) else {
                     // A quiet inbox: what waits for its trim waits no longer.
-                    trim = untrimmed.take().or(untrimmed_after);
+                    trim = untrimmed.take().or(refused);
                     continue;
                 };
                 let read = entries.len();
@@ -567,7 +538,7 @@ pub(crate) fn spawn_reader(
                 // A later trim covers an earlier one (`MINID` drops everything before it).
                 trim = untrimmed
                     .read(after(&newest), read, bytes, frames)
-                    .or(untrimmed_after);
+                    .or(refused);
                 last = newest;
                 for (written_ms, batch) in batches {
                     stats.batches_read.fetch_add(1, Ordering::Relaxed);
@@ -585,24 +556,8 @@ pub(crate) fn spawn_reader(
                     // The node is behind: what it has read is trimmed now, not once it has
                     // caught up, so that what it handles meanwhile is not replayed if it dies.
                     if let Some(after) = trim.take() {
-                        let trimmed: redis::RedisResult<()> = redis::cmd("XTRIM")
-                            .arg(&inbox)
-                            .arg("MINID")
-                            .arg(&after)
-                            .query_async(&mut conn)
-                            .await;
-                        match trimmed {
-                            Ok(()) => {
-                                stats.trims.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(err) => {
-                                client.lost(&err);
-                                if let Some(suppressed) = TRIM_FAILED.check() {
-                                    tracing::warn!(%err, suppressed, "trimming this node's inbox failed");
-                                }
-                                trim = Some(after);
-                            }
-                        }
+                        let answer = xtrim(&inbox, &after).query_async(&mut conn).await;
+                        trim = trimmed(answer, after, &client, &stats);
                     }
                     if deliver.send(batch).await.is_err() {
                         return;
@@ -611,6 +566,60 @@ pub(crate) fn spawn_reader(
             }
         }
     });
+}
+
+/// `XTRIM` of `inbox` up to (not including) the id `after`.
+fn xtrim(inbox: &str, after: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("XTRIM");
+    cmd.arg(inbox).arg("MINID").arg(after);
+    cmd
+}
+
+/// Takes a trim's answer: counted when done; when refused, logged, reported (a demoted
+/// primary refuses writes) and returned, still to do.
+fn trimmed(
+    answer: redis::RedisResult<redis::Value>,
+    after: String,
+    client: &super::keys::Connector,
+    stats: &WireStats,
+) -> Option<String> {
+    match answer {
+        Ok(_) => {
+            stats.trims.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+        Err(err) => {
+            client.lost(&err);
+            if let Some(suppressed) = TRIM_FAILED.check() {
+                tracing::warn!(%err, suppressed, "trimming this node's inbox failed");
+            }
+            Some(after)
+        }
+    }
+}
+
+/// A read of the inbox failed: logged, reported, and the next one waits (an error that
+/// persists, such as a refused command or a primary that is not one yet, is not retried in a
+/// tight loop).
+async fn read_failed(
+    client: &super::keys::Connector,
+    err: &redis::RedisError,
+    backoff: &mut Duration,
+) {
+    client.lost(err);
+    if let Some(suppressed) = READ_FAILED.check() {
+        tracing::warn!(%err, suppressed, "reading this node's inbox failed");
+    }
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(Duration::from_secs(1));
+}
+
+/// A pipeline's answer that is not there.
+fn unanswered() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "an inbox read without an answer",
+    ))
 }
 
 /// The entries of an `XREAD` answer for one stream, oldest first: each id with its batch's

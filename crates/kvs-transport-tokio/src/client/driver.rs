@@ -509,9 +509,14 @@ async fn connect(
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let within = rest.connect_timeout();
     let deadline = Instant::now() + within;
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     let late = |step: &str| {
         RequestError::new(format!(
-            "{step} with {host}:{port}: not done within {within:?}"
+            "{step} with {authority}: not done within {within:?}"
         ))
     };
     let tcp = rest.dial(&host, port, secure).await?;
@@ -522,7 +527,7 @@ async fn connect(
         let tls = tokio::time::timeout_at(deadline, handshake)
             .await
             .map_err(|_| late("the TLS handshake"))?
-            .map_err(|err| RequestError::new(format!("TLS to {host}:{port}: {err}")))?;
+            .map_err(|err| RequestError::new(format!("TLS to {authority}: {err}")))?;
         Box::new(tls)
     } else {
         Box::new(tcp)

@@ -21,23 +21,30 @@ use tokio::sync::mpsc;
 
 use super::route::{Router, lock};
 
-/// Writes recipients' held messages (`ARGV[4..]`: field and JSON by turns; an empty JSON
+/// Writes recipients' held messages (`ARGV[5..]`: field and JSON by turns; an empty JSON
 /// removes the field) if `ARGV[1]` still owns the channel at epoch `ARGV[2]`; keeps the hash
-/// until the latest expiry `ARGV[3]` (Unix ms). With `ARGV[3]` prefixed `release:`, the hash
-/// is replaced whole and the claim given up in the same step (a hand-over). Answers `OK` or
-/// `FENCED`.
+/// until the latest expiry `ARGV[3]` (Unix ms). With `ARGV[3]` prefixed `replace:`, the hash
+/// is replaced whole; with `release:`, too, and the claim given up in the same step (a
+/// hand-over). Answers `OK`, `FENCED`, or, when the claim is not as the writer holds it and
+/// the Redis server is not the one whose data it last checked (its run id, `ARGV[4]`),
+/// `CHANGED`: Redis restarted or failed over and may have lost the claim's last writes,
+/// which the writer reasserts before it believes the fence.
 const HELD_PUT: &str = r"
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then
+  local info = redis.pcall('INFO', 'server')
+  local run = type(info) == 'string' and string.match(info, 'run_id:(%w+)') or ''
+  if run ~= ARGV[4] then return 'CHANGED' end
   return 'FENCED'
 end
 local until_ms = ARGV[3]
 local release = false
-if string.sub(until_ms, 1, 8) == 'release:' then
-  release = true
+local mode = string.sub(until_ms, 1, 8)
+if mode == 'release:' or mode == 'replace:' then
+  release = mode == 'release:'
   until_ms = string.sub(until_ms, 9)
   redis.call('DEL', KEYS[2])
 end
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', KEYS[2], ARGV[i])
   else
@@ -193,9 +200,10 @@ type Round = HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>>;
 
 /// Writes a round of changes, one fenced script per channel, in one pipeline. Channels this
 /// node does not own are skipped; those whose write is fenced are let go. Returns what could
-/// not be written.
+/// not be written (Redis unreachable, or changed and not yet reasserted).
 async fn write(router: &Router, round: Round) -> Round {
     let now = SystemTime::now();
+    let asserted = lock(&router.asserted).clone();
     let mut pipe = redis::pipe();
     let mut sent = Vec::new();
     for (arn, recipients) in round {
@@ -219,6 +227,7 @@ async fn write(router: &Router, round: Round) -> Round {
             .arg(&router.cluster.node)
             .arg(epoch)
             .arg(until)
+            .arg(&asserted)
             .arg(args);
         sent.push((arn, recipients));
     }
@@ -228,14 +237,25 @@ async fn write(router: &Router, round: Round) -> Round {
     let mut redis = router.cluster.redis.clone();
     match pipe.query_async::<Vec<String>>(&mut redis).await {
         Ok(answers) => {
-            for ((arn, _), answer) in sent.into_iter().zip(answers) {
-                router.stats.held_writes.fetch_add(1, Ordering::Relaxed);
-                if answer == "FENCED" {
-                    router.stats.held_fenced.fetch_add(1, Ordering::Relaxed);
-                    router.lose(&arn).await;
+            let mut again = Round::new();
+            for ((arn, recipients), answer) in sent.into_iter().zip(answers) {
+                match answer.as_str() {
+                    "FENCED" => {
+                        router.stats.held_writes.fetch_add(1, Ordering::Relaxed);
+                        router.stats.held_fenced.fetch_add(1, Ordering::Relaxed);
+                        router.lose(&arn).await;
+                    }
+                    // Written again once this node has reasserted its claims on the new
+                    // Redis (which rewrites every held list whole first).
+                    "CHANGED" => {
+                        again.insert(arn, recipients);
+                    }
+                    _ => {
+                        router.stats.held_writes.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
-            HashMap::new()
+            again
         }
         Err(err) => {
             if let Some(suppressed) = WRITE_FAILED.check() {
@@ -271,10 +291,12 @@ pub(super) async fn hand_over(
         args.push(json);
     }
     let keys = &router.cluster.keys;
+    let asserted = lock(&router.asserted).clone();
     let answer: redis::RedisResult<String> = router
         .cluster
         .retrying(|mut redis| {
             let args = args.clone();
+            let asserted = asserted.clone();
             async move {
                 redis::Script::new(HELD_PUT)
                     .key(keys.channel(arn.as_str()))
@@ -282,6 +304,7 @@ pub(super) async fn hand_over(
                     .arg(&router.cluster.node)
                     .arg(epoch)
                     .arg(format!("release:{until}"))
+                    .arg(asserted)
                     .arg(args)
                     .invoke_async(&mut redis)
                     .await
@@ -289,4 +312,72 @@ pub(super) async fn hand_over(
         })
         .await;
     matches!(answer.as_deref(), Ok("OK"))
+}
+
+/// Held lists rewritten in one pipeline, at most.
+const REWRITE_CHUNK: usize = 64;
+
+/// Rewrites whole the copy in Redis of the held messages of each channel of `owned` (with the
+/// epoch of this node's claim), from this node's hubs: after Redis restarted or failed over,
+/// when its copy may have lost the last changes. Channels whose write is fenced are let go.
+/// `redis_id` is the run id of the Redis server the claims were just checked on. Returns
+/// whether every copy was written (or fenced): `false` when Redis did not answer, or changed
+/// again.
+pub(super) async fn rewrite(router: &Router, owned: &[(ChannelArn, u64)], redis_id: &str) -> bool {
+    let keys = &router.cluster.keys;
+    for chunk in owned.chunks(REWRITE_CHUNK) {
+        let now = SystemTime::now();
+        let mut pipe = redis::pipe();
+        for (arn, epoch) in chunk {
+            let held = router
+                .shards
+                .of(arn)
+                .export_held(arn.clone())
+                .await
+                .unwrap_or_default();
+            let mut args: Vec<String> = Vec::new();
+            let mut until = 0;
+            for change in &held {
+                let (json, last) = encode(&change.messages, now);
+                if json.is_empty() {
+                    continue;
+                }
+                until = until.max(last);
+                args.push(field(change.recipient.as_ref()));
+                args.push(json);
+            }
+            pipe.cmd("EVAL")
+                .arg(HELD_PUT)
+                .arg(2)
+                .arg(keys.channel(arn.as_str()))
+                .arg(keys.held(arn.as_str()))
+                .arg(&router.cluster.node)
+                .arg(*epoch)
+                .arg(format!("replace:{until}"))
+                .arg(redis_id)
+                .arg(args);
+        }
+        let mut redis = router.cluster.redis.clone();
+        let answers = match pipe.query_async::<Vec<String>>(&mut redis).await {
+            Ok(answers) => answers,
+            Err(err) => {
+                if let Some(suppressed) = WRITE_FAILED.check() {
+                    tracing::warn!(%err, suppressed, "held messages could not be rewritten to Redis");
+                }
+                return false;
+            }
+        };
+        for ((arn, _), answer) in chunk.iter().zip(answers) {
+            router.stats.held_writes.fetch_add(1, Ordering::Relaxed);
+            match answer.as_str() {
+                "FENCED" => {
+                    router.stats.held_fenced.fetch_add(1, Ordering::Relaxed);
+                    router.lose(arn).await;
+                }
+                "CHANGED" => return false,
+                _ => {}
+            }
+        }
+    }
+    true
 }

@@ -50,6 +50,53 @@ end
 return out
 ";
 
+/// Reasserts `ARGV[1]`'s claims after Redis restarted or failed over, when the last writes
+/// may be lost. `KEYS[1]` is the nodes' heartbeats, `KEYS[2]` the epoch counter, `KEYS[3..]`
+/// the channels, `ARGV[2]` the node TTL (ms), `ARGV[3..]` the epochs of the claims. Answers,
+/// for each channel: the epoch the claim holds now (the same, or a new one above both the
+/// counter and any epoch seen: the claim had been lost with the last writes, and nobody else
+/// holds it), `LOST` (a live node owns it) or `GONE` (the channel does not exist).
+const REASSERT: &str = r"
+local out = {}
+local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
+for i = 3, #KEYS do
+  local key = KEYS[i]
+  local known = tonumber(ARGV[i])
+  if redis.call('EXISTS', key) == 0 then
+    out[#out + 1] = 'GONE'
+  else
+    local owner = redis.call('HGET', key, 'owner')
+    local epoch = tonumber(redis.call('HGET', key, 'epoch') or '0') or 0
+    local other = false
+    if owner and owner ~= '' and owner ~= ARGV[1] then
+      local theirs = redis.call('ZSCORE', KEYS[1], owner)
+      other = theirs and mine and tonumber(theirs) >= tonumber(mine) - tonumber(ARGV[2])
+    end
+    if owner == ARGV[1] and epoch == known then
+      out[#out + 1] = tostring(known)
+    elseif other then
+      out[#out + 1] = 'LOST'
+    else
+      local e = redis.call('INCR', KEYS[2])
+      local floor = math.max(known, epoch) + 1
+      if e < floor then
+        e = floor
+        redis.call('SET', KEYS[2], e)
+      end
+      redis.call('HSET', key, 'owner', ARGV[1], 'epoch', e)
+      out[#out + 1] = tostring(e)
+    end
+  end
+end
+return out
+";
+
+/// Claims reasserted in one script, at most.
+const REASSERT_CHUNK: usize = 256;
+
+static REASSERT_FAILED: kvs_transport_tokio::LogLimiter =
+    kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
+
 impl Router {
     /// Node `node` died: the connections of this node's hubs whose sockets it held are closed
     /// (as if their clients had closed them), and this node's sockets whose channels it owned
@@ -404,6 +451,78 @@ impl Router {
             );
             self.close_all_links("going away").await;
         }
+    }
+
+    /// Redis restarted or failed over (its run id is now `redis_id`) and may have lost the
+    /// last writes: this node's claims are reasserted (taken again where nobody else holds
+    /// them, let go where a live node does or the channel is gone) and the held messages of
+    /// the channels it keeps are rewritten whole from its hubs. Once that is done, held
+    /// writes that find their claim changed believe the fence again.
+    pub(super) async fn reassert(&self, redis_id: &str) {
+        let owned: Vec<(ChannelArn, u64)> = lock(&self.owned)
+            .iter()
+            .map(|(arn, epoch)| (arn.clone(), *epoch))
+            .collect();
+        let keys = &self.cluster.keys;
+        let ttl_ms =
+            u64::try_from(self.cluster.liveness.node_ttl().as_millis()).unwrap_or(u64::MAX);
+        let mut kept = Vec::new();
+        let (mut taken, mut lost) = (0usize, 0usize);
+        for chunk in owned.chunks(REASSERT_CHUNK) {
+            let script = redis::Script::new(REASSERT);
+            let mut invoke = script.prepare_invoke();
+            invoke.key(keys.nodes()).key(keys.epochs());
+            for (arn, _) in chunk {
+                invoke.key(keys.channel(arn.as_str()));
+            }
+            invoke.arg(&self.cluster.node).arg(ttl_ms);
+            for (_, epoch) in chunk {
+                invoke.arg(*epoch);
+            }
+            let mut redis = self.cluster.redis.clone();
+            let answers = match invoke.invoke_async::<Vec<String>>(&mut redis).await {
+                Ok(answers) => answers,
+                Err(err) => {
+                    if let Some(suppressed) = REASSERT_FAILED.check() {
+                        tracing::warn!(
+                            %err,
+                            suppressed,
+                            "could not reassert this node's claims: trying again"
+                        );
+                    }
+                    return;
+                }
+            };
+            for ((arn, known), answer) in chunk.iter().zip(answers) {
+                match answer.parse::<u64>() {
+                    Ok(epoch) => {
+                        // Unless it was let go meanwhile.
+                        if let Some(held) = lock(&self.owned).get_mut(arn) {
+                            *held = epoch;
+                            kept.push((arn.clone(), epoch));
+                        }
+                        if epoch != *known {
+                            taken += 1;
+                        }
+                    }
+                    Err(_) => {
+                        lost += 1;
+                        self.lose(arn).await;
+                    }
+                }
+            }
+        }
+        if !super::held::rewrite(self, &kept, redis_id).await {
+            return;
+        }
+        self.stats.reasserts.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            kept = kept.len(),
+            taken_again = taken,
+            lost,
+            "reasserted this node's claims and rewrote their held messages"
+        );
+        *lock(&self.asserted) = redis_id.to_owned();
     }
 
     /// This node shuts down, its own clients gone: it hands every channel it owns to the

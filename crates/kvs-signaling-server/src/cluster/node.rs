@@ -21,8 +21,12 @@ use super::keys::Keys;
 /// the stall), nobody is judged, since the others' heartbeats may be queued behind the same
 /// stall. The nodes judged dead are recorded (`KEYS[2]`, a set), so that a node that was
 /// judged dead and comes back learns it (the last answer, 1), and is taken off it. Nodes dead
-/// for an hour are forgotten (their published settings, `KEYS[3]`, too).
+/// for an hour are forgotten (their published settings, `KEYS[3]`, too). The answer ends with
+/// the Redis server's run id (empty where `INFO` is refused): a new one is a restart or a
+/// failover, either of which may have lost the last writes.
 const HEARTBEAT: &str = r"
+local info = redis.pcall('INFO', 'server')
+local run = type(info) == 'string' and string.match(info, 'run_id:(%w+)') or ''
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local previous = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or now)
@@ -40,12 +44,12 @@ if gap > ttl / 2 or gap < tonumber(ARGV[3]) / 2 then
   -- This node, or Redis, stalled since its previous heartbeat (or this one was queued
   -- behind such a stall with others): the others' heartbeats may still be queued behind the
   -- same stall. Nobody is judged this round.
-  return {now, redis.call('ZRANGE', KEYS[1], 0, -1), {}, buried}
+  return {now, redis.call('ZRANGE', KEYS[1], 0, -1), {}, buried, run}
 end
 local alive = redis.call('ZRANGEBYSCORE', KEYS[1], previous - ttl, '+inf')
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (previous - ttl))
 if #dead > 0 then redis.call('SADD', KEYS[2], unpack(dead)) end
-return {now, alive, dead, buried}
+return {now, alive, dead, buried, run}
 ";
 
 /// A fresh node id for this process: the host name and random bytes, so that a restarted
@@ -97,6 +101,12 @@ pub(crate) struct Membership {
     /// Whether, at the last lapse, a peer took this node for dead (and acted on it: closed
     /// the connections of its sockets, moved the channels it owned).
     pub(crate) lapse_buried: bool,
+    /// The Redis server's run id at the last heartbeat (empty where `INFO` is refused).
+    pub(crate) redis_id: String,
+    /// Times the run id changed (Redis restarted, or another server took over): each time,
+    /// Redis may have lost the last writes, and this node reasserts its claims and rewrites
+    /// its held messages.
+    pub(crate) redis_changes: u64,
 }
 
 /// This node's heartbeat and its view of the others.
@@ -129,20 +139,21 @@ impl Liveness {
             let mut redis = redis.clone();
             async move {
                 let sent = Instant::now();
-                let (now, alive, dead, buried): (u64, Vec<String>, Vec<String>, u8) = script
-                    .key(keys.nodes())
-                    .key(keys.buried())
-                    .key(keys.settings())
-                    .arg(&node)
-                    .arg(ttl_ms)
-                    .arg(interval_ms)
-                    .invoke_async(&mut redis)
-                    .await
-                    .map_err(|err| err.to_string())?;
-                Ok::<_, String>((sent, now, alive, dead, buried == 1))
+                let (now, alive, dead, buried, run): (u64, Vec<String>, Vec<String>, u8, String) =
+                    script
+                        .key(keys.nodes())
+                        .key(keys.buried())
+                        .key(keys.settings())
+                        .arg(&node)
+                        .arg(ttl_ms)
+                        .arg(interval_ms)
+                        .invoke_async(&mut redis)
+                        .await
+                        .map_err(|err| err.to_string())?;
+                Ok::<_, String>((sent, now, alive, dead, buried == 1, run))
             }
         };
-        let (sent, now, alive, dead, _) = beat(&mut redis).await?;
+        let (sent, now, alive, dead, _, redis_id) = beat(&mut redis).await?;
         let membership = Membership {
             alive: alive.into_iter().collect(),
             dead: dead.into_iter().collect(),
@@ -151,6 +162,8 @@ impl Liveness {
             failures: 0,
             lapses: 0,
             lapse_buried: false,
+            redis_id,
+            redis_changes: 0,
         };
         let (tx, _) = watch::channel(membership);
         let liveness = Arc::new(Self {
@@ -167,7 +180,7 @@ impl Liveness {
                     return;
                 };
                 match beat(&mut redis).await {
-                    Ok((sent, now, alive, dead, buried)) => {
+                    Ok((sent, now, alive, dead, buried, redis_id)) => {
                         liveness.membership.send_modify(|m| {
                             let lapsed = m.valid_until.is_none_or(|until| Instant::now() >= until);
                             if lapsed || buried {
@@ -179,6 +192,16 @@ impl Liveness {
                                     "this node's cluster heartbeat lapsed and is back: checking \
                                      what it still owns"
                                 );
+                            }
+                            if redis_id != m.redis_id {
+                                m.redis_changes += 1;
+                                tracing::warn!(
+                                    was = %m.redis_id,
+                                    now = %redis_id,
+                                    "Redis restarted or failed over, and may have lost its last \
+                                     writes: reasserting this node's claims and held messages"
+                                );
+                                m.redis_id = redis_id;
                             }
                             m.alive = alive.into_iter().collect();
                             m.dead = dead.into_iter().collect();

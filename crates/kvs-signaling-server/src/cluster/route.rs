@@ -130,6 +130,10 @@ pub(crate) struct Router {
     pub(super) owned: Mutex<HashMap<ChannelArn, u64>>,
     /// Channels other nodes own, as last seen.
     pub(super) owners: Mutex<HashMap<ChannelArn, String>>,
+    /// The run id of the Redis server on which this node last checked its claims and wrote
+    /// its held messages whole: a held write that finds its claim changed on another server
+    /// waits for the claims to be reasserted there, instead of letting the channel go.
+    pub(super) asserted: Mutex<String>,
     pub(super) opens: Mutex<HashMap<u64, PendingOpen>>,
     pub(super) alexa: Mutex<HashMap<u64, oneshot::Sender<Verdict>>>,
     /// Consoles' requests for other nodes' states.
@@ -255,6 +259,8 @@ impl Router {
             Arc::clone(&wire),
         );
         let (loopback, mut looped) = mpsc::channel(OUTBOUND_EVENTS);
+        // A node owns nothing yet: its claims hold on the Redis it starts on.
+        let asserted = cluster.liveness.membership().redis_id;
         let router = Arc::new_cyclic(|me| Self {
             cluster,
             shards,
@@ -266,6 +272,7 @@ impl Router {
             remotes: Mutex::new(super::remotes::Remotes::default()),
             owned: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
+            asserted: Mutex::new(asserted),
             opens: Mutex::new(HashMap::new()),
             alexa: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
@@ -307,17 +314,21 @@ impl Router {
             let mut done = membership.borrow_and_update().lapses;
             let _ = recovered_tx.send(done);
             while membership.changed().await.is_ok() {
-                let (lapses, buried) = {
+                let (lapses, buried, redis_id) = {
                     let m = membership.borrow_and_update();
-                    (m.lapses, m.lapse_buried)
+                    (m.lapses, m.lapse_buried, m.redis_id.clone())
                 };
-                if lapses == done {
-                    continue;
-                }
                 let Some(router) = weak.upgrade() else { return };
-                router.recover(buried).await;
-                done = lapses;
-                let _ = recovered_tx.send(done);
+                if lapses != done {
+                    router.recover(buried).await;
+                    done = lapses;
+                    let _ = recovered_tx.send(done);
+                }
+                // Redis restarted or failed over: done again at the next heartbeat until it
+                // goes through.
+                if *lock(&router.asserted) != redis_id {
+                    router.reassert(&redis_id).await;
+                }
             }
         });
         let weak = Arc::downgrade(&router);

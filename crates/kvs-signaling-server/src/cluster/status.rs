@@ -36,6 +36,9 @@ pub(crate) struct Stats {
     pub(crate) held_fenced: AtomicU64,
     /// Held messages loaded when claiming channels.
     pub(crate) held_loaded: AtomicU64,
+    /// Reassertions of this node's claims and held messages after Redis restarted or failed
+    /// over.
+    pub(crate) reasserts: AtomicU64,
     /// The inboxes' writer and reader.
     pub(crate) wire: Arc<super::wire::WireStats>,
 }
@@ -215,6 +218,13 @@ impl Router {
             "held_fenced_total",
             "Writes of held messages refused because another node owns the channel.",
             get(&stats.held_fenced) as f64,
+        );
+        metric(
+            counter,
+            "reasserts_total",
+            "Times this node reasserted its claims and rewrote its held messages after Redis \
+             restarted or failed over.",
+            get(&stats.reasserts) as f64,
         );
         metric(
             counter,

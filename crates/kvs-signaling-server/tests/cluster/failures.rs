@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::harness::{
-    Node, Proxy, Redis, call, connect, create, get, next_text, send, signal, text,
+    Node, Proxy, Redis, call, connect, create, get, metric, next_text, send, signal, text,
 };
 
 /// How long after a node's death its peers act on it: the heartbeat TTL (5 s), a heartbeat
@@ -114,6 +114,115 @@ async fn nodes_recover_when_redis_is_killed_and_comes_back() {
     assert_eq!(
         next_text(&mut master, Duration::from_millis(500)).await,
         None
+    );
+}
+
+/// Waits until `check` holds, for at most `within`.
+async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check()
+}
+
+#[tokio::test]
+async fn owners_reassert_their_claims_and_held_messages_when_redis_comes_back_without_its_last_writes()
+ {
+    let mut redis = Redis::start();
+    let mut a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let arn = create(a.addr, "forgetful").await;
+    let channel = format!("kvs:chan:{arn}");
+    let held = format!("kvs:held:{arn}");
+    // Redis's data as it stands before anyone connects: the channel, claimed by nobody.
+    let unclaimed = redis.copy_data();
+    // The master connects through A (A claims the channel) and answers two viewers that are
+    // not there: both answers are held, in A's hub and in their copy in Redis.
+    let mut master = connect(a.addr, &arn, None).await;
+    for (viewer, payload) in [("v1", "b25l"), ("v2", "dHdv")] {
+        send(
+            &mut master,
+            &format!(
+                r#"{{"action":"SDP_ANSWER","recipientClientId":"{viewer}","messagePayload":"{payload}"}}"#
+            ),
+        )
+        .await;
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || redis.cli(&["HLEN", &held])
+            == "2")
+        .await,
+        "the held answers were not copied to Redis: {}",
+        a.log()
+    );
+    let claimed = redis.cli(&["HGET", &channel, "owner"]);
+    assert!(!claimed.is_empty());
+
+    // Redis comes back without the writes made since the copy (as after a failover to a
+    // replica that lagged): nobody owns the channel there, and nothing is held.
+    redis.restart_from(&unclaimed);
+    let restarted = Instant::now();
+    // A third answer is held at once: its copy reaches Redis before A has noticed (its next
+    // heartbeat), finds the claim gone, and waits for A to reassert instead of costing A the
+    // channel.
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"v3","messagePayload":"dGhyZWU="}"#,
+    )
+    .await;
+    // Within a few heartbeats A sees another Redis and reasserts: the claim is its own again
+    // and the held answers are copied again from its hub.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            redis.cli(&["HGET", &channel, "owner"]) == claimed && redis.cli(&["HLEN", &held]) == "3"
+        })
+        .await,
+        "A did not reassert its claim and held messages: owner {:?}, held {:?}\n{}",
+        redis.cli(&["HGET", &channel, "owner"]),
+        redis.cli(&["HGETALL", &held]),
+        a.log()
+    );
+    eprintln!(
+        "claim and held messages back in Redis {:?} after its restart",
+        restarted.elapsed()
+    );
+    assert!(
+        a.log().contains("reasserted this node's claims"),
+        "{}",
+        a.log()
+    );
+    assert_eq!(metric(a.addr, "kvs_cluster_held_fenced_total").await, 0);
+    assert_eq!(metric(a.addr, "kvs_cluster_reasserts_total").await, 1);
+    // So the channel still has one hub: v1, connecting through B, gets its held answer from
+    // A's hub, and what it sends reaches the master on A.
+    let mut v1 = connect(b.addr, &arn, Some("v1")).await;
+    assert_eq!(
+        text(&mut v1).await,
+        r#"{"messagePayload":"b25l","messageType":"SDP_ANSWER"}"#,
+        "{}\n{}",
+        a.log(),
+        b.log()
+    );
+    send(
+        &mut v1,
+        r#"{"action":"ICE_CANDIDATE","messagePayload":"Y2FuZA=="}"#,
+    )
+    .await;
+    assert!(text(&mut master).await.contains("Y2FuZA=="));
+    // And the copy in Redis is what a next owner loads: A dies, B takes the channel over,
+    // and v2 gets the answer held for it.
+    a.kill();
+    tokio::time::sleep(DEATH_NOTICED).await;
+    let mut v2 = connect(b.addr, &arn, Some("v2")).await;
+    assert_eq!(
+        text(&mut v2).await,
+        r#"{"messagePayload":"dHdv","messageType":"SDP_ANSWER"}"#,
+        "{}",
+        b.log()
     );
 }
 

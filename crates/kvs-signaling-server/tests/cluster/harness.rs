@@ -46,6 +46,20 @@ impl Drop for TempDir {
     }
 }
 
+/// Copies the files of `from`, and of its directories, into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// A free TCP port on loopback.
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -172,6 +186,27 @@ impl Redis {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.spawn();
+    }
+
+    /// A copy of its data (its AOF) as it stands now.
+    pub(crate) fn copy_data(&self) -> TempDir {
+        let copy = TempDir::new("redis-copy");
+        copy_dir(&self.dir.0, &copy.0);
+        copy
+    }
+
+    /// Kills it (SIGKILL) and starts it again on the same port from `data`, a copy made
+    /// before: Redis as a failover to a lagging replica, or a lost disk, leaves it, without
+    /// the writes made since.
+    pub(crate) fn restart_from(&mut self, data: &TempDir) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::fs::remove_dir_all(&self.dir.0).unwrap();
+        std::fs::create_dir_all(&self.dir.0).unwrap();
+        copy_dir(&data.0, &self.dir.0);
         self.spawn();
     }
 }

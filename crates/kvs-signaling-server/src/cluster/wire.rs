@@ -2,7 +2,9 @@
 //! (`PREFIX:inbox:NODE`), each entry a batch of messages from one node, in order.
 //!
 //! A node reads its inbox on a connection of its own (`XREAD BLOCK`), and trims it as it goes
-//! (`XTRIM MINID`, in one pipeline with the next read, or at once when the node is behind), so
+//! (`XTRIM MINID`, in one pipeline with the next read, or at once when the node is behind;
+//! on each new connection, up to everything it has read, in case Redis came back from older
+//! data), so
 //! that the inbox of a node that died holds the frames it never read (what the senders replay
 //! to the channels' next owners) and, but for the read in flight, none it did. What holds no
 //! frame (deliveries to this node's sockets, verdicts, answers) is not replayed, so its trim
@@ -461,6 +463,14 @@ pub(crate) fn spawn_reader(
                     continue;
                 }
             };
+            // On a new connection, everything read so far is trimmed with the first read: Redis
+            // may have come back from older data (a failover to a lagging replica, an older
+            // AOF), with entries this node had read and trimmed, which would be replayed, a
+            // second time, if it died.
+            if last != "0-0" {
+                untrimmed.take();
+                trim = Some(after(&last));
+            }
             loop {
                 let mut pipe = redis::pipe();
                 // Each answer on its own: a refused trim (a primary being demoted, writes

@@ -227,6 +227,70 @@ async fn owners_reassert_their_claims_and_held_messages_when_redis_comes_back_wi
 }
 
 #[tokio::test]
+async fn what_a_node_read_is_not_replayed_when_redis_comes_back_with_it_in_its_inbox() {
+    let mut redis = Redis::start();
+    let mut a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let arn = create(a.addr, "replayed").await;
+    // The master connects through A (A owns the channel), the viewer through B.
+    let mut master = connect(a.addr, &arn, None).await;
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    let owner = redis.cli(&["HGET", &format!("kvs:chan:{arn}"), "owner"]);
+    let inbox = format!("kvs:inbox:{owner}");
+    // A is paused, so the viewer's offer waits in A's inbox, and Redis's data is copied with it
+    // there; then A reads it (the master gets it) and trims it.
+    signal(a.pid(), "STOP");
+    send(
+        &mut viewer,
+        r#"{"action":"SDP_OFFER","messagePayload":"b2xk"}"#,
+    )
+    .await;
+    let queued = eventually(Duration::from_secs(5), || {
+        redis.cli(&["XRANGE", &inbox, "-", "+"]).contains("b2xk")
+    })
+    .await;
+    let with_offer = redis.copy_data();
+    signal(a.pid(), "CONT");
+    assert!(queued, "the offer did not wait in A's inbox");
+    assert!(text(&mut master).await.contains("b2xk"));
+    assert!(
+        eventually(Duration::from_secs(5), || redis.cli(&["XLEN", &inbox])
+            == "0")
+        .await
+    );
+    // Redis comes back from the copy, the offer in A's inbox again, once A's trim is answered
+    // (with the read after it, which waits a second at most for entries): A's reader, on its
+    // new connection, trims what it has read.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.restart_from(&with_offer);
+    assert!(
+        eventually(Duration::from_secs(5), || redis.cli(&["XLEN", &inbox])
+            == "0")
+        .await,
+        "A's inbox still holds what A read: {}\n{}",
+        redis.cli(&["XRANGE", &inbox, "-", "+"]),
+        a.log()
+    );
+    // So when A dies and B replays A's inbox to the channel's next owner, nothing of it comes
+    // back: the master, connecting again through B, is held nothing, and hears what is new.
+    a.kill();
+    tokio::time::sleep(DEATH_NOTICED).await;
+    let mut back = connect(b.addr, &arn, None).await;
+    assert_eq!(
+        next_text(&mut back, Duration::from_secs(2)).await,
+        None,
+        "{}",
+        b.log()
+    );
+    send(
+        &mut viewer,
+        r#"{"action":"SDP_OFFER","messagePayload":"bmV3"}"#,
+    )
+    .await;
+    assert!(text(&mut back).await.contains("bmV3"), "{}", b.log());
+}
+
+#[tokio::test]
 async fn a_frozen_redis_kills_nobody() {
     let redis = Redis::start();
     let a = Node::start(&redis, "127.0.0.1", &[]);

@@ -143,8 +143,9 @@ pub(super) fn decode(arn: &ChannelArn, fields: &[String]) -> Vec<HeldChange> {
         .collect()
 }
 
-/// Turns on the report of held messages in every shard, and starts the task that writes them.
-pub(super) async fn start(router: &Arc<Router>) {
+/// Turns on the report of held messages in every shard, and starts the task that writes them
+/// (and, between its rounds, the whole rewrites asked through `rewrites`).
+pub(super) async fn start(router: &Arc<Router>, mut rewrites: mpsc::Receiver<Rewrite>) {
     let (sink, mut changes) = mpsc::channel::<Vec<HeldChange>>(QUEUE);
     for shard in router.shards.all() {
         let _ = shard.track_held(sink.clone()).await;
@@ -155,10 +156,19 @@ pub(super) async fn start(router: &Arc<Router>) {
         let mut pending: HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>> = HashMap::new();
         loop {
             if pending.is_empty() {
-                let Some(batch) = changes.recv().await else {
-                    return;
-                };
-                merge(&mut pending, batch);
+                tokio::select! {
+                    batch = changes.recv() => match batch {
+                        Some(batch) => merge(&mut pending, batch),
+                        None => return,
+                    },
+                    rewrite = rewrites.recv() => {
+                        let (Some(rewrite), Some(router)) = (rewrite, weak.upgrade()) else {
+                            return;
+                        };
+                        whole(&router, &mut changes, &mut pending, rewrite).await;
+                        continue;
+                    }
+                }
             }
             while let Ok(batch) = changes.try_recv() {
                 merge(&mut pending, batch);
@@ -166,10 +176,13 @@ pub(super) async fn start(router: &Arc<Router>) {
             let Some(router) = weak.upgrade() else {
                 return;
             };
+            if let Ok(rewrite) = rewrites.try_recv() {
+                whole(&router, &mut changes, &mut pending, rewrite).await;
+            }
             let round = std::mem::take(&mut pending);
             let failed = write(&router, round).await;
-            // What could not be written (Redis unreachable) waits for the next round, under
-            // newer changes.
+            // What could not be written (Redis unreachable, or changed and not reasserted
+            // yet) waits for the next round, under newer changes.
             for (arn, recipients) in failed {
                 let entry = pending.entry(arn).or_default();
                 for (field, messages) in recipients {
@@ -182,6 +195,33 @@ pub(super) async fn start(router: &Arc<Router>) {
             }
         }
     });
+}
+
+/// A whole rewrite of some channels' held messages (see [`rewrite`]).
+#[derive(Debug)]
+pub(super) struct Rewrite {
+    owned: Vec<(ChannelArn, u64)>,
+    redis_id: String,
+    done: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// Does `rewrite` in the writer's task, between two of its rounds: what changed before it is
+/// in the hubs' export it writes (so those changes are not written after it), and what
+/// changes after it is written after it.
+async fn whole(
+    router: &Router,
+    changes: &mut mpsc::Receiver<Vec<HeldChange>>,
+    pending: &mut HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>>,
+    rewrite: Rewrite,
+) {
+    while let Ok(batch) = changes.try_recv() {
+        merge(pending, batch);
+    }
+    for (arn, _) in &rewrite.owned {
+        pending.remove(arn);
+    }
+    let written = write_whole(router, &rewrite.owned, &rewrite.redis_id).await;
+    let _ = rewrite.done.send(written);
 }
 
 fn merge(
@@ -318,16 +358,36 @@ pub(super) async fn hand_over(
 const REWRITE_CHUNK: usize = 64;
 
 /// Rewrites whole the copy in Redis of the held messages of each channel of `owned` (with the
-/// epoch of this node's claim), from this node's hubs: after Redis restarted or failed over,
-/// when its copy may have lost the last changes. Channels whose write is fenced are let go.
-/// `redis_id` is the run id of the Redis server the claims were just checked on. Returns
-/// whether every copy was written (or fenced): `false` when Redis did not answer, or changed
-/// again.
-pub(super) async fn rewrite(router: &Router, owned: &[(ChannelArn, u64)], redis_id: &str) -> bool {
+/// epoch of this node's claim), from this node's hubs, in the held writer's task: after Redis
+/// restarted or failed over, when its copy may have lost the last changes. Channels whose
+/// write is fenced are let go. `redis_id` is the run id of the Redis server the claims were
+/// just checked on. Returns whether every copy was written (or fenced): `false` when Redis
+/// did not answer, refused a write, or changed again.
+pub(super) async fn rewrite(
+    router: &Router,
+    owned: Vec<(ChannelArn, u64)>,
+    redis_id: &str,
+) -> bool {
+    let (done, written) = tokio::sync::oneshot::channel();
+    let rewrite = Rewrite {
+        owned,
+        redis_id: redis_id.to_owned(),
+        done,
+    };
+    if router.held_rewrites.send(rewrite).await.is_err() {
+        return false;
+    }
+    written.await.unwrap_or(false)
+}
+
+async fn write_whole(router: &Router, owned: &[(ChannelArn, u64)], redis_id: &str) -> bool {
     let keys = &router.cluster.keys;
+    let mut complete = true;
     for chunk in owned.chunks(REWRITE_CHUNK) {
         let now = SystemTime::now();
         let mut pipe = redis::pipe();
+        // Each answer on its own: one refused write does not stop the others.
+        pipe.ignore_errors();
         for (arn, epoch) in chunk {
             let held = router
                 .shards
@@ -358,7 +418,7 @@ pub(super) async fn rewrite(router: &Router, owned: &[(ChannelArn, u64)], redis_
                 .arg(args);
         }
         let mut redis = router.cluster.redis.clone();
-        let answers = match pipe.query_async::<Vec<String>>(&mut redis).await {
+        let answers: Vec<redis::RedisResult<String>> = match pipe.query_async(&mut redis).await {
             Ok(answers) => answers,
             Err(err) => {
                 if let Some(suppressed) = WRITE_FAILED.check() {
@@ -368,16 +428,24 @@ pub(super) async fn rewrite(router: &Router, owned: &[(ChannelArn, u64)], redis_
             }
         };
         for ((arn, _), answer) in chunk.iter().zip(answers) {
-            router.stats.held_writes.fetch_add(1, Ordering::Relaxed);
-            match answer.as_str() {
-                "FENCED" => {
+            match answer.as_deref() {
+                Ok("FENCED") => {
+                    router.stats.held_writes.fetch_add(1, Ordering::Relaxed);
                     router.stats.held_fenced.fetch_add(1, Ordering::Relaxed);
                     router.lose(arn).await;
                 }
-                "CHANGED" => return false,
-                _ => {}
+                Ok("CHANGED") => return false,
+                Ok(_) => {
+                    router.stats.held_writes.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    complete = false;
+                    if let Some(suppressed) = WRITE_FAILED.check() {
+                        tracing::warn!(%arn, %err, suppressed, "held messages could not be rewritten to Redis");
+                    }
+                }
             }
         }
     }
-    true
+    complete
 }

@@ -55,10 +55,13 @@ return out
 /// the channels, `ARGV[2]` the node TTL (ms), `ARGV[3..]` the epochs of the claims. Answers,
 /// for each channel: the epoch the claim holds now (the same, or a new one above both the
 /// counter and any epoch seen: the claim had been lost with the last writes, and nobody else
-/// holds it), `LOST` (a live node owns it) or `GONE` (the channel does not exist).
+/// holds it), `LOST` (a live node owns it) or `GONE` (the channel does not exist); nothing
+/// at all when the node has no heartbeat there yet.
 const REASSERT: &str = r"
 local out = {}
 local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
+-- Without a heartbeat of this node there, nobody's liveness can be judged: nothing.
+if not mine then return out end
 for i = 3, #KEYS do
   local key = KEYS[i]
   local known = tonumber(ARGV[i])
@@ -73,7 +76,7 @@ for i = 3, #KEYS do
       other = theirs and mine and tonumber(theirs) >= tonumber(mine) - tonumber(ARGV[2])
     end
     if owner == ARGV[1] and epoch == known then
-      out[#out + 1] = tostring(known)
+      out[#out + 1] = string.format('%d', known)
     elseif other then
       out[#out + 1] = 'LOST'
     else
@@ -84,11 +87,20 @@ for i = 3, #KEYS do
         redis.call('SET', KEYS[2], e)
       end
       redis.call('HSET', key, 'owner', ARGV[1], 'epoch', e)
-      out[#out + 1] = tostring(e)
+      out[#out + 1] = string.format('%d', e)
     end
   end
 end
 return out
+";
+
+/// Gives up `ARGV[1]`'s claim of the channel `KEYS[1]` if it still holds it at epoch
+/// `ARGV[2]`.
+const RELEASE: &str = r"
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1], 'epoch') == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'owner', '')
+end
+return 0
 ";
 
 /// Claims reasserted in one script, at most.
@@ -457,8 +469,19 @@ impl Router {
     /// last writes: this node's claims are reasserted (taken again where nobody else holds
     /// them, let go where a live node does or the channel is gone) and the held messages of
     /// the channels it keeps are rewritten whole from its hubs. Once that is done, held
-    /// writes that find their claim changed believe the fence again.
-    pub(super) async fn reassert(&self, redis_id: &str) {
+    /// writes that find their claim changed believe the fence again. `false` when it could
+    /// not be done (Redis did not answer, or changed again): it is tried again at the next
+    /// heartbeat.
+    pub(super) async fn reassert(&self, redis_id: &str) -> bool {
+        let _serial = self.reasserting.lock().await;
+        self.reassert_locked(redis_id).await
+    }
+
+    /// [`Router::reassert`], `reasserting` held: no hand-over runs meanwhile.
+    async fn reassert_locked(&self, redis_id: &str) -> bool {
+        if *lock(&self.asserted) == redis_id {
+            return true;
+        }
         let owned: Vec<(ChannelArn, u64)> = lock(&self.owned)
             .iter()
             .map(|(arn, epoch)| (arn.clone(), *epoch))
@@ -467,6 +490,7 @@ impl Router {
         let ttl_ms =
             u64::try_from(self.cluster.liveness.node_ttl().as_millis()).unwrap_or(u64::MAX);
         let mut kept = Vec::new();
+        let mut stray = Vec::new();
         let (mut taken, mut lost) = (0usize, 0usize);
         for chunk in owned.chunks(REASSERT_CHUNK) {
             let script = redis::Script::new(REASSERT);
@@ -481,7 +505,8 @@ impl Router {
             }
             let mut redis = self.cluster.redis.clone();
             let answers = match invoke.invoke_async::<Vec<String>>(&mut redis).await {
-                Ok(answers) => answers,
+                Ok(answers) if answers.len() == chunk.len() => answers,
+                Ok(_) => return false, // No heartbeat of this node there yet.
                 Err(err) => {
                     if let Some(suppressed) = REASSERT_FAILED.check() {
                         tracing::warn!(
@@ -490,30 +515,52 @@ impl Router {
                             "could not reassert this node's claims: trying again"
                         );
                     }
-                    return;
+                    return false;
                 }
             };
             for ((arn, known), answer) in chunk.iter().zip(answers) {
                 match answer.parse::<u64>() {
                     Ok(epoch) => {
-                        // Unless it was let go meanwhile.
-                        if let Some(held) = lock(&self.owned).get_mut(arn) {
-                            *held = epoch;
-                            kept.push((arn.clone(), epoch));
-                        }
                         if epoch != *known {
                             taken += 1;
+                        }
+                        // Unless it was let go, or claimed again, meanwhile: a claim this
+                        // node no longer holds is given up again.
+                        let mut owned = lock(&self.owned);
+                        match owned.get_mut(arn) {
+                            Some(held) if *held == *known => {
+                                *held = epoch;
+                                kept.push((arn.clone(), epoch));
+                            }
+                            Some(_) => {}
+                            None => stray.push((arn.clone(), epoch)),
                         }
                     }
                     Err(_) => {
                         lost += 1;
+                        if answer == "GONE" {
+                            tracing::warn!(
+                                %arn,
+                                "a channel this node owned is not in Redis any more (lost with \
+                                 its last writes, or deleted): letting it go"
+                            );
+                        }
                         self.lose(arn).await;
                     }
                 }
             }
         }
-        if !super::held::rewrite(self, &kept, redis_id).await {
-            return;
+        for (arn, epoch) in stray {
+            let mut redis = self.cluster.redis.clone();
+            let _: redis::RedisResult<()> = redis::Script::new(RELEASE)
+                .key(keys.channel(arn.as_str()))
+                .arg(&self.cluster.node)
+                .arg(epoch)
+                .invoke_async(&mut redis)
+                .await;
+        }
+        if !super::held::rewrite(self, kept.clone(), redis_id).await {
+            return false;
         }
         self.stats.reasserts.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
@@ -523,6 +570,7 @@ impl Router {
             "reasserted this node's claims and rewrote their held messages"
         );
         *lock(&self.asserted) = redis_id.to_owned();
+        true
     }
 
     /// This node shuts down, its own clients gone: it hands every channel it owns to the
@@ -578,6 +626,11 @@ impl Router {
     /// messages are written to Redis and the claim given up in one fenced script, then those
     /// nodes move the sockets to whoever claims the channel next.
     async fn hand_off(&self, arn: &ChannelArn) {
+        // No reassertion runs while a claim is handed over (it would take the released claim
+        // back); one that is due runs first, so that the hand-over's fence holds.
+        let _serial = self.reasserting.lock().await;
+        let redis_id = self.cluster.liveness.membership().redis_id;
+        self.reassert_locked(&redis_id).await;
         let Some(epoch) = lock(&self.owned).get(arn).copied() else {
             return;
         };

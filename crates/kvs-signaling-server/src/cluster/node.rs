@@ -154,6 +154,13 @@ impl Liveness {
             }
         };
         let (sent, now, alive, dead, _, redis_id) = beat(&mut redis).await?;
+        if redis_id.is_empty() {
+            tracing::warn!(
+                "Redis does not tell its run id (INFO refused to this node's user?): this node \
+                 cannot tell when a restart or failover loses Redis's last writes, and does \
+                 not reassert its claims and held messages then"
+            );
+        }
         let membership = Membership {
             alive: alive.into_iter().collect(),
             dead: dead.into_iter().collect(),

@@ -54,8 +54,14 @@ if owner and owner ~= '' then
 end
 if ARGV[3] == 'look' then return {'NONE'} end
 local e = redis.call('INCR', KEYS[3])
+-- Above any epoch seen, should the counter have lost its last increments with a failover.
+local seen = tonumber(epoch or '0') or 0
+if e <= seen then
+  e = seen + 1
+  redis.call('SET', KEYS[3], e)
+end
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', e)
-local out = {'NEW', tostring(e), redis.call('HGET', KEYS[1], 'rec') or ''}
+local out = {'NEW', string.format('%d', e), redis.call('HGET', KEYS[1], 'rec') or ''}
 for _, v in ipairs(redis.call('HGETALL', KEYS[4])) do table.insert(out, v) end
 return out
 ";
@@ -134,6 +140,10 @@ pub(crate) struct Router {
     /// its held messages whole: a held write that finds its claim changed on another server
     /// waits for the claims to be reasserted there, instead of letting the channel go.
     pub(super) asserted: Mutex<String>,
+    /// Held while this node reasserts its claims, or hands one over.
+    pub(super) reasserting: tokio::sync::Mutex<()>,
+    /// Where the held-message writer takes whole rewrites (see `held::rewrite`).
+    pub(super) held_rewrites: mpsc::Sender<super::held::Rewrite>,
     pub(super) opens: Mutex<HashMap<u64, PendingOpen>>,
     pub(super) alexa: Mutex<HashMap<u64, oneshot::Sender<Verdict>>>,
     /// Consoles' requests for other nodes' states.
@@ -261,6 +271,7 @@ impl Router {
         let (loopback, mut looped) = mpsc::channel(OUTBOUND_EVENTS);
         // A node owns nothing yet: its claims hold on the Redis it starts on.
         let asserted = cluster.liveness.membership().redis_id;
+        let (held_rewrites, rewrites) = mpsc::channel(1);
         let router = Arc::new_cyclic(|me| Self {
             cluster,
             shards,
@@ -273,6 +284,8 @@ impl Router {
             owned: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
             asserted: Mutex::new(asserted),
+            reasserting: tokio::sync::Mutex::new(()),
+            held_rewrites,
             opens: Mutex::new(HashMap::new()),
             alexa: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
@@ -288,7 +301,7 @@ impl Router {
                 ..super::status::Stats::default()
             },
         });
-        super::held::start(&router).await;
+        super::held::start(&router, rewrites).await;
         let weak = Arc::downgrade(&router);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
@@ -319,14 +332,22 @@ impl Router {
                     (m.lapses, m.lapse_buried, m.redis_id.clone())
                 };
                 let Some(router) = weak.upgrade() else { return };
+                // Redis restarted or failed over (and may have lost the last writes).
+                let changed = *lock(&router.asserted) != redis_id;
                 if lapses != done {
-                    router.recover(buried).await;
+                    // A node that was taken for dead lets go of every claim it does not find
+                    // as it left it. One that was not, on a Redis that changed (a failover
+                    // takes longer than the TTL), reasserts instead: a claim it finds gone was
+                    // lost with the last writes, not taken; a claim a live node holds is let
+                    // go either way. If that cannot be done, it lets go as after any lapse.
+                    if buried || !changed || !router.reassert(&redis_id).await {
+                        router.recover(buried).await;
+                    }
                     done = lapses;
                     let _ = recovered_tx.send(done);
                 }
-                // Redis restarted or failed over: done again at the next heartbeat until it
-                // goes through.
-                if *lock(&router.asserted) != redis_id {
+                // Done again at the next heartbeat until it goes through.
+                if changed {
                     router.reassert(&redis_id).await;
                 }
             }

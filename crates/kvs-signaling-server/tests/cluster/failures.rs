@@ -132,6 +132,17 @@ async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 #[tokio::test]
 async fn owners_reassert_their_claims_and_held_messages_when_redis_comes_back_without_its_last_writes()
  {
+    comes_back_without_its_last_writes(Duration::ZERO).await;
+}
+
+/// As a failover goes: Redis is away for longer than the heartbeat TTL (so every node's
+/// validity lapses) before it comes back without its last writes.
+#[tokio::test]
+async fn owners_reassert_their_claims_and_held_messages_after_redis_was_away_past_the_ttl() {
+    comes_back_without_its_last_writes(Duration::from_secs(7)).await;
+}
+
+async fn comes_back_without_its_last_writes(away: Duration) {
     let mut redis = Redis::start();
     let mut a = Node::start(&redis, "127.0.0.1", &[]);
     let b = Node::start(&redis, "127.0.0.2", &[]);
@@ -164,6 +175,10 @@ async fn owners_reassert_their_claims_and_held_messages_when_redis_comes_back_wi
 
     // Redis comes back without the writes made since the copy (as after a failover to a
     // replica that lagged): nobody owns the channel there, and nothing is held.
+    if !away.is_zero() {
+        redis.kill();
+        tokio::time::sleep(away).await;
+    }
     redis.restart_from(&unclaimed);
     let restarted = Instant::now();
     // A third answer is held at once: its copy reaches Redis before A has noticed (its next

@@ -11,7 +11,7 @@ use kvs_signaling_proto::{ChannelArn, ErrorType, MessagePayload, MessageTtlSecon
 use kvs_transport_tokio::{BridgeEvent, CloseCommand, RemoteOutput, RemoteOutputKind, ShardHandle};
 
 use super::remotes::Remote;
-use super::route::{Link, MOVING_QUEUE, Router, lock};
+use super::route::{Link, MOVING_QUEUE, Owner, Router, lock};
 use super::wire::{Msg, OpenParams, Verdict};
 
 impl Router {
@@ -125,6 +125,16 @@ impl Router {
         tracing::trace!(from, ?msg, "from a node");
         match msg {
             Msg::Open { req, link, open } => {
+                if self.forgotten(&open.arn) {
+                    // Its claim, in a task of its own: Redis may be slow to answer.
+                    let router = Arc::clone(self);
+                    let from = from.to_owned();
+                    tokio::spawn(async move {
+                        let verdict = router.open_forgotten(&from, link, &open).await;
+                        router.send(&from, Msg::Verdict { req, verdict }).await;
+                    });
+                    return;
+                }
                 let verdict = self.open_for(from, link, &open).await;
                 self.send(from, Msg::Verdict { req, verdict }).await;
             }
@@ -370,6 +380,30 @@ impl Router {
         let remote = remotes.get(wire, from)?;
         let shard = self.shards.all().get(remote.shard)?.clone();
         Some((shard, remote.conn))
+    }
+
+    /// Whether an open for `arn` came to this node, valid, which does not own the channel: the
+    /// asking node found this node named its owner in Redis, which may be so while this node
+    /// does not know it (it let the channel go, and Redis lost that with its last writes).
+    fn forgotten(&self, arn: &str) -> bool {
+        let Ok(arn) = ChannelArn::new(arn) else {
+            return false;
+        };
+        self.cluster.liveness.is_valid() && !lock(&self.owned).contains_key(&arn)
+    }
+
+    /// An open of a channel this node does not own: it claims the channel (owning it again
+    /// when Redis names it, or anew when nobody holds it) and opens the connection, or
+    /// answers with the owner Redis names.
+    async fn open_forgotten(&self, from: &str, link: u64, params: &OpenParams) -> Verdict {
+        let Ok(arn) = ChannelArn::new(&params.arn) else {
+            return self.open_for(from, link, params).await;
+        };
+        match self.owner(&arn, true).await {
+            Ok(Some(Owner::Me)) => self.open_for(from, link, params).await,
+            Ok(Some(Owner::Node(node))) => Verdict::NotOwner { owner: Some(node) },
+            Ok(None) | Err(_) => Verdict::NotOwner { owner: None },
+        }
     }
 
     /// Opens, in this node's hub, a connection whose socket node `from` holds as `link`.

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::harness::{
-    Node, Proxy, Redis, call, connect, create, get, metric, next_text, send, signal, text,
+    Node, Proxy, Redis, call, closed, connect, create, get, metric, next_text, send, signal, text,
 };
 
 /// How long after a node's death its peers act on it: the heartbeat TTL (5 s), a heartbeat
@@ -242,6 +242,50 @@ async fn comes_back_without_its_last_writes(away: Duration) {
 }
 
 #[tokio::test]
+async fn a_node_redis_names_owner_of_a_channel_it_let_go_takes_it_again_when_asked() {
+    let mut redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let arn = create(a.addr, "forgotten").await;
+    let channel = format!("kvs:chan:{arn}");
+    // A owns the channel; Redis's data is copied with that claim in it.
+    let mut master = connect(a.addr, &arn, None).await;
+    let owner = redis.cli(&["HGET", &channel, "owner"]);
+    assert!(!owner.is_empty());
+    let named_a = redis.copy_data();
+    // A lets the channel go: its claim is gone (as if another node had taken it), so A's next
+    // write of the channel is fenced.
+    redis.cli(&["HSET", &channel, "owner", ""]);
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"v9","messagePayload":"bG9zdA=="}"#,
+    )
+    .await;
+    assert!(
+        closed(&mut master, Duration::from_secs(5)).await.is_some(),
+        "A kept the channel"
+    );
+    // Redis comes back naming A the owner, which A does not know: a viewer connecting through
+    // B is sent to A, and A, asked, takes the channel again instead of redirecting B to
+    // itself until B gives up.
+    redis.restart_from(&named_a);
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    assert_eq!(redis.cli(&["HGET", &channel, "owner"]), owner);
+    let mut master = connect(a.addr, &arn, None).await;
+    send(
+        &mut viewer,
+        r#"{"action":"SDP_OFFER","messagePayload":"YWdhaW4="}"#,
+    )
+    .await;
+    assert!(
+        text(&mut master).await.contains("YWdhaW4="),
+        "{}\n{}",
+        a.log(),
+        b.log()
+    );
+}
+
+#[tokio::test]
 async fn what_a_node_read_is_not_replayed_when_redis_comes_back_with_it_in_its_inbox() {
     let mut redis = Redis::start();
     let mut a = Node::start(&redis, "127.0.0.1", &[]);
@@ -461,13 +505,13 @@ async fn a_node_cut_off_from_redis_says_so_serves_what_it_owns_and_rejoins() {
         healed.elapsed().as_millis()
     );
     assert_eq!(
-        super::harness::closed(&mut island_master, Duration::from_secs(5)).await,
+        closed(&mut island_master, Duration::from_secs(5)).await,
         Some(1001),
         "{}",
         b.log()
     );
     assert_eq!(
-        super::harness::closed(&mut bridged, Duration::from_secs(5)).await,
+        closed(&mut bridged, Duration::from_secs(5)).await,
         Some(1001)
     );
     // One owner again: the master reconnecting through B reaches A's hub, and the viewer

@@ -309,15 +309,26 @@ async fn write(router: &Router, round: Round) -> Round {
 static WRITE_FAILED: kvs_transport_tokio::LogLimiter =
     kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
 
+/// How a hand-over went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HandOver {
+    /// Written, and the claim given up.
+    Done,
+    /// Refused by the fence (another node owns the channel), or Redis did not answer.
+    Refused,
+    /// The claim is not as this node holds it, on a Redis this node has not reasserted its
+    /// claims on yet (see `HELD_PUT`).
+    Changed,
+}
+
 /// Hands `arn` over: its held messages (all of them) written and its claim at `epoch` given
-/// up, in one fenced script. `false` when the fence refused it (another node owns it) or
-/// Redis did not answer.
+/// up, in one fenced script.
 pub(super) async fn hand_over(
     router: &Router,
     arn: &ChannelArn,
     epoch: u64,
     held: &[HeldChange],
-) -> bool {
+) -> HandOver {
     let now = SystemTime::now();
     let mut args: Vec<String> = Vec::new();
     let mut until = 0;
@@ -351,7 +362,11 @@ pub(super) async fn hand_over(
             }
         })
         .await;
-    matches!(answer.as_deref(), Ok("OK"))
+    match answer.as_deref() {
+        Ok("OK") => HandOver::Done,
+        Ok("CHANGED") => HandOver::Changed,
+        _ => HandOver::Refused,
+    }
 }
 
 /// Held lists rewritten in one pipeline, at most.

@@ -30,6 +30,7 @@ use kvs_signaling_proto::ChannelArn;
 use kvs_transport_tokio::CloseCommand;
 use tokio::sync::oneshot;
 
+use super::held::HandOver;
 use super::route::{Link, Owner, Router, VERDICT_TIMEOUT, lock};
 use super::wire::{Msg, Verdict};
 
@@ -102,6 +103,10 @@ if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1
 end
 return 0
 ";
+
+/// How long a hand-over that found Redis changed waits for this node's heartbeat to tell it
+/// the new server's run id: a heartbeat interval, and a margin.
+const CHANGE_NOTICED: Duration = Duration::from_secs(3);
 
 /// Claims reasserted in one script, at most.
 const REASSERT_CHUNK: usize = 256;
@@ -573,6 +578,24 @@ impl Router {
         true
     }
 
+    /// The run id of the Redis server this node's heartbeat finds, once it is another than
+    /// the one its claims were last asserted on; `None` if that does not happen `within`.
+    async fn changed_redis(&self, within: Duration) -> Option<String> {
+        let mut membership = self.cluster.liveness.watch();
+        let changed = async {
+            loop {
+                let redis_id = membership.borrow_and_update().redis_id.clone();
+                if *lock(&self.asserted) != redis_id {
+                    return Some(redis_id);
+                }
+                if membership.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(within, changed).await.ok().flatten()
+    }
+
     /// This node shuts down, its own clients gone: it hands every channel it owns to the
     /// cluster (see [`Router::hand_off`]).
     pub(crate) async fn leave(&self) {
@@ -657,8 +680,19 @@ impl Router {
         }
         let shard = self.shards.of(arn).clone();
         let held = shard.export_held(arn.clone()).await.unwrap_or_default();
-        let written = super::held::hand_over(self, arn, epoch, &held).await;
-        if !written {
+        let mut handed = super::held::hand_over(self, arn, epoch, &held).await;
+        if handed == HandOver::Changed {
+            // Redis restarted or failed over, and this node's heartbeat has not told it yet:
+            // it waits for that (a heartbeat), reasserts its claims, and tries once more.
+            if let Some(redis_id) = self.changed_redis(CHANGE_NOTICED).await {
+                self.reassert_locked(&redis_id).await;
+                let epoch = lock(&self.owned).get(arn).copied();
+                if let Some(epoch) = epoch {
+                    handed = super::held::hand_over(self, arn, epoch, &held).await;
+                }
+            }
+        }
+        if handed != HandOver::Done {
             tracing::warn!(%arn, "the channel's hand-over was refused (another node owns it)");
         }
         lock(&self.owned).remove(arn);

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::harness::{
-    Node, Proxy, Redis, call, closed, connect, create, get, metric, next_text, send, signal, text,
+    Node, Proxy, Redis, TempDir, call, closed, connect, create, get, metric, next_text, send,
+    signal, text,
 };
 
 /// How long after a node's death its peers act on it: the heartbeat TTL (5 s), a heartbeat
@@ -237,6 +238,58 @@ async fn comes_back_without_its_last_writes(away: Duration) {
         text(&mut v2).await,
         r#"{"messagePayload":"dHdv","messageType":"SDP_ANSWER"}"#,
         "{}",
+        b.log()
+    );
+}
+
+#[tokio::test]
+async fn a_node_drained_just_after_redis_lost_its_claim_still_hands_its_held_messages_over() {
+    // No grace for clients on GO_AWAY: the hand-over follows the SIGTERM at once.
+    let dir = TempDir::new("no-grace");
+    let config = dir.0.join("node.toml");
+    std::fs::write(&config, "[limits]\ngo_away_grace_seconds = 0\n").unwrap();
+    let flags = ["--config", config.to_str().unwrap()];
+    let mut redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &flags);
+    let b = Node::start(&redis, "127.0.0.2", &flags);
+    let arn = create(a.addr, "handed").await;
+    let held = format!("kvs:held:{arn}");
+    let unclaimed = redis.copy_data();
+    // A owns the channel and holds an answer for v2.
+    let mut master = connect(a.addr, &arn, None).await;
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"v2","messagePayload":"aGFuZGVk"}"#,
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || redis.cli(&["HLEN", &held])
+            == "1")
+        .await
+    );
+    // Redis comes back without A's claim, and A is stopped at once, before its heartbeat has
+    // told it: its hand-over finds the claim gone on a Redis it has not reasserted on, waits
+    // for its heartbeat, reasserts, and hands the channel over with the answer.
+    redis.restart_from(&unclaimed);
+    // The master answers A's close, so A's drain need not wait out its closing handshake.
+    let master = tokio::spawn(async move { closed(&mut master, Duration::from_secs(10)).await });
+    let stopping = Instant::now();
+    let exited = tokio::task::spawn_blocking(move || {
+        let mut a = a;
+        let exited = a.terminate(Duration::from_secs(15));
+        (exited, a.log())
+    })
+    .await
+    .unwrap();
+    assert!(exited.0, "A did not exit: {}", exited.1);
+    eprintln!("A drained in {:?}", stopping.elapsed());
+    assert_eq!(master.await.unwrap(), Some(1001));
+    let mut v2 = connect(b.addr, &arn, Some("v2")).await;
+    assert_eq!(
+        next_text(&mut v2, Duration::from_secs(5)).await.as_deref(),
+        Some(r#"{"messagePayload":"aGFuZGVk","messageType":"SDP_ANSWER"}"#),
+        "A:\n{}\nB:\n{}",
+        exited.1,
         b.log()
     );
 }

@@ -11,7 +11,7 @@ use kvs_signaling_proto::{ChannelArn, ErrorType, MessagePayload, MessageTtlSecon
 use kvs_transport_tokio::{BridgeEvent, CloseCommand, RemoteOutput, RemoteOutputKind, ShardHandle};
 
 use super::remotes::Remote;
-use super::route::{Link, MOVING_QUEUE, Owner, Router, lock};
+use super::route::{Link, MOVING_QUEUE, Owner, Router, VERDICT_TIMEOUT, lock};
 use super::wire::{Msg, OpenParams, Verdict};
 
 impl Router {
@@ -126,11 +126,18 @@ impl Router {
         match msg {
             Msg::Open { req, link, open } => {
                 if self.forgotten(&open.arn) {
-                    // Its claim, in a task of its own: Redis may be slow to answer.
+                    // Its claim, in a task of its own (Redis may be slow to answer), a few
+                    // at a time: past that, the asking node is sent to look again.
+                    let Ok(permit) = Arc::clone(&self.forgotten_opens).try_acquire_owned() else {
+                        let verdict = Verdict::NotOwner { owner: None };
+                        self.send(from, Msg::Verdict { req, verdict }).await;
+                        return;
+                    };
                     let router = Arc::clone(self);
                     let from = from.to_owned();
                     tokio::spawn(async move {
                         let verdict = router.open_forgotten(&from, link, &open).await;
+                        drop(permit);
                         router.send(&from, Msg::Verdict { req, verdict }).await;
                     });
                     return;
@@ -389,7 +396,10 @@ impl Router {
         let Ok(arn) = ChannelArn::new(arn) else {
             return false;
         };
-        self.cluster.liveness.is_valid() && !lock(&self.owned).contains_key(&arn)
+        // A node shutting down claims nothing: it hands over what it owns.
+        !self.draining.load(Ordering::Relaxed)
+            && self.cluster.liveness.is_valid()
+            && !lock(&self.owned).contains_key(&arn)
     }
 
     /// An open of a channel this node does not own: it claims the channel (owning it again
@@ -399,7 +409,13 @@ impl Router {
         let Ok(arn) = ChannelArn::new(&params.arn) else {
             return self.open_for(from, link, params).await;
         };
+        let asked = std::time::Instant::now();
         match self.owner(&arn, true).await {
+            // The asking node has given up on this open (and may have made another): a
+            // connection opened now would be waited for by nobody, or replace the other.
+            Ok(Some(Owner::Me)) if asked.elapsed() >= VERDICT_TIMEOUT => {
+                Verdict::NotOwner { owner: None }
+            }
             Ok(Some(Owner::Me)) => self.open_for(from, link, params).await,
             Ok(Some(Owner::Node(node))) => Verdict::NotOwner { owner: Some(node) },
             Ok(None) | Err(_) => Verdict::NotOwner { owner: None },

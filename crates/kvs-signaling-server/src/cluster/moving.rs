@@ -104,10 +104,6 @@ end
 return 0
 ";
 
-/// How long a hand-over that found Redis changed waits for this node's heartbeat to tell it
-/// the new server's run id: a heartbeat interval, and a margin.
-const CHANGE_NOTICED: Duration = Duration::from_secs(3);
-
 /// Claims reasserted in one script, at most.
 const REASSERT_CHUNK: usize = 256;
 
@@ -529,15 +525,14 @@ impl Router {
                         if epoch != *known {
                             taken += 1;
                         }
-                        // Unless it was let go, or claimed again, meanwhile: a claim this
-                        // node no longer holds is given up again.
+                        // Unless it was let go meanwhile: a claim this node no longer holds
+                        // is given up again. (A claim made meanwhile has the newer epoch.)
                         let mut owned = lock(&self.owned);
                         match owned.get_mut(arn) {
-                            Some(held) if *held == *known => {
-                                *held = epoch;
-                                kept.push((arn.clone(), epoch));
+                            Some(held) => {
+                                *held = (*held).max(epoch);
+                                kept.push((arn.clone(), *held));
                             }
-                            Some(_) => {}
                             None => stray.push((arn.clone(), epoch)),
                         }
                     }
@@ -556,6 +551,11 @@ impl Router {
             }
         }
         for (arn, epoch) in stray {
+            // Not while this node claims it again (a connect sent here).
+            let _claiming = self.claiming.lock(&arn).await;
+            if lock(&self.owned).contains_key(&arn) {
+                continue;
+            }
             let mut redis = self.cluster.redis.clone();
             let _: redis::RedisResult<()> = redis::Script::new(RELEASE)
                 .key(keys.channel(arn.as_str()))
@@ -684,7 +684,7 @@ impl Router {
         if handed == HandOver::Changed {
             // Redis restarted or failed over, and this node's heartbeat has not told it yet:
             // it waits for that (a heartbeat), reasserts its claims, and tries once more.
-            if let Some(redis_id) = self.changed_redis(CHANGE_NOTICED).await {
+            if let Some(redis_id) = self.changed_redis(self.cluster.liveness.node_ttl()).await {
                 self.reassert_locked(&redis_id).await;
                 let epoch = lock(&self.owned).get(arn).copied();
                 if let Some(epoch) = epoch {
@@ -692,8 +692,16 @@ impl Router {
                 }
             }
         }
-        if handed != HandOver::Done {
-            tracing::warn!(%arn, "the channel's hand-over was refused (another node owns it)");
+        match handed {
+            HandOver::Done => {}
+            HandOver::Refused => {
+                tracing::warn!(%arn, "the channel's hand-over was refused (another node owns it)");
+            }
+            HandOver::Changed => tracing::warn!(
+                %arn,
+                "the channel's hand-over found Redis changed, and this node could not reassert \
+                 its claims there: its held messages are lost"
+            ),
         }
         lock(&self.owned).remove(arn);
         lock(&self.remotes).take(|remote| remote.arn == *arn);

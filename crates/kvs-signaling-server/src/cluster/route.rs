@@ -39,11 +39,17 @@ use crate::app::Shards;
 /// already, or `{NEW, epoch, record, held...}` when it takes the channel: with the channel's
 /// record and the messages held for it, field and value by turns, to load before anything
 /// else of the channel. With `ARGV[3]` = `look`, only looks: answers `NONE` where it would
-/// claim.
+/// claim. `ARGV[4]` says whether the claimer knows it owns the channel (`1`): one that does
+/// not, named the owner (it let the channel go, and Redis lost that), claims it anew, loading
+/// its record and held messages, or, when it only looks, gives the claim up.
 const CLAIM: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'MISSING'} end
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if owner == ARGV[1] and ARGV[4] ~= '1' then
+  owner = ''
+  if ARGV[3] == 'look' then redis.call('HSET', KEYS[1], 'owner', '') end
+end
 if owner and owner ~= '' then
   if owner == ARGV[1] then return {'MINE', epoch} end
   local mine = redis.call('ZSCORE', KEYS[2], ARGV[1])
@@ -65,6 +71,10 @@ local out = {'NEW', string.format('%d', e), redis.call('HGET', KEYS[1], 'rec') o
 for _, v in ipairs(redis.call('HGETALL', KEYS[4])) do table.insert(out, v) end
 return out
 ";
+
+/// Opens of channels a node does not own (sent there because Redis names it the owner) that
+/// it claims at once, at most.
+const FORGOTTEN_OPENS: usize = 64;
 
 /// How long a socket's node waits for the owner's verdict on an open: the C SDK waits 5 s
 /// for its upgrade.
@@ -142,6 +152,9 @@ pub(crate) struct Router {
     pub(super) asserted: Mutex<String>,
     /// Held while this node reasserts its claims, or hands one over.
     pub(super) reasserting: tokio::sync::Mutex<()>,
+    /// Opens sent here for channels this node does not own, claimed at once, at most
+    /// [`FORGOTTEN_OPENS`].
+    pub(super) forgotten_opens: Arc<tokio::sync::Semaphore>,
     /// Where the held-message writer takes whole rewrites (see `held::rewrite`).
     pub(super) held_rewrites: mpsc::Sender<super::held::Rewrite>,
     pub(super) opens: Mutex<HashMap<u64, PendingOpen>>,
@@ -285,6 +298,7 @@ impl Router {
             owners: Mutex::new(HashMap::new()),
             asserted: Mutex::new(asserted),
             reasserting: tokio::sync::Mutex::new(()),
+            forgotten_opens: Arc::new(tokio::sync::Semaphore::new(FORGOTTEN_OPENS)),
             held_rewrites,
             opens: Mutex::new(HashMap::new()),
             alexa: Mutex::new(HashMap::new()),
@@ -485,6 +499,7 @@ impl Router {
         let answer: Vec<String> = self
             .cluster
             .retrying(|mut redis| async move {
+                let known = lock(&self.owned).contains_key(arn);
                 redis::Script::new(CLAIM)
                     .key(keys.channel(arn.as_str()))
                     .key(keys.nodes())
@@ -493,6 +508,7 @@ impl Router {
                     .arg(&self.cluster.node)
                     .arg(ttl_ms)
                     .arg(if look { "look" } else { "claim" })
+                    .arg(if known { "1" } else { "0" })
                     .invoke_async(&mut redis)
                     .await
             })
@@ -502,12 +518,7 @@ impl Router {
         match answer.first().map(String::as_str) {
             Some("MINE") => {
                 let epoch = epoch(1).unwrap_or(0);
-                let known = lock(&self.owned).insert(arn.clone(), epoch);
-                if known.is_none() {
-                    // Redis says this node owns it, but this node forgot (it gave it up and
-                    // the release was lost): nothing of the channel is in its hub.
-                    tracing::debug!(%arn, "owning a channel this node had forgotten");
-                }
+                lock(&self.owned).insert(arn.clone(), epoch);
                 lock(&self.owners).remove(arn);
                 Ok(Some(Owner::Me))
             }

@@ -301,10 +301,22 @@ async fn a_node_redis_names_owner_of_a_channel_it_let_go_takes_it_again_when_ask
     let b = Node::start(&redis, "127.0.0.2", &[]);
     let arn = create(a.addr, "forgotten").await;
     let channel = format!("kvs:chan:{arn}");
-    // A owns the channel; Redis's data is copied with that claim in it.
+    let held = format!("kvs:held:{arn}");
+    // A owns the channel and holds an answer for v3; Redis's data is copied with that claim
+    // and the answer in it.
     let mut master = connect(a.addr, &arn, None).await;
     let owner = redis.cli(&["HGET", &channel, "owner"]);
     assert!(!owner.is_empty());
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"v3","messagePayload":"a2VwdA=="}"#,
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || redis.cli(&["HLEN", &held])
+            == "1")
+        .await
+    );
     let named_a = redis.copy_data();
     // A lets the channel go: its claim is gone (as if another node had taken it), so A's next
     // write of the channel is fenced.
@@ -319,11 +331,19 @@ async fn a_node_redis_names_owner_of_a_channel_it_let_go_takes_it_again_when_ask
         "A kept the channel"
     );
     // Redis comes back naming A the owner, which A does not know: a viewer connecting through
-    // B is sent to A, and A, asked, takes the channel again instead of redirecting B to
-    // itself until B gives up.
+    // B is sent to A, and A, asked, takes the channel again (with what Redis holds for it)
+    // instead of redirecting B to itself until B gives up.
     redis.restart_from(&named_a);
-    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    let mut v3 = connect(b.addr, &arn, Some("v3")).await;
+    assert_eq!(
+        next_text(&mut v3, Duration::from_secs(5)).await.as_deref(),
+        Some(r#"{"messagePayload":"a2VwdA==","messageType":"SDP_ANSWER"}"#),
+        "{}\n{}",
+        a.log(),
+        b.log()
+    );
     assert_eq!(redis.cli(&["HGET", &channel, "owner"]), owner);
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
     let mut master = connect(a.addr, &arn, None).await;
     send(
         &mut viewer,

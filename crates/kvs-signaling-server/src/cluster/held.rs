@@ -111,6 +111,23 @@ fn encode(messages: &[HeldMessage], now: SystemTime) -> (String, u64) {
     (serde_json::to_string(&stored).unwrap_or_default(), until)
 }
 
+/// A channel's held messages as the arguments of a whole write (field and JSON by turns, the
+/// recipients without messages left out), and their latest expiry.
+fn whole(held: &[HeldChange], now: SystemTime) -> (Vec<String>, u64) {
+    let mut args = Vec::new();
+    let mut until = 0;
+    for change in held {
+        let (json, last) = encode(&change.messages, now);
+        if json.is_empty() {
+            continue;
+        }
+        until = until.max(last);
+        args.push(field(change.recipient.as_ref()));
+        args.push(json);
+    }
+    (args, until)
+}
+
 /// The held messages of `arn` from its hash's fields and values (by turns), those not expired.
 pub(super) fn decode(arn: &ChannelArn, fields: &[String]) -> Vec<HeldChange> {
     let now = unix_ms(SystemTime::now());
@@ -165,7 +182,7 @@ pub(super) async fn start(router: &Arc<Router>, mut rewrites: mpsc::Receiver<Rew
                         let (Some(rewrite), Some(router)) = (rewrite, weak.upgrade()) else {
                             return;
                         };
-                        whole(&router, &mut changes, &mut pending, rewrite).await;
+                        rewrite_in_turn(&router, &mut changes, &mut pending, rewrite).await;
                         continue;
                     }
                 }
@@ -177,7 +194,7 @@ pub(super) async fn start(router: &Arc<Router>, mut rewrites: mpsc::Receiver<Rew
                 return;
             };
             if let Ok(rewrite) = rewrites.try_recv() {
-                whole(&router, &mut changes, &mut pending, rewrite).await;
+                rewrite_in_turn(&router, &mut changes, &mut pending, rewrite).await;
             }
             let round = std::mem::take(&mut pending);
             let failed = write(&router, round).await;
@@ -208,7 +225,7 @@ pub(super) struct Rewrite {
 /// Does `rewrite` in the writer's task, between two of its rounds: what changed before it is
 /// in the hubs' export it writes (so those changes are not written after it), and what
 /// changes after it is written after it.
-async fn whole(
+async fn rewrite_in_turn(
     router: &Router,
     changes: &mut mpsc::Receiver<Vec<HeldChange>>,
     pending: &mut HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>>,
@@ -329,18 +346,7 @@ pub(super) async fn hand_over(
     epoch: u64,
     held: &[HeldChange],
 ) -> HandOver {
-    let now = SystemTime::now();
-    let mut args: Vec<String> = Vec::new();
-    let mut until = 0;
-    for change in held {
-        let (json, last) = encode(&change.messages, now);
-        if json.is_empty() {
-            continue;
-        }
-        until = until.max(last);
-        args.push(field(change.recipient.as_ref()));
-        args.push(json);
-    }
+    let (args, until) = whole(held, SystemTime::now());
     let keys = &router.cluster.keys;
     let asserted = lock(&router.asserted).clone();
     let answer: redis::RedisResult<String> = router
@@ -409,17 +415,7 @@ async fn write_whole(router: &Router, owned: &[(ChannelArn, u64)], redis_id: &st
                 .export_held(arn.clone())
                 .await
                 .unwrap_or_default();
-            let mut args: Vec<String> = Vec::new();
-            let mut until = 0;
-            for change in &held {
-                let (json, last) = encode(&change.messages, now);
-                if json.is_empty() {
-                    continue;
-                }
-                until = until.max(last);
-                args.push(field(change.recipient.as_ref()));
-                args.push(json);
-            }
+            let (args, until) = whole(&held, now);
             pipe.cmd("EVAL")
                 .arg(HELD_PUT)
                 .arg(2)
@@ -464,4 +460,53 @@ async fn write_whole(router: &Router, owned: &[(ChannelArn, u64)], redis_id: &st
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(payload: &str, expires_in: Duration) -> HeldMessage {
+        HeldMessage::new(
+            None,
+            Action::SdpOffer,
+            Frame::from(format!(r#"{{"messagePayload":"{payload}"}}"#)),
+            expires_in,
+        )
+    }
+
+    #[test]
+    fn a_whole_write_names_each_recipient_with_messages_and_keeps_the_latest_expiry() {
+        let arn =
+            ChannelArn::new("arn:aws:kinesisvideo:us-west-2:123456789012:channel/c/1").unwrap();
+        let now = SystemTime::now();
+        let v1 = PeerId::new("v1").unwrap();
+        let held = [
+            HeldChange::new(
+                arn.clone(),
+                None,
+                vec![message("bQ==", Duration::from_secs(5))],
+            ),
+            // Delivered meanwhile: nothing held for it any more, so it is not written.
+            HeldChange::new(arn.clone(), Some(PeerId::new("v0").unwrap()), Vec::new()),
+            HeldChange::new(
+                arn.clone(),
+                Some(v1.clone()),
+                vec![
+                    message("YQ==", Duration::from_secs(60)),
+                    message("Yg==", Duration::from_secs(30)),
+                ],
+            ),
+        ];
+        let (args, until) = whole(&held, now);
+        assert_eq!(args.len(), 4);
+        assert_eq!(args[0], "m");
+        assert_eq!(args[2], "v:v1");
+        assert_eq!(until, unix_ms(now + Duration::from_secs(60)));
+        // What is written reads back as it was held.
+        let read = decode(&arn, &args);
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[1].recipient, Some(v1));
+        assert_eq!(read[1].messages.len(), 2);
+    }
 }

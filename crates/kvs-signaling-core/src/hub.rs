@@ -50,6 +50,10 @@ struct Pending {
     held_at: Instant,
     /// Whom to tell what becomes of it, when its sender asked.
     tracking: Option<Tracking>,
+    /// A message held by another hub whose sender asked to be told what becomes of it: the
+    /// correlation id its sender's connection takes the tracking up with when that connection
+    /// moves here ([`Hub::restore_held`]).
+    moved_tracking: Option<kvs_signaling_proto::CorrelationId>,
 }
 
 /// A channel's state. Declared in order, hot fields first: routing reads the master and the

@@ -77,6 +77,7 @@ impl Hub {
                     expires: now,
                     held_at: now,
                     tracking: None,
+                    moved_tracking: None,
                 };
                 if let Err(description) = self.buffer(now, index, Recipient::Master, pending) {
                     self.counters.buffer_full += 1;

@@ -286,6 +286,11 @@ impl Hub {
                 )),
             });
         }
+        // A connection moved here from another hub (restored, `seq` 0) takes up the tracking
+        // of what it sent there that is held here now.
+        if seq == 0 {
+            self.take_up_moved_tracking(channel_index, client_id.as_ref(), conn);
+        }
         self.schedule_conn(conn);
         self.flush_pending(now, channel_index, &recipient, conn);
     }

@@ -84,6 +84,40 @@ impl Hub {
             })
     }
 
+    /// The messages held in channel `channel_index` that `sender` (a viewer id; `None` for
+    /// the master) sent with a correlation id while the channel was another hub's
+    /// ([`Hub::restore_held`](crate::Hub::restore_held)) are tracked for `conn`, the sender's
+    /// connection moved here, if it asked for delivery status.
+    pub(super) fn take_up_moved_tracking(
+        &mut self,
+        channel_index: u32,
+        sender: Option<&PeerId>,
+        conn: ConnId,
+    ) {
+        let asked = self
+            .conns
+            .get(conn.slot, conn.generation)
+            .is_some_and(|c| c.delivery_status);
+        let Some(channel) = self.channels.at_mut(channel_index) else {
+            return;
+        };
+        for queue in channel.pending.values_mut() {
+            for pending in queue.messages.iter_mut() {
+                if pending.sender.as_ref() != sender {
+                    continue;
+                }
+                if let Some(correlation_id) = pending.moved_tracking.take()
+                    && asked
+                {
+                    pending.tracking = Some(Tracking {
+                        sender: conn,
+                        correlation_id,
+                    });
+                }
+            }
+        }
+    }
+
     /// Tells the sender of a tracked message what became of it, if it is still the current
     /// connection of its identity (a superseded connection gets nothing more).
     pub(super) fn report(
@@ -212,6 +246,7 @@ impl Hub {
                     expires: now,
                     held_at: now,
                     tracking: Some(tracking.clone()),
+                    moved_tracking: None,
                 };
                 match self.buffer(now, channel, recipient.clone(), pending) {
                     Ok(()) => self.report(&tracking, &recipient, DeliveryState::Held),

@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use kvs_signaling_proto::{Action, ChannelArn, ErrorType, MessageTtlSeconds, PeerId};
+use kvs_signaling_proto::{
+    Action, ChannelArn, CorrelationId, ErrorType, MessageTtlSeconds, PeerId,
+};
 
 use super::{CloseReason, ConnId, Frame, Hub, Output, Pending, Recipient, Refused};
 
@@ -22,6 +24,10 @@ pub struct HeldMessage {
     pub frame: Frame,
     /// How long it is still kept.
     pub expires_in: Duration,
+    /// Its correlation id, when its sender asked to be told what becomes of it (delivery
+    /// status): the sender's connection, once it moves to the hub this message is restored
+    /// into, hears of it there.
+    pub correlation_id: Option<CorrelationId>,
 }
 
 impl HeldMessage {
@@ -32,7 +38,15 @@ impl HeldMessage {
             action,
             frame,
             expires_in,
+            correlation_id: None,
         }
+    }
+
+    /// The message, its sender asking to be told what becomes of it, with `correlation_id`.
+    #[must_use]
+    pub fn tracked(mut self, correlation_id: Option<CorrelationId>) -> Self {
+        self.correlation_id = correlation_id;
+        self
     }
 }
 
@@ -128,6 +142,11 @@ impl Hub {
                         action: p.action,
                         frame: p.frame.clone(),
                         expires_in: p.expires - now,
+                        correlation_id: p
+                            .tracking
+                            .as_ref()
+                            .map(|t| t.correlation_id.clone())
+                            .or_else(|| p.moved_tracking.clone()),
                     })
                     .collect()
             })
@@ -171,6 +190,7 @@ impl Hub {
                     expires: now,
                     held_at: now,
                     tracking: None,
+                    moved_tracking: message.correlation_id,
                 };
                 let expires = now.checked_add(message.expires_in);
                 if self
@@ -446,6 +466,78 @@ mod tests {
         assert_eq!(new.buffered_count(), 0);
         assert_eq!(new.channel_count(), 0, "an empty channel is forgotten");
         assert_eq!(new.held_bytes(), 0);
+    }
+
+    #[test]
+    fn a_moved_sender_hears_what_becomes_of_what_it_sent_before_the_move() {
+        #[expect(clippy::disallowed_methods, reason = "a test's clock")]
+        let now = Instant::now();
+        let master_open = || OpenConnection::master(arn(), ttl(60)).delivery_status(true);
+        // On the old hub, the master, asking for delivery status, sends an offer with a
+        // correlation id to a viewer that is not there: it hears HELD.
+        let mut old = Hub::new(HubConfig::default()).unwrap();
+        let master = open(&mut old, now, master_open());
+        old.handle_frame(
+            now,
+            master,
+            r#"{"action":"SDP_OFFER","recipientClientId":"late","messagePayload":"b2xk","correlationId":"c1"}"#,
+        );
+        let told = delivered(&mut old);
+        assert_eq!(told.len(), 1);
+        assert!(told[0].1.contains(r#""status":"HELD""#), "{told:?}");
+        let exported = old.export_held(now, &arn());
+        assert_eq!(
+            exported[0].messages[0]
+                .correlation_id
+                .as_ref()
+                .map(|c| c.as_str()),
+            Some("c1")
+        );
+
+        // The channel moves: the new hub restores the offer, then the master's connection.
+        let mut new = Hub::new(HubConfig::default()).unwrap();
+        new.restore_held(now, &arn(), ttl(60), 0, exported.clone());
+        let moved = open(
+            &mut new,
+            now,
+            master_open().restored(Some(Duration::from_secs(5))),
+        );
+        assert!(outputs(&mut new).is_empty());
+        // The viewer connects and gets the offer; once it is written, the master hears
+        // DELIVERED, and nothing else.
+        let late = open(&mut new, now, viewer("late"));
+        let receipt = outputs(&mut new)
+            .into_iter()
+            .find_map(|output| match output {
+                Output::DeliverTracked { conn, receipt, .. } => {
+                    assert_eq!(conn, late);
+                    Some(receipt)
+                }
+                _ => None,
+            })
+            .expect("the offer, tracked");
+        new.handle_written(now, receipt);
+        assert_eq!(
+            delivered(&mut new),
+            vec![(
+                moved,
+                r#"{"deliveryStatus":{"correlationId":"c1","recipientClientId":"late","status":"DELIVERED"},"messageType":"DELIVERY_STATUS"}"#
+                    .to_owned()
+            )]
+        );
+
+        // A connection of the master's that did not move here (a new connect) takes nothing
+        // up: as on one hub, what an older connection sent is told to it alone.
+        let mut new = Hub::new(HubConfig::default()).unwrap();
+        new.restore_held(now, &arn(), ttl(60), 0, exported);
+        open(&mut new, now, master_open());
+        open(&mut new, now, viewer("late"));
+        assert!(
+            outputs(&mut new)
+                .iter()
+                .all(|output| !matches!(output, Output::DeliverTracked { .. })),
+            "nobody to tell"
+        );
     }
 
     #[test]

@@ -162,6 +162,7 @@ impl Hub {
                         expires: now,
                         held_at: now,
                         tracking,
+                        moved_tracking: None,
                     },
                     correlation_id,
                 );
@@ -251,6 +252,7 @@ impl Hub {
                     expires: now,
                     held_at: now,
                     tracking,
+                    moved_tracking: None,
                 },
                 message.correlation_id,
             ),

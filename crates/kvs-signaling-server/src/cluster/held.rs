@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kvs_signaling_core::{Frame, HeldChange, HeldMessage};
-use kvs_signaling_proto::{Action, ChannelArn, PeerId};
+use kvs_signaling_proto::{Action, ChannelArn, CorrelationId, PeerId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -79,6 +79,9 @@ struct Stored {
     /// When it expires, Unix milliseconds.
     #[serde(rename = "x")]
     expires: u64,
+    /// Its correlation id, when its sender asked for delivery status.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    correlation: Option<String>,
 }
 
 fn unix_ms(at: SystemTime) -> u64 {
@@ -105,6 +108,10 @@ fn encode(messages: &[HeldMessage], now: SystemTime) -> (String, u64) {
             action: message.action.as_str().to_owned(),
             frame: message.frame.as_str().to_owned(),
             expires: unix_ms(now + message.expires_in),
+            correlation: message
+                .correlation_id
+                .as_ref()
+                .map(|id| id.as_str().to_owned()),
         })
         .collect();
     let until = stored.iter().map(|s| s.expires).max().unwrap_or(0);
@@ -147,12 +154,16 @@ pub(super) fn decode(arn: &ChannelArn, fields: &[String]) -> Vec<HeldChange> {
                         Some(id) => Some(PeerId::new(&id).ok()?),
                         None => None,
                     };
-                    Some(HeldMessage::new(
-                        sender,
-                        Action::from_wire(&s.action).ok()?,
-                        Frame::from(s.frame),
-                        Duration::from_millis(s.expires - now),
-                    ))
+                    let correlation = s.correlation.and_then(|id| CorrelationId::new(id).ok());
+                    Some(
+                        HeldMessage::new(
+                            sender,
+                            Action::from_wire(&s.action).ok()?,
+                            Frame::from(s.frame),
+                            Duration::from_millis(s.expires - now),
+                        )
+                        .tracked(correlation),
+                    )
                 })
                 .collect();
             Some(HeldChange::new(arn.clone(), recipient, messages))
@@ -498,6 +509,9 @@ mod tests {
                 ],
             ),
         ];
+        let mut held = held;
+        held[2].messages[1] = message("Yg==", Duration::from_secs(30))
+            .tracked(Some(CorrelationId::new("c7").unwrap()));
         let (args, until) = whole(&held, now);
         assert_eq!(args.len(), 4);
         assert_eq!(args[0], "m");
@@ -508,5 +522,11 @@ mod tests {
         assert_eq!(read.len(), 2);
         assert_eq!(read[1].recipient, Some(v1));
         assert_eq!(read[1].messages.len(), 2);
+        assert_eq!(read[1].messages[0].correlation_id, None);
+        assert_eq!(
+            read[1].messages[1].correlation_id,
+            Some(CorrelationId::new("c7").unwrap())
+        );
+        assert!(!args[1].contains(r#""c":"#), "no id, no field: {}", args[1]);
     }
 }

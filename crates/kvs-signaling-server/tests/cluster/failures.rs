@@ -5,13 +5,54 @@
 use std::time::{Duration, Instant};
 
 use super::harness::{
-    Node, Proxy, Redis, TempDir, call, closed, connect, create, get, metric, next_text, send,
-    signal, text,
+    Node, Proxy, Redis, TempDir, call, closed, connect, connect_with, create, get, metric,
+    next_text, send, signal, text,
 };
 
 /// How long after a node's death its peers act on it: the heartbeat TTL (5 s), a heartbeat
 /// interval, and a margin for a loaded machine.
 const DEATH_NOTICED: Duration = Duration::from_secs(9);
+
+#[tokio::test]
+async fn a_sender_hears_what_becomes_of_its_held_message_after_the_owner_dies() {
+    let redis = Redis::start();
+    let mut a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let arn = create(a.addr, "told").await;
+    let held = format!("kvs:held:{arn}");
+    // A viewer connects through A first (A owns the channel); the master, asking for delivery
+    // status, through B. Its offer to a viewer that is not there is held by A.
+    let _first = connect(a.addr, &arn, Some("v0")).await;
+    let mut master = connect_with(b.addr, &arn, None, &[("X-Kvs-DeliveryStatus", "true")]).await;
+    send(
+        &mut master,
+        r#"{"action":"SDP_OFFER","recipientClientId":"late","messagePayload":"b2xk","correlationId":"c1"}"#,
+    )
+    .await;
+    let held_status = text(&mut master).await;
+    assert!(held_status.contains(r#""status":"HELD""#), "{held_status}");
+    assert!(
+        eventually(Duration::from_secs(5), || redis.cli(&["HLEN", &held])
+            == "1")
+        .await
+    );
+    // A dies. B takes the channel over with the held offer, and moves the master's socket.
+    a.kill();
+    tokio::time::sleep(DEATH_NOTICED).await;
+    // The viewer connects to the next owner and gets the offer; the master hears DELIVERED.
+    let mut late = connect(b.addr, &arn, Some("late")).await;
+    assert!(text(&mut late).await.contains("b2xk"));
+    assert_eq!(
+        next_text(&mut master, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some(
+            r#"{"deliveryStatus":{"correlationId":"c1","recipientClientId":"late","status":"DELIVERED"},"messageType":"DELIVERY_STATUS"}"#
+        ),
+        "{}",
+        b.log()
+    );
+}
 
 #[tokio::test]
 async fn killing_a_node_that_owns_nothing_frees_its_clients_slots_at_the_owner() {

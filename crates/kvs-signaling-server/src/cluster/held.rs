@@ -266,6 +266,30 @@ fn merge(
 
 type Round = HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>>;
 
+/// [`HELD_PUT`] of `arn`'s held messages (`args`, field and JSON by turns), fenced at
+/// `epoch` on the Redis of run id `asserted`; `until` is the latest expiry, with its mode.
+fn held_put(
+    router: &Router,
+    arn: &ChannelArn,
+    epoch: u64,
+    until: String,
+    asserted: &str,
+    args: Vec<String>,
+) -> redis::Cmd {
+    let keys = &router.cluster.keys;
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(HELD_PUT)
+        .arg(2)
+        .arg(keys.channel(arn.as_str()))
+        .arg(keys.held(arn.as_str()))
+        .arg(&router.cluster.node)
+        .arg(epoch)
+        .arg(until)
+        .arg(asserted)
+        .arg(args);
+    cmd
+}
+
 /// Writes a round of changes, one fenced script per channel, in one pipeline. Channels this
 /// node does not own are skipped; those whose write is fenced are let go. Returns what could
 /// not be written (Redis unreachable, or changed and not yet reasserted).
@@ -286,17 +310,14 @@ async fn write(router: &Router, round: Round) -> Round {
             args.push(field.clone());
             args.push(json);
         }
-        let keys = &router.cluster.keys;
-        pipe.cmd("EVAL")
-            .arg(HELD_PUT)
-            .arg(2)
-            .arg(keys.channel(arn.as_str()))
-            .arg(keys.held(arn.as_str()))
-            .arg(&router.cluster.node)
-            .arg(epoch)
-            .arg(until)
-            .arg(&asserted)
-            .arg(args);
+        pipe.add_command(held_put(
+            router,
+            &arn,
+            epoch,
+            until.to_string(),
+            &asserted,
+            args,
+        ));
         sent.push((arn, recipients));
     }
     if sent.is_empty() {
@@ -413,7 +434,6 @@ pub(super) async fn rewrite(
 }
 
 async fn write_whole(router: &Router, owned: &[(ChannelArn, u64)], redis_id: &str) -> bool {
-    let keys = &router.cluster.keys;
     for chunk in owned.chunks(REWRITE_CHUNK) {
         let now = SystemTime::now();
         let mut pipe = redis::pipe();
@@ -427,16 +447,8 @@ async fn write_whole(router: &Router, owned: &[(ChannelArn, u64)], redis_id: &st
                 .await
                 .unwrap_or_default();
             let (args, until) = whole(&held, now);
-            pipe.cmd("EVAL")
-                .arg(HELD_PUT)
-                .arg(2)
-                .arg(keys.channel(arn.as_str()))
-                .arg(keys.held(arn.as_str()))
-                .arg(&router.cluster.node)
-                .arg(*epoch)
-                .arg(format!("replace:{until}"))
-                .arg(redis_id)
-                .arg(args);
+            let until = format!("replace:{until}");
+            pipe.add_command(held_put(router, arn, *epoch, until, redis_id, args));
         }
         let mut redis = router.cluster.redis.clone();
         let answers: Vec<redis::RedisResult<String>> = match pipe.query_async(&mut redis).await {

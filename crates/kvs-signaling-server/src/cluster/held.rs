@@ -180,8 +180,7 @@ pub(super) async fn start(router: &Arc<Router>, mut rewrites: mpsc::Receiver<Rew
     }
     let weak = Arc::downgrade(router);
     tokio::spawn(async move {
-        // The newest state of each changed recipient, by channel.
-        let mut pending: HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>> = HashMap::new();
+        let mut pending = Round::new();
         loop {
             if pending.is_empty() {
                 tokio::select! {
@@ -239,7 +238,7 @@ pub(super) struct Rewrite {
 async fn rewrite_in_turn(
     router: &Router,
     changes: &mut mpsc::Receiver<Vec<HeldChange>>,
-    pending: &mut HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>>,
+    pending: &mut Round,
     rewrite: Rewrite,
 ) {
     while let Ok(batch) = changes.try_recv() {
@@ -252,10 +251,7 @@ async fn rewrite_in_turn(
     let _ = rewrite.done.send(written);
 }
 
-fn merge(
-    pending: &mut HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>>,
-    batch: Vec<HeldChange>,
-) {
+fn merge(pending: &mut Round, batch: Vec<HeldChange>) {
     for change in batch {
         pending
             .entry(change.channel)
@@ -264,6 +260,7 @@ fn merge(
     }
 }
 
+/// Held messages to write: the newest state of each changed recipient (its field), by channel.
 type Round = HashMap<ChannelArn, BTreeMap<String, Vec<HeldMessage>>>;
 
 /// [`HELD_PUT`] of `arn`'s held messages (`args`, field and JSON by turns), fenced at

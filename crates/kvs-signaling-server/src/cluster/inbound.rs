@@ -393,13 +393,10 @@ impl Router {
     /// asking node found this node named its owner in Redis, which may be so while this node
     /// does not know it (it let the channel go, and Redis lost that with its last writes).
     fn forgotten(&self, arn: &str) -> bool {
-        let Ok(arn) = ChannelArn::new(arn) else {
-            return false;
-        };
         // A node shutting down claims nothing: it hands over what it owns.
         !self.draining.load(Ordering::Relaxed)
             && self.cluster.liveness.is_valid()
-            && !lock(&self.owned).contains_key(&arn)
+            && !lock(&self.owned).contains_key(arn)
     }
 
     /// An open of a channel this node does not own: it claims the channel (owning it again

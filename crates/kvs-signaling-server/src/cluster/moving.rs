@@ -74,7 +74,7 @@ for i = 3, #KEYS do
     local other = false
     if owner and owner ~= '' and owner ~= ARGV[1] then
       local theirs = redis.call('ZSCORE', KEYS[1], owner)
-      other = theirs and mine and tonumber(theirs) >= tonumber(mine) - tonumber(ARGV[2])
+      other = theirs and tonumber(theirs) >= tonumber(mine) - tonumber(ARGV[2])
     end
     if owner == ARGV[1] and epoch == known then
       out[#out + 1] = string.format('%d', known)

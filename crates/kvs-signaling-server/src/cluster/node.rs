@@ -101,12 +101,10 @@ pub(crate) struct Membership {
     /// Whether, at the last lapse, a peer took this node for dead (and acted on it: closed
     /// the connections of its sockets, moved the channels it owned).
     pub(crate) lapse_buried: bool,
-    /// The Redis server's run id at the last heartbeat (empty where `INFO` is refused).
+    /// The Redis server's run id at the last heartbeat (empty where `INFO` is refused): when
+    /// it changes (Redis restarted, or another server took over), Redis may have lost the last
+    /// writes, and this node reasserts its claims and rewrites its held messages.
     pub(crate) redis_id: String,
-    /// Times the run id changed (Redis restarted, or another server took over): each time,
-    /// Redis may have lost the last writes, and this node reasserts its claims and rewrites
-    /// its held messages.
-    pub(crate) redis_changes: u64,
 }
 
 /// This node's heartbeat and its view of the others.
@@ -170,7 +168,6 @@ impl Liveness {
             lapses: 0,
             lapse_buried: false,
             redis_id,
-            redis_changes: 0,
         };
         let (tx, _) = watch::channel(membership);
         let liveness = Arc::new(Self {
@@ -201,7 +198,6 @@ impl Liveness {
                                 );
                             }
                             if redis_id != m.redis_id {
-                                m.redis_changes += 1;
                                 tracing::warn!(
                                     was = %m.redis_id,
                                     now = %redis_id,

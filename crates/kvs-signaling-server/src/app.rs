@@ -493,7 +493,9 @@ fn settings_fingerprint(config: &ServerConfig) -> String {
 }
 
 /// `/health`: `ok`, or, in cluster mode, `503` while this node cannot reach Redis (it then
-/// serves only the sockets it holds for channels it owns).
+/// serves only the sockets it holds for channels it owns); in cluster mode, `ok` is followed
+/// by a warning when nodes run with other shared settings, and by a note or a warning when
+/// nodes read other formats (see `cluster::format`).
 async fn health(app: &App) -> HttpResponse {
     let Some(router) = &app.router else {
         return text(StatusCode::OK, "ok\n".to_owned());
@@ -501,19 +503,21 @@ async fn health(app: &App) -> HttpResponse {
     if let Some(trouble) = router.trouble() {
         return text(StatusCode::SERVICE_UNAVAILABLE, format!("{trouble}\n"));
     }
+    let mut body = "ok\n".to_owned();
     let drift = router.drift().await;
-    if drift.is_empty() {
-        return text(StatusCode::OK, "ok\n".to_owned());
-    }
-    text(
-        StatusCode::OK,
-        format!(
-            "ok\nwarning: nodes {} run with other settings than this node (credentials, TURN, \
+    if !drift.is_empty() {
+        body.push_str(&format!(
+            "warning: nodes {} run with other settings than this node (credentials, TURN, \
              limits, region, CORS or the GO_AWAY policy): clients will see different answers \
              from different nodes\n",
             drift.join(", ")
-        ),
-    )
+        ));
+    }
+    if let Some(formats) = router.formats().await {
+        body.push_str(&formats);
+        body.push('\n');
+    }
+    text(StatusCode::OK, body)
 }
 
 /// `/ready`: whether a balancer should send this server new clients: not while it drains,

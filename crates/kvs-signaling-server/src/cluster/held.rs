@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kvs_signaling_core::{Frame, HeldChange, HeldMessage};
@@ -67,6 +67,9 @@ const QUEUE: usize = 1024;
 /// One held message, as stored.
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {
+    /// Its format (see `format`).
+    #[serde(default = "super::format::first")]
+    v: u32,
     /// The sender's client id; none for the master.
     #[serde(rename = "s")]
     sender: Option<String>,
@@ -104,6 +107,7 @@ fn encode(messages: &[HeldMessage], now: SystemTime) -> (String, u64) {
     let stored: Vec<Stored> = messages
         .iter()
         .map(|message| Stored {
+            v: super::format::NEWEST,
             sender: message.sender.as_ref().map(|id| id.as_str().to_owned()),
             action: message.action.as_str().to_owned(),
             frame: message.frame.as_str().to_owned(),
@@ -136,7 +140,8 @@ fn whole(held: &[HeldChange], now: SystemTime) -> (Vec<String>, u64) {
 }
 
 /// The held messages of `arn` from its hash's fields and values (by turns), those not expired.
-pub(super) fn decode(arn: &ChannelArn, fields: &[String]) -> Vec<HeldChange> {
+/// A message in a format this node does not read is left out, and counted in `unknown`.
+pub(super) fn decode(arn: &ChannelArn, fields: &[String], unknown: &AtomicU64) -> Vec<HeldChange> {
     let now = unix_ms(SystemTime::now());
     fields
         .chunks_exact(2)
@@ -145,9 +150,26 @@ pub(super) fn decode(arn: &ChannelArn, fields: &[String]) -> Vec<HeldChange> {
                 "m" => None,
                 other => Some(PeerId::new(other.strip_prefix("v:")?).ok()?),
             };
-            let stored: Vec<Stored> = serde_json::from_str(&pair[1]).ok()?;
+            let stored: Vec<serde_json::Value> = serde_json::from_str(&pair[1]).ok()?;
             let messages = stored
                 .into_iter()
+                .filter_map(|value| {
+                    let format = match value.get("v") {
+                        None => super::format::first(),
+                        Some(v) => v
+                            .as_u64()
+                            .map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX)),
+                    };
+                    if super::format::readable(format) {
+                        return serde_json::from_value::<Stored>(value).ok();
+                    }
+                    unknown.fetch_add(1, Ordering::Relaxed);
+                    if let Some(suppressed) = UNKNOWN_FORMAT.check() {
+                        let what = format!("a message held for channel {arn}");
+                        tracing::warn!(suppressed, "{}", super::format::unknown(&what, format));
+                    }
+                    None
+                })
                 .filter(|s| s.expires > now)
                 .filter_map(|s| {
                     let sender = match s.sender {
@@ -170,6 +192,9 @@ pub(super) fn decode(arn: &ChannelArn, fields: &[String]) -> Vec<HeldChange> {
         })
         .collect()
 }
+
+static UNKNOWN_FORMAT: kvs_transport_tokio::LogLimiter =
+    kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
 
 /// Turns on the report of held messages in every shard, and starts the task that writes them
 /// (and, between its rounds, the whole rewrites asked through `rewrites`).
@@ -527,7 +552,8 @@ mod tests {
         assert_eq!(args[2], "v:v1");
         assert_eq!(until, unix_ms(now + Duration::from_secs(60)));
         // What is written reads back as it was held.
-        let read = decode(&arn, &args);
+        let unknown = AtomicU64::new(0);
+        let read = decode(&arn, &args, &unknown);
         assert_eq!(read.len(), 2);
         assert_eq!(read[1].recipient, Some(v1));
         assert_eq!(read[1].messages.len(), 2);
@@ -537,5 +563,30 @@ mod tests {
             Some(CorrelationId::new("c7").unwrap())
         );
         assert!(!args[1].contains(r#""c":"#), "no id, no field: {}", args[1]);
+        assert!(args[1].contains(r#""v":1"#), "{}", args[1]);
+        assert_eq!(unknown.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_held_message_in_a_format_this_node_does_not_read_is_left_out_and_counted() {
+        let arn =
+            ChannelArn::new("arn:aws:kinesisvideo:us-west-2:123456789012:channel/c/1").unwrap();
+        let until = unix_ms(SystemTime::now() + Duration::from_secs(60));
+        let fields = vec![
+            "m".to_owned(),
+            format!(
+                r#"[{{"a":"SDP_OFFER","s":"v1","f":"old","x":{until}}},
+                   {{"v":1,"a":"SDP_OFFER","s":"v2","f":"one","x":{until}}},
+                   {{"v":2,"what":"a newer layout"}},
+                   {{"v":"2"}}]"#
+            ),
+        ];
+        let unknown = AtomicU64::new(0);
+        let read = decode(&arn, &fields, &unknown);
+        assert_eq!(read.len(), 1);
+        let frames: Vec<&str> = read[0].messages.iter().map(|m| m.frame.as_str()).collect();
+        // Unstamped (written before formats) and format 1 are read; the others are not.
+        assert_eq!(frames, ["old", "one"]);
+        assert_eq!(unknown.load(Ordering::Relaxed), 2);
     }
 }

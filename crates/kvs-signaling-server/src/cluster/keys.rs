@@ -40,6 +40,12 @@ impl Keys {
         format!("{}:settings", self.prefix)
     }
 
+    /// Each node's range of formats (`OLDEST-NEWEST`, see `format`), published before its
+    /// first heartbeat.
+    pub(crate) fn formats(&self) -> String {
+        format!("{}:formats", self.prefix)
+    }
+
     /// The nodes some node took for dead, until they heartbeat again.
     pub(crate) fn buried(&self) -> String {
         format!("{}:buried", self.prefix)

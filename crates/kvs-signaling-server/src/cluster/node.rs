@@ -21,7 +21,8 @@ use super::keys::Keys;
 /// the stall), nobody is judged, since the others' heartbeats may be queued behind the same
 /// stall. The nodes judged dead are recorded (`KEYS[2]`, a set), so that a node that was
 /// judged dead and comes back learns it (the last answer, 1), and is taken off it. Nodes dead
-/// for an hour are forgotten (their published settings, `KEYS[3]`, too). The answer ends with
+/// for an hour are forgotten (their published settings and formats, `KEYS[3]` and `KEYS[4]`,
+/// too). The answer ends with
 /// the Redis server's run id (empty where `INFO` is refused): a new one is a restart or a
 /// failover, either of which may have lost the last writes.
 const HEARTBEAT: &str = r"
@@ -37,6 +38,7 @@ if #forgotten > 0 then
   redis.call('ZREM', KEYS[1], unpack(forgotten))
   redis.call('SREM', KEYS[2], unpack(forgotten))
   redis.call('HDEL', KEYS[3], unpack(forgotten))
+  redis.call('HDEL', KEYS[4], unpack(forgotten))
 end
 local buried = redis.call('SREM', KEYS[2], ARGV[1])
 local gap = now - previous
@@ -142,6 +144,7 @@ impl Liveness {
                         .key(keys.nodes())
                         .key(keys.buried())
                         .key(keys.settings())
+                        .key(keys.formats())
                         .arg(&node)
                         .arg(ttl_ms)
                         .arg(interval_ms)

@@ -566,11 +566,15 @@ impl Router {
         if held.is_empty() {
             return;
         }
-        let (ttl, revision) = match serde_json::from_str::<ChannelRecord>(record) {
-            Ok(record) => (record.message_ttl(), record.revision()),
-            Err(_) => (MessageTtlSeconds::default(), 0),
+        // A record this node does not read gives the messages the default TTL.
+        let (ttl, revision) = match super::format::of_json(record)
+            .filter(|&format| super::format::readable(format))
+            .and_then(|_| serde_json::from_str::<ChannelRecord>(record).ok())
+        {
+            Some(record) => (record.message_ttl(), record.revision()),
+            None => (MessageTtlSeconds::default(), 0),
         };
-        let changes = super::held::decode(arn, held);
+        let changes = super::held::decode(arn, held, &self.stats.wire.unknown_formats);
         let count: usize = changes.iter().map(|change| change.messages.len()).sum();
         match self
             .shards

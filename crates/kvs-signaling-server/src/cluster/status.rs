@@ -1,13 +1,14 @@
 //! What a node says of itself: its health for `/health` and `/ready`, its metrics, the
 //! settings it shares with the others, and its hubs' state for the consoles of other nodes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::format::{self, Range};
 use super::route::{Router, lock};
 use super::wire::Msg;
 
@@ -65,6 +66,50 @@ impl Router {
                     .is_some_and(|theirs| *theirs != self.cluster.settings)
             })
             .collect()
+    }
+
+    /// What `/health` says of the live nodes' formats (see `format`): `None` when every live
+    /// node reads what this one does, or when Redis cannot tell; a note while they differ
+    /// (a rolling upgrade), a warning when no format is read by all of them.
+    pub(crate) async fn formats(&self) -> Option<String> {
+        let mut redis = self.cluster.redis.clone();
+        let published: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.cluster.keys.formats())
+            .query_async(&mut redis)
+            .await
+            .ok()?;
+        let nodes: BTreeMap<String, Option<Range>> = self
+            .cluster
+            .liveness
+            .membership()
+            .alive
+            .into_iter()
+            .filter(|node| *node != self.cluster.node)
+            .map(|node| {
+                let range = published.get(&node).and_then(|text| Range::parse(text));
+                (node, range)
+            })
+            .collect();
+        let others: Vec<String> = nodes
+            .iter()
+            .filter(|(_, range)| **range != Some(Range::OURS))
+            .map(|(node, range)| match range {
+                Some(range) => format!("{node} ({range})"),
+                None => format!("{node} (none published: an older release, 1-1)"),
+            })
+            .collect();
+        if others.is_empty() {
+            return None;
+        }
+        Some(match format::in_effect(&nodes) {
+            Ok(format) => format!(
+                "note: nodes read other formats than this node ({}): {}; the cluster writes \
+                 format {format}, the newest every live node reads",
+                Range::OURS,
+                others.join(", ")
+            ),
+            Err(trouble) => format!("warning: {trouble}"),
+        })
     }
 
     /// This node's id in the cluster.
@@ -285,6 +330,13 @@ impl Router {
             "inbox_lag_seconds_total",
             "Time entries spent in this node's inbox before it read them (divide by the entries read).",
             get(&wire.lag_ms) as f64 / 1e3,
+        );
+        metric(
+            counter,
+            "unknown_formats_total",
+            "Inbox entries and held messages set aside because they are in a format this node \
+             does not read (written by a newer release).",
+            get(&wire.unknown_formats) as f64,
         );
     }
 

@@ -87,6 +87,32 @@ impl Cluster {
         )
     }
 
+    /// A channel record from its JSON, if it is in a format this node reads.
+    fn parse(&self, what: &str, json: &str) -> Result<ChannelRecord, HttpResponse> {
+        match super::format::of_json(json) {
+            Some(format) if !super::format::readable(format) => Err(rest_error(
+                ErrorType::InternalFailure,
+                super::format::unknown(&format!("{what} in the cluster's Redis"), format),
+            )),
+            _ => serde_json::from_str(json).map_err(|err| self.damaged(what, &err)),
+        }
+    }
+
+    /// A channel record as stored: its JSON, with its format.
+    fn stamped(&self, record: &ChannelRecord) -> Result<String, HttpResponse> {
+        #[derive(serde::Serialize)]
+        struct Stamped<'a> {
+            v: u32,
+            #[serde(flatten)]
+            record: &'a ChannelRecord,
+        }
+        serde_json::to_string(&Stamped {
+            v: super::format::NEWEST,
+            record,
+        })
+        .map_err(|err| self.damaged("a record", &err))
+    }
+
     async fn record(&self, arn: &str) -> Result<Option<ChannelRecord>, HttpResponse> {
         let key = self.keys.channel(arn);
         let json: Option<String> = self
@@ -102,10 +128,8 @@ impl Cluster {
             })
             .await
             .map_err(|err| self.unavailable(&err))?;
-        json.map(|json| {
-            serde_json::from_str(&json).map_err(|err| self.damaged(&format!("channel {arn}"), &err))
-        })
-        .transpose()
+        json.map(|json| self.parse(&format!("channel {arn}"), &json))
+            .transpose()
     }
 
     async fn arn_of(&self, name: &str) -> Result<Option<String>, HttpResponse> {
@@ -148,9 +172,7 @@ impl Cluster {
                     .map_err(|err| self.unavailable(&err))?;
                 return all
                     .iter()
-                    .map(|json| {
-                        serde_json::from_str(json).map_err(|err| self.damaged("a channel", &err))
-                    })
+                    .map(|json| self.parse("a channel", json))
                     .collect();
             }
         };
@@ -211,8 +233,7 @@ impl Cluster {
                     record,
                     replaces: None,
                 } => {
-                    let json = serde_json::to_string(record)
-                        .map_err(|err| self.damaged("a record", &err))?;
+                    let json = self.stamped(record)?;
                     redis::Script::new(CREATE)
                         .key(self.keys.name(record.name().as_str()))
                         .key(self.keys.names())
@@ -230,8 +251,7 @@ impl Cluster {
                     record,
                     replaces: Some(version),
                 } => {
-                    let json = serde_json::to_string(record)
-                        .map_err(|err| self.damaged("a record", &err))?;
+                    let json = self.stamped(record)?;
                     redis::Script::new(PUT)
                         .key(self.keys.channel(record.arn().as_str()))
                         .arg(version.as_str())

@@ -11,7 +11,8 @@
 //! waits for the next read that holds a frame, or for [`TRIM_LAG`], [`TRIM_ENTRIES`] or
 //! [`TRIM_BYTES`]: a node that only hosts sockets trims about once a second, not once a read.
 //! Writes are batched per destination: a message waits at most for the messages already
-//! queued, so that a burst goes out in one `XADD`.
+//! queued, so that a burst goes out in one `XADD`. Each entry says its format (`v`, see
+//! `format`); one this node does not read is set aside and counted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -248,6 +249,9 @@ pub(crate) struct WireStats {
     pub(crate) lag_ms: AtomicU64,
     /// Trims of this node's inbox done (`XTRIM` commands that succeeded).
     pub(crate) trims: AtomicU64,
+    /// Inbox entries and held messages set aside because they are in a format this node does
+    /// not read (written by a newer release).
+    pub(crate) unknown_formats: AtomicU64,
 }
 
 /// What the writer is given: a message for a node, or a request to say when everything
@@ -385,6 +389,8 @@ async fn write_round(
             .arg("~")
             .arg(INBOX_MAXLEN)
             .arg("*")
+            .arg("v")
+            .arg(super::format::NEWEST)
             .arg("b")
             .arg(json)
             .ignore();
@@ -515,7 +521,7 @@ pub(crate) fn spawn_reader(
                         break;
                     }
                 };
-                let Some(newest) = entries.last().map(|(id, _)| id.clone()) else {
+                let Some(newest) = entries.last().map(|entry| entry.id.clone()) else {
                     // A quiet inbox: what waits for its trim waits no longer.
                     trim = untrimmed.take().or(refused);
                     continue;
@@ -523,21 +529,14 @@ pub(crate) fn spawn_reader(
                 let read = entries.len();
                 let bytes = entries
                     .iter()
-                    .map(|(_, batch)| batch.as_ref().map_or(0, Vec::len))
+                    .map(|entry| entry.batch.as_ref().map_or(0, Vec::len))
                     .sum();
                 let batches: Vec<(u64, Batch)> = entries
                     .into_iter()
-                    .filter_map(
-                        |(id, bytes)| match serde_json::from_slice::<Batch>(&bytes?) {
-                            Ok(batch) => Some((entry_ms(&id), batch)),
-                            Err(err) => {
-                                if let Some(suppressed) = UNREADABLE.check() {
-                                    tracing::warn!(%err, suppressed, "an unreadable inbox entry");
-                                }
-                                None
-                            }
-                        },
-                    )
+                    .filter_map(|entry| {
+                        let batch = readable(&entry, &stats)?;
+                        Some((entry_ms(&entry.id), batch))
+                    })
                     .collect();
                 let frames = batches.iter().any(|(_, batch)| {
                     batch
@@ -633,9 +632,10 @@ fn unanswered() -> redis::RedisError {
 }
 
 /// The entries of an `XREAD` answer for one stream, oldest first: each id with its batch's
-/// bytes (its `b` field; `None` for an entry without one). A read that timed out (nil) has
-/// none. Taken apart in place: the answer can be megabytes, and is not copied.
-fn read_reply(reply: redis::Value) -> redis::RedisResult<Vec<(String, Option<Vec<u8>>)>> {
+/// bytes (its `b` field; `None` for an entry without one) and its format (`v`). A read that
+/// timed out (nil) has none. Taken apart in place: the answer can be megabytes, and is not
+/// copied.
+fn read_reply(reply: redis::Value) -> redis::RedisResult<Vec<Entry>> {
     use redis::Value;
     fn malformed(what: &str) -> redis::RedisError {
         redis::RedisError::from((
@@ -681,20 +681,63 @@ fn read_reply(reply: redis::Value) -> redis::RedisResult<Vec<(String, Option<Vec
                 .and_then(text)
                 .ok_or_else(|| malformed("an entry without an id"))?;
             let mut batch = None;
+            let mut format = super::format::first();
             if let Some(Value::Array(fields)) = parts.next() {
                 let mut fields = fields.into_iter();
-                while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-                    if matches!(&name, Value::BulkString(name) if name.as_slice() == b"b")
-                        && let Value::BulkString(bytes) = value
-                    {
-                        batch = Some(bytes);
+                while let (Some(Value::BulkString(name)), Some(value)) =
+                    (fields.next(), fields.next())
+                {
+                    match (name.as_slice(), value) {
+                        (b"b", Value::BulkString(bytes)) => batch = Some(bytes),
+                        (b"v", value) => format = format_of(text(value).as_deref()),
+                        _ => {}
                     }
                 }
             }
-            out.push((id, batch));
+            out.push(Entry { id, format, batch });
         }
     }
     Ok(out)
+}
+
+/// An inbox entry as read: its id, its format, and its batch's JSON.
+#[derive(Debug, PartialEq, Eq)]
+struct Entry {
+    id: String,
+    format: u32,
+    batch: Option<Vec<u8>>,
+}
+
+/// An entry's format from its `v` field: 1 without one; one that is not a number is no
+/// format this node reads.
+fn format_of(field: Option<&str>) -> u32 {
+    field.map_or(super::format::first(), |v| v.parse().unwrap_or(u32::MAX))
+}
+
+/// The batch of `entry`, if it has one this node reads; what it does not read is counted and
+/// logged.
+fn readable(entry: &Entry, stats: &WireStats) -> Option<Batch> {
+    if !super::format::readable(entry.format) {
+        stats.unknown_formats.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = UNREADABLE.check() {
+            let what = format!("inbox entry {}", entry.id);
+            tracing::warn!(
+                suppressed,
+                "{}",
+                super::format::unknown(&what, entry.format)
+            );
+        }
+        return None;
+    }
+    match serde_json::from_slice::<Batch>(entry.batch.as_deref()?) {
+        Ok(batch) => Some(batch),
+        Err(err) => {
+            if let Some(suppressed) = UNREADABLE.check() {
+                tracing::warn!(%err, suppressed, id = %entry.id, "an unreadable inbox entry");
+            }
+            None
+        }
+    }
 }
 
 /// What the reader has read and not trimmed yet: entries that hold no frame.
@@ -769,11 +812,20 @@ pub(crate) fn instant_of(at: u64) -> std::time::Instant {
     now.checked_sub(ago).unwrap_or(now)
 }
 
-/// The batch of an inbox entry: `None` when it has none.
+/// The batch of an inbox entry: `None` when it has none, or one in a format this node does
+/// not read.
 pub(crate) fn decode(entry: &redis::streams::StreamId) -> Option<serde_json::Result<Batch>> {
     let Some(redis::Value::BulkString(bytes)) = entry.map.get("b") else {
         return None;
     };
+    let format = match entry.map.get("v") {
+        Some(redis::Value::BulkString(v)) => format_of(std::str::from_utf8(v).ok()),
+        Some(_) => u32::MAX,
+        None => super::format::first(),
+    };
+    if !super::format::readable(format) {
+        return None;
+    }
     Some(serde_json::from_slice::<Batch>(bytes))
 }
 
@@ -826,8 +878,11 @@ mod tests {
 
     use redis::Value;
 
+    use std::sync::atomic::Ordering;
+
     use super::{
-        BATCH_BYTES, Msg, Outgoing, TRIM_ENTRIES, Untrimmed, after, entry_ms, gather, read_reply,
+        BATCH_BYTES, Entry, Msg, Outgoing, TRIM_ENTRIES, Untrimmed, WireStats, after, entry_ms,
+        gather, read_reply, readable,
     };
 
     fn frame(conn: u64, bytes: usize) -> Outgoing {
@@ -994,16 +1049,25 @@ mod tests {
     }
 
     #[test]
-    fn an_xread_answer_gives_each_entry_with_its_batch_in_order() {
+    fn an_xread_answer_gives_each_entry_with_its_batch_and_format_in_order() {
         let entries = Value::Array(vec![
             entry("5-0", &[("b", "{one}")]),
-            entry("5-1", &[("x", "y"), ("b", "{two}")]),
+            entry("5-1", &[("x", "y"), ("v", "1"), ("b", "{two}")]),
             entry("6-0", &[("x", "no batch")]),
+            entry("6-1", &[("v", "2"), ("b", "{three}")]),
+            entry("6-2", &[("v", "two"), ("b", "{four}")]),
         ]);
+        let at = |id: &str, format: u32, batch: Option<&str>| Entry {
+            id: id.to_owned(),
+            format,
+            batch: batch.map(|b| b.as_bytes().to_vec()),
+        };
         let want = vec![
-            ("5-0".to_owned(), Some(b"{one}".to_vec())),
-            ("5-1".to_owned(), Some(b"{two}".to_vec())),
-            ("6-0".to_owned(), None),
+            at("5-0", 1, Some("{one}")),
+            at("5-1", 1, Some("{two}")),
+            at("6-0", 1, None),
+            at("6-1", 2, Some("{three}")),
+            at("6-2", u32::MAX, Some("{four}")),
         ];
         // RESP2: [[stream, entries]].
         let resp2 = Value::Array(vec![Value::Array(vec![
@@ -1016,6 +1080,30 @@ mod tests {
         assert_eq!(read_reply(resp3).unwrap(), want);
         // A read that timed out.
         assert_eq!(read_reply(Value::Nil).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn an_entry_in_a_format_this_node_does_not_read_is_set_aside_and_counted() {
+        let stats = WireStats::default();
+        let batch = r#"{"from":"n","seq":1,"msgs":[{"t":"Closed","conn":7}]}"#;
+        let entry = |format: u32| Entry {
+            id: "5-0".to_owned(),
+            format,
+            batch: Some(batch.as_bytes().to_vec()),
+        };
+        let read = readable(&entry(1), &stats).expect("format 1 is read");
+        assert_eq!((read.from.as_str(), read.seq), ("n", 1));
+        assert_eq!(read.msgs, vec![Msg::Closed { conn: 7 }]);
+        assert!(readable(&entry(2), &stats).is_none());
+        assert!(readable(&entry(u32::MAX), &stats).is_none());
+        assert_eq!(stats.unknown_formats.load(Ordering::Relaxed), 2);
+        // An unreadable batch in a known format is no unknown format.
+        let damaged = Entry {
+            batch: Some(b"{".to_vec()),
+            ..entry(1)
+        };
+        assert!(readable(&damaged, &stats).is_none());
+        assert_eq!(stats.unknown_formats.load(Ordering::Relaxed), 2);
     }
 
     #[test]

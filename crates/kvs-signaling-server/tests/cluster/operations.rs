@@ -1,7 +1,8 @@
 //! Cluster mode on Redis as it is deployed: TLS with a private CA (and client certificates), an
 //! ACL user with only the rights the cluster needs, its password from the environment or a
 //! file, two clusters apart on one Redis by their key prefixes, and Sentinel, whose failover
-//! the nodes follow without a restart. Each start-time refusal names its cause.
+//! the nodes follow without a restart. Each start-time refusal names its cause. Nodes stamp what
+//! they write with its format, and set aside what a newer release wrote, for rolling upgrades.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use tokio_tungstenite::tungstenite::Message;
 
 use super::harness::{
-    Node, Redis, TempDir, Ws, call, connect, connect_url, create, free_port, get, send, text,
+    Node, Redis, TempDir, Ws, call, connect, connect_url, create, free_port, get, metric, send,
+    text,
 };
 
 /// What a node logs when it follows a new primary.
@@ -1011,5 +1013,124 @@ async fn the_grafana_dashboards_cluster_panels_show_what_a_cluster_node_exports(
     assert!(
         missing.is_empty(),
         "the dashboard shows nothing of {missing:?}"
+    );
+}
+
+/// The id `node` joined the cluster with: the member of the formats hash with its process id.
+fn node_id(redis: &Redis, node: &Node) -> String {
+    let marker = format!("-{}-", node.pid());
+    redis
+        .cli(&["HKEYS", "kvs:formats"])
+        .lines()
+        .find(|id| id.contains(&marker))
+        .unwrap_or_else(|| panic!("node {} published no formats", node.pid()))
+        .to_owned()
+}
+
+/// `/health` of `node` until it contains `want`, within 10 s; the body then.
+async fn health_saying(node: &Node, want: &str, keep_alive: impl Fn()) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        keep_alive();
+        let health = get(node.addr, "/health").await;
+        assert_eq!(health.status, 200, "{}", health.body);
+        if health.body.contains(want) {
+            return health.body;
+        }
+        assert!(Instant::now() < deadline, "no {want:?} in: {}", health.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn what_a_newer_release_wrote_is_set_aside_counted_and_named_and_health_tells_formats_apart()
+{
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    // Each node published the formats it reads before its first heartbeat; nodes alike say
+    // nothing of them.
+    let a_id = node_id(&redis, &a);
+    assert_eq!(redis.cli(&["HGET", "kvs:formats", &a_id]), "1-1");
+    assert_eq!(get(a.addr, "/health").await.body, "ok\n");
+
+    // A channel record says its format, and one in a format these nodes do not read fails the
+    // calls that read it with an error that names the format, instead of being misread.
+    let arn = create(a.addr, "formats").await;
+    let channel = format!("kvs:chan:{arn}");
+    let record = redis.cli(&["HGET", &channel, "rec"]);
+    assert!(record.starts_with(r#"{"v":1,"#), "{record}");
+    let newer = record.replacen(r#""v":1"#, r#""v":2"#, 1);
+    redis.cli(&["HSET", &channel, "rec", &newer]);
+    let describe = r#"{"ChannelName":"formats"}"#;
+    for (path, body) in [
+        ("/describeSignalingChannel", describe),
+        ("/listSignalingChannels", "{}"),
+    ] {
+        let answer = call(b.addr, path, body).await;
+        assert_eq!(answer.status, 500, "{path}: {}", answer.body);
+        assert!(
+            answer.body.contains("is in format 2") && answer.body.contains("reads formats 1 to 1"),
+            "{path}: {}",
+            answer.body
+        );
+    }
+    redis.cli(&["HSET", &channel, "rec", &record]);
+    assert_eq!(
+        call(b.addr, "/describeSignalingChannel", describe)
+            .await
+            .status,
+        200
+    );
+
+    // An inbox entry in format 2 is set aside and counted, and the node goes on reading what
+    // comes after it.
+    relay_across(a.addr, b.addr, &arn).await;
+    let entry = r#"{"from":"newer","seq":1,"msgs":[{"t":"Closed","conn":1}]}"#;
+    let inbox = format!("kvs:inbox:{a_id}");
+    assert!(
+        !redis
+            .cli(&["XADD", &inbox, "*", "v", "2", "b", entry])
+            .is_empty()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(a.addr, "kvs_cluster_unknown_formats_total").await == 0 {
+        assert!(Instant::now() < deadline, "the entry was not counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(a.addr, "kvs_cluster_unknown_formats_total").await, 1);
+    relay_across(a.addr, b.addr, &arn).await;
+    assert_eq!(metric(b.addr, "kvs_cluster_unknown_formats_total").await, 0);
+    assert!(
+        a.log()
+            .contains("is in format 2, and this node reads formats 1 to 1"),
+        "{}",
+        a.log()
+    );
+
+    // A live node of a newer release that still reads format 1: a note, and format 1 stays the
+    // cluster's. One that no longer does: a warning that names it.
+    let beat = |range: &str| {
+        let range = range.to_owned();
+        let redis = &redis;
+        move || {
+            let time = redis.cli(&["TIME"]);
+            let mut parts = time.lines();
+            let seconds: u64 = parts.next().unwrap().parse().unwrap();
+            let micros: u64 = parts.next().unwrap().parse().unwrap();
+            let now = seconds * 1000 + micros / 1000;
+            redis.cli(&["HSET", "kvs:formats", "newer-node", &range]);
+            redis.cli(&["ZADD", "kvs:nodes", &now.to_string(), "newer-node"]);
+        }
+    };
+    let body = health_saying(&a, "note:", beat("1-2")).await;
+    assert!(
+        body.contains("newer-node (1-2)") && body.contains("the cluster writes format 1"),
+        "{body}"
+    );
+    let body = health_saying(&b, "warning:", beat("2-3")).await;
+    assert!(
+        body.contains("no format is read by every live node") && body.contains("newer-node 2-3"),
+        "{body}"
     );
 }

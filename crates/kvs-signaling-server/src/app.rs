@@ -513,7 +513,7 @@ async fn health(app: &App) -> HttpResponse {
             drift.join(", ")
         ));
     }
-    if let Some(formats) = router.formats().await {
+    if let Some(formats) = router.formats() {
         body.push_str(&formats);
         body.push('\n');
     }

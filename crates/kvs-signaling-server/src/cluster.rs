@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod connection;
+mod events;
 mod format;
 mod held;
 mod inbound;
@@ -32,6 +33,7 @@ mod store;
 mod url;
 mod wire;
 
+pub(crate) use events::RemoteEvent;
 pub(crate) use node::Liveness;
 pub(crate) use route::{Router, Unrouted};
 

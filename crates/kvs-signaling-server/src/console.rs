@@ -27,7 +27,7 @@ use kvs_signaling_core::{ChannelView, ConnectionStanding, ConnectionView, Observ
 use kvs_signaling_proto::{ChannelArn, ClientId, Operation, Role};
 use ring::hmac;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::access::Action;
 use crate::app::App;
@@ -803,7 +803,30 @@ pub(crate) fn observation_json(observation: &Observation, at: SystemTime) -> Opt
     Some(event)
 }
 
-/// The live event stream (Server-Sent Events), bounded per page.
+/// Another node's event for a console stream: pending while there is none, or no cluster.
+async fn remote_event(
+    remote: &mut Option<broadcast::Receiver<crate::cluster::RemoteEvent>>,
+) -> Result<crate::cluster::RemoteEvent, u64> {
+    let Some(receiver) = remote else {
+        return std::future::pending().await;
+    };
+    match receiver.recv().await {
+        Ok(event) => Ok(event),
+        Err(broadcast::error::RecvError::Lagged(skipped)) => Err(skipped),
+        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+    }
+}
+
+/// The `lagged` event of a stream that skipped `skipped` events.
+fn lagged(skipped: u64) -> String {
+    format!(
+        "event: lagged\ndata: {}\n\n",
+        json!({ "skipped": skipped, "time": millis(SystemTime::now()) })
+    )
+}
+
+/// The live event stream (Server-Sent Events), bounded per page. In cluster mode it carries
+/// every node's events, each naming its node.
 fn events(app: &Arc<App>, console: &Console) -> Reply {
     let streams = Arc::clone(&console.streams);
     if streams.fetch_add(1, Ordering::AcqRel) >= MAX_STREAMS {
@@ -816,7 +839,17 @@ fn events(app: &Arc<App>, console: &Console) -> Reply {
     let (tx, rx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
     let mut observations = app.telemetry.subscribe();
     let mut stopping = app.stopping.clone();
+    let node = app.router.as_ref().map(|router| router.node().to_owned());
+    let (watching, mut remote) = match &app.router {
+        Some(router) => {
+            let (watching, remote) = router.watch_events();
+            (Some(watching), Some(remote))
+        }
+        None => (None, None),
+    };
     tokio::spawn(async move {
+        // The other nodes send their events while this stream lives.
+        let _watching = watching;
         // Releases the stream's place whatever way the task ends.
         struct Release(Arc<AtomicUsize>);
         impl Drop for Release {
@@ -840,14 +873,22 @@ fn events(app: &Arc<App>, console: &Console) -> Reply {
                     None => break,
                     Some(Ok(observation)) => {
                         match observation_json(&observation, SystemTime::now()) {
-                            Some(event) => format!("data: {event}\n\n"),
+                            Some(mut event) => {
+                                if let Some(node) = &node {
+                                    event["node"] = json!(node);
+                                }
+                                format!("data: {event}\n\n")
+                            }
                             None => continue,
                         }
                     }
-                    Some(Err(skipped)) => format!(
-                        "event: lagged\ndata: {}\n\n",
-                        json!({ "skipped": skipped, "time": millis(SystemTime::now()) })
-                    ),
+                    Some(Err(skipped)) => lagged(skipped),
+                },
+                remote = remote_event(&mut remote) => match remote {
+                    Ok(crate::cluster::RemoteEvent::Event(event)) => format!("data: {event}\n\n"),
+                    Ok(crate::cluster::RemoteEvent::Skipped(skipped)) | Err(skipped) => {
+                        lagged(skipped)
+                    }
                 },
                 _ = keepalive.tick() => ": keepalive\n\n".to_owned(),
                 _ = stopping.wait_for(|stop| *stop) => break,

@@ -161,6 +161,19 @@ impl Observations {
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }
+
+    /// The next observation if one waits, without waiting: `Some(Err(n))` when this
+    /// subscriber fell behind and `n` were skipped; `None` when none waits, or the server is
+    /// gone.
+    pub fn try_recv(&mut self) -> Option<Result<Observation, u64>> {
+        match self.0.try_recv() {
+            Ok(observation) => Some(Ok(observation)),
+            Err(broadcast::error::TryRecvError::Lagged(skipped)) => Some(Err(skipped)),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
+                None
+            }
+        }
+    }
 }
 
 impl Telemetry {

@@ -2,11 +2,20 @@
 //! upgraded one node at a time across releases that change them.
 //!
 //! Every inbox entry (its field `v`), held message and channel record (their JSON's `"v"`)
-//! says the format it was written in; one written before formats were stamped says none, and
-//! is format 1. A node reads the formats [`OLDEST`] to [`NEWEST`], and publishes that range
-//! in `PREFIX:formats` before its first heartbeat. The cluster's format is the newest that
-//! every live node reads ([`in_effect`]): a release that brings a format 2 is to write format
-//! 1 until every node reads 2. This release knows format 1 alone, so it writes 1.
+//! says the oldest format a reader must know to read it; one written before formats were
+//! stamped says none, and is format 1. A node reads the formats [`OLDEST`] to [`NEWEST`], and
+//! publishes that range in `PREFIX:formats` before its first heartbeat. What a format brings
+//! is written only where every reader reads it: an inbox entry for a node that reads the
+//! format ([`Range::reads`]; only that node reads the entry, and its sender, which replays it
+//! if that node dies); what any node may read (held messages, channel records) once the
+//! format is the cluster's, the newest every live node reads ([`in_effect`], learnt with
+//! each heartbeat).
+//!
+//! The formats:
+//! - 1 ([`FIRST`]): the first.
+//! - 2 ([`EVENTS`]): an inbox entry may hold a node's console events (`Msg::Events`), which
+//!   a node of format 1 does not know (it would drop the whole entry). Held messages and
+//!   channel records are as in format 1, and say 1.
 //!
 //! What a node cannot read (an entry of a newer release, after a downgrade or with a node of
 //! a newer release that wrote too soon) is set aside, counted
@@ -18,14 +27,18 @@ use std::fmt;
 
 use serde::Deserialize;
 
+/// The first format.
+pub(crate) const FIRST: u32 = 1;
+/// The format that brought console events in inboxes.
+pub(crate) const EVENTS: u32 = 2;
 /// The oldest format this node reads.
-pub(crate) const OLDEST: u32 = 1;
-/// The newest format this node reads, and the one it writes.
-pub(crate) const NEWEST: u32 = 1;
+pub(crate) const OLDEST: u32 = FIRST;
+/// The newest format this node reads.
+pub(crate) const NEWEST: u32 = EVENTS;
 
 /// The format of what was written before formats were stamped.
 pub(crate) const fn first() -> u32 {
-    1
+    FIRST
 }
 
 /// Whether this node reads format `format`.
@@ -55,6 +68,13 @@ impl Range {
             newest: newest.parse().ok()?,
         };
         (range.oldest >= 1 && range.oldest <= range.newest).then_some(range)
+    }
+}
+
+impl Range {
+    /// Whether a node of this range reads `format`.
+    pub(crate) fn reads(self, format: u32) -> bool {
+        (self.oldest..=self.newest).contains(&format)
     }
 }
 
@@ -143,21 +163,29 @@ mod tests {
         for bad in ["", "1", "3-1", "0-1", "a-2", "1-", "-1", "1-2-3"] {
             assert_eq!(Range::parse(bad), None, "{bad}");
         }
+        let range = Range::parse("2-3").unwrap();
+        assert!(!range.reads(1) && range.reads(2) && range.reads(3) && !range.reads(4));
     }
 
     #[test]
     fn the_cluster_writes_the_newest_format_every_live_node_reads() {
         // Alone, or with nodes like this one: this node's newest.
+        assert_eq!(NEWEST, 2);
         assert_eq!(in_effect(&nodes(&[])), Ok(NEWEST));
-        assert_eq!(in_effect(&nodes(&[("a", Some("1-1"))])), Ok(1));
-        // A node of a newer release that still reads format 1: format 1.
-        assert_eq!(in_effect(&nodes(&[("a", Some("1-2"))])), Ok(1));
-        // A node that published nothing runs a release from before formats: format 1.
-        assert_eq!(in_effect(&nodes(&[("a", None)])), Ok(1));
+        assert_eq!(in_effect(&nodes(&[("a", Some("1-2"))])), Ok(2));
+        // A node of a newer release that still reads format 2: format 2.
+        assert_eq!(in_effect(&nodes(&[("a", Some("2-3"))])), Ok(2));
+        // A node that reads format 1 alone, or published nothing (a release from before
+        // formats): format 1, whatever the others read.
+        assert_eq!(
+            in_effect(&nodes(&[("a", Some("1-1")), ("b", Some("1-3"))])),
+            Ok(1)
+        );
+        assert_eq!(in_effect(&nodes(&[("a", None), ("b", Some("1-2"))])), Ok(1));
         // A node that no longer reads what this node writes: no format, and both named.
-        let err = in_effect(&nodes(&[("a", Some("1-1")), ("b", Some("2-3"))])).unwrap_err();
+        let err = in_effect(&nodes(&[("a", Some("1-1")), ("b", Some("3-4"))])).unwrap_err();
         assert!(
-            err.contains("a 1-1") && err.contains("b 2-3") && err.contains("this node reads 1-1"),
+            err.contains("a 1-1") && err.contains("b 3-4") && err.contains("this node reads 1-2"),
             "{err}"
         );
     }
@@ -167,7 +195,7 @@ mod tests {
         assert_eq!(of_json(r#"{"name":"x"}"#), Some(1));
         assert_eq!(of_json(r#"{"v":2,"name":"x"}"#), Some(2));
         assert_eq!(of_json("3"), None);
-        assert!(readable(1));
+        assert!(readable(1) && readable(2));
         assert!(!readable(0) && !readable(NEWEST + 1));
     }
 }

@@ -107,7 +107,7 @@ fn encode(messages: &[HeldMessage], now: SystemTime) -> (String, u64) {
     let stored: Vec<Stored> = messages
         .iter()
         .map(|message| Stored {
-            v: super::format::NEWEST,
+            v: super::format::FIRST,
             sender: message.sender.as_ref().map(|id| id.as_str().to_owned()),
             action: message.action.as_str().to_owned(),
             frame: message.frame.as_str().to_owned(),
@@ -577,15 +577,16 @@ mod tests {
             format!(
                 r#"[{{"a":"SDP_OFFER","s":"v1","f":"old","x":{until}}},
                    {{"v":1,"a":"SDP_OFFER","s":"v2","f":"one","x":{until}}},
-                   {{"v":2,"what":"a newer layout"}},
-                   {{"v":"2"}}]"#
+                   {{"v":3,"what":"a newer layout"}},
+                   {{"v":"3"}}]"#
             ),
         ];
         let unknown = AtomicU64::new(0);
         let read = decode(&arn, &fields, &unknown);
         assert_eq!(read.len(), 1);
         let frames: Vec<&str> = read[0].messages.iter().map(|m| m.frame.as_str()).collect();
-        // Unstamped (written before formats) and format 1 are read; the others are not.
+        // Unstamped (written before formats) and format 1 are read; a format this node does not
+        // know, and a stamp that is no number, are not.
         assert_eq!(frames, ["old", "one"]);
         assert_eq!(unknown.load(Ordering::Relaxed), 2);
     }

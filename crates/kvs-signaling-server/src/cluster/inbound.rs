@@ -318,6 +318,7 @@ impl Router {
                     self.moved(from, arn);
                 }
             }
+            Msg::Events { events, skipped } => self.remote_events(events, skipped),
         }
     }
 

@@ -46,6 +46,12 @@ impl Keys {
         format!("{}:formats", self.prefix)
     }
 
+    /// The nodes whose consoles watch the cluster's events, scored by their last heartbeat
+    /// while they do.
+    pub(crate) fn watchers(&self) -> String {
+        format!("{}:watchers", self.prefix)
+    }
+
     /// The nodes some node took for dead, until they heartbeat again.
     pub(crate) fn buried(&self) -> String {
         format!("{}:buried", self.prefix)

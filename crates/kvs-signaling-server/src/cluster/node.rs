@@ -7,12 +7,14 @@
 //! been acknowledged for the TTL (less a margin) fences itself: it takes no opens and claims
 //! until Redis answers again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::format::Range;
 use super::keys::Keys;
 
 /// One heartbeat: score this node with Redis's clock, and read who is alive and who is dead,
@@ -22,9 +24,12 @@ use super::keys::Keys;
 /// stall. The nodes judged dead are recorded (`KEYS[2]`, a set), so that a node that was
 /// judged dead and comes back learns it (the last answer, 1), and is taken off it. Nodes dead
 /// for an hour are forgotten (their published settings and formats, `KEYS[3]` and `KEYS[4]`,
-/// too). The answer ends with
+/// too). The answer goes on with
 /// the Redis server's run id (empty where `INFO` is refused): a new one is a restart or a
-/// failover, either of which may have lost the last writes.
+/// failover, either of which may have lost the last writes; then the formats the live nodes
+/// read (`KEYS[4]`, in the order of the live nodes; nil for a node that published none), and
+/// the nodes whose consoles watch the cluster's events (`KEYS[5]`, scored by their last
+/// heartbeat while `ARGV[4]` is `1`).
 const HEARTBEAT: &str = r"
 local info = redis.pcall('INFO', 'server')
 local run = type(info) == 'string' and string.match(info, 'run_id:(%w+)') or ''
@@ -33,12 +38,23 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local previous = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or now)
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now, ARGV[1])
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[5], now, ARGV[1])
+else
+  redis.call('ZREM', KEYS[5], ARGV[1])
+end
 local forgotten = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
 if #forgotten > 0 then
   redis.call('ZREM', KEYS[1], unpack(forgotten))
   redis.call('SREM', KEYS[2], unpack(forgotten))
   redis.call('HDEL', KEYS[3], unpack(forgotten))
   redis.call('HDEL', KEYS[4], unpack(forgotten))
+  redis.call('ZREM', KEYS[5], unpack(forgotten))
+end
+local function known(alive)
+  local formats = {}
+  if #alive > 0 then formats = redis.call('HMGET', KEYS[4], unpack(alive)) end
+  return formats, redis.call('ZRANGEBYSCORE', KEYS[5], now - ttl, '+inf')
 end
 local buried = redis.call('SREM', KEYS[2], ARGV[1])
 local gap = now - previous
@@ -46,12 +62,15 @@ if gap > ttl / 2 or gap < tonumber(ARGV[3]) / 2 then
   -- This node, or Redis, stalled since its previous heartbeat (or this one was queued
   -- behind such a stall with others): the others' heartbeats may still be queued behind the
   -- same stall. Nobody is judged this round.
-  return {now, redis.call('ZRANGE', KEYS[1], 0, -1), {}, buried, run}
+  local all = redis.call('ZRANGE', KEYS[1], 0, -1)
+  local formats, watchers = known(all)
+  return {now, all, {}, buried, run, formats, watchers}
 end
 local alive = redis.call('ZRANGEBYSCORE', KEYS[1], previous - ttl, '+inf')
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (previous - ttl))
 if #dead > 0 then redis.call('SADD', KEYS[2], unpack(dead)) end
-return {now, alive, dead, buried, run}
+local formats, watchers = known(alive)
+return {now, alive, dead, buried, run, formats, watchers}
 ";
 
 /// A fresh node id for this process: the host name and random bytes, so that a restarted
@@ -107,6 +126,24 @@ pub(crate) struct Membership {
     /// it changes (Redis restarted, or another server took over), Redis may have lost the last
     /// writes, and this node reasserts its claims and rewrites its held messages.
     pub(crate) redis_id: String,
+    /// The formats each other live node reads (`None`: it published none, a release from
+    /// before formats).
+    pub(crate) formats: BTreeMap<String, Option<Range>>,
+    /// The other nodes whose consoles watch the cluster's events: this node sends them its
+    /// own.
+    pub(crate) watchers: BTreeSet<String>,
+}
+
+/// One heartbeat's answer.
+struct Beat {
+    sent: Instant,
+    now: u64,
+    alive: Vec<String>,
+    dead: Vec<String>,
+    buried: bool,
+    redis_id: String,
+    formats: BTreeMap<String, Option<Range>>,
+    watchers: BTreeSet<String>,
 }
 
 /// This node's heartbeat and its view of the others.
@@ -114,6 +151,19 @@ pub(crate) struct Membership {
 pub(crate) struct Liveness {
     membership: watch::Sender<Membership>,
     node_ttl: Duration,
+    /// This node's console streams watching the cluster's events (see [`Liveness::watch_events`]).
+    watching: Arc<AtomicUsize>,
+}
+
+/// A console stream of this node watching the cluster's events: while one lives, the node's
+/// heartbeat asks the other nodes for theirs.
+#[derive(Debug)]
+pub(crate) struct Watching(Arc<AtomicUsize>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Liveness {
@@ -132,29 +182,70 @@ impl Liveness {
         // The node may act until a heartbeat's sending time plus the TTL, less this: its
         // peers judge it by Redis's clock, which the margin keeps ahead of.
         let margin = (ttl / 5).max(Duration::from_millis(200));
+        let watching = Arc::new(AtomicUsize::new(0));
+        let watchers = Arc::clone(&watching);
         let beat = move |redis: &mut super::keys::Redis| {
             let script = script.clone();
             let keys = keys.clone();
             let node = node.clone();
+            let watching = watchers.load(Ordering::Acquire) > 0;
             let mut redis = redis.clone();
             async move {
                 let sent = Instant::now();
-                let (now, alive, dead, buried, run): (u64, Vec<String>, Vec<String>, u8, String) =
-                    script
-                        .key(keys.nodes())
-                        .key(keys.buried())
-                        .key(keys.settings())
-                        .key(keys.formats())
-                        .arg(&node)
-                        .arg(ttl_ms)
-                        .arg(interval_ms)
-                        .invoke_async(&mut redis)
-                        .await
-                        .map_err(|err| err.to_string())?;
-                Ok::<_, String>((sent, now, alive, dead, buried == 1, run))
+                type Answer = (
+                    u64,
+                    Vec<String>,
+                    Vec<String>,
+                    u8,
+                    String,
+                    Vec<Option<String>>,
+                    Vec<String>,
+                );
+                let (now, alive, dead, buried, redis_id, formats, watchers): Answer = script
+                    .key(keys.nodes())
+                    .key(keys.buried())
+                    .key(keys.settings())
+                    .key(keys.formats())
+                    .key(keys.watchers())
+                    .arg(&node)
+                    .arg(ttl_ms)
+                    .arg(interval_ms)
+                    .arg(if watching { "1" } else { "0" })
+                    .invoke_async(&mut redis)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                let formats = alive
+                    .iter()
+                    .zip(formats)
+                    .filter(|(other, _)| **other != node)
+                    .map(|(other, range)| (other.clone(), range.as_deref().and_then(Range::parse)))
+                    .collect();
+                let watchers = watchers
+                    .into_iter()
+                    .filter(|other| *other != node)
+                    .collect();
+                Ok::<_, String>(Beat {
+                    sent,
+                    now,
+                    alive,
+                    dead,
+                    buried: buried == 1,
+                    redis_id,
+                    formats,
+                    watchers,
+                })
             }
         };
-        let (sent, now, alive, dead, _, redis_id) = beat(&mut redis).await?;
+        let Beat {
+            sent,
+            now,
+            alive,
+            dead,
+            redis_id,
+            formats,
+            watchers,
+            ..
+        } = beat(&mut redis).await?;
         if redis_id.is_empty() {
             tracing::warn!(
                 "Redis does not tell its run id (INFO refused to this node's user?): this node \
@@ -171,11 +262,14 @@ impl Liveness {
             lapses: 0,
             lapse_buried: false,
             redis_id,
+            formats,
+            watchers,
         };
         let (tx, _) = watch::channel(membership);
         let liveness = Arc::new(Self {
             membership: tx,
             node_ttl: ttl,
+            watching,
         });
         let weak = Arc::downgrade(&liveness);
         tokio::spawn(async move {
@@ -187,7 +281,16 @@ impl Liveness {
                     return;
                 };
                 match beat(&mut redis).await {
-                    Ok((sent, now, alive, dead, buried, redis_id)) => {
+                    Ok(Beat {
+                        sent,
+                        now,
+                        alive,
+                        dead,
+                        buried,
+                        redis_id,
+                        formats,
+                        watchers,
+                    }) => {
                         liveness.membership.send_modify(|m| {
                             let lapsed = m.valid_until.is_none_or(|until| Instant::now() >= until);
                             if lapsed || buried {
@@ -211,6 +314,8 @@ impl Liveness {
                             }
                             m.alive = alive.into_iter().collect();
                             m.dead = dead.into_iter().collect();
+                            m.formats = formats;
+                            m.watchers = watchers;
                             m.last_beat_ms = now;
                             m.valid_until = (sent + ttl).checked_sub(margin);
                             m.failures = 0;
@@ -259,6 +364,13 @@ impl Liveness {
                 return;
             }
         }
+    }
+
+    /// A console stream of this node starts watching the cluster's events; it stops when the
+    /// answer is dropped. The other nodes hear of it with this node's next heartbeat.
+    pub(crate) fn watch_events(&self) -> Watching {
+        self.watching.fetch_add(1, Ordering::AcqRel);
+        Watching(Arc::clone(&self.watching))
     }
 
     /// The TTL after which a silent node is dead.

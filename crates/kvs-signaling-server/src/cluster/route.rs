@@ -161,6 +161,8 @@ pub(crate) struct Router {
     pub(super) alexa: Mutex<HashMap<u64, oneshot::Sender<Verdict>>>,
     /// Consoles' requests for other nodes' states.
     pub(super) states: Mutex<HashMap<u64, oneshot::Sender<String>>>,
+    /// Other nodes' events, for this node's console streams (see `events`).
+    pub(super) remote_events: tokio::sync::broadcast::Sender<super::events::RemoteEvent>,
     /// Pauses of a channel this node gives up, waiting for the socket nodes' word.
     pub(super) pauses: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     /// One claim at a time per channel on this node, so that a channel's held messages load
@@ -257,7 +259,8 @@ impl Router {
         telemetry: Arc<kvs_transport_tokio::Telemetry>,
     ) -> Arc<Self> {
         let (events_tx, mut events) = mpsc::channel(OUTBOUND_EVENTS);
-        let (bridge, _) = kvs_transport_tokio::spawn_bridge(config, telemetry, events_tx);
+        let (bridge, _) =
+            kvs_transport_tokio::spawn_bridge(config, Arc::clone(&telemetry), events_tx);
         let mut sinks = Vec::new();
         let mut outputs = Vec::new();
         for _ in shards.all() {
@@ -303,6 +306,7 @@ impl Router {
             opens: Mutex::new(HashMap::new()),
             alexa: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
+            remote_events: tokio::sync::broadcast::channel(super::events::REMOTE_EVENTS).0,
             pauses: Mutex::new(HashMap::new()),
             claiming: ClaimLocks::default(),
             claim_gate: tokio::sync::RwLock::new(()),
@@ -316,6 +320,7 @@ impl Router {
             },
         });
         super::held::start(&router, rewrites).await;
+        super::events::spawn_forwarder(&router, telemetry);
         let weak = Arc::downgrade(&router);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {

@@ -1,7 +1,7 @@
 //! What a node says of itself: its health for `/health` and `/ready`, its metrics, the
 //! settings it shares with the others, and its hubs' state for the consoles of other nodes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -68,28 +68,11 @@ impl Router {
             .collect()
     }
 
-    /// What `/health` says of the live nodes' formats (see `format`): `None` when every live
-    /// node reads what this one does, or when Redis cannot tell; a note while they differ
+    /// What `/health` says of the live nodes' formats (see `format`), as of the last
+    /// heartbeat: `None` when every live node reads what this one does; a note while they differ
     /// (a rolling upgrade), a warning when no format is read by all of them.
-    pub(crate) async fn formats(&self) -> Option<String> {
-        let mut redis = self.cluster.redis.clone();
-        let published: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.cluster.keys.formats())
-            .query_async(&mut redis)
-            .await
-            .ok()?;
-        let nodes: BTreeMap<String, Option<Range>> = self
-            .cluster
-            .liveness
-            .membership()
-            .alive
-            .into_iter()
-            .filter(|node| *node != self.cluster.node)
-            .map(|node| {
-                let range = published.get(&node).and_then(|text| Range::parse(text));
-                (node, range)
-            })
-            .collect();
+    pub(crate) fn formats(&self) -> Option<String> {
+        let nodes = self.cluster.liveness.membership().formats;
         let others: Vec<String> = nodes
             .iter()
             .filter(|(_, range)| **range != Some(Range::OURS))

@@ -107,7 +107,7 @@ impl Cluster {
             record: &'a ChannelRecord,
         }
         serde_json::to_string(&Stamped {
-            v: super::format::NEWEST,
+            v: super::format::FIRST,
             record,
         })
         .map_err(|err| self.damaged("a record", &err))

@@ -97,6 +97,10 @@ pub(crate) enum Msg {
     /// To the nodes holding sockets of a channel: its owner gave it up, with its held
     /// messages in Redis; open the sockets at its next owner and send what was held.
     Moved { arn: String },
+    /// To a node whose console watches the cluster's events: the sender's events (the
+    /// console's JSON, each naming its node), and how many it skipped since its last
+    /// (format 2, [`super::format::EVENTS`]).
+    Events { events: Vec<String>, skipped: u64 },
 }
 
 impl Msg {
@@ -110,6 +114,7 @@ impl Msg {
                 Self::Deliver { frame, .. } => frame.len(),
                 Self::Alexa { payload, arn, .. } => payload.len() + arn.len(),
                 Self::State { state, .. } => state.len(),
+                Self::Events { events, .. } => events.iter().map(String::len).sum(),
                 Self::Close { reason, .. } => reason.len(),
                 Self::Open { open, .. } => open.arn.len(),
                 Self::Updated { arn, .. }
@@ -375,6 +380,12 @@ async fn write_round(
     for (node, (msgs, _)) in batches {
         let seq = seqs.entry(node.clone()).or_insert(0);
         *seq += 1;
+        // The oldest format that reads the entry.
+        let format = if msgs.iter().any(|msg| matches!(msg, Msg::Events { .. })) {
+            super::format::EVENTS
+        } else {
+            super::format::FIRST
+        };
         let batch = Batch {
             from: me.to_owned(),
             seq: *seq,
@@ -390,7 +401,7 @@ async fn write_round(
             .arg(INBOX_MAXLEN)
             .arg("*")
             .arg("v")
-            .arg(super::format::NEWEST)
+            .arg(format)
             .arg("b")
             .arg(json)
             .ignore();
@@ -1094,7 +1105,8 @@ mod tests {
         let read = readable(&entry(1), &stats).expect("format 1 is read");
         assert_eq!((read.from.as_str(), read.seq), ("n", 1));
         assert_eq!(read.msgs, vec![Msg::Closed { conn: 7 }]);
-        assert!(readable(&entry(2), &stats).is_none());
+        assert!(readable(&entry(2), &stats).is_some());
+        assert!(readable(&entry(3), &stats).is_none());
         assert!(readable(&entry(u32::MAX), &stats).is_none());
         assert_eq!(stats.unknown_formats.load(Ordering::Relaxed), 2);
         // An unreadable batch in a known format is no unknown format.

@@ -207,6 +207,8 @@ function addEvent(e) {
     const time = new Date(e.time || Date.now()).toLocaleTimeString();
     const item = element('li', { 'data-type': e.type, 'data-channel': e.channel, 'data-message-type': e.messageType },
         element('time', {}, time), ' ', describeEvent(e));
+    // In cluster mode, the node whose hub did it.
+    if (e.node) item.append(' ', element('small', { 'data-node': e.node }, `on ${e.node}`));
     const list = $('events');
     list.prepend(item);
     while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();

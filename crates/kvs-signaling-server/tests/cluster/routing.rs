@@ -1,7 +1,8 @@
 //! Every routing rule across nodes: a master and its viewers on different nodes talk as on
 //! one node, messages to absent recipients are held, the newest connection of a client id
 //! wins across nodes, the viewer limit counts every node's viewers, and refusals and
-//! STATUS_RESPONSE are the owner's.
+//! STATUS_RESPONSE are the owner's. The console of any node shows every node's channels,
+//! connections and events.
 
 use std::time::Duration;
 
@@ -349,6 +350,186 @@ async fn the_console_of_any_node_shows_every_nodes_channels_and_connections() {
         state["counters"]["delivered"].as_u64().unwrap() >= 1,
         "{state}"
     );
+}
+
+/// The events of the console event stream of `node`, as they come.
+async fn console_events(
+    node: std::net::SocketAddr,
+    token: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<serde_json::Value> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(node).await.unwrap();
+    let request = format!(
+        "GET /console/api/events HTTP/1.1\r\nhost: {node}\r\nauthorization: Bearer {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(data) = line.strip_prefix("data: ")
+                && let Ok(event) = serde_json::from_str(data)
+                && tx.send(event).is_err()
+            {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// This node's id, as its console says.
+async fn node_id(node: std::net::SocketAddr, token: &str) -> String {
+    let state = super::harness::exchange(
+        node,
+        "/console/api/state",
+        &format!(
+            "GET /console/api/state HTTP/1.1\r\nhost: {node}\r\nauthorization: Bearer {token}\r\n\
+             connection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(state.status, 200, "{}", state.body);
+    state.json()["cluster"]["node"].as_str().unwrap().to_owned()
+}
+
+/// Sends offers from `viewer` to `master` until `events` carries one relayed by node `from`,
+/// within `within`; whether it did.
+async fn relays_seen(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    master: &mut super::harness::Ws,
+    viewer: &mut super::harness::Ws,
+    from: &str,
+    within: Duration,
+    keep_alive: &impl Fn(),
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        keep_alive();
+        send(
+            viewer,
+            r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
+        )
+        .await;
+        assert!(text(master).await.contains("b2ZmZXI="));
+        let round = tokio::time::Instant::now() + Duration::from_millis(300);
+        while let Ok(Some(event)) = tokio::time::timeout_at(round, events.recv()).await {
+            if event["type"] == "relayed" && event["channel"] == "evented" {
+                assert_eq!(event["messageType"], "SDP_OFFER", "{event}");
+                if event["node"] == from {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_console_event_stream_of_any_node_carries_every_nodes_events() {
+    const TOKEN: &str = "ClusterConsoleToken0123456789";
+    let flags = ["--console-token", TOKEN];
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &flags);
+    let b = Node::start(&redis, "127.0.0.2", &flags);
+    let (a_id, b_id) = (node_id(a.addr, TOKEN).await, node_id(b.addr, TOKEN).await);
+    // A channel whose hub is B's: its events are B's.
+    let arn = create(a.addr, "evented").await;
+    let mut master = connect(b.addr, &arn, None).await;
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    let mut events = console_events(a.addr, TOKEN).await;
+    let nothing = || {};
+    // A's stream carries B's events once B heard, with the heartbeats, that A watches.
+    assert!(
+        relays_seen(
+            &mut events,
+            &mut master,
+            &mut viewer,
+            &b_id,
+            Duration::from_secs(10),
+            &nothing
+        )
+        .await,
+        "A's console never showed B's events"
+    );
+    // A's own events name A.
+    let mut own = connect(a.addr, &create(a.addr, "own").await, None).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("A's own connect was not shown")
+            .unwrap();
+        if event["type"] == "connected" && event["channel"] == "own" {
+            assert_eq!(event["node"], a_id.as_str(), "{event}");
+            break;
+        }
+    }
+    own.close(None).await.unwrap();
+
+    // Two more watching nodes (stand-ins: alive, watching, never reading): one of a release
+    // whose format has no events (it reads format 1 alone) gets none, since it could not read
+    // an inbox entry holding them (it would drop the entry whole); one that reads format 2
+    // gets them. A's stream goes on meanwhile.
+    let watchers = || {
+        let time = redis.cli(&["TIME"]);
+        let mut parts = time.lines();
+        let seconds: u64 = parts.next().unwrap().parse().unwrap();
+        let micros: u64 = parts.next().unwrap().parse().unwrap();
+        let now = (seconds * 1000 + micros / 1000).to_string();
+        for (node, formats) in [("old-watcher", "1-1"), ("new-watcher", "1-2")] {
+            redis.cli(&["HSET", "kvs:formats", node, formats]);
+            redis.cli(&["ZADD", "kvs:nodes", &now, node]);
+            redis.cli(&["ZADD", "kvs:watchers", &now, node]);
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        watchers();
+        let health = super::harness::get(b.addr, "/health").await;
+        if health.body.contains("old-watcher (1-1)") {
+            assert!(
+                health.body.contains("the cluster writes format 1"),
+                "{}",
+                health.body
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", health.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        relays_seen(
+            &mut events,
+            &mut master,
+            &mut viewer,
+            &b_id,
+            Duration::from_secs(10),
+            &watchers
+        )
+        .await,
+        "B's events stopped"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["XLEN", "kvs:inbox:new-watcher"]) == "0" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watcher of format 2 got nothing"
+        );
+        watchers();
+        send(
+            &mut viewer,
+            r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
+        )
+        .await;
+        assert!(text(&mut master).await.contains("b2ZmZXI="));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // What the watcher of format 2 got says format 2; the other got nothing.
+    let entry = redis.cli(&["XRANGE", "kvs:inbox:new-watcher", "-", "+", "COUNT", "1"]);
+    assert!(entry.contains("\nv\n2\nb\n"), "{entry}");
+    assert!(entry.contains(r#""t":"Events""#), "{entry}");
+    assert_eq!(redis.cli(&["XLEN", "kvs:inbox:old-watcher"]), "0");
 }
 
 #[tokio::test]

@@ -259,18 +259,6 @@ impl Cluster {
         let where_ = client.where_().to_owned();
         let node = node::fresh_id();
         let keys = keys::Keys::new(&config.key_prefix);
-        // The formats this node reads, before its first heartbeat: a node the others see alive
-        // has published them.
-        redis::cmd("HSET")
-            .arg(keys.formats())
-            .arg(&node)
-            .arg(format::Range::OURS.to_string())
-            .query_async::<()>(&mut redis.clone())
-            .await
-            .map_err(|err| ClusterError::Redis {
-                url: where_.clone(),
-                message: err.to_string(),
-            })?;
         let liveness = Liveness::start(
             redis.clone(),
             keys.clone(),

@@ -24,6 +24,8 @@ const FORWARD_BATCH: usize = 64;
 /// Other nodes' events waiting for this node's console streams, at most: a stream that falls
 /// further behind skips some, and is told.
 pub(crate) const REMOTE_EVENTS: usize = 1_024;
+/// The longest event taken from another node; a longer one is dropped.
+const MAX_EVENT_BYTES: usize = 16 * 1024;
 
 /// Another node's event, for this node's console streams.
 #[derive(Debug, Clone)]
@@ -45,13 +47,24 @@ impl Router {
         )
     }
 
-    /// Another node's events, for this node's console streams.
+    /// Another node's events, for this node's console streams: each a JSON object on one
+    /// line (it becomes a `data:` line of the stream as it is), else dropped and counted
+    /// as skipped.
     pub(super) fn remote_events(&self, events: Vec<String>, skipped: u64) {
+        let mut skipped = skipped;
+        let mut taken = Vec::with_capacity(events.len());
+        for event in events {
+            if is_event(&event) {
+                taken.push(RemoteEvent::Event(event.into()));
+            } else {
+                skipped += 1;
+            }
+        }
         if skipped > 0 {
             let _ = self.remote_events.send(RemoteEvent::Skipped(skipped));
         }
-        for event in events {
-            let _ = self.remote_events.send(RemoteEvent::Event(event.into()));
+        for event in taken {
+            let _ = self.remote_events.send(event);
         }
     }
 
@@ -73,6 +86,13 @@ impl Router {
     }
 }
 
+/// Whether `event` is what a node sends: a JSON object on one line, not too long.
+fn is_event(event: &str) -> bool {
+    event.len() <= MAX_EVENT_BYTES
+        && !event.contains(['\r', '\n'])
+        && serde_json::from_str::<serde_json::Value>(event).is_ok_and(|value| value.is_object())
+}
+
 /// What one node may send in the current second.
 #[derive(Debug)]
 struct Budget {
@@ -81,6 +101,11 @@ struct Budget {
 }
 
 impl Budget {
+    /// Gives back what [`Budget::take`] took, for an event that was not sent.
+    fn give_back(&mut self) {
+        self.sent = self.sent.saturating_sub(1);
+    }
+
     /// Whether one more event may go at `now`.
     fn take(&mut self, now: Instant) -> bool {
         if now.duration_since(self.since) >= Duration::from_secs(1) {
@@ -131,18 +156,18 @@ pub(super) fn spawn_forwarder(router: &Arc<Router>, telemetry: Arc<Telemetry>) {
                         while let Some(observed) = next {
                             match observed {
                                 Ok(observation) => {
-                                    let now = SystemTime::now();
-                                    let Some(mut event) =
-                                        crate::console::observation_json(&observation, now)
-                                    else {
-                                        next = observations.try_recv();
-                                        continue;
-                                    };
-                                    if budget.take(Instant::now()) {
+                                    // Past the budget, skipped without being written out.
+                                    if !budget.take(Instant::now()) {
+                                        skipped += 1;
+                                    } else if let Some(mut event) = crate::console::observation_json(
+                                        &observation,
+                                        SystemTime::now(),
+                                    ) {
                                         event["node"] = serde_json::Value::from(node.as_str());
                                         events.push(event.to_string());
                                     } else {
-                                        skipped += 1;
+                                        // Not an event the console shows.
+                                        budget.give_back();
                                     }
                                 }
                                 Err(lagged) => skipped += lagged,
@@ -178,7 +203,7 @@ pub(super) fn spawn_forwarder(router: &Arc<Router>, telemetry: Arc<Telemetry>) {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{Budget, FORWARD_RATE};
+    use super::{Budget, FORWARD_RATE, is_event};
 
     #[test]
     fn a_node_sends_at_most_its_rate_of_events_a_second() {
@@ -194,5 +219,21 @@ mod tests {
         // A second later, as many again.
         assert!(budget.take(start + Duration::from_millis(1_010)));
         assert_eq!(budget.sent, 1);
+        budget.give_back();
+        assert_eq!(budget.sent, 0);
+    }
+
+    #[test]
+    fn only_one_line_json_objects_are_taken_from_other_nodes() {
+        assert!(is_event(r#"{"type":"relayed","node":"n"}"#));
+        // A line break would start another server-sent event on the page.
+        assert!(!is_event("{\"type\":\"x\"}\ndata: {\"type\":\"forged\"}"));
+        assert!(!is_event("{\"type\":\"x\"}\r"));
+        assert!(!is_event("[1]"));
+        assert!(!is_event("not json"));
+        assert!(!is_event(&format!(
+            r#"{{"pad":"{}"}}"#,
+            "x".repeat(16 * 1024)
+        )));
     }
 }

@@ -4,7 +4,8 @@
 //! Every inbox entry (its field `v`), held message and channel record (their JSON's `"v"`)
 //! says the oldest format a reader must know to read it; one written before formats were
 //! stamped says none, and is format 1. A node reads the formats [`OLDEST`] to [`NEWEST`], and
-//! publishes that range in `PREFIX:formats` before its first heartbeat. What a format brings
+//! publishes that range in `PREFIX:formats` with each heartbeat (so a node the others see
+//! alive has published it, and a Redis that lost it has it again). What a format brings
 //! is written only where every reader reads it: an inbox entry for a node that reads the
 //! format ([`Range::reads`]; only that node reads the entry, and its sender, which replays it
 //! if that node dies); what any node may read (held messages, channel records) once the
@@ -114,19 +115,25 @@ pub(crate) fn in_effect(nodes: &BTreeMap<String, Option<Range>>) -> Result<u32, 
     ))
 }
 
-/// The format a JSON record says it is in: its `"v"`.
+/// The format a JSON record says it is in: its `"v"`, whatever it holds.
 #[derive(Debug, Deserialize)]
-pub(crate) struct Stamp {
-    #[serde(default = "first")]
-    pub(crate) v: u32,
+struct Stamp {
+    #[serde(default)]
+    v: Option<serde_json::Value>,
 }
 
-/// The format of the JSON record `json`: its `"v"`, or 1 when it has none; `None` when it is
-/// not a JSON object at all.
+/// The format of the JSON record `json`: its `"v"`, or 1 when it has none, or a format no
+/// node reads (`u32::MAX`) when it is no such number; `None` when `json` is not a JSON
+/// object at all.
 pub(crate) fn of_json(json: &str) -> Option<u32> {
-    serde_json::from_str::<Stamp>(json)
-        .ok()
-        .map(|stamp| stamp.v)
+    let stamp = serde_json::from_str::<Stamp>(json).ok()?;
+    Some(match stamp.v {
+        None => FIRST,
+        Some(v) => v
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(u32::MAX),
+    })
 }
 
 /// A record this node does not read, for an error or a log line.
@@ -194,6 +201,9 @@ mod tests {
     fn a_record_without_a_stamp_is_format_one() {
         assert_eq!(of_json(r#"{"name":"x"}"#), Some(1));
         assert_eq!(of_json(r#"{"v":2,"name":"x"}"#), Some(2));
+        for odd in [r#"{"v":"2"}"#, r#"{"v":-1}"#, r#"{"v":4294967296}"#] {
+            assert_eq!(of_json(odd), Some(u32::MAX), "{odd}");
+        }
         assert_eq!(of_json("3"), None);
         assert!(readable(1) && readable(2));
         assert!(!readable(0) && !readable(NEWEST + 1));

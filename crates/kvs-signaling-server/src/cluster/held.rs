@@ -154,7 +154,7 @@ pub(super) fn decode(arn: &ChannelArn, fields: &[String], unknown: &AtomicU64) -
             let messages = stored
                 .into_iter()
                 .filter_map(|value| {
-                    let format = match value.get("v") {
+                    let format = match value.get("v").filter(|v| !v.is_null()) {
                         None => super::format::first(),
                         Some(v) => v
                             .as_u64()

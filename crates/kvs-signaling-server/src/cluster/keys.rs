@@ -40,8 +40,8 @@ impl Keys {
         format!("{}:settings", self.prefix)
     }
 
-    /// Each node's range of formats (`OLDEST-NEWEST`, see `format`), published before its
-    /// first heartbeat.
+    /// Each node's range of formats (`OLDEST-NEWEST`, see `format`), published with its
+    /// heartbeats.
     pub(crate) fn formats(&self) -> String {
         format!("{}:formats", self.prefix)
     }

@@ -27,9 +27,10 @@ use super::keys::Keys;
 /// too). The answer goes on with
 /// the Redis server's run id (empty where `INFO` is refused): a new one is a restart or a
 /// failover, either of which may have lost the last writes; then the formats the live nodes
-/// read (`KEYS[4]`, in the order of the live nodes; nil for a node that published none), and
-/// the nodes whose consoles watch the cluster's events (`KEYS[5]`, scored by their last
-/// heartbeat while `ARGV[4]` is `1`).
+/// read (`KEYS[4]`, in the order of the live nodes; nil for a node that published none: each
+/// node publishes its own, `ARGV[5]`, with every heartbeat, so that a Redis that lost it has
+/// it again), and the nodes whose consoles watch the cluster's events (`KEYS[5]`, scored by
+/// their last heartbeat while `ARGV[4]` is `1`).
 const HEARTBEAT: &str = r"
 local info = redis.pcall('INFO', 'server')
 local run = type(info) == 'string' and string.match(info, 'run_id:(%w+)') or ''
@@ -38,6 +39,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local previous = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or now)
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now, ARGV[1])
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[5] then
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
+end
 if ARGV[4] == '1' then
   redis.call('ZADD', KEYS[5], now, ARGV[1])
 else
@@ -211,6 +215,7 @@ impl Liveness {
                     .arg(ttl_ms)
                     .arg(interval_ms)
                     .arg(if watching { "1" } else { "0" })
+                    .arg(Range::OURS.to_string())
                     .invoke_async(&mut redis)
                     .await
                     .map_err(|err| err.to_string())?;

@@ -242,7 +242,7 @@ pub(crate) struct WireStats {
     pub(crate) batches_written: AtomicU64,
     pub(crate) messages_written: AtomicU64,
     /// Messages given up: not written after every retry, or not sent while this node's
-    /// heartbeat was stale.
+    /// heartbeat was stale (console events not counted).
     pub(crate) messages_lost: AtomicU64,
     /// Write rounds (one pipeline each) and their total time, in microseconds.
     pub(crate) write_rounds: AtomicU64,
@@ -361,10 +361,20 @@ async fn write_round(
     }
     let messages: usize = batches.values().map(|(msgs, _)| msgs.len()).sum();
     let messages = messages as u64;
+    // Console events given up are no signaling lost: they are not counted as lost.
+    let events: usize = batches
+        .values()
+        .map(|(msgs, _)| {
+            msgs.iter()
+                .filter(|msg| matches!(msg, Msg::Events { .. }))
+                .count()
+        })
+        .sum();
+    let signaling = messages - events as u64;
     // A node that may have been taken for dead forwards nothing: what it would send
     // may be stale (it was paused, or cut off from Redis), and its peers act without it.
     if !liveness.is_valid() {
-        let dropped = messages;
+        let dropped = signaling;
         stats.messages_lost.fetch_add(dropped, Ordering::Relaxed);
         if let Some(suppressed) = SEND_FAILED.check() {
             tracing::warn!(
@@ -420,7 +430,7 @@ async fn write_round(
             }
             Err(err) => {
                 if attempt + 1 == RETRIES {
-                    stats.messages_lost.fetch_add(messages, Ordering::Relaxed);
+                    stats.messages_lost.fetch_add(signaling, Ordering::Relaxed);
                     if let Some(suppressed) = SEND_FAILED.check() {
                         tracing::warn!(%err, suppressed, "messages to other nodes were lost");
                     }
@@ -695,9 +705,10 @@ fn read_reply(reply: redis::Value) -> redis::RedisResult<Vec<Entry>> {
             let mut format = super::format::first();
             if let Some(Value::Array(fields)) = parts.next() {
                 let mut fields = fields.into_iter();
-                while let (Some(Value::BulkString(name)), Some(value)) =
-                    (fields.next(), fields.next())
-                {
+                while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+                    let Value::BulkString(name) = name else {
+                        continue;
+                    };
                     match (name.as_slice(), value) {
                         (b"b", Value::BulkString(bytes)) => batch = Some(bytes),
                         (b"v", value) => format = format_of(text(value).as_deref()),

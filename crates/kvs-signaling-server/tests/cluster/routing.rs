@@ -352,11 +352,15 @@ async fn the_console_of_any_node_shows_every_nodes_channels_and_connections() {
     );
 }
 
-/// The events of the console event stream of `node`, as they come.
+/// The events of the console event stream of `node`, as they come; the stream is closed when
+/// the task is aborted.
 async fn console_events(
     node: std::net::SocketAddr,
     token: &str,
-) -> tokio::sync::mpsc::UnboundedReceiver<serde_json::Value> {
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    tokio::task::AbortHandle,
+) {
     use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
     let mut stream = tokio::net::TcpStream::connect(node).await.unwrap();
     let request = format!(
@@ -364,7 +368,7 @@ async fn console_events(
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(data) = line.strip_prefix("data: ")
@@ -375,7 +379,7 @@ async fn console_events(
             }
         }
     });
-    rx
+    (rx, task.abort_handle())
 }
 
 /// This node's id, as its console says.
@@ -437,7 +441,7 @@ async fn the_console_event_stream_of_any_node_carries_every_nodes_events() {
     let arn = create(a.addr, "evented").await;
     let mut master = connect(b.addr, &arn, None).await;
     let mut viewer = connect(b.addr, &arn, Some("v1")).await;
-    let mut events = console_events(a.addr, TOKEN).await;
+    let (mut events, stream) = console_events(a.addr, TOKEN).await;
     let nothing = || {};
     // A's stream carries B's events once B heard, with the heartbeats, that A watches.
     assert!(
@@ -525,11 +529,54 @@ async fn the_console_event_stream_of_any_node_carries_every_nodes_events() {
         assert!(text(&mut master).await.contains("b2ZmZXI="));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // What the watcher of format 2 got says format 2; the other got nothing.
+    // What the watcher of format 2 got says format 2; the other gets nothing, also from the
+    // rounds after.
     let entry = redis.cli(&["XRANGE", "kvs:inbox:new-watcher", "-", "+", "COUNT", "1"]);
     assert!(entry.contains("\nv\n2\nb\n"), "{entry}");
     assert!(entry.contains(r#""t":"Events""#), "{entry}");
+    for _ in 0..3 {
+        watchers();
+        send(
+            &mut viewer,
+            r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
+        )
+        .await;
+        assert!(text(&mut master).await.contains("b2ZmZXI="));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(redis.cli(&["XLEN", "kvs:inbox:old-watcher"]), "0");
+
+    // Once A's stream is closed (and the stand-ins gone), B stops sending: A's inbox, which
+    // gets nothing else here, stays as it is.
+    for node in ["old-watcher", "new-watcher"] {
+        redis.cli(&["ZREM", "kvs:nodes", node]);
+        redis.cli(&["ZREM", "kvs:watchers", node]);
+    }
+    stream.abort();
+    drop(events);
+    let inbox = format!("kvs:inbox:{a_id}");
+    let read = "kvs_cluster_inbox_entries_read_total";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = metric(a.addr, read).await;
+        // The events a relay makes go out at once (one offer a round, well within the rate).
+        send(
+            &mut viewer,
+            r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
+        )
+        .await;
+        assert!(text(&mut master).await.contains("b2ZmZXI="));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        if metric(a.addr, read).await == before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B still sends A events; A's inbox: {}",
+            redis.cli(&["XLEN", &inbox])
+        );
+    }
+    assert_eq!(redis.cli(&["ZSCORE", "kvs:watchers", &a_id]), "");
 }
 
 #[tokio::test]

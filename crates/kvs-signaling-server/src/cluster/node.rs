@@ -343,6 +343,12 @@ impl Liveness {
         self.membership.borrow().clone()
     }
 
+    /// Times this node's validity lapsed and came back (see [`Membership::lapses`]), without
+    /// a copy of the rest: read once for every batch read off the inbox.
+    pub(crate) fn lapses(&self) -> u64 {
+        self.membership.borrow().lapses
+    }
+
     /// Changes of what this node knows.
     pub(crate) fn watch(&self) -> watch::Receiver<Membership> {
         self.membership.subscribe()

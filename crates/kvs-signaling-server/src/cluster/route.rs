@@ -397,7 +397,7 @@ impl Router {
                 // heartbeat lapsed, it first checks what it still owns, so that what was
                 // queued for it meanwhile meets the channels as they are now.
                 router.cluster.liveness.wait_valid().await;
-                let lapses = router.cluster.liveness.membership().lapses;
+                let lapses = router.cluster.liveness.lapses();
                 while *recovered.borrow_and_update() < lapses {
                     if recovered.changed().await.is_err() {
                         return;

@@ -182,6 +182,9 @@ pub(crate) struct Router {
     pub(crate) stats: super::status::Stats,
 }
 
+static MISSING: kvs_transport_tokio::LogLimiter =
+    kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
+
 /// A lock per channel, held while this node claims or looks up the channel's owner; a
 /// channel's lock exists only while a task holds or awaits it.
 #[derive(Debug, Default)]
@@ -406,6 +409,24 @@ impl Router {
                 let seen = last.entry(batch.from.clone()).or_insert(0);
                 if batch.seq <= *seen {
                     continue;
+                }
+                let missing = batch.seq - *seen - 1;
+                if missing > 0 {
+                    router
+                        .stats
+                        .wire
+                        .batches_missing
+                        .fetch_add(missing, Ordering::Relaxed);
+                    if let Some(suppressed) = MISSING.check() {
+                        tracing::warn!(
+                            from = %batch.from,
+                            missing,
+                            suppressed,
+                            "batches another node wrote to this node's inbox never reached it \
+                             (trimmed unread past the inbox's cap, lost by Redis, or given up \
+                             by their sender)"
+                        );
+                    }
                 }
                 *seen = batch.seq;
                 let Batch { from, msgs, .. } = batch;

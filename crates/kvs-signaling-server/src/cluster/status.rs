@@ -316,6 +316,13 @@ impl Router {
         );
         metric(
             counter,
+            "inbox_entries_missing_total",
+            "Entries other nodes wrote to this node's inbox that never reached it (trimmed \
+             unread past the inbox's cap, lost by Redis, or given up by their sender).",
+            get(&wire.batches_missing) as f64,
+        );
+        metric(
+            counter,
             "unknown_formats_total",
             "Inbox entries and held messages set aside because they are in a format this node \
              does not read (written by a newer release).",

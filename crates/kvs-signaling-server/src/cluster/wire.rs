@@ -212,7 +212,8 @@ pub(crate) struct Batch {
 /// Messages waiting for the writer, at most: past it, senders wait.
 pub(crate) const OUTBOUND_QUEUE: usize = 16_384;
 /// An inbox keeps at most about this many entries whatever its reader does (a node that
-/// stopped reading); what is trimmed past it is lost, and counted.
+/// stopped reading); what is trimmed past it is lost, and counted by the reader, which finds
+/// the senders' batch numbers (`seq`) skip.
 const INBOX_MAXLEN: usize = 100_000;
 /// A batch is sent when it holds about this many bytes (its messages' [`Msg::weight`]), or
 /// when nothing more is queued: what bounds an inbox entry, and the time one takes to write.
@@ -257,6 +258,10 @@ pub(crate) struct WireStats {
     /// Inbox entries and held messages set aside because they are in a format this node does
     /// not read (written by a newer release).
     pub(crate) unknown_formats: AtomicU64,
+    /// Batches other nodes wrote to this node's inbox that never reached its reader: trimmed
+    /// unread past [`INBOX_MAXLEN`], lost by Redis, or given up by their sender (found as gaps
+    /// in each sender's batch numbers).
+    pub(crate) batches_missing: AtomicU64,
 }
 
 /// What the writer is given: a message for a node, or a request to say when everything

@@ -642,3 +642,73 @@ async fn a_node_cut_off_from_redis_says_so_serves_what_it_owns_and_rejoins() {
         None
     );
 }
+
+#[tokio::test]
+async fn entries_that_never_reach_a_node_are_counted_by_it() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let arn = create(a.addr, "gaps").await;
+    let mut master = connect(a.addr, &arn, None).await;
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    let offer = |n: usize| format!(r#"{{"action":"SDP_OFFER","messagePayload":"b2ZmZXI{n}"}}"#);
+    send(&mut viewer, &offer(0)).await;
+    assert!(text(&mut master).await.contains("b2ZmZXI0"));
+    let missing = "kvs_cluster_inbox_entries_missing_total";
+    assert_eq!(metric(a.addr, missing).await, 0);
+
+    // A stops (for less than the TTL). Its read already waiting in Redis takes the first entry
+    // B writes meanwhile; the others stay in the inbox, and are deleted unread, as the
+    // inbox's cap or a Redis that lost writes would.
+    let a_id = {
+        let marker = format!("-{}-", a.pid());
+        let nodes = redis.cli(&["ZRANGE", "kvs:nodes", "0", "-1"]);
+        nodes
+            .lines()
+            .find(|id| id.contains(&marker))
+            .unwrap()
+            .to_owned()
+    };
+    let inbox = format!("kvs:inbox:{a_id}");
+    // A's next read is waiting in Redis by then.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(a.pid(), "STOP");
+    let before: Vec<String> = redis
+        .cli(&["XRANGE", &inbox, "-", "+"])
+        .lines()
+        .filter(|line| {
+            line.contains('-') && line.chars().next().is_some_and(|c| c.is_ascii_digit())
+        })
+        .map(str::to_owned)
+        .collect();
+    for n in 1..=3 {
+        send(&mut viewer, &offer(n)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let written: Vec<String> = redis
+        .cli(&["XRANGE", &inbox, "-", "+"])
+        .lines()
+        .filter(|line| {
+            line.contains('-') && line.chars().next().is_some_and(|c| c.is_ascii_digit())
+        })
+        .filter(|id| !before.contains(&(*id).to_owned()))
+        .map(str::to_owned)
+        .collect();
+    // One entry an offer (each went out alone): the first is A's already.
+    assert_eq!(written.len(), 3, "{written:?}");
+    let lost = &written[1..];
+    let mut xdel = vec!["XDEL", inbox.as_str()];
+    xdel.extend(lost.iter().map(String::as_str));
+    assert_eq!(redis.cli(&xdel), lost.len().to_string());
+    signal(a.pid(), "CONT");
+
+    // The next entry shows A the gap in B's batch numbers: it counts the entries lost, and
+    // relays what comes after.
+    assert!(text(&mut master).await.contains("b2ZmZXI1"));
+    send(&mut viewer, &offer(4)).await;
+    let seen = text(&mut master).await;
+    assert!(seen.contains("b2ZmZXI4"), "{seen}");
+    assert_eq!(metric(a.addr, missing).await, lost.len() as u64);
+    assert_eq!(metric(b.addr, missing).await, 0);
+    assert!(a.log().contains("never reached it"), "{}", a.log());
+}

@@ -451,8 +451,9 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>, slot: Slot
 }
 
 /// A digest of the settings every node of a cluster must share: who may call and what they
-/// may do, the TURN secrets and ICE servers, the hub's limits, the region, CORS and the
-/// GO_AWAY policy. Nodes publish it; `/health` warns when another node's differs.
+/// may do, the TURN secrets and ICE servers, the hub's limits, the region, CORS, the
+/// GO_AWAY policy and the cluster's heartbeat and TTL. Nodes publish it; `/health` warns when
+/// another node's differs.
 fn settings_fingerprint(config: &ServerConfig) -> String {
     // Secrets are redacted in debug output: they go in as themselves, or (TURN's, which
     // stay private) as the credentials they sign for a fixed time and channel.
@@ -471,8 +472,13 @@ fn settings_fingerprint(config: &ServerConfig) -> String {
             &arn,
         )
     });
+    // The cluster's timing: nodes judge each other's deaths by it.
+    let cluster = config
+        .cluster
+        .as_ref()
+        .map(|cluster| (cluster.heartbeat_interval, cluster.node_ttl));
     let shared = format!(
-        "{:?}|{secrets:?}|{turn:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        "{:?}|{secrets:?}|{turn:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{cluster:?}",
         config.region,
         config.credentials,
         config.auth,
@@ -508,8 +514,8 @@ async fn health(app: &App) -> HttpResponse {
     if !drift.is_empty() {
         body.push_str(&format!(
             "warning: nodes {} run with other settings than this node (credentials, TURN, \
-             limits, region, CORS or the GO_AWAY policy): clients will see different answers \
-             from different nodes\n",
+             limits, region, CORS, the GO_AWAY policy or the cluster's heartbeat and TTL): \
+             clients will see different answers from different nodes\n",
             drift.join(", ")
         ));
     }

@@ -76,6 +76,11 @@ pub struct ClusterConfig {
     pub node_ttl: Duration,
     /// How long a Redis command may take before it is taken as failed: 2 seconds.
     pub command_timeout: Duration,
+    /// The entries a node's inbox keeps at most, whatever its reader does (a node that fell
+    /// far behind): 10,000. What is trimmed past it is lost, and counted by the node
+    /// (`kvs_cluster_inbox_entries_missing_total`); it bounds what one node can make Redis
+    /// hold.
+    pub inbox_max_entries: usize,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -94,6 +99,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("node_ttl", &self.node_ttl)
             .field("command_timeout", &self.command_timeout)
+            .field("inbox_max_entries", &self.inbox_max_entries)
             .finish()
     }
 }
@@ -114,6 +120,7 @@ impl ClusterConfig {
             heartbeat_interval: Duration::from_secs(1),
             node_ttl: Duration::from_secs(5),
             command_timeout: Duration::from_secs(2),
+            inbox_max_entries: 10_000,
         }
     }
 
@@ -227,6 +234,8 @@ pub(crate) struct Cluster {
     pub(crate) where_: String,
     /// The digest of the settings every node must share, as this node published it.
     pub(crate) settings: String,
+    /// [`ClusterConfig::inbox_max_entries`].
+    pub(crate) inbox_max_entries: usize,
 }
 
 impl Cluster {
@@ -292,6 +301,7 @@ impl Cluster {
             registry_config,
             where_,
             settings,
+            inbox_max_entries: config.inbox_max_entries.max(1),
         }))
     }
 }

@@ -252,9 +252,52 @@ pub struct LimitsSection {
     /// Seconds data may go unacknowledged before the connection is dropped
     /// (`TCP_USER_TIMEOUT`, Linux): 30 (0: the system's default).
     pub tcp_user_timeout_seconds: Option<u64>,
+    /// Cluster mode: seconds between a node's heartbeats: 1.
+    pub cluster_heartbeat_seconds: Option<u64>,
+    /// Cluster mode: seconds after which a silent node is dead (its channels move, its
+    /// clients' slots are freed): 5; at least twice the heartbeat.
+    pub cluster_node_ttl_seconds: Option<u64>,
+    /// Cluster mode: the entries a node's inbox keeps at most (what is trimmed past it is lost,
+    /// and counted): 10,000.
+    pub cluster_inbox_max_entries: Option<usize>,
 }
 
 impl LimitsSection {
+    /// `cluster` with the cluster limits this section sets, or which one is wrong and why.
+    pub fn apply_to_cluster(
+        &self,
+        mut cluster: crate::ClusterConfig,
+    ) -> Result<crate::ClusterConfig, String> {
+        match self.cluster_heartbeat_seconds {
+            Some(0) => {
+                return Err("limits.cluster_heartbeat_seconds: must be at least 1 second".into());
+            }
+            Some(seconds) => cluster.heartbeat_interval = Duration::from_secs(seconds),
+            None => {}
+        }
+        if let Some(seconds) = self.cluster_node_ttl_seconds {
+            cluster.node_ttl = Duration::from_secs(seconds);
+        }
+        if cluster.node_ttl < cluster.heartbeat_interval * 2 {
+            return Err(format!(
+                "limits.cluster_node_ttl_seconds: must be at least twice the heartbeat \
+                 ({} s, limits.cluster_heartbeat_seconds); got {} s",
+                cluster.heartbeat_interval.as_secs(),
+                cluster.node_ttl.as_secs()
+            ));
+        }
+        match self.cluster_inbox_max_entries {
+            Some(max) if max < 100 => {
+                return Err(format!(
+                    "limits.cluster_inbox_max_entries: must be at least 100; got {max}"
+                ));
+            }
+            Some(max) => cluster.inbox_max_entries = max,
+            None => {}
+        }
+        Ok(cluster)
+    }
+
     /// `hub` with the limits this section sets.
     pub fn apply_to_hub(&self, mut hub: HubConfig) -> HubConfig {
         let secs = Duration::from_secs;
@@ -434,6 +477,52 @@ mod tests {
         assert_eq!(applied.header_read_timeout, defaults.header_read_timeout);
         assert_eq!(applied.websocket, defaults.websocket);
         assert_eq!(applied.tcp, defaults.tcp);
+        let cluster = crate::ClusterConfig::new("redis://127.0.0.1:6379");
+        let applied = limits.apply_to_cluster(cluster.clone()).unwrap();
+        assert_eq!(
+            (
+                applied.heartbeat_interval,
+                applied.node_ttl,
+                applied.inbox_max_entries
+            ),
+            (
+                cluster.heartbeat_interval,
+                cluster.node_ttl,
+                cluster.inbox_max_entries
+            )
+        );
+    }
+
+    #[test]
+    fn cluster_limits_are_checked_and_name_the_key() {
+        let cluster = || crate::ClusterConfig::new("redis://127.0.0.1:6379");
+        let limits = |text: &str| FileConfig::parse(text).unwrap().limits.unwrap();
+        let applied = limits(
+            "[limits]\ncluster_heartbeat_seconds = 2\ncluster_node_ttl_seconds = 6\n\
+             cluster_inbox_max_entries = 500\n",
+        )
+        .apply_to_cluster(cluster())
+        .unwrap();
+        assert_eq!(applied.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(applied.node_ttl, Duration::from_secs(6));
+        assert_eq!(applied.inbox_max_entries, 500);
+        for (text, key) in [
+            ("cluster_heartbeat_seconds = 0", "cluster_heartbeat_seconds"),
+            ("cluster_node_ttl_seconds = 1", "cluster_node_ttl_seconds"),
+            (
+                "cluster_heartbeat_seconds = 3\ncluster_node_ttl_seconds = 5",
+                "cluster_node_ttl_seconds",
+            ),
+            (
+                "cluster_inbox_max_entries = 99",
+                "cluster_inbox_max_entries",
+            ),
+        ] {
+            let err = limits(&format!("[limits]\n{text}\n"))
+                .apply_to_cluster(cluster())
+                .unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -171,7 +171,7 @@ pub(crate) fn config(options: &Options) -> Result<Setup, String> {
             options.redis_sentinel_username.clone(),
             options.redis_sentinel_password.clone(),
         );
-        config = config.cluster(cluster);
+        config = config.cluster(options.limits.apply_to_cluster(cluster)?);
     }
     let mut dev_ca = None;
     if let Some((files, ca)) = tls(options)? {

@@ -274,10 +274,13 @@ impl Router {
         let wire = Arc::new(super::wire::WireStats::default());
         let out = super::wire::spawn_writer(
             cluster.redis.clone(),
-            cluster.keys.clone(),
-            cluster.node.clone(),
-            Arc::clone(&cluster.liveness),
-            Arc::clone(&wire),
+            super::wire::Writer {
+                keys: cluster.keys.clone(),
+                me: cluster.node.clone(),
+                liveness: Arc::clone(&cluster.liveness),
+                stats: Arc::clone(&wire),
+                inbox_cap: cluster.inbox_max_entries,
+            },
         );
         let (batches_tx, mut batches) = mpsc::channel(super::wire::READ_QUEUE);
         super::wire::spawn_reader(

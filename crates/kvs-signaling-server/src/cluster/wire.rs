@@ -211,10 +211,6 @@ pub(crate) struct Batch {
 
 /// Messages waiting for the writer, at most: past it, senders wait.
 pub(crate) const OUTBOUND_QUEUE: usize = 16_384;
-/// An inbox keeps at most about this many entries whatever its reader does (a node that
-/// stopped reading); what is trimmed past it is lost, and counted by the reader, which finds
-/// the senders' batch numbers (`seq`) skip.
-const INBOX_MAXLEN: usize = 100_000;
 /// A batch is sent when it holds about this many bytes (its messages' [`Msg::weight`]), or
 /// when nothing more is queued: what bounds an inbox entry, and the time one takes to write.
 pub(crate) const BATCH_BYTES: usize = 512 * 1024;
@@ -259,8 +255,8 @@ pub(crate) struct WireStats {
     /// not read (written by a newer release).
     pub(crate) unknown_formats: AtomicU64,
     /// Batches other nodes wrote to this node's inbox that never reached its reader: trimmed
-    /// unread past [`INBOX_MAXLEN`], lost by Redis, or given up by their sender (found as gaps
-    /// in each sender's batch numbers).
+    /// unread past the inbox's cap (`ClusterConfig::inbox_max_entries`), lost by Redis, or
+    /// given up by their sender (found as gaps in each sender's batch numbers).
     pub(crate) batches_missing: AtomicU64,
 }
 
@@ -274,13 +270,7 @@ pub(crate) enum Outgoing {
 
 /// Writes messages to other nodes' inboxes, batched per destination. Returns the sender of
 /// what to write.
-pub(crate) fn spawn_writer(
-    redis: super::keys::Redis,
-    keys: Keys,
-    me: String,
-    liveness: Arc<Liveness>,
-    stats: Arc<WireStats>,
-) -> mpsc::Sender<Outgoing> {
+pub(crate) fn spawn_writer(redis: super::keys::Redis, writer: Writer) -> mpsc::Sender<Outgoing> {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
     tokio::spawn(async move {
         let mut redis = redis;
@@ -296,10 +286,8 @@ pub(crate) fn spawn_writer(
             }
             let (batches, flushes) = gather(&mut queued, &mut rx);
             let started = std::time::Instant::now();
-            write_round(
-                &mut redis, &keys, &me, &liveness, &mut seqs, batches, &stats,
-            )
-            .await;
+            write_round(&mut redis, &writer, &mut seqs, batches).await;
+            let stats = &writer.stats;
             stats.write_rounds.fetch_add(1, Ordering::Relaxed);
             stats.write_us.fetch_add(
                 u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -351,16 +339,33 @@ fn gather(
     (batches, flushes)
 }
 
+/// What the inbox writer writes with.
+pub(crate) struct Writer {
+    pub(crate) keys: Keys,
+    /// This node.
+    pub(crate) me: String,
+    pub(crate) liveness: Arc<Liveness>,
+    pub(crate) stats: Arc<WireStats>,
+    /// The entries an inbox keeps at most (`ClusterConfig::inbox_max_entries`): what is
+    /// trimmed past it is lost, and counted by its reader, which finds the senders' batch
+    /// numbers (`seq`) skip.
+    pub(crate) inbox_cap: usize,
+}
+
 /// Writes one round of batches, one `XADD` per destination, in one pipeline.
 async fn write_round(
     redis: &mut super::keys::Redis,
-    keys: &Keys,
-    me: &str,
-    liveness: &Liveness,
+    writer: &Writer,
     seqs: &mut BTreeMap<String, u64>,
     batches: Batches,
-    stats: &WireStats,
 ) {
+    let Writer {
+        keys,
+        me,
+        liveness,
+        stats,
+        inbox_cap,
+    } = writer;
     if batches.is_empty() {
         return;
     }
@@ -413,7 +418,7 @@ async fn write_round(
             .arg(keys.inbox(&node))
             .arg("MAXLEN")
             .arg("~")
-            .arg(INBOX_MAXLEN)
+            .arg(*inbox_cap)
             .arg("*")
             .arg("v")
             .arg(format)

@@ -9,6 +9,17 @@ use super::harness::{
     next_text, send, signal, text,
 };
 
+/// The id node `pid` joined the cluster with.
+fn node_id_of(redis: &Redis, pid: u32) -> String {
+    let marker = format!("-{pid}-");
+    redis
+        .cli(&["ZRANGE", "kvs:nodes", "0", "-1"])
+        .lines()
+        .find(|id| id.contains(&marker))
+        .unwrap_or_else(|| panic!("no node of process {pid}"))
+        .to_owned()
+}
+
 /// How long after a node's death its peers act on it: the heartbeat TTL (5 s), a heartbeat
 /// interval, and a margin for a loaded machine.
 const DEATH_NOTICED: Duration = Duration::from_secs(9);
@@ -660,15 +671,7 @@ async fn entries_that_never_reach_a_node_are_counted_by_it() {
     // A stops (for less than the TTL). Its read already waiting in Redis takes the first entry
     // B writes meanwhile; the others stay in the inbox, and are deleted unread, as the
     // inbox's cap or a Redis that lost writes would.
-    let a_id = {
-        let marker = format!("-{}-", a.pid());
-        let nodes = redis.cli(&["ZRANGE", "kvs:nodes", "0", "-1"]);
-        nodes
-            .lines()
-            .find(|id| id.contains(&marker))
-            .unwrap()
-            .to_owned()
-    };
+    let a_id = node_id_of(&redis, a.pid());
     let inbox = format!("kvs:inbox:{a_id}");
     // A's next read is waiting in Redis by then.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -711,4 +714,62 @@ async fn entries_that_never_reach_a_node_are_counted_by_it() {
     assert_eq!(metric(a.addr, missing).await, lost.len() as u64);
     assert_eq!(metric(b.addr, missing).await, 0);
     assert!(a.log().contains("never reached it"), "{}", a.log());
+}
+
+#[tokio::test]
+async fn an_inbox_keeps_at_most_its_cap_and_its_node_counts_what_was_trimmed_unread() {
+    let dir = TempDir::new("inbox-cap");
+    let config = dir.0.join("node.toml");
+    std::fs::write(
+        &config,
+        "[limits]\ncluster_inbox_max_entries = 100\nice_candidates_per_second = 100000\n",
+    )
+    .unwrap();
+    let flags = ["--config", config.to_str().unwrap()];
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &flags);
+    let b = Node::start(&redis, "127.0.0.2", &flags);
+    let arn = create(a.addr, "capped").await;
+    let mut master = connect(a.addr, &arn, None).await;
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    let candidate =
+        |n: usize| format!(r#"{{"action":"ICE_CANDIDATE","messagePayload":"Y2FuZA{n:04}"}}"#);
+    send(&mut viewer, &candidate(0)).await;
+    assert!(text(&mut master).await.contains("Y2FuZA0000"));
+    let inbox = format!("kvs:inbox:{}", node_id_of(&redis, a.pid()));
+
+    // A stops reading (for less than the TTL) while B writes 300 entries to its inbox, one a
+    // candidate: the inbox keeps about its cap (Redis trims whole nodes of 100 entries).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(a.pid(), "STOP");
+    const SENT: usize = 300;
+    for n in 1..=SENT {
+        send(&mut viewer, &candidate(n)).await;
+        tokio::time::sleep(Duration::from_millis(4)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let kept: usize = redis.cli(&["XLEN", &inbox]).parse().unwrap();
+    signal(a.pid(), "CONT");
+    assert!((100..=200).contains(&kept), "the inbox kept {kept} entries");
+
+    // A relays what was kept, and counts what was trimmed unread.
+    let mut received = 0;
+    while next_text(&mut master, Duration::from_secs(2))
+        .await
+        .is_some()
+    {
+        received += 1;
+    }
+    let missing = metric(a.addr, "kvs_cluster_inbox_entries_missing_total").await;
+    assert!(
+        missing >= 100,
+        "{missing} counted missing, {received} received"
+    );
+    // Nothing is counted twice, and nothing relayed is counted: every entry held one
+    // candidate, but for the one A's waiting read took, and a few B may have batched.
+    assert!(
+        received + missing as usize <= SENT,
+        "{missing} counted missing, {received} received"
+    );
+    assert!(received >= kept - 1, "{received} received of {kept} kept");
 }

@@ -161,6 +161,14 @@ impl Redis {
         self.child.as_ref().unwrap().id()
     }
 
+    /// Redis's clock (`TIME`), in Unix milliseconds: what nodes score their heartbeats by.
+    pub(crate) fn time_ms(&self) -> u64 {
+        let time = self.cli(&["TIME"]);
+        let mut parts = time.lines().map(|part| part.parse::<u64>().unwrap());
+        let (seconds, micros) = (parts.next().unwrap(), parts.next().unwrap());
+        seconds * 1000 + micros / 1000
+    }
+
     /// `redis-cli`'s answer to `args`.
     pub(crate) fn cli(&self, args: &[&str]) -> String {
         let output = Command::new("redis-cli")

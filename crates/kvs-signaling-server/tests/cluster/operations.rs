@@ -1114,13 +1114,9 @@ async fn what_a_newer_release_wrote_is_set_aside_counted_and_named_and_health_te
         let range = range.to_owned();
         let redis = &redis;
         move || {
-            let time = redis.cli(&["TIME"]);
-            let mut parts = time.lines();
-            let seconds: u64 = parts.next().unwrap().parse().unwrap();
-            let micros: u64 = parts.next().unwrap().parse().unwrap();
-            let now = seconds * 1000 + micros / 1000;
+            let now = redis.time_ms().to_string();
             redis.cli(&["HSET", "kvs:formats", "newer-node", &range]);
-            redis.cli(&["ZADD", "kvs:nodes", &now.to_string(), "newer-node"]);
+            redis.cli(&["ZADD", "kvs:nodes", &now, "newer-node"]);
         }
     };
     let body = health_saying(&a, "note:", beat("1-3")).await;

@@ -397,6 +397,16 @@ async fn node_id(node: std::net::SocketAddr, token: &str) -> String {
     state.json()["cluster"]["node"].as_str().unwrap().to_owned()
 }
 
+/// An offer from `viewer`, which `master` gets.
+async fn offer_across(viewer: &mut super::harness::Ws, master: &mut super::harness::Ws) {
+    send(
+        viewer,
+        r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
+    )
+    .await;
+    assert!(text(master).await.contains("b2ZmZXI="));
+}
+
 /// Sends offers from `viewer` to `master` until `events` carries one relayed by node `from`,
 /// within `within`; whether it did.
 async fn relays_seen(
@@ -410,12 +420,7 @@ async fn relays_seen(
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
         keep_alive();
-        send(
-            viewer,
-            r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
-        )
-        .await;
-        assert!(text(master).await.contains("b2ZmZXI="));
+        offer_across(viewer, master).await;
         let round = tokio::time::Instant::now() + Duration::from_millis(300);
         while let Ok(Some(event)) = tokio::time::timeout_at(round, events.recv()).await {
             if event["type"] == "relayed" && event["channel"] == "evented" {
@@ -476,11 +481,7 @@ async fn the_console_event_stream_of_any_node_carries_every_nodes_events() {
     // an inbox entry holding them (it would drop the entry whole); one that reads format 2
     // gets them. A's stream goes on meanwhile.
     let watchers = || {
-        let time = redis.cli(&["TIME"]);
-        let mut parts = time.lines();
-        let seconds: u64 = parts.next().unwrap().parse().unwrap();
-        let micros: u64 = parts.next().unwrap().parse().unwrap();
-        let now = (seconds * 1000 + micros / 1000).to_string();
+        let now = redis.time_ms().to_string();
         for (node, formats) in [("old-watcher", "1-1"), ("new-watcher", "1-2")] {
             redis.cli(&["HSET", "kvs:formats", node, formats]);
             redis.cli(&["ZADD", "kvs:nodes", &now, node]);
@@ -521,12 +522,7 @@ async fn the_console_event_stream_of_any_node_carries_every_nodes_events() {
             "the watcher of format 2 got nothing"
         );
         watchers();
-        send(
-            &mut viewer,
-            r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
-        )
-        .await;
-        assert!(text(&mut master).await.contains("b2ZmZXI="));
+        offer_across(&mut viewer, &mut master).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // What the watcher of format 2 got says format 2; the other gets nothing, also from the
@@ -536,12 +532,7 @@ async fn the_console_event_stream_of_any_node_carries_every_nodes_events() {
     assert!(entry.contains(r#""t":"Events""#), "{entry}");
     for _ in 0..3 {
         watchers();
-        send(
-            &mut viewer,
-            r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
-        )
-        .await;
-        assert!(text(&mut master).await.contains("b2ZmZXI="));
+        offer_across(&mut viewer, &mut master).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(redis.cli(&["XLEN", "kvs:inbox:old-watcher"]), "0");
@@ -560,12 +551,7 @@ async fn the_console_event_stream_of_any_node_carries_every_nodes_events() {
     loop {
         let before = metric(a.addr, read).await;
         // The events a relay makes go out at once (one offer a round, well within the rate).
-        send(
-            &mut viewer,
-            r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
-        )
-        .await;
-        assert!(text(&mut master).await.contains("b2ZmZXI="));
+        offer_across(&mut viewer, &mut master).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
         if metric(a.addr, read).await == before {
             break;

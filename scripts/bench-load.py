@@ -450,12 +450,13 @@ class RedisServer:
                 "cpu_share": round((cpu_after - cpu_before) / elapsed, 4)}
 
 
-def start_node(args, workdir, ip, cpu, cluster_url=None):
-    """`kvs-signaling serve` on `ip`, a cluster node when `cluster_url` is given; returns the
-    process and its `host:port`."""
+def start_node(args, workdir, ip, cpu, cluster_url=None, limits=""):
+    """`kvs-signaling serve` on `ip`, a cluster node when `cluster_url` is given, with
+    `limits` added to the `[limits]` of its config file; returns the process and its
+    `host:port`."""
     config = os.path.join(workdir, "bench.toml")
     with open(config, "w", encoding="utf-8") as f:
-        f.write(BENCH_TOML)
+        f.write(BENCH_TOML + limits)
     argv = [args.server, "serve", "--no-tls", "--in-memory", "--no-console",
             "--listen", f"{ip}:0", "--shards", "1", "--access-key-id", KEY,
             "--secret-access-key", SECRET, "--config", config]
@@ -480,12 +481,12 @@ def start_node(args, workdir, ip, cpu, cluster_url=None):
 class Cluster:
     """redis-server and nodes A and B; everything stopped on exit."""
 
-    def __init__(self, args, workdir):
+    def __init__(self, args, workdir, limits=""):
         self.redis = RedisServer(workdir, cpu=1)
         self.nodes = []
         try:
             for ip in (NODE_A, NODE_B):
-                self.nodes.append(start_node(args, workdir, ip, 0, self.redis.url))
+                self.nodes.append(start_node(args, workdir, ip, 0, self.redis.url, limits))
         except RuntimeError:
             self.stop()
             raise
@@ -550,23 +551,31 @@ def run_on(args, control, pid, mode, channels, extra, masters=None, viewers=None
                    server_metrics=False)
 
 
+# The batch linger of the `split-linger` variant: what an operator who prefers fewer Redis
+# commands to latency would set.
+LINGER_MS = 1
+
+
 def cluster_variant(args, workdir, variant, mode, channels, extra):
     """One run of `variant` on fresh servers: `single` (one node), `local` (a cluster, every
-    client on the owner A) or `split` (masters on A, the owner; viewers on B)."""
+    client on the owner A), `split` (masters on A, the owner; viewers on B) or `split-linger`
+    (the same, the nodes with `cluster_batch_linger_ms` = `LINGER_MS`)."""
     if variant == "single":
         with Single(args, workdir) as single:
             return run_on(args, single.addr, single.process.pid, mode, channels, extra)
-    with Cluster(args, workdir) as cluster:
+    limits = f"cluster_batch_linger_ms = {LINGER_MS}\n" if variant == "split-linger" else ""
+    with Cluster(args, workdir, limits) as cluster:
         return run_on(args, cluster.a_addr, cluster.a.pid, mode, channels, extra,
                       masters=cluster.a_addr,
-                      viewers=cluster.b_addr if variant == "split" else None,
+                      viewers=cluster.b_addr if variant.startswith("split") else None,
                       extra_pids=[cluster.b.pid], redis=cluster.redis.addr)
 
 
-def cluster_rounds(args, workdir, name, mode, channels, extra, runs, errors):
-    """`runs` rounds of single, local and split, interleaved so that the host's drift falls
-    on all three alike; the reports by variant (None for a failed run, so rounds pair)."""
-    out = {"single": [], "local": [], "split": []}
+def cluster_rounds(args, workdir, name, mode, channels, extra, runs, errors,
+                   variants=("single", "local", "split")):
+    """`runs` rounds of `variants`, interleaved so that the host's drift falls on all alike;
+    the reports by variant (None for a failed run, so rounds pair)."""
+    out = {variant: [] for variant in variants}
     for round_ in range(runs):
         for variant in out:
             print(f"bench: {name}, {variant} ({channels} channels, round {round_ + 1} of "
@@ -656,7 +665,7 @@ def run_cluster(args, workdir, selected, errors):
     if "cluster-rate" in names:
         runs["rate"] = cluster_rounds(args, workdir, "cluster-rate", "rate",
                                       sizes["rate_channels"], sizes["rate"], sizes["rate_runs"],
-                                      errors)
+                                      errors, ("single", "local", "split", "split-linger"))
     if "cluster-connect" in names:
         runs["connect"] = cluster_connect(args, workdir, sizes, errors)
     return {"sizes": sizes, "pinning": CLUSTER_PINNING, "runs": runs,
@@ -768,6 +777,20 @@ def cluster_figures(runs, sizes):
         add(f"Redis commands per relayed message at {target} msgs/s, split", "", None,
             values(split, "redis", "calls_per_message"), compare=None, goal="well under 1",
             met=lambda v, c: c < 0.5)
+        lingered = rate.get("split-linger", [])
+        if lingered:
+            add(f"Redis commands per relayed message at {target} msgs/s, split, batch linger "
+                f"{LINGER_MS} ms", "", None, values(lingered, "redis", "calls_per_message"),
+                compare=None, goal="well under 1", met=lambda v, c: c < 0.5)
+            for p in ("p50", "p99"):
+                add(f"one-way latency {p} at {target} msgs/s, split, batch linger {LINGER_MS} "
+                    "ms; cluster minus single", "µs", values(single, "latency_us", p),
+                    values(lingered, "latency_us", p), compare="added",
+                    goal="p99 added ≤ 1,000 µs" if p == "p99" else None,
+                    met=(lambda v, c: v <= 1000) if p == "p99" else None)
+            add(f"Redis CPU per relayed message at {target} msgs/s, split, batch linger "
+                f"{LINGER_MS} ms", "µs", None, values(lingered, "redis", "cpu_us_per_message"),
+                compare=None)
         add(f"Redis CPU per relayed message at {target} msgs/s, split", "µs", None,
             values(split, "redis", "cpu_us_per_message"), compare=None)
         add(f"server CPU per relayed message at {target} msgs/s, split: node A", "µs",

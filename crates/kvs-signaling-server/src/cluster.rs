@@ -81,6 +81,11 @@ pub struct ClusterConfig {
     /// (`kvs_cluster_inbox_entries_missing_total`); it bounds what one node can make Redis
     /// hold.
     pub inbox_max_entries: usize,
+    /// How long a node's writer waits, once it has a message for other nodes, for more to
+    /// join the same inbox entries: none. A linger makes fewer, larger entries (fewer Redis
+    /// commands per message, the cluster's first bottleneck) at the cost of that much latency
+    /// on every message between nodes; tokio's timers round it up to whole milliseconds.
+    pub batch_linger: Duration,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -100,6 +105,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("node_ttl", &self.node_ttl)
             .field("command_timeout", &self.command_timeout)
             .field("inbox_max_entries", &self.inbox_max_entries)
+            .field("batch_linger", &self.batch_linger)
             .finish()
     }
 }
@@ -121,6 +127,7 @@ impl ClusterConfig {
             node_ttl: Duration::from_secs(5),
             command_timeout: Duration::from_secs(2),
             inbox_max_entries: 10_000,
+            batch_linger: Duration::ZERO,
         }
     }
 
@@ -236,6 +243,8 @@ pub(crate) struct Cluster {
     pub(crate) settings: String,
     /// [`ClusterConfig::inbox_max_entries`].
     pub(crate) inbox_max_entries: usize,
+    /// [`ClusterConfig::batch_linger`].
+    pub(crate) batch_linger: Duration,
 }
 
 impl Cluster {
@@ -302,6 +311,7 @@ impl Cluster {
             where_,
             settings,
             inbox_max_entries: config.inbox_max_entries.max(1),
+            batch_linger: config.batch_linger,
         }))
     }
 }

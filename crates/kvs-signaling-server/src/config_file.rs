@@ -260,6 +260,10 @@ pub struct LimitsSection {
     /// Cluster mode: the entries a node's inbox keeps at most (what is trimmed past it is lost,
     /// and counted): 10,000.
     pub cluster_inbox_max_entries: Option<usize>,
+    /// Cluster mode: milliseconds a node's writer waits, once it has a message for other
+    /// nodes, for more to join it: 0 (at most 100). Fewer Redis commands per message, for
+    /// that much more latency between nodes.
+    pub cluster_batch_linger_ms: Option<u64>,
 }
 
 impl LimitsSection {
@@ -293,6 +297,15 @@ impl LimitsSection {
                 ));
             }
             Some(max) => cluster.inbox_max_entries = max,
+            None => {}
+        }
+        match self.cluster_batch_linger_ms {
+            Some(ms) if ms > 100 => {
+                return Err(format!(
+                    "limits.cluster_batch_linger_ms: must be at most 100; got {ms}"
+                ));
+            }
+            Some(ms) => cluster.batch_linger = Duration::from_millis(ms),
             None => {}
         }
         Ok(cluster)
@@ -483,12 +496,14 @@ mod tests {
             (
                 applied.heartbeat_interval,
                 applied.node_ttl,
-                applied.inbox_max_entries
+                applied.inbox_max_entries,
+                applied.batch_linger
             ),
             (
                 cluster.heartbeat_interval,
                 cluster.node_ttl,
-                cluster.inbox_max_entries
+                cluster.inbox_max_entries,
+                cluster.batch_linger
             )
         );
     }
@@ -499,13 +514,14 @@ mod tests {
         let limits = |text: &str| FileConfig::parse(text).unwrap().limits.unwrap();
         let applied = limits(
             "[limits]\ncluster_heartbeat_seconds = 2\ncluster_node_ttl_seconds = 6\n\
-             cluster_inbox_max_entries = 500\n",
+             cluster_inbox_max_entries = 500\ncluster_batch_linger_ms = 2\n",
         )
         .apply_to_cluster(cluster())
         .unwrap();
         assert_eq!(applied.heartbeat_interval, Duration::from_secs(2));
         assert_eq!(applied.node_ttl, Duration::from_secs(6));
         assert_eq!(applied.inbox_max_entries, 500);
+        assert_eq!(applied.batch_linger, Duration::from_millis(2));
         for (text, key) in [
             ("cluster_heartbeat_seconds = 0", "cluster_heartbeat_seconds"),
             ("cluster_node_ttl_seconds = 1", "cluster_node_ttl_seconds"),
@@ -517,6 +533,7 @@ mod tests {
                 "cluster_inbox_max_entries = 99",
                 "cluster_inbox_max_entries",
             ),
+            ("cluster_batch_linger_ms = 101", "cluster_batch_linger_ms"),
         ] {
             let err = limits(&format!("[limits]\n{text}\n"))
                 .apply_to_cluster(cluster())

@@ -280,6 +280,7 @@ impl Router {
                 liveness: Arc::clone(&cluster.liveness),
                 stats: Arc::clone(&wire),
                 inbox_cap: cluster.inbox_max_entries,
+                linger: cluster.batch_linger,
             },
         );
         let (batches_tx, mut batches) = mpsc::channel(super::wire::READ_QUEUE);

@@ -283,6 +283,12 @@ pub(crate) fn spawn_writer(redis: super::keys::Redis, writer: Writer) -> mpsc::S
                     break;
                 }
                 queued.extend(received.drain(..));
+                // What comes meanwhile joins this round: fewer, larger entries, each message
+                // later by up to the linger (never one whose sender waits for it written).
+                let flushing = queued.iter().any(|item| matches!(item, Outgoing::Flush(_)));
+                if !writer.linger.is_zero() && !flushing {
+                    tokio::time::sleep(writer.linger).await;
+                }
             }
             let (batches, flushes) = gather(&mut queued, &mut rx);
             let started = std::time::Instant::now();
@@ -350,6 +356,9 @@ pub(crate) struct Writer {
     /// trimmed past it is lost, and counted by its reader, which finds the senders' batch
     /// numbers (`seq`) skip.
     pub(crate) inbox_cap: usize,
+    /// How long a round waits, once it has a message, for more to join it
+    /// (`ClusterConfig::batch_linger`): none by default.
+    pub(crate) linger: Duration,
 }
 
 /// Writes one round of batches, one `XADD` per destination, in one pipeline.
@@ -365,6 +374,7 @@ async fn write_round(
         liveness,
         stats,
         inbox_cap,
+        ..
     } = writer;
     if batches.is_empty() {
         return;

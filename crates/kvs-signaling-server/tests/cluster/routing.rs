@@ -798,3 +798,53 @@ async fn inboxes_are_trimmed_of_frames_at_once_and_of_everything_else_within_sec
     .await;
     assert!(text(&mut master).await.contains("b2ZmZXI="));
 }
+
+#[tokio::test]
+async fn a_batch_linger_gathers_what_comes_meanwhile_into_one_inbox_entry() {
+    let dir = TempDir::new("linger");
+    let config = dir.0.join("node.toml");
+    std::fs::write(
+        &config,
+        "[limits]\ncluster_batch_linger_ms = 50\nice_candidates_per_second = 100000\n",
+    )
+    .unwrap();
+    let flags = ["--config", config.to_str().unwrap()];
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &flags);
+    let b = Node::start(&redis, "127.0.0.2", &flags);
+    let arn = create(a.addr, "lingering").await;
+    let mut master = connect(a.addr, &arn, None).await;
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    let entries = "kvs_cluster_inbox_entries_written_total";
+    let messages = "kvs_cluster_inbox_messages_written_total";
+    let (entries_before, messages_before) = (
+        metric(b.addr, entries).await,
+        metric(b.addr, messages).await,
+    );
+
+    // Ten candidates sent together cross in one entry, or a few, and none sooner than the
+    // linger.
+    let sent = std::time::Instant::now();
+    for n in 0..10 {
+        send(
+            &mut viewer,
+            &format!(r#"{{"action":"ICE_CANDIDATE","messagePayload":"Y2FuZA{n:02}"}}"#),
+        )
+        .await;
+    }
+    for n in 0..10 {
+        let got = text(&mut master).await;
+        assert!(got.contains(&format!("Y2FuZA{n:02}")), "{got}");
+        if n == 0 {
+            assert!(
+                sent.elapsed() >= Duration::from_millis(50),
+                "the first candidate crossed in {:?}",
+                sent.elapsed()
+            );
+        }
+    }
+    let written = metric(b.addr, messages).await - messages_before;
+    let rounds = metric(b.addr, entries).await - entries_before;
+    assert!(written >= 10, "{written} messages written");
+    assert!(rounds <= 3, "{written} messages in {rounds} entries");
+}

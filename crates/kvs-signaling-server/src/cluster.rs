@@ -84,7 +84,9 @@ pub struct ClusterConfig {
     /// How long a node's writer waits, once it has a message for other nodes, for more to
     /// join the same inbox entries: none. A linger makes fewer, larger entries (fewer Redis
     /// commands per message, the cluster's first bottleneck) at the cost of that much latency
-    /// on every message between nodes; tokio's timers round it up to whole milliseconds.
+    /// on every message between nodes (twice for a connect through a node that does not own
+    /// the channel: the open, then its verdict); tokio's timers round it up to whole
+    /// milliseconds.
     pub batch_linger: Duration,
 }
 

@@ -782,12 +782,11 @@ def cluster_figures(runs, sizes):
             add(f"Redis commands per relayed message at {target} msgs/s, split, batch linger "
                 f"{LINGER_MS} ms", "", None, values(lingered, "redis", "calls_per_message"),
                 compare=None, goal="well under 1", met=lambda v, c: c < 0.5)
+            # The linger spends the latency on purpose: no latency goal here.
             for p in ("p50", "p99"):
                 add(f"one-way latency {p} at {target} msgs/s, split, batch linger {LINGER_MS} "
                     "ms; cluster minus single", "µs", values(single, "latency_us", p),
-                    values(lingered, "latency_us", p), compare="added",
-                    goal="p99 added ≤ 1,000 µs" if p == "p99" else None,
-                    met=(lambda v, c: v <= 1000) if p == "p99" else None)
+                    values(lingered, "latency_us", p), compare="added")
             add(f"Redis CPU per relayed message at {target} msgs/s, split, batch linger "
                 f"{LINGER_MS} ms", "µs", None, values(lingered, "redis", "cpu_us_per_message"),
                 compare=None)
@@ -802,6 +801,10 @@ def cluster_figures(runs, sizes):
         add("messages lost at the fixed rate (sum of runs), split", "",
             sum(values(single, "rate", "lost")), sum(values(split, "rate", "lost")),
             compare=None)
+        if rate.get("split-linger"):
+            add(f"messages lost at the fixed rate (sum of runs), split, batch linger {LINGER_MS} "
+                "ms", "", sum(values(single, "rate", "lost")),
+                sum(values(rate["split-linger"], "rate", "lost")), compare=None)
     connect = runs.get("connect")
     if connect:
         per_second = ("connect", "per_second")

@@ -472,13 +472,18 @@ fn settings_fingerprint(config: &ServerConfig) -> String {
             &arn,
         )
     });
-    // The cluster's timing: nodes judge each other's deaths by it.
+    // The cluster's timing, by which nodes judge each other's deaths, when it is not the
+    // default: a release that had no such setting gives the same digest with the defaults.
+    let defaults = crate::ClusterConfig::new(String::new());
     let cluster = config
         .cluster
         .as_ref()
-        .map(|cluster| (cluster.heartbeat_interval, cluster.node_ttl));
+        .map(|cluster| (cluster.heartbeat_interval, cluster.node_ttl))
+        .filter(|timing| *timing != (defaults.heartbeat_interval, defaults.node_ttl))
+        .map(|timing| format!("|{timing:?}"))
+        .unwrap_or_default();
     let shared = format!(
-        "{:?}|{secrets:?}|{turn:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{cluster:?}",
+        "{:?}|{secrets:?}|{turn:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}{cluster}",
         config.region,
         config.credentials,
         config.auth,

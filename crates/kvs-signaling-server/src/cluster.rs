@@ -77,9 +77,11 @@ pub struct ClusterConfig {
     /// How long a Redis command may take before it is taken as failed: 2 seconds.
     pub command_timeout: Duration,
     /// The entries a node's inbox keeps at most, whatever its reader does (a node that fell
-    /// far behind): 10,000. What is trimmed past it is lost, and counted by the node
-    /// (`kvs_cluster_inbox_entries_missing_total`); it bounds what one node can make Redis
-    /// hold.
+    /// far behind, or died and is not yet taken for dead): 100,000. What is trimmed past it is
+    /// lost, and counted by the node (`kvs_cluster_inbox_entries_missing_total`); a dead
+    /// node's trimmed entries are missing from the replay to its channels' next owners. It
+    /// bounds what one node can make Redis hold: size it above the entries a node receives
+    /// in a TTL and a heartbeat (about one per message at low rates, far fewer at load).
     pub inbox_max_entries: usize,
     /// How long a node's writer waits, once it has a message for other nodes, for more to
     /// join the same inbox entries: none. A linger makes fewer, larger entries (fewer Redis
@@ -128,7 +130,7 @@ impl ClusterConfig {
             heartbeat_interval: Duration::from_secs(1),
             node_ttl: Duration::from_secs(5),
             command_timeout: Duration::from_secs(2),
-            inbox_max_entries: 10_000,
+            inbox_max_entries: 100_000,
             batch_linger: Duration::ZERO,
         }
     }

@@ -255,10 +255,10 @@ pub struct LimitsSection {
     /// Cluster mode: seconds between a node's heartbeats: 1.
     pub cluster_heartbeat_seconds: Option<u64>,
     /// Cluster mode: seconds after which a silent node is dead (its channels move, its
-    /// clients' slots are freed): 5; at least twice the heartbeat.
+    /// clients' slots are freed): 5; at least three heartbeats and 3 s, at most an hour.
     pub cluster_node_ttl_seconds: Option<u64>,
     /// Cluster mode: the entries a node's inbox keeps at most (what is trimmed past it is lost,
-    /// and counted): 10,000.
+    /// and counted): 100,000.
     pub cluster_inbox_max_entries: Option<usize>,
     /// Cluster mode: milliseconds a node's writer waits, once it has a message for other
     /// nodes, for more to join it: 0 (at most 100). Fewer Redis commands per message, for
@@ -273,19 +273,31 @@ impl LimitsSection {
         mut cluster: crate::ClusterConfig,
     ) -> Result<crate::ClusterConfig, String> {
         match self.cluster_heartbeat_seconds {
-            Some(0) => {
-                return Err("limits.cluster_heartbeat_seconds: must be at least 1 second".into());
+            Some(seconds) if !(1..=60).contains(&seconds) => {
+                return Err(format!(
+                    "limits.cluster_heartbeat_seconds: must be 1 to 60 seconds; got {seconds}"
+                ));
             }
             Some(seconds) => cluster.heartbeat_interval = Duration::from_secs(seconds),
             None => {}
         }
-        if let Some(seconds) = self.cluster_node_ttl_seconds {
-            cluster.node_ttl = Duration::from_secs(seconds);
+        match self.cluster_node_ttl_seconds {
+            Some(seconds) if seconds > 3600 => {
+                return Err(format!(
+                    "limits.cluster_node_ttl_seconds: must be at most 3600 seconds; got \
+                     {seconds}"
+                ));
+            }
+            Some(seconds) => cluster.node_ttl = Duration::from_secs(seconds),
+            None => {}
         }
-        if cluster.node_ttl < cluster.heartbeat_interval * 2 {
+        // A heartbeat answered late (a command may take 2 s before it fails), or a jittery
+        // one, must not make a node lapse or be judged by a stalled round.
+        let least = (cluster.heartbeat_interval * 3).max(Duration::from_secs(3));
+        if cluster.node_ttl < least {
             return Err(format!(
-                "limits.cluster_node_ttl_seconds: must be at least twice the heartbeat \
-                 ({} s, limits.cluster_heartbeat_seconds); got {} s",
+                "limits.cluster_node_ttl_seconds: must be at least three heartbeats \
+                 (limits.cluster_heartbeat_seconds, {} s) and 3 s; got {} s",
                 cluster.heartbeat_interval.as_secs(),
                 cluster.node_ttl.as_secs()
             ));
@@ -526,8 +538,17 @@ mod tests {
             ("cluster_heartbeat_seconds = 0", "cluster_heartbeat_seconds"),
             ("cluster_node_ttl_seconds = 1", "cluster_node_ttl_seconds"),
             (
-                "cluster_heartbeat_seconds = 3\ncluster_node_ttl_seconds = 5",
+                "cluster_heartbeat_seconds = 2\ncluster_node_ttl_seconds = 5",
                 "cluster_node_ttl_seconds",
+            ),
+            ("cluster_node_ttl_seconds = 2", "cluster_node_ttl_seconds"),
+            (
+                "cluster_node_ttl_seconds = 3601",
+                "cluster_node_ttl_seconds",
+            ),
+            (
+                "cluster_heartbeat_seconds = 61",
+                "cluster_heartbeat_seconds",
             ),
             (
                 "cluster_inbox_max_entries = 99",

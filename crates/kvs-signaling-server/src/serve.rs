@@ -172,6 +172,12 @@ pub(crate) fn config(options: &Options) -> Result<Setup, String> {
             options.redis_sentinel_password.clone(),
         );
         config = config.cluster(options.limits.apply_to_cluster(cluster)?);
+    } else {
+        // Checked all the same: a mistake in the file is said at once, not when the node
+        // joins a cluster.
+        options
+            .limits
+            .apply_to_cluster(kvs_signaling_server::ClusterConfig::new(String::new()))?;
     }
     let mut dev_ca = None;
     if let Some((files, ca)) = tls(options)? {

@@ -318,7 +318,8 @@ impl Router {
             counter,
             "inbox_entries_missing_total",
             "Entries other nodes wrote to this node's inbox that never reached it (trimmed \
-             unread past the inbox's cap, lost by Redis, or given up by their sender).",
+             unread past the inbox's cap, lost by Redis, or given up by their sender; an entry \
+             set aside for its format counts here too).",
             get(&wire.batches_missing) as f64,
         );
         metric(

@@ -279,14 +279,16 @@ pub(crate) fn spawn_writer(redis: super::keys::Redis, writer: Writer) -> mpsc::S
         let mut seqs: BTreeMap<String, u64> = BTreeMap::new();
         loop {
             if queued.is_empty() {
-                if rx.recv_many(&mut received, 256).await == 0 {
+                let taken = rx.recv_many(&mut received, RECEIVE_MANY).await;
+                if taken == 0 {
                     break;
                 }
                 queued.extend(received.drain(..));
                 // What comes meanwhile joins this round: fewer, larger entries, each message
-                // later by up to the linger (never one whose sender waits for it written).
-                let flushing = queued.iter().any(|item| matches!(item, Outgoing::Flush(_)));
-                if !writer.linger.is_zero() && !flushing {
+                // later by up to the linger. Only for traffic: never with a backlog (more was
+                // waiting than one take), nor for a flush or a message of the routing itself
+                // (opens, verdicts, pauses...), which hand-overs and connects wait for.
+                if !writer.linger.is_zero() && taken < RECEIVE_MANY && queued.iter().all(lingers) {
                     tokio::time::sleep(writer.linger).await;
                 }
             }
@@ -305,6 +307,24 @@ pub(crate) fn spawn_writer(redis: super::keys::Redis, writer: Writer) -> mpsc::S
         }
     });
     tx
+}
+
+/// What the writer takes off its queue at once, at most.
+const RECEIVE_MANY: usize = 256;
+
+/// Whether `item` may wait for the batch linger: the clients' traffic, not the routing's.
+fn lingers(item: &Outgoing) -> bool {
+    matches!(
+        item,
+        Outgoing::Msg(
+            _,
+            Msg::Frame { .. }
+                | Msg::Deliver { .. }
+                | Msg::Keepalive { .. }
+                | Msg::Acked { .. }
+                | Msg::Events { .. }
+        )
+    )
 }
 
 /// Batches per destination, with their messages' weight.
@@ -422,6 +442,11 @@ async fn write_round(
             msgs,
         };
         let Ok(json) = serde_json::to_string(&batch) else {
+            // Never expected; its node finds the gap in the batch numbers, and this one counts
+            // what it could not send.
+            stats
+                .messages_lost
+                .fetch_add(batch.msgs.len() as u64, Ordering::Relaxed);
             continue;
         };
         pipe.cmd("XADD")

@@ -289,7 +289,7 @@ pub(crate) fn spawn_writer(redis: super::keys::Redis, writer: Writer) -> mpsc::S
                 // waiting than one take), nor for a flush or a message of the routing itself
                 // (opens, verdicts, pauses...), which hand-overs and connects wait for.
                 if !writer.linger.is_zero() && taken < RECEIVE_MANY && queued.iter().all(lingers) {
-                    tokio::time::sleep(writer.linger).await;
+                    linger(&mut rx, &mut queued, writer.linger).await;
                 }
             }
             let (batches, flushes) = gather(&mut queued, &mut rx);
@@ -325,6 +325,29 @@ fn lingers(item: &Outgoing) -> bool {
                 | Msg::Events { .. }
         )
     )
+}
+
+/// Waits out the batch linger `wait`, taking what comes meanwhile into `queued`; ends at
+/// once when a flush or a routing message comes (neither waits), or a take's worth has come.
+async fn linger(
+    rx: &mut mpsc::Receiver<Outgoing>,
+    queued: &mut std::collections::VecDeque<Outgoing>,
+    wait: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while queued.len() < RECEIVE_MANY {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(item)) => {
+                let done = !lingers(&item);
+                queued.push_back(item);
+                if done {
+                    return;
+                }
+            }
+            // The linger is over, or the writer's senders are gone.
+            Ok(None) | Err(_) => return,
+        }
+    }
 }
 
 /// Batches per destination, with their messages' weight.
@@ -961,6 +984,45 @@ mod tests {
                 at: 0,
             },
         )
+    }
+
+    #[tokio::test]
+    async fn a_linger_takes_traffic_until_its_end_and_ends_at_once_for_routing_or_a_flush() {
+        use std::time::{Duration, Instant};
+
+        // Traffic waits out the linger, and what comes meanwhile joins it.
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut queued = VecDeque::from([frame(1, 10)]);
+        tx.send(frame(2, 10)).await.unwrap();
+        let started = Instant::now();
+        super::linger(&mut rx, &mut queued, Duration::from_millis(100)).await;
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert_eq!(queued.len(), 2);
+
+        // A routing message, or a flush, that comes during a long linger ends it at once.
+        let routing = Outgoing::Msg("b".to_owned(), Msg::Closed { conn: 1 });
+        let (done, _written) = tokio::sync::oneshot::channel();
+        for last in [routing, Outgoing::Flush(done)] {
+            let (tx, mut rx) = mpsc::channel(16);
+            let mut queued = VecDeque::from([frame(1, 10)]);
+            let sender = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                tx.send(frame(2, 10)).await.unwrap();
+                tx.send(last).await.unwrap();
+                // Held open: the linger ends for the message, not for a closed queue.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+            let started = Instant::now();
+            super::linger(&mut rx, &mut queued, Duration::from_secs(30)).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                started.elapsed()
+            );
+            assert_eq!(queued.len(), 3);
+            assert!(!super::lingers(queued.back().unwrap()));
+            sender.abort();
+        }
     }
 
     #[test]

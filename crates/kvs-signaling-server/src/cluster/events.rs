@@ -126,7 +126,7 @@ pub(super) fn spawn_forwarder(router: &Arc<Router>, telemetry: Arc<Telemetry>) {
     let mut membership = router.cluster.liveness.watch();
     tokio::spawn(async move {
         loop {
-            // Nobody watches (or some node would not read the events): nothing observed.
+            // No live node that reads the events watches: nothing is observed.
             let mut watchers = loop {
                 membership.borrow_and_update();
                 let Some(router) = weak.upgrade() else { return };

@@ -127,13 +127,19 @@ struct Stamp {
 /// object at all.
 pub(crate) fn of_json(json: &str) -> Option<u32> {
     let stamp = serde_json::from_str::<Stamp>(json).ok()?;
-    Some(match stamp.v {
+    Some(of_stamp(stamp.v.as_ref()))
+}
+
+/// The format a record's `"v"` says: 1 without one (or a null), a format no node reads
+/// (`u32::MAX`) when it is no such number.
+pub(crate) fn of_stamp(v: Option<&serde_json::Value>) -> u32 {
+    match v.filter(|v| !v.is_null()) {
         None => FIRST,
         Some(v) => v
             .as_u64()
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(u32::MAX),
-    })
+    }
 }
 
 /// A record this node does not read, for an error or a log line.

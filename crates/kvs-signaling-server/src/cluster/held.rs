@@ -154,12 +154,7 @@ pub(super) fn decode(arn: &ChannelArn, fields: &[String], unknown: &AtomicU64) -
             let messages = stored
                 .into_iter()
                 .filter_map(|value| {
-                    let format = match value.get("v").filter(|v| !v.is_null()) {
-                        None => super::format::first(),
-                        Some(v) => v
-                            .as_u64()
-                            .map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX)),
-                    };
+                    let format = super::format::of_stamp(value.get("v"));
                     if super::format::readable(format) {
                         return serde_json::from_value::<Stored>(value).ok();
                     }

@@ -779,7 +779,7 @@ fn read_reply(reply: redis::Value) -> redis::RedisResult<Vec<Entry>> {
                     };
                     match (name.as_slice(), value) {
                         (b"b", Value::BulkString(bytes)) => batch = Some(bytes),
-                        (b"v", value) => format = format_of(text(value).as_deref()),
+                        (b"v", value) => format = format_of(Some(&value)),
                         _ => {}
                     }
                 }
@@ -800,8 +800,14 @@ struct Entry {
 
 /// An entry's format from its `v` field: 1 without one; one that is not a number is no
 /// format this node reads.
-fn format_of(field: Option<&str>) -> u32 {
-    field.map_or(super::format::first(), |v| v.parse().unwrap_or(u32::MAX))
+fn format_of(field: Option<&redis::Value>) -> u32 {
+    let text = match field {
+        None => return super::format::first(),
+        Some(redis::Value::BulkString(bytes)) => std::str::from_utf8(bytes).ok(),
+        Some(redis::Value::SimpleString(text)) => Some(text.as_str()),
+        Some(_) => None,
+    };
+    text.and_then(|v| v.parse().ok()).unwrap_or(u32::MAX)
 }
 
 /// The batch of `entry`, if it has one this node reads; what it does not read is counted and
@@ -908,11 +914,7 @@ pub(crate) fn decode(entry: &redis::streams::StreamId) -> Option<serde_json::Res
     let Some(redis::Value::BulkString(bytes)) = entry.map.get("b") else {
         return None;
     };
-    let format = match entry.map.get("v") {
-        Some(redis::Value::BulkString(v)) => format_of(std::str::from_utf8(v).ok()),
-        Some(_) => u32::MAX,
-        None => super::format::first(),
-    };
+    let format = format_of(entry.map.get("v"));
     if !super::format::readable(format) {
         return None;
     }

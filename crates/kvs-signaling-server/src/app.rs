@@ -506,7 +506,8 @@ fn settings_fingerprint(config: &ServerConfig) -> String {
 /// `/health`: `ok`, or, in cluster mode, `503` while this node cannot reach Redis (it then
 /// serves only the sockets it holds for channels it owns); in cluster mode, `ok` is followed
 /// by a warning when nodes run with other shared settings, and by a note or a warning when
-/// nodes read other formats (see `cluster::format`).
+/// nodes read other formats (see `cluster::format`), and by a warning when nodes fell behind
+/// their inboxes.
 async fn health(app: &App) -> HttpResponse {
     let Some(router) = &app.router else {
         return text(StatusCode::OK, "ok\n".to_owned());
@@ -526,6 +527,10 @@ async fn health(app: &App) -> HttpResponse {
     }
     if let Some(formats) = router.formats() {
         body.push_str(&formats);
+        body.push('\n');
+    }
+    if let Some(behind) = router.behind() {
+        body.push_str(&behind);
         body.push('\n');
     }
     text(StatusCode::OK, body)

@@ -83,6 +83,13 @@ pub struct ClusterConfig {
     /// bounds what one node can make Redis hold: size it above the entries a node receives
     /// in a TTL and a heartbeat (about one per message at low rates, far fewer at load).
     pub inbox_max_entries: usize,
+    /// The entries in a node's inbox past which it has fallen behind: 10,000 (0: never). A
+    /// node whose inbox holds this many at two heartbeats in a row (not one that catches up
+    /// after a pause) says so with its heartbeat, and the other nodes close, with 1008, the
+    /// sockets they hold for channels it owns, instead of making it later still and, past
+    /// [`ClusterConfig::inbox_max_entries`], losing messages; their clients connect again. At
+    /// or above that cap, half the cap.
+    pub inbox_high_water: usize,
     /// How long a node's writer waits, once it has a message for other nodes, for more to
     /// join the same inbox entries: none. A linger makes fewer, larger entries (fewer Redis
     /// commands per message, the cluster's first bottleneck) at the cost of that much latency
@@ -109,6 +116,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("node_ttl", &self.node_ttl)
             .field("command_timeout", &self.command_timeout)
             .field("inbox_max_entries", &self.inbox_max_entries)
+            .field("inbox_high_water", &self.inbox_high_water)
             .field("batch_linger", &self.batch_linger)
             .finish()
     }
@@ -131,7 +139,18 @@ impl ClusterConfig {
             node_ttl: Duration::from_secs(5),
             command_timeout: Duration::from_secs(2),
             inbox_max_entries: 100_000,
+            inbox_high_water: 10_000,
             batch_linger: Duration::ZERO,
+        }
+    }
+
+    /// [`ClusterConfig::inbox_high_water`] as it applies: below the inbox's cap.
+    pub(crate) fn high_water(&self) -> usize {
+        let cap = self.inbox_max_entries.max(1);
+        if self.inbox_high_water >= cap {
+            cap / 2
+        } else {
+            self.inbox_high_water
         }
     }
 
@@ -287,6 +306,7 @@ impl Cluster {
             node.clone(),
             config.heartbeat_interval,
             config.node_ttl,
+            config.high_water(),
         )
         .await
         .map_err(|message| ClusterError::Redis {

@@ -260,6 +260,10 @@ pub struct LimitsSection {
     /// Cluster mode: the entries a node's inbox keeps at most (what is trimmed past it is lost,
     /// and counted): 100,000.
     pub cluster_inbox_max_entries: Option<usize>,
+    /// Cluster mode: the entries in a node's inbox past which it has fallen behind (at two
+    /// heartbeats in a row), and the other nodes close the sockets they hold for its
+    /// channels (1008): 10,000, or half the cap if the cap is not above it (0: never).
+    pub cluster_inbox_high_water: Option<usize>,
     /// Cluster mode: milliseconds a node's writer waits, once it has a message for other
     /// nodes, for more to join it: 0 (at most 100). Fewer Redis commands per message, for
     /// that much more latency between nodes.
@@ -309,6 +313,17 @@ impl LimitsSection {
                 ));
             }
             Some(max) => cluster.inbox_max_entries = max,
+            None => {}
+        }
+        match self.cluster_inbox_high_water {
+            Some(high) if high != 0 && (high < 100 || high >= cluster.inbox_max_entries) => {
+                return Err(format!(
+                    "limits.cluster_inbox_high_water: must be 0 (never) or from 100 to below \
+                     limits.cluster_inbox_max_entries ({}); got {high}",
+                    cluster.inbox_max_entries
+                ));
+            }
+            Some(high) => cluster.inbox_high_water = high,
             None => {}
         }
         match self.cluster_batch_linger_ms {
@@ -509,12 +524,14 @@ mod tests {
                 applied.heartbeat_interval,
                 applied.node_ttl,
                 applied.inbox_max_entries,
+                applied.inbox_high_water,
                 applied.batch_linger
             ),
             (
                 cluster.heartbeat_interval,
                 cluster.node_ttl,
                 cluster.inbox_max_entries,
+                cluster.inbox_high_water,
                 cluster.batch_linger
             )
         );
@@ -526,10 +543,13 @@ mod tests {
         let limits = |text: &str| FileConfig::parse(text).unwrap().limits.unwrap();
         let applied = limits(
             "[limits]\ncluster_heartbeat_seconds = 2\ncluster_node_ttl_seconds = 6\n\
-             cluster_inbox_max_entries = 500\ncluster_batch_linger_ms = 2\n",
+             cluster_inbox_max_entries = 500\ncluster_batch_linger_ms = 2\n\
+             cluster_inbox_high_water = 499\n",
         )
         .apply_to_cluster(cluster())
         .unwrap();
+        assert_eq!(applied.inbox_high_water, 499);
+        assert_eq!(applied.high_water(), 499);
         assert_eq!(applied.heartbeat_interval, Duration::from_secs(2));
         assert_eq!(applied.node_ttl, Duration::from_secs(6));
         assert_eq!(applied.inbox_max_entries, 500);
@@ -555,12 +575,34 @@ mod tests {
                 "cluster_inbox_max_entries",
             ),
             ("cluster_batch_linger_ms = 101", "cluster_batch_linger_ms"),
+            ("cluster_inbox_high_water = 99", "cluster_inbox_high_water"),
+            (
+                "cluster_inbox_high_water = 100000",
+                "cluster_inbox_high_water",
+            ),
+            (
+                "cluster_inbox_max_entries = 500\ncluster_inbox_high_water = 500",
+                "cluster_inbox_high_water",
+            ),
         ] {
             let err = limits(&format!("[limits]\n{text}\n"))
                 .apply_to_cluster(cluster())
                 .unwrap_err();
             assert!(err.contains(key), "{text}: {err}");
         }
+        // A cap at or below the default high-water mark, alone, halves it; 0 stays never.
+        let high = |text: &str| {
+            limits(text)
+                .apply_to_cluster(cluster())
+                .unwrap()
+                .high_water()
+        };
+        assert_eq!(high("[limits]\n"), 10_000);
+        assert_eq!(high("[limits]\ncluster_inbox_max_entries = 500\n"), 250);
+        assert_eq!(
+            high("[limits]\ncluster_inbox_max_entries = 500\ncluster_inbox_high_water = 0\n"),
+            0
+        );
     }
 
     #[test]

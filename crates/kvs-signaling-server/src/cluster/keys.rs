@@ -52,6 +52,12 @@ impl Keys {
         format!("{}:watchers", self.prefix)
     }
 
+    /// The nodes that fell behind their inboxes, scored by their last heartbeat while they
+    /// are.
+    pub(crate) fn behind(&self) -> String {
+        format!("{}:behind", self.prefix)
+    }
+
     /// The nodes some node took for dead, until they heartbeat again.
     pub(crate) fn buried(&self) -> String {
         format!("{}:buried", self.prefix)

@@ -107,6 +107,9 @@ return 0
 /// Claims reasserted in one script, at most.
 const REASSERT_CHUNK: usize = 256;
 
+static SHED: kvs_transport_tokio::LogLimiter =
+    kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
+
 static REASSERT_FAILED: kvs_transport_tokio::LogLimiter =
     kvs_transport_tokio::LogLimiter::new(Duration::from_secs(10));
 
@@ -403,6 +406,49 @@ impl Router {
             let _ = self
                 .bridge
                 .close(ConnId::from_raw(id), CloseCommand::new(1001, reason))
+                .await;
+        }
+    }
+
+    /// Node `node` fell behind its inbox (see `ClusterConfig::inbox_high_water`): this node's
+    /// sockets whose channels it owns are closed with 1008, telling it, so that it catches up
+    /// instead of falling further behind; their clients connect again.
+    pub(super) async fn shed(&self, node: &str) {
+        let shed: Vec<(u64, Link)> = {
+            let mut links = lock(&self.links);
+            let ids: Vec<u64> = links
+                .iter()
+                .filter(|(_, link)| link.owner == node && link.moving.is_none())
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| links.remove(&id).map(|link| (id, link)))
+                .collect()
+        };
+        if shed.is_empty() {
+            return;
+        }
+        self.stats
+            .shed
+            .fetch_add(shed.len() as u64, Ordering::Relaxed);
+        if let Some(suppressed) = SHED.check() {
+            tracing::warn!(
+                %node,
+                sockets = shed.len(),
+                suppressed,
+                "a node fell behind its inbox: closing the sockets this node holds for its \
+                 channels"
+            );
+        }
+        for (id, link) in shed {
+            self.send(&link.owner, Msg::Closed { conn: link.conn })
+                .await;
+            let _ = self
+                .bridge
+                .close(
+                    ConnId::from_raw(id),
+                    CloseCommand::new(1008, "the channel's node is overloaded"),
+                )
                 .await;
         }
     }

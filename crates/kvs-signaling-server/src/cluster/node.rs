@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -29,8 +29,13 @@ use super::keys::Keys;
 /// failover, either of which may have lost the last writes; then the formats the live nodes
 /// read (`KEYS[4]`, in the order of the live nodes; nil for a node that published none: each
 /// node publishes its own, `ARGV[5]`, with every heartbeat, so that a Redis that lost it has
-/// it again), and the nodes whose consoles watch the cluster's events (`KEYS[5]`, scored by
-/// their last heartbeat while `ARGV[4]` is `1`).
+/// it again), the nodes whose consoles watch the cluster's events (`KEYS[5]`, scored by
+/// their last heartbeat while `ARGV[4]` is `1`), the entries of this node's inbox (`KEYS[6]`)
+/// it has not read (its length, less the `ARGV[8]` entries read and not yet trimmed), and the
+/// nodes that fell behind their inboxes (`KEYS[7]`, scored by their last heartbeat while they
+/// are: this node is when at least `ARGV[6]` entries wait unread, `0` never, at this heartbeat
+/// and at the previous one, `ARGV[7]` then `1`: a node that only catches up after a pause is
+/// not).
 const HEARTBEAT: &str = r"
 local info = redis.pcall('INFO', 'server')
 local run = type(info) == 'string' and string.match(info, 'run_id:(%w+)') or ''
@@ -47,6 +52,13 @@ if ARGV[4] == '1' then
 else
   redis.call('ZREM', KEYS[5], ARGV[1])
 end
+local backlog = math.max(redis.call('XLEN', KEYS[6]) - tonumber(ARGV[8]), 0)
+local high = tonumber(ARGV[6])
+if high > 0 and backlog >= high and ARGV[7] == '1' then
+  redis.call('ZADD', KEYS[7], now, ARGV[1])
+else
+  redis.call('ZREM', KEYS[7], ARGV[1])
+end
 local forgotten = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
 if #forgotten > 0 then
   redis.call('ZREM', KEYS[1], unpack(forgotten))
@@ -54,11 +66,13 @@ if #forgotten > 0 then
   redis.call('HDEL', KEYS[3], unpack(forgotten))
   redis.call('HDEL', KEYS[4], unpack(forgotten))
   redis.call('ZREM', KEYS[5], unpack(forgotten))
+  redis.call('ZREM', KEYS[7], unpack(forgotten))
 end
 local function known(alive)
   local formats = {}
   if #alive > 0 then formats = redis.call('HMGET', KEYS[4], unpack(alive)) end
-  return formats, redis.call('ZRANGEBYSCORE', KEYS[5], now - ttl, '+inf')
+  return formats, redis.call('ZRANGEBYSCORE', KEYS[5], now - ttl, '+inf'),
+    redis.call('ZRANGEBYSCORE', KEYS[7], now - ttl, '+inf')
 end
 local buried = redis.call('SREM', KEYS[2], ARGV[1])
 local gap = now - previous
@@ -67,14 +81,14 @@ if gap > ttl / 2 or gap < tonumber(ARGV[3]) / 2 then
   -- behind such a stall with others): the others' heartbeats may still be queued behind the
   -- same stall. Nobody is judged this round.
   local all = redis.call('ZRANGE', KEYS[1], 0, -1)
-  local formats, watchers = known(all)
-  return {now, all, {}, buried, run, formats, watchers}
+  local formats, watchers, behind = known(all)
+  return {now, all, {}, buried, run, formats, watchers, backlog, behind}
 end
 local alive = redis.call('ZRANGEBYSCORE', KEYS[1], previous - ttl, '+inf')
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (previous - ttl))
 if #dead > 0 then redis.call('SADD', KEYS[2], unpack(dead)) end
-local formats, watchers = known(alive)
-return {now, alive, dead, buried, run, formats, watchers}
+local formats, watchers, behind = known(alive)
+return {now, alive, dead, buried, run, formats, watchers, backlog, behind}
 ";
 
 /// A fresh node id for this process: the host name and random bytes, so that a restarted
@@ -136,6 +150,12 @@ pub(crate) struct Membership {
     /// The other nodes whose consoles watch the cluster's events: this node sends them its
     /// own.
     pub(crate) watchers: BTreeSet<String>,
+    /// The entries in this node's inbox it had not read at its last heartbeat.
+    pub(crate) backlog: u64,
+    /// The nodes, this one too, whose inboxes held at least their high-water mark at their
+    /// last two heartbeats: they fell behind, and the others close the sockets they bridge
+    /// to them.
+    pub(crate) behind: BTreeSet<String>,
 }
 
 /// One heartbeat's answer.
@@ -148,6 +168,8 @@ struct Beat {
     redis_id: String,
     formats: BTreeMap<String, Option<Range>>,
     watchers: BTreeSet<String>,
+    backlog: u64,
+    behind: BTreeSet<String>,
 }
 
 /// This node's heartbeat and its view of the others.
@@ -157,6 +179,9 @@ pub(crate) struct Liveness {
     node_ttl: Duration,
     /// This node's console streams watching the cluster's events (see [`Liveness::watch_events`]).
     watching: Arc<AtomicUsize>,
+    /// The entries this node read that are still in its inbox (their trim waits): what the
+    /// heartbeat takes off the inbox's length to tell how many wait unread.
+    read_untrimmed: Arc<AtomicU64>,
 }
 
 /// A console stream of this node watching the cluster's events: while one lives, the node's
@@ -179,6 +204,7 @@ impl Liveness {
         node: String,
         interval: Duration,
         ttl: Duration,
+        high_water: usize,
     ) -> Result<Arc<Self>, String> {
         let script = redis::Script::new(HEARTBEAT);
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
@@ -188,11 +214,17 @@ impl Liveness {
         let margin = (ttl / 5).max(Duration::from_millis(200));
         let watching = Arc::new(AtomicUsize::new(0));
         let watchers = Arc::clone(&watching);
+        let read_untrimmed = Arc::new(AtomicU64::new(0));
+        let read = Arc::clone(&read_untrimmed);
+        // Whether this node's inbox held its high-water mark at the previous heartbeat.
+        let above = Arc::new(AtomicBool::new(false));
         let beat = move |redis: &mut super::keys::Redis| {
             let script = script.clone();
             let keys = keys.clone();
             let node = node.clone();
             let watching = watchers.load(Ordering::Acquire) > 0;
+            let above = Arc::clone(&above);
+            let read = read.load(Ordering::Relaxed);
             let mut redis = redis.clone();
             async move {
                 let sent = Instant::now();
@@ -204,21 +236,34 @@ impl Liveness {
                     String,
                     Vec<Option<String>>,
                     Vec<String>,
+                    u64,
+                    Vec<String>,
                 );
-                let (now, alive, dead, buried, redis_id, formats, watchers): Answer = script
-                    .key(keys.nodes())
-                    .key(keys.buried())
-                    .key(keys.settings())
-                    .key(keys.formats())
-                    .key(keys.watchers())
-                    .arg(&node)
-                    .arg(ttl_ms)
-                    .arg(interval_ms)
-                    .arg(if watching { "1" } else { "0" })
-                    .arg(Range::OURS.to_string())
-                    .invoke_async(&mut redis)
-                    .await
-                    .map_err(|err| err.to_string())?;
+                let was_above = above.load(Ordering::Acquire);
+                let (now, alive, dead, buried, redis_id, formats, watchers, backlog, behind): Answer =
+                    script
+                        .key(keys.nodes())
+                        .key(keys.buried())
+                        .key(keys.settings())
+                        .key(keys.formats())
+                        .key(keys.watchers())
+                        .key(keys.inbox(&node))
+                        .key(keys.behind())
+                        .arg(&node)
+                        .arg(ttl_ms)
+                        .arg(interval_ms)
+                        .arg(if watching { "1" } else { "0" })
+                        .arg(Range::OURS.to_string())
+                        .arg(high_water)
+                        .arg(if was_above { "1" } else { "0" })
+                        .arg(read)
+                        .invoke_async(&mut redis)
+                        .await
+                        .map_err(|err| err.to_string())?;
+                above.store(
+                    high_water > 0 && backlog >= high_water as u64,
+                    Ordering::Release,
+                );
                 let formats = alive
                     .iter()
                     .zip(formats)
@@ -238,6 +283,8 @@ impl Liveness {
                     redis_id,
                     formats,
                     watchers,
+                    backlog,
+                    behind: behind.into_iter().collect(),
                 })
             }
         };
@@ -249,6 +296,8 @@ impl Liveness {
             redis_id,
             formats,
             watchers,
+            backlog,
+            behind,
             ..
         } = beat(&mut redis).await?;
         if redis_id.is_empty() {
@@ -269,12 +318,15 @@ impl Liveness {
             redis_id,
             formats,
             watchers,
+            backlog,
+            behind,
         };
         let (tx, _) = watch::channel(membership);
         let liveness = Arc::new(Self {
             membership: tx,
             node_ttl: ttl,
             watching,
+            read_untrimmed,
         });
         let weak = Arc::downgrade(&liveness);
         tokio::spawn(async move {
@@ -295,6 +347,8 @@ impl Liveness {
                         redis_id,
                         formats,
                         watchers,
+                        backlog,
+                        behind,
                     }) => {
                         liveness.membership.send_modify(|m| {
                             let lapsed = m.valid_until.is_none_or(|until| Instant::now() >= until);
@@ -321,6 +375,8 @@ impl Liveness {
                             m.dead = dead.into_iter().collect();
                             m.formats = formats;
                             m.watchers = watchers;
+                            m.backlog = backlog;
+                            m.behind = behind;
                             m.last_beat_ms = now;
                             m.valid_until = (sent + ttl).checked_sub(margin);
                             m.failures = 0;
@@ -382,6 +438,11 @@ impl Liveness {
     pub(crate) fn watch_events(&self) -> Watching {
         self.watching.fetch_add(1, Ordering::AcqRel);
         Watching(Arc::clone(&self.watching))
+    }
+
+    /// Where the inbox's reader says how many entries it read are still in the inbox.
+    pub(crate) fn read_untrimmed(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.read_untrimmed)
     }
 
     /// The TTL after which a silent node is dead.

@@ -290,6 +290,7 @@ impl Router {
             cluster.node.clone(),
             batches_tx,
             Arc::clone(&wire),
+            cluster.liveness.read_untrimmed(),
         );
         let (loopback, mut looped) = mpsc::channel(OUTBOUND_EVENTS);
         // A node owns nothing yet: its claims hold on the Redis it starts on.
@@ -444,12 +445,18 @@ impl Router {
         tokio::spawn(async move {
             let mut known_dead = BTreeSet::new();
             while membership.changed().await.is_ok() {
-                let dead = membership.borrow_and_update().dead.clone();
+                let (dead, behind) = {
+                    let known = membership.borrow_and_update();
+                    (known.dead.clone(), known.behind.clone())
+                };
                 let newly: Vec<String> = dead.difference(&known_dead).cloned().collect();
                 known_dead = dead;
                 let Some(router) = weak.upgrade() else { return };
                 for node in newly {
                     router.node_died(&node).await;
+                }
+                for node in behind.iter().filter(|node| **node != router.cluster.node) {
+                    router.shed(node).await;
                 }
             }
         });

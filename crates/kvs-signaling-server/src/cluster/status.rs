@@ -40,6 +40,8 @@ pub(crate) struct Stats {
     /// Reassertions of this node's claims and held messages after Redis restarted or failed
     /// over.
     pub(crate) reasserts: AtomicU64,
+    /// Bridged sockets closed because their channel's owner fell behind its inbox.
+    pub(crate) shed: AtomicU64,
     /// The inboxes' writer and reader.
     pub(crate) wire: Arc<super::wire::WireStats>,
 }
@@ -93,6 +95,23 @@ impl Router {
             ),
             Err(trouble) => format!("warning: {trouble}"),
         })
+    }
+
+    /// What `/health` says of nodes that fell behind their inboxes, as of the last
+    /// heartbeat: `None` when none did.
+    pub(crate) fn behind(&self) -> Option<String> {
+        let membership = self.cluster.liveness.membership();
+        if membership.behind.is_empty() {
+            return None;
+        }
+        let nodes: Vec<&str> = membership.behind.iter().map(String::as_str).collect();
+        Some(format!(
+            "warning: nodes {} fell behind their inboxes ({} entries wait unread in this \
+             node's): the other nodes close the sockets they hold for those nodes' channels \
+             (1008)",
+            nodes.join(", "),
+            membership.backlog
+        ))
     }
 
     /// This node's id in the cluster.
@@ -216,6 +235,27 @@ impl Router {
             "unmoved_sockets_total",
             "Sockets of this node closed because their channel could not move.",
             get(&stats.unmoved_links) as f64,
+        );
+        metric(
+            counter,
+            "shed_sockets_total",
+            "Sockets of this node closed (1008) because their channel's owner fell behind its \
+             inbox.",
+            get(&stats.shed) as f64,
+        );
+        metric(
+            gauge,
+            "inbox_unread_entries",
+            "Entries in this node's inbox it had not read, at its last heartbeat.",
+            membership.backlog as f64,
+        );
+        metric(
+            gauge,
+            "inbox_behind",
+            "1 while this node has fallen behind its inbox (its high-water mark at two \
+             heartbeats in a row): the other nodes close the sockets they hold for its \
+             channels.",
+            f64::from(u8::from(membership.behind.contains(&self.cluster.node))),
         );
         metric(
             counter,

@@ -531,12 +531,16 @@ pub(crate) fn spawn_reader(
     me: String,
     deliver: mpsc::Sender<Batch>,
     stats: Arc<WireStats>,
+    read_untrimmed: Arc<AtomicU64>,
 ) {
     tokio::spawn(async move {
         let inbox = keys.inbox(&me);
         let mut last = "0-0".to_owned();
         let mut backoff = Duration::from_millis(50);
         let mut untrimmed = Untrimmed::default();
+        // The entries read and still in the inbox, which the heartbeat takes off its length
+        // to tell how many wait unread (`read_untrimmed`).
+        let mut unacked = Unacked::default();
         // Where to trim with the next read: what is read is taken, so that the inbox of a
         // node that dies holds the frames it never read, which the senders replay to the
         // channels' next owners, and none it did.
@@ -596,7 +600,12 @@ pub(crate) fn spawn_reader(
                 // What a refused trim leaves to trim, under whatever comes next.
                 let refused = trim.take().and_then(|after| {
                     let answer = answers.next().unwrap_or_else(|| Err(unanswered()));
-                    trimmed(answer, after, &client, &stats)
+                    let done = unacked.position(&after);
+                    let refused = trimmed(answer, after, &client, &stats);
+                    if refused.is_none() {
+                        unacked.trimmed(done);
+                    }
+                    refused
                 });
                 let read = answers.next().unwrap_or_else(|| Err(unanswered()));
                 let entries = match read.and_then(read_reply) {
@@ -637,6 +646,8 @@ pub(crate) fn spawn_reader(
                 trim = untrimmed
                     .read(after(&newest), read, bytes, frames)
                     .or(refused);
+                unacked.read(&after(&newest), read);
+                read_untrimmed.store(unacked.total, Ordering::Relaxed);
                 last = newest;
                 for (written_ms, batch) in batches {
                     stats.batches_read.fetch_add(1, Ordering::Relaxed);
@@ -655,7 +666,12 @@ pub(crate) fn spawn_reader(
                     // caught up, so that what it handles meanwhile is not replayed if it dies.
                     if let Some(after) = trim.take() {
                         let answer = xtrim(&inbox, &after).query_async(&mut conn).await;
+                        let done = unacked.position(&after);
                         trim = trimmed(answer, after, &client, &stats);
+                        if trim.is_none() {
+                            unacked.trimmed(done);
+                            read_untrimmed.store(unacked.total, Ordering::Relaxed);
+                        }
                     }
                     if deliver.send(batch).await.is_err() {
                         return;
@@ -881,6 +897,52 @@ impl Untrimmed {
     }
 }
 
+/// The entries the reader read that are still in the inbox (their trim waits, or was
+/// refused), by the read that took them.
+#[derive(Debug, Default)]
+struct Unacked {
+    /// Each read's trim position (the id after its newest entry) and entries, oldest first.
+    reads: std::collections::VecDeque<((u64, u64), u64)>,
+    /// Their entries in all.
+    total: u64,
+}
+
+/// Reads [`Unacked`] tells apart, at most: past it, the oldest two count as one (whose
+/// entries then leave with the later's trim).
+const UNACKED_READS: usize = 1024;
+
+impl Unacked {
+    /// A stream id (`MS-SEQ`) as numbers, to compare; `(0, 0)` for what is not one.
+    fn position(&self, id: &str) -> (u64, u64) {
+        id.split_once('-')
+            .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)))
+            .unwrap_or((0, 0))
+    }
+
+    /// A read took `entries`, up to the trim position `after`.
+    fn read(&mut self, after: &str, entries: usize) {
+        let entries = entries as u64;
+        self.total += entries;
+        self.reads.push_back((self.position(after), entries));
+        if self.reads.len() > UNACKED_READS
+            && let Some((_, oldest)) = self.reads.pop_front()
+            && let Some((_, next)) = self.reads.front_mut()
+        {
+            *next += oldest;
+        }
+    }
+
+    /// The inbox was trimmed up to (not including) `position`: the reads it covers are gone.
+    fn trimmed(&mut self, position: (u64, u64)) {
+        while let Some((after, entries)) = self.reads.front()
+            && *after <= position
+        {
+            self.total -= entries;
+            self.reads.pop_front();
+        }
+    }
+}
+
 /// The Unix milliseconds of a stream id (`MS-SEQ`): when it was written.
 fn entry_ms(id: &str) -> u64 {
     id.split_once('-')
@@ -973,8 +1035,8 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::{
-        BATCH_BYTES, Entry, Msg, Outgoing, TRIM_ENTRIES, Untrimmed, WireStats, after, entry_ms,
-        gather, read_reply, readable,
+        BATCH_BYTES, Entry, Msg, Outgoing, TRIM_ENTRIES, UNACKED_READS, Unacked, Untrimmed,
+        WireStats, after, entry_ms, gather, read_reply, readable,
     };
 
     fn frame(conn: u64, bytes: usize) -> Outgoing {
@@ -1093,6 +1155,33 @@ mod tests {
         assert_eq!(batches["b"].0.len(), 300);
         assert_eq!(flushes.len(), 1);
         assert!(rx.try_recv().is_err(), "everything was taken");
+    }
+
+    #[test]
+    fn entries_read_count_until_a_trim_covers_their_read() {
+        let mut unacked = Unacked::default();
+        unacked.read("5-1", 3);
+        unacked.read("5-4", 2);
+        unacked.read("7-0", 4);
+        assert_eq!(unacked.total, 9);
+        // A trim short of a read's position leaves it.
+        unacked.trimmed(unacked.position("5-3"));
+        assert_eq!(unacked.total, 6);
+        unacked.trimmed(unacked.position("6-0"));
+        assert_eq!(unacked.total, 4);
+        unacked.trimmed(unacked.position("7-0"));
+        assert_eq!(unacked.total, 0);
+        // Past the reads it tells apart, the oldest merge: their entries stay counted, and
+        // leave with the later read's trim.
+        for n in 0..=UNACKED_READS as u64 {
+            unacked.read(&format!("{}-0", 10 + n), 1);
+        }
+        assert_eq!(unacked.reads.len(), UNACKED_READS);
+        assert_eq!(unacked.total, UNACKED_READS as u64 + 1);
+        unacked.trimmed(unacked.position("10-0"));
+        assert_eq!(unacked.total, UNACKED_READS as u64 + 1);
+        unacked.trimmed(unacked.position("11-0"));
+        assert_eq!(unacked.total, UNACKED_READS as u64 - 1);
     }
 
     #[test]

@@ -782,3 +782,127 @@ async fn an_inbox_keeps_at_most_its_cap_and_its_node_counts_what_was_trimmed_unr
     );
     assert!(received >= kept, "{received} received of {kept} kept");
 }
+
+#[tokio::test]
+async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_closed() {
+    let redis = Redis::start();
+    // A connects as a user of its own, whose reads the test takes away: A then heartbeats on
+    // while its inbox fills, as a node too slow to read it would.
+    let setuser = [
+        "ACL",
+        "SETUSER",
+        "slow",
+        "on",
+        ">slow-secret",
+        "~*",
+        "&*",
+        "+@all",
+    ];
+    assert_eq!(redis.cli(&setuser), "OK");
+    let dir = TempDir::new("behind");
+    let config = dir.0.join("node.toml");
+    std::fs::write(
+        &config,
+        "[limits]\ncluster_inbox_high_water = 100\nice_candidates_per_second = 100000\n",
+    )
+    .unwrap();
+    let flags = ["--config", config.to_str().unwrap()];
+    let a = Node::start_with(
+        &redis.url(),
+        "127.0.0.1",
+        &flags,
+        &[
+            ("KVS_REDIS_USERNAME", "slow"),
+            ("KVS_REDIS_PASSWORD", "slow-secret"),
+        ],
+    );
+    let b = Node::start(&redis, "127.0.0.2", &flags);
+    let arn = create(a.addr, "behind").await;
+    let mut master = connect(a.addr, &arn, None).await;
+    let mut viewer = connect(b.addr, &arn, Some("v1")).await;
+    let candidate =
+        |n: usize| format!(r#"{{"action":"ICE_CANDIDATE","messagePayload":"Y2FuZA{n:04}"}}"#);
+    send(&mut viewer, &candidate(0)).await;
+    assert!(text(&mut master).await.contains("Y2FuZA0000"));
+    let a_id = node_id_of(&redis, a.pid());
+    let inbox = format!("kvs:inbox:{a_id}");
+    const SENT: usize = 200;
+
+    // One heartbeat past the mark is no fall behind: A reads nothing for a moment while 5,000
+    // empty entries come from elsewhere; once a heartbeat of A's has found them waiting, A
+    // reads again and catches up before its next.
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "-xread"]), "OK");
+    let flood = "for i = 1, 5000 do redis.call('XADD', KEYS[1], '*', 'v', '1', 'b', \
+                 '{\"from\":\"elsewhere\",\"seq\":' .. i .. ',\"msgs\":[]}') end \
+                 return redis.call('XLEN', KEYS[1])";
+    let queued: usize = redis.cli(&["EVAL", flood, "1", &inbox]).parse().unwrap();
+    assert!(queued >= 5000, "{queued}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    // (The read already waiting in Redis takes a few.)
+    while metric(a.addr, "kvs_cluster_inbox_unread_entries").await < 4900 {
+        assert!(
+            Instant::now() < deadline,
+            "no heartbeat of A's saw its inbox"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(redis.cli(&["ZSCORE", "kvs:behind", &a_id]), "");
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "+xread"]), "OK");
+    // Two heartbeats later, A is not behind, and the viewer's socket is still open.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(redis.cli(&["ZSCORE", "kvs:behind", &a_id]), "");
+    send(&mut viewer, &candidate(1)).await;
+    assert!(text(&mut master).await.contains("Y2FuZA0001"));
+    assert_eq!(metric(b.addr, "kvs_cluster_shed_sockets_total").await, 0);
+    assert_eq!(metric(a.addr, "kvs_cluster_inbox_unread_entries").await, 0);
+
+    // A reads nothing more (but heartbeats on); B's viewer sends 200 candidates again.
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "-xread"]), "OK");
+    for n in 1..=SENT {
+        send(&mut viewer, &candidate(n)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Past 100 entries at two of A's heartbeats in a row, A is behind: B closes its socket for
+    // A's channel with 1008, and tells A.
+    assert_eq!(
+        closed(&mut viewer, Duration::from_secs(10)).await,
+        Some(1008)
+    );
+    let queued: u64 = redis.cli(&["XLEN", &inbox]).parse().unwrap();
+    assert!(queued >= 100, "A's inbox holds {queued} entries");
+    assert_eq!(metric(b.addr, "kvs_cluster_shed_sockets_total").await, 1);
+    assert_eq!(metric(a.addr, "kvs_cluster_inbox_behind").await, 1);
+    assert!(metric(a.addr, "kvs_cluster_inbox_unread_entries").await >= 100);
+    let health = get(b.addr, "/health").await;
+    assert!(
+        health.body.contains("fell behind") && health.body.contains(&a_id),
+        "{}",
+        health.body
+    );
+    // A reads again: it relays what waited, in order, to its own socket (never closed),
+    // catches up, and is no longer behind.
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "+xread"]), "OK");
+    for n in 1..=SENT {
+        let seen = text(&mut master).await;
+        assert!(seen.contains(&format!("Y2FuZA{n:04}")), "{n}: {seen}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(a.addr, "kvs_cluster_inbox_behind").await != 0
+        || get(b.addr, "/health").await.body.contains("fell behind")
+    {
+        assert!(Instant::now() < deadline, "A still behind");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Sockets B holds for A's channels stay open again.
+    let mut viewer = connect(b.addr, &arn, Some("v2")).await;
+    send(&mut viewer, OFFER_V2).await;
+    assert_eq!(text(&mut master).await, OFFER_V2_SEEN);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    send(&mut viewer, OFFER_V2).await;
+    assert_eq!(text(&mut master).await, OFFER_V2_SEEN);
+    assert_eq!(metric(b.addr, "kvs_cluster_shed_sockets_total").await, 1);
+}
+
+const OFFER_V2: &str = r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#;
+const OFFER_V2_SEEN: &str =
+    r#"{"messagePayload":"b2ZmZXI=","messageType":"SDP_OFFER","senderClientId":"v2"}"#;

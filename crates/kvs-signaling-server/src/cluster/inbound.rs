@@ -120,6 +120,29 @@ impl Router {
         self.send(&remote.node, msg).await;
     }
 
+    /// An open from node `from` that waited `waited` milliseconds in this node's inbox,
+    /// longer than [`super::route::OPEN_MAX_AGE_MS`]: refused, and counted.
+    pub(super) async fn stale_open(&self, from: &str, req: u64, waited: u64) {
+        self.stats.stale_opens.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = STALE_OPEN.check() {
+            tracing::warn!(
+                from,
+                waited_ms = waited,
+                suppressed,
+                "refused a connect that waited too long in this node's inbox (this node is \
+                 behind)"
+            );
+        }
+        let verdict = Verdict::Refused {
+            error: ErrorType::InternalFailure.name().to_owned(),
+            message: format!(
+                "the connect waited {waited} ms for the channel's node, which is behind; \
+                 connect again"
+            ),
+        };
+        self.send(from, Msg::Verdict { req, verdict }).await;
+    }
+
     /// A message from node `from`.
     pub(super) async fn received(self: &Arc<Self>, from: &str, msg: Msg) {
         tracing::trace!(from, ?msg, "from a node");
@@ -531,3 +554,6 @@ fn close_reason(code: u16, reason: &str) -> &'static str {
     .find(|known| *known == reason)
     .unwrap_or(if code == 1001 { "going away" } else { "" })
 }
+
+static STALE_OPEN: kvs_transport_tokio::LogLimiter =
+    kvs_transport_tokio::LogLimiter::new(std::time::Duration::from_secs(10));

@@ -152,6 +152,9 @@ pub(crate) struct Membership {
     pub(crate) watchers: BTreeSet<String>,
     /// The entries in this node's inbox it had not read at its last heartbeat.
     pub(crate) backlog: u64,
+    /// Redis's clock less this node's, in milliseconds, as of the last heartbeat (within
+    /// half its round trip): to tell how long an inbox entry waited by its id.
+    pub(crate) redis_offset_ms: i64,
     /// The nodes, this one too, whose inboxes held at least their high-water mark at their
     /// last two heartbeats: they fell behind, and the others close the sockets they bridge
     /// to them.
@@ -170,6 +173,7 @@ struct Beat {
     watchers: BTreeSet<String>,
     backlog: u64,
     behind: BTreeSet<String>,
+    offset: i64,
 }
 
 /// This node's heartbeat and its view of the others.
@@ -239,7 +243,9 @@ impl Liveness {
                     u64,
                     Vec<String>,
                 );
-                let was_above = above.load(Ordering::Acquire);
+                // A failed heartbeat measured nothing: two in a row past the mark are two
+                // answered ones.
+                let was_above = above.swap(false, Ordering::AcqRel);
                 let (now, alive, dead, buried, redis_id, formats, watchers, backlog, behind): Answer =
                     script
                         .key(keys.nodes())
@@ -264,6 +270,9 @@ impl Liveness {
                     high_water > 0 && backlog >= high_water as u64,
                     Ordering::Release,
                 );
+                let mine = super::wire::unix_ms_now();
+                let offset = i64::try_from(now).unwrap_or(i64::MAX)
+                    - i64::try_from(mine).unwrap_or(i64::MAX);
                 let formats = alive
                     .iter()
                     .zip(formats)
@@ -285,6 +294,7 @@ impl Liveness {
                     watchers,
                     backlog,
                     behind: behind.into_iter().collect(),
+                    offset,
                 })
             }
         };
@@ -298,6 +308,7 @@ impl Liveness {
             watchers,
             backlog,
             behind,
+            offset,
             ..
         } = beat(&mut redis).await?;
         if redis_id.is_empty() {
@@ -320,6 +331,7 @@ impl Liveness {
             watchers,
             backlog,
             behind,
+            redis_offset_ms: offset,
         };
         let (tx, _) = watch::channel(membership);
         let liveness = Arc::new(Self {
@@ -349,6 +361,7 @@ impl Liveness {
                         watchers,
                         backlog,
                         behind,
+                        offset,
                     }) => {
                         liveness.membership.send_modify(|m| {
                             let lapsed = m.valid_until.is_none_or(|until| Instant::now() >= until);
@@ -377,6 +390,7 @@ impl Liveness {
                             m.watchers = watchers;
                             m.backlog = backlog;
                             m.behind = behind;
+                            m.redis_offset_ms = offset;
                             m.last_beat_ms = now;
                             m.valid_until = (sent + ttl).checked_sub(margin);
                             m.failures = 0;
@@ -403,6 +417,23 @@ impl Liveness {
     /// a copy of the rest: read once for every batch read off the inbox.
     pub(crate) fn lapses(&self) -> u64 {
         self.membership.borrow().lapses
+    }
+
+    /// Now, by Redis's clock as of the last heartbeat, in Unix milliseconds.
+    pub(crate) fn redis_now_ms(&self) -> u64 {
+        let offset = self.membership.borrow().redis_offset_ms;
+        super::wire::unix_ms_now().saturating_add_signed(offset)
+    }
+
+    /// Whether `node` fell behind its inbox, as of this node's last heartbeat, and that
+    /// heartbeat is recent enough to act on.
+    pub(crate) fn is_behind(&self, node: &str) -> bool {
+        let membership = self.membership.borrow();
+        membership.failures == 0
+            && membership
+                .valid_until
+                .is_some_and(|until| Instant::now() < until)
+            && membership.behind.contains(node)
     }
 
     /// Changes of what this node knows.

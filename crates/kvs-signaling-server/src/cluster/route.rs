@@ -79,6 +79,10 @@ const FORGOTTEN_OPENS: usize = 64;
 /// How long a socket's node waits for the owner's verdict on an open: the C SDK waits 5 s
 /// for its upgrade.
 pub(super) const VERDICT_TIMEOUT: Duration = Duration::from_secs(2);
+/// An open that waited this long in the owner's inbox (by its entry's id) is refused, not
+/// opened: its node is about to give up on it (at [`VERDICT_TIMEOUT`]), or has, and its
+/// client may have connected again meanwhile, which a late open would supersede.
+pub(super) const OPEN_MAX_AGE_MS: u64 = 1_500;
 /// How long the caller's node waits for an Alexa answer: the hub's own timeout, and a margin.
 const ALEXA_TIMEOUT: Duration = Duration::from_secs(12);
 /// Outputs of the local hubs for remote connections, waiting to be sent, at most: past it, a
@@ -434,8 +438,26 @@ impl Router {
                     }
                 }
                 *seen = batch.seq;
-                let Batch { from, msgs, .. } = batch;
+                let Batch {
+                    from,
+                    msgs,
+                    written_ms,
+                    ..
+                } = batch;
+                // How long the batch waited in this node's inbox.
+                let waited = router
+                    .cluster
+                    .liveness
+                    .redis_now_ms()
+                    .saturating_sub(written_ms);
                 for msg in msgs {
+                    if let Msg::Open { req, .. } = msg
+                        && written_ms > 0
+                        && waited >= OPEN_MAX_AGE_MS
+                    {
+                        router.stale_open(&from, req, waited).await;
+                        continue;
+                    }
                     router.received(&from, msg).await;
                 }
             }
@@ -455,8 +477,11 @@ impl Router {
                 for node in newly {
                     router.node_died(&node).await;
                 }
+                // Only on what the last heartbeat said: after a failed one, `behind` is old.
                 for node in behind.iter().filter(|node| **node != router.cluster.node) {
-                    router.shed(node).await;
+                    if router.cluster.liveness.is_behind(node) {
+                        router.shed(node).await;
+                    }
                 }
             }
         });
@@ -656,6 +681,15 @@ impl Router {
                 }
                 Owner::Node(node) => node,
             };
+            // A node behind its inbox takes no more sockets of other nodes (those it had are
+            // closed, see `shed`): a connect would wait in its inbox, and add to it.
+            if self.cluster.liveness.is_behind(&node) {
+                self.stats.behind_refusals.fetch_add(1, Ordering::Relaxed);
+                return Ok(Err(Refused::new(
+                    ErrorType::InternalFailure,
+                    "the channel's node is overloaded; connect again",
+                )));
+            }
             let registration = self
                 .bridge
                 .register()

@@ -42,6 +42,10 @@ pub(crate) struct Stats {
     pub(crate) reasserts: AtomicU64,
     /// Bridged sockets closed because their channel's owner fell behind its inbox.
     pub(crate) shed: AtomicU64,
+    /// Opens refused because they waited too long in this node's inbox.
+    pub(crate) stale_opens: AtomicU64,
+    /// Connects refused here because their channel's owner fell behind its inbox.
+    pub(crate) behind_refusals: AtomicU64,
     /// The inboxes' writer and reader.
     pub(crate) wire: Arc<super::wire::WireStats>,
 }
@@ -242,6 +246,19 @@ impl Router {
             "Sockets of this node closed (1008) because their channel's owner fell behind its \
              inbox.",
             get(&stats.shed) as f64,
+        );
+        metric(
+            counter,
+            "behind_refusals_total",
+            "Connects to this node refused because their channel's owner fell behind its inbox.",
+            get(&stats.behind_refusals) as f64,
+        );
+        metric(
+            counter,
+            "stale_opens_total",
+            "Connects from other nodes refused because they waited over 1.5 s in this node's \
+             inbox (their node gives up at 2 s).",
+            get(&stats.stale_opens) as f64,
         );
         metric(
             gauge,

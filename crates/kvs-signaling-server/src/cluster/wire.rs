@@ -207,6 +207,10 @@ pub(crate) struct Batch {
     pub(crate) from: String,
     pub(crate) seq: u64,
     pub(crate) msgs: Vec<Msg>,
+    /// When it was written to this node's inbox (its entry id's Unix milliseconds, by Redis's
+    /// clock), as read; 0 for a batch not read off this node's inbox.
+    #[serde(skip)]
+    pub(crate) written_ms: u64,
 }
 
 /// Messages waiting for the writer, at most: past it, senders wait.
@@ -463,6 +467,7 @@ async fn write_round(
             from: me.to_owned(),
             seq: *seq,
             msgs,
+            written_ms: 0,
         };
         let Ok(json) = serde_json::to_string(&batch) else {
             // Never expected; its node finds the gap in the batch numbers, and this one counts
@@ -540,7 +545,10 @@ pub(crate) fn spawn_reader(
         let mut untrimmed = Untrimmed::default();
         // The entries read and still in the inbox, which the heartbeat takes off its length
         // to tell how many wait unread (`read_untrimmed`).
-        let mut unacked = Unacked::default();
+        let mut unacked = Unacked {
+            published: read_untrimmed,
+            ..Unacked::default()
+        };
         // Where to trim with the next read: what is read is taken, so that the inbox of a
         // node that dies holds the frames it never read, which the senders replay to the
         // channels' next owners, and none it did.
@@ -647,9 +655,9 @@ pub(crate) fn spawn_reader(
                     .read(after(&newest), read, bytes, frames)
                     .or(refused);
                 unacked.read(&after(&newest), read);
-                read_untrimmed.store(unacked.total, Ordering::Relaxed);
                 last = newest;
-                for (written_ms, batch) in batches {
+                for (written_ms, mut batch) in batches {
+                    batch.written_ms = written_ms;
                     stats.batches_read.fetch_add(1, Ordering::Relaxed);
                     stats
                         .messages_read
@@ -670,7 +678,6 @@ pub(crate) fn spawn_reader(
                         trim = trimmed(answer, after, &client, &stats);
                         if trim.is_none() {
                             unacked.trimmed(done);
-                            read_untrimmed.store(unacked.total, Ordering::Relaxed);
                         }
                     }
                     if deliver.send(batch).await.is_err() {
@@ -905,6 +912,8 @@ struct Unacked {
     reads: std::collections::VecDeque<((u64, u64), u64)>,
     /// Their entries in all.
     total: u64,
+    /// Where `total` is published, with every change (for the heartbeat).
+    published: Arc<AtomicU64>,
 }
 
 /// Reads [`Unacked`] tells apart, at most: past it, the oldest two count as one (whose
@@ -930,6 +939,7 @@ impl Unacked {
         {
             *next += oldest;
         }
+        self.published.store(self.total, Ordering::Relaxed);
     }
 
     /// The inbox was trimmed up to (not including) `position`: the reads it covers are gone.
@@ -940,6 +950,7 @@ impl Unacked {
             self.total -= entries;
             self.reads.pop_front();
         }
+        self.published.store(self.total, Ordering::Relaxed);
     }
 }
 
@@ -1169,8 +1180,10 @@ mod tests {
         assert_eq!(unacked.total, 6);
         unacked.trimmed(unacked.position("6-0"));
         assert_eq!(unacked.total, 4);
+        assert_eq!(unacked.published.load(Ordering::Relaxed), 4);
         unacked.trimmed(unacked.position("7-0"));
         assert_eq!(unacked.total, 0);
+        assert_eq!(unacked.published.load(Ordering::Relaxed), 0);
         // Past the reads it tells apart, the oldest merge: their entries stay counted, and
         // leave with the later read's trim.
         for n in 0..=UNACKED_READS as u64 {

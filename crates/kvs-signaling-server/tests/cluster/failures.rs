@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::harness::{
-    Node, Proxy, Redis, TempDir, call, closed, connect, connect_with, create, get, metric,
-    next_text, send, signal, text,
+    Node, Proxy, Redis, TempDir, call, closed, connect, connect_url, connect_with, create, get,
+    metric, next_text, send, signal, text,
 };
 
 /// The id node `pid` joined the cluster with.
@@ -594,13 +594,8 @@ async fn a_node_cut_off_from_redis_says_so_serves_what_it_owns_and_rejoins() {
     .await;
     assert!(text(&mut island_master).await.contains("aXNsYW5k"));
     // B takes no connects meanwhile: it cannot know who owns what.
-    let refused = tokio_tungstenite::connect_async(super::harness::connect_url(
-        b.addr,
-        &island,
-        Some("v2"),
-        &[],
-    ))
-    .await;
+    let refused =
+        tokio_tungstenite::connect_async(connect_url(b.addr, &island, Some("v2"), &[])).await;
     assert!(refused.is_err(), "B took a connect while cut off");
     // A takes B for dead: B's viewer of A's channel is closed there, its slot freed.
     tokio::time::sleep(DEATH_NOTICED.saturating_sub(cut.elapsed())).await;
@@ -803,7 +798,8 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
     let config = dir.0.join("node.toml");
     std::fs::write(
         &config,
-        "[limits]\ncluster_inbox_high_water = 100\nice_candidates_per_second = 100000\n",
+        "[limits]\ncluster_inbox_high_water = 100\nice_candidates_per_second = 100000\n\
+         cluster_heartbeat_seconds = 3\ncluster_node_ttl_seconds = 9\n",
     )
     .unwrap();
     let flags = ["--config", config.to_str().unwrap()];
@@ -837,7 +833,7 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
                  return redis.call('XLEN', KEYS[1])";
     let queued: usize = redis.cli(&["EVAL", flood, "1", &inbox]).parse().unwrap();
     assert!(queued >= 5000, "{queued}");
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(5);
     // (The read already waiting in Redis takes a few.)
     while metric(a.addr, "kvs_cluster_inbox_unread_entries").await < 4900 {
         assert!(
@@ -848,8 +844,9 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
     }
     assert_eq!(redis.cli(&["ZSCORE", "kvs:behind", &a_id]), "");
     assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "+xread"]), "OK");
-    // Two heartbeats later, A is not behind, and the viewer's socket is still open.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // (Heartbeats 3 s apart leave A's reader, back from its retry's back-off, time to catch
+    // up.) A heartbeat of B's later, A is not behind, and the viewer's socket is still open.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(redis.cli(&["ZSCORE", "kvs:behind", &a_id]), "");
     send(&mut viewer, &candidate(1)).await;
     assert!(text(&mut master).await.contains("Y2FuZA0001"));
@@ -879,6 +876,21 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
         "{}",
         health.body
     );
+    // Meanwhile B takes no connect for A's channels: it would wait in A's inbox.
+    let refused = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio_tungstenite::connect_async(connect_url(b.addr, &arn, Some("v3"), &[])),
+    )
+    .await
+    .expect("B answered at once");
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 500);
+        }
+        other => panic!("a connect through B: {other:?}"),
+    }
+    assert_eq!(metric(b.addr, "kvs_cluster_behind_refusals_total").await, 1);
+
     // A reads again: it relays what waited, in order, to its own socket (never closed),
     // catches up, and is no longer behind.
     assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "+xread"]), "OK");
@@ -886,7 +898,7 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
         let seen = text(&mut master).await;
         assert!(seen.contains(&format!("Y2FuZA{n:04}")), "{n}: {seen}");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while metric(a.addr, "kvs_cluster_inbox_behind").await != 0
         || get(b.addr, "/health").await.body.contains("fell behind")
     {
@@ -897,7 +909,7 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
     let mut viewer = connect(b.addr, &arn, Some("v2")).await;
     send(&mut viewer, OFFER_V2).await;
     assert_eq!(text(&mut master).await, OFFER_V2_SEEN);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     send(&mut viewer, OFFER_V2).await;
     assert_eq!(text(&mut master).await, OFFER_V2_SEEN);
     assert_eq!(metric(b.addr, "kvs_cluster_shed_sockets_total").await, 1);
@@ -906,3 +918,88 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
 const OFFER_V2: &str = r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#;
 const OFFER_V2_SEEN: &str =
     r#"{"messagePayload":"b2ZmZXI=","messageType":"SDP_OFFER","senderClientId":"v2"}"#;
+
+#[tokio::test]
+async fn a_connect_that_waited_too_long_in_the_owners_inbox_is_refused_and_never_replaces_a_newer_one()
+ {
+    let redis = Redis::start();
+    // A connects as a user of its own, whose reads the test takes away for a while.
+    let setuser = [
+        "ACL",
+        "SETUSER",
+        "slow",
+        "on",
+        ">slow-secret",
+        "~*",
+        "&*",
+        "+@all",
+    ];
+    assert_eq!(redis.cli(&setuser), "OK");
+    let a = Node::start_with(
+        &redis.url(),
+        "127.0.0.1",
+        &[],
+        &[
+            ("KVS_REDIS_USERNAME", "slow"),
+            ("KVS_REDIS_PASSWORD", "slow-secret"),
+        ],
+    );
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let arn = create(a.addr, "late-open").await;
+    let mut master = connect(a.addr, &arn, None).await;
+
+    // A reads nothing: v1's connect through B waits for A's verdict, three times 2 s, and
+    // fails; v1 then connects to A itself.
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "-xread"]), "OK");
+    // (The read already waiting in Redis is answered first: an empty entry ends it.)
+    let inbox = format!("kvs:inbox:{}", node_id_of(&redis, a.pid()));
+    let empty = r#"{"from":"elsewhere","seq":1,"msgs":[]}"#;
+    redis.cli(&["XADD", &inbox, "*", "v", "1", "b", empty]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !a.log().contains("reading this node's inbox failed") {
+        assert!(Instant::now() < deadline, "A still reads");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = connect_url(b.addr, &arn, Some("v1"), &[]);
+    let through_b = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("B answered within 15 s");
+    match through_b {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 500);
+        }
+        other => panic!("a connect through B: {other:?}"),
+    }
+    let mut v1 = connect(a.addr, &arn, Some("v1")).await;
+
+    // A reads again: B's three opens, each over 1.5 s old by then, are refused, not opened,
+    // so the newer v1 keeps its identity.
+    let read = "kvs_cluster_inbox_entries_read_total";
+    let read_before = metric(a.addr, read).await;
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "+xread"]), "OK");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(a.addr, read).await < read_before + 3 {
+        assert!(Instant::now() < deadline, "A did not read B's opens");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"YW5zd2Vy"}"#,
+    )
+    .await;
+    assert_eq!(
+        text(&mut v1).await,
+        r#"{"messagePayload":"YW5zd2Vy","messageType":"SDP_ANSWER"}"#
+    );
+    assert_eq!(metric(a.addr, "kvs_cluster_remote_connections").await, 0);
+    assert_eq!(metric(a.addr, "kvs_cluster_stale_opens_total").await, 3);
+    assert!(
+        a.log().contains("refused a connect that waited too long"),
+        "{}",
+        a.log()
+    );
+}

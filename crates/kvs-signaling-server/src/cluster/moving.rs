@@ -125,6 +125,10 @@ impl Router {
         let orphaned = self.hold_links(node, None);
         if !orphaned.is_empty() {
             let started = Instant::now();
+            // What the sockets sent before they were held and the writer still has is written
+            // first, so that the read below finds it: else it would land in the dead inbox
+            // after the read, neither replayed nor counted.
+            self.flush_out().await;
             // What this node sent the dead owner that it never read, to send the next owners.
             let mut redis = self.cluster.redis.clone();
             let unread = super::wire::unread(

@@ -493,3 +493,54 @@ async fn reconnect_as(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn what_a_socket_node_still_had_queued_for_a_dead_owner_is_replayed_too() {
+    // B holds its frames back 100 ms (a batch linger) so that, when it takes A for dead,
+    // some are still queued for A: they are written before B reads what A never read.
+    let dir = TempDir::new("queued-replay");
+    let config = dir.0.join("node.toml");
+    // (The new owner may replay v1's frames before the master's socket moves to it: it holds
+    // them for the master meanwhile, up to this many.)
+    let limits = "[limits]\nice_candidates_per_second = 100000\nmax_pending_per_recipient = 1000\n";
+    std::fs::write(&config, limits).unwrap();
+    let lingering = dir.0.join("lingering.toml");
+    std::fs::write(
+        &lingering,
+        format!("{limits}cluster_batch_linger_ms = 100\n"),
+    )
+    .unwrap();
+    let flags = ["--config", config.to_str().unwrap()];
+    let redis = Redis::start();
+    let mut a = Node::start(&redis, "127.0.0.1", &flags);
+    let b = Node::start(
+        &redis,
+        "127.0.0.2",
+        &["--config", lingering.to_str().unwrap()],
+    );
+    let c = Node::start(&redis, "127.0.0.3", &flags);
+    let arn = create(a.addr, "queued").await;
+    // A viewer's connect through A makes A the owner; the master is on C, the viewer on B.
+    let _v0 = connect(a.addr, &arn, Some("v0")).await;
+    let mut master = connect(c.addr, &arn, None).await;
+    let v1 = connect(b.addr, &arn, Some("v1")).await;
+
+    // v1 sends a candidate every 20 ms through A's death, its detection and the move.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.kill();
+    const SENT: usize = 450;
+    let sending = send_candidates(v1, SENT, Duration::from_millis(20));
+    let _v1 = sending.await.unwrap();
+    let got = candidates_received(&mut master, Duration::from_secs(3)).await;
+    let lost: Vec<usize> = (0..SENT).filter(|i| !got.contains(i)).collect();
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, got, "delivered twice or out of order: {got:?}");
+    assert!(lost.is_empty(), "lost {lost:?}\n{}", b.log());
+    assert!(metric(b.addr, "kvs_cluster_replayed_messages_total").await > 0);
+    assert_eq!(
+        metric(b.addr, "kvs_cluster_moving_messages_lost_total").await,
+        0
+    );
+}

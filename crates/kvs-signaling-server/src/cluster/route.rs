@@ -782,6 +782,14 @@ impl Router {
                 }
                 Owner::Node(node) => node,
             };
+            // As for connects (see `open`).
+            if self.cluster.liveness.is_behind(&node) {
+                self.stats.behind_refusals.fetch_add(1, Ordering::Relaxed);
+                return Ok(Err(Refused::new(
+                    ErrorType::InternalFailure,
+                    "the channel's node is overloaded; try again",
+                )));
+            }
             let req = self.next_req.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
             lock(&self.alexa).insert(req, tx);

@@ -44,7 +44,8 @@ pub(crate) struct Stats {
     pub(crate) shed: AtomicU64,
     /// Opens refused because they waited too long in this node's inbox.
     pub(crate) stale_opens: AtomicU64,
-    /// Connects refused here because their channel's owner fell behind its inbox.
+    /// Connects and Alexa offers refused here because their channel's owner fell behind its
+    /// inbox.
     pub(crate) behind_refusals: AtomicU64,
     /// The inboxes' writer and reader.
     pub(crate) wire: Arc<super::wire::WireStats>,
@@ -250,7 +251,8 @@ impl Router {
         metric(
             counter,
             "behind_refusals_total",
-            "Connects to this node refused because their channel's owner fell behind its inbox.",
+            "Connects and Alexa offers to this node refused because their channel's owner fell \
+             behind its inbox.",
             get(&stats.behind_refusals) as f64,
         );
         metric(

@@ -889,7 +889,19 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
         }
         other => panic!("a connect through B: {other:?}"),
     }
-    assert_eq!(metric(b.addr, "kvs_cluster_behind_refusals_total").await, 1);
+    // And no Alexa offer either.
+    let body = format!(
+        r#"{{"ChannelARN":"{arn}","SenderClientId":"AWS_ALEXA","MessagePayload":"b2ZmZXI="}}"#
+    );
+    let offer = tokio::time::timeout(
+        Duration::from_secs(1),
+        call(b.addr, "/v1/send-alexa-offer-to-master", &body),
+    )
+    .await
+    .expect("B answered at once");
+    assert_eq!(offer.status, 500, "{}", offer.body);
+    assert!(offer.body.contains("overloaded"), "{}", offer.body);
+    assert_eq!(metric(b.addr, "kvs_cluster_behind_refusals_total").await, 2);
 
     // A reads again: it relays what waited, in order, to its own socket (never closed),
     // catches up, and is no longer behind.

@@ -14,6 +14,15 @@ use super::remotes::Remote;
 use super::route::{Link, MOVING_QUEUE, Owner, Router, VERDICT_TIMEOUT, lock};
 use super::wire::{Msg, OpenParams, Verdict};
 
+/// A connection opened in this node's hub for another node's socket, not yet up.
+#[derive(Debug)]
+pub(super) struct Accepted {
+    /// Its id for the socket's node.
+    pub(super) wire: u64,
+    shard: usize,
+    conn: ConnId,
+}
+
 impl Router {
     /// What a bridged socket did: to its owner (or, while its channel moves, held).
     pub(super) async fn bridged(&self, event: BridgeEvent) {
@@ -159,14 +168,14 @@ impl Router {
                     let router = Arc::clone(self);
                     let from = from.to_owned();
                     tokio::spawn(async move {
-                        let verdict = router.open_forgotten(&from, link, &open).await;
+                        let opened = router.open_forgotten(&from, link, &open).await;
                         drop(permit);
-                        router.send(&from, Msg::Verdict { req, verdict }).await;
+                        router.answer_open(&from, req, opened).await;
                     });
                     return;
                 }
-                let verdict = self.open_for(from, link, &open).await;
-                self.send(from, Msg::Verdict { req, verdict }).await;
+                let opened = self.open_for(from, link, &open).await;
+                self.answer_open(from, req, opened).await;
             }
             Msg::Alexa {
                 req,
@@ -426,7 +435,12 @@ impl Router {
     /// An open of a channel this node does not own: it claims the channel (owning it again
     /// when Redis names it, or anew when nobody holds it) and opens the connection, or
     /// answers with the owner Redis names.
-    async fn open_forgotten(&self, from: &str, link: u64, params: &OpenParams) -> Verdict {
+    async fn open_forgotten(
+        &self,
+        from: &str,
+        link: u64,
+        params: &OpenParams,
+    ) -> Result<Accepted, Verdict> {
         let Ok(arn) = ChannelArn::new(&params.arn) else {
             return self.open_for(from, link, params).await;
         };
@@ -435,37 +449,44 @@ impl Router {
             // The asking node has given up on this open (and may have made another): a
             // connection opened now would be waited for by nobody, or replace the other.
             Ok(Some(Owner::Me)) if asked.elapsed() >= VERDICT_TIMEOUT => {
-                Verdict::NotOwner { owner: None }
+                Err(Verdict::NotOwner { owner: None })
             }
             Ok(Some(Owner::Me)) => self.open_for(from, link, params).await,
-            Ok(Some(Owner::Node(node))) => Verdict::NotOwner { owner: Some(node) },
-            Ok(None) | Err(_) => Verdict::NotOwner { owner: None },
+            Ok(Some(Owner::Node(node))) => Err(Verdict::NotOwner { owner: Some(node) }),
+            Ok(None) | Err(_) => Err(Verdict::NotOwner { owner: None }),
         }
     }
 
-    /// Opens, in this node's hub, a connection whose socket node `from` holds as `link`.
-    pub(super) async fn open_for(&self, from: &str, link: u64, params: &OpenParams) -> Verdict {
+    /// Opens, in this node's hub, a connection whose socket node `from` holds as `link`: the
+    /// connection, not yet up ([`Router::answer_open`] tells its node, then brings it up), or
+    /// the verdict that refuses it.
+    pub(super) async fn open_for(
+        &self,
+        from: &str,
+        link: u64,
+        params: &OpenParams,
+    ) -> Result<Accepted, Verdict> {
         let open = match params.open() {
             Ok(open) => open,
             Err(message) => {
-                return Verdict::Refused {
+                return Err(Verdict::Refused {
                     error: ErrorType::InvalidArgumentException.name().to_owned(),
                     message,
-                };
+                });
             }
         };
         let arn = open.channel_arn.clone();
         if !lock(&self.owned).contains_key(&arn) || !self.cluster.liveness.is_valid() {
             let owner = lock(&self.owners).get(&arn).cloned();
-            return Verdict::NotOwner { owner };
+            return Err(Verdict::NotOwner { owner });
         }
         let index = self.shards.index_of(&arn);
         let (Some(shard), Some(sink)) = (self.shards.all().get(index), self.sinks.get(index))
         else {
-            return Verdict::Refused {
+            return Err(Verdict::Refused {
                 error: ErrorType::InternalFailure.name().to_owned(),
                 message: "no shard for the channel".to_owned(),
-            };
+            });
         };
         match shard.open_remote(open, sink.clone()).await {
             Ok(Ok(conn)) => {
@@ -476,18 +497,46 @@ impl Router {
                     shard: index,
                     conn,
                 });
-                // The socket's node answers 101 as soon as it reads this verdict: the
-                // connection is up from here on, so that what is sent to its identity after
-                // its client saw the 101 reaches it, not its predecessor. What is sent before
-                // the socket is written waits in the socket's queue on that node.
-                let _ = shard.established(conn).await;
-                Verdict::Ok(wire.to_string())
+                Ok(Accepted {
+                    wire,
+                    shard: index,
+                    conn,
+                })
             }
-            Ok(Err(refused)) => refusal(refused),
-            Err(_) => refusal(Refused::new(
+            Ok(Err(refused)) => Err(refusal(refused)),
+            Err(_) => Err(refusal(Refused::new(
                 ErrorType::InternalFailure,
                 "the hub has stopped",
-            )),
+            ))),
+        }
+    }
+
+    /// Brings an accepted connection up: only now does it take the place of an older one
+    /// with its identity, and get what was held for it. The socket's node answers 101 as
+    /// soon as it reads the verdict, so the verdict goes first: what the hub then sends the
+    /// connection (what was held for it, at once) follows the verdict through the same
+    /// queue, and finds the socket's link recorded; sent before the verdict, it would find
+    /// no link there, and be dropped.
+    pub(super) async fn establish(&self, accepted: &Accepted) {
+        if let Some(shard) = self.shards.all().get(accepted.shard) {
+            let _ = shard.established(accepted.conn).await;
+        }
+    }
+
+    /// Answers node `from`'s open `req`: the verdict, then, if accepted, the connection up.
+    pub(super) async fn answer_open(
+        &self,
+        from: &str,
+        req: u64,
+        opened: Result<Accepted, Verdict>,
+    ) {
+        match opened {
+            Ok(accepted) => {
+                let verdict = Verdict::Ok(accepted.wire.to_string());
+                self.send(from, Msg::Verdict { req, verdict }).await;
+                self.establish(&accepted).await;
+            }
+            Err(verdict) => self.send(from, Msg::Verdict { req, verdict }).await,
         }
     }
 

@@ -195,38 +195,48 @@ impl Router {
         }
     }
 
-    /// Holds the frames of this node's sockets whose channel `owner` owned (of `arn` only, if
-    /// given) from now on, until they move; returns their channels and old connections.
+    /// Takes this node's sockets whose channel `owner` owned (of `arn` only, if given) for a
+    /// move: those paused by a hand-over, and the others, whose frames are held from now on;
+    /// returns their channels and old connections. Sockets another move has taken already
+    /// are left to it.
     fn hold_links(&self, owner: &str, arn: Option<&ChannelArn>) -> Vec<(ChannelArn, u64)> {
         let mut links = lock(&self.links);
         links
             .values_mut()
             .filter(|link| {
                 link.owner == owner
-                    && link.moving.is_none()
+                    && (link.moving.is_none() || link.paused)
                     && arn.is_none_or(|arn| link.arn == *arn)
             })
             .map(|link| {
-                link.moving = Some(Vec::new());
+                link.moving.get_or_insert_with(Vec::new);
+                link.paused = false;
                 (link.arn.clone(), link.conn)
             })
             .collect()
     }
 
     /// The owner of `arn` asks to pause this node's sockets of it: their frames are held
-    /// from now on (those sent before are ahead of the answer, in order).
+    /// from now on (those sent before are ahead of the answer, in order), until the owner's
+    /// `Moved`, or its death, moves them.
     pub(super) fn pause(&self, owner: &str, arn: &ChannelArn) {
-        self.hold_links(owner, Some(arn));
+        let mut links = lock(&self.links);
+        for link in links
+            .values_mut()
+            .filter(|link| link.owner == owner && link.arn == *arn && link.moving.is_none())
+        {
+            link.moving = Some(Vec::new());
+            link.paused = true;
+        }
     }
 
     /// The owner of `arn` gave it up: this node's sockets of it move to the next owner.
     pub(super) fn moved(self: &Arc<Self>, owner: &str, arn: ChannelArn) {
-        // Sockets not paused (opened since) are held now too.
-        self.hold_links(owner, Some(&arn));
-        let replay: HashMap<u64, Vec<(String, u64)>> = lock(&self.links)
-            .values()
-            .filter(|link| link.owner == owner && link.arn == arn && link.moving.is_some())
-            .map(|link| (link.conn, Vec::new()))
+        // The paused sockets, and those opened since.
+        let replay: HashMap<u64, Vec<(String, u64)>> = self
+            .hold_links(owner, Some(&arn))
+            .into_iter()
+            .map(|(_, conn)| (conn, Vec::new()))
             .collect();
         if replay.is_empty() {
             return;
@@ -252,7 +262,10 @@ impl Router {
                 lock(&self.links)
                     .iter()
                     .filter(|(_, link)| {
-                        link.arn == arn && link.owner == from && link.moving.is_some()
+                        link.arn == arn
+                            && link.owner == from
+                            && link.moving.is_some()
+                            && !link.paused
                     })
                     .map(|(id, link)| (*id, link.clone()))
                     .collect()
@@ -310,7 +323,9 @@ impl Router {
         // What could not move is closed: its client reconnects.
         let left: Vec<u64> = lock(&self.links)
             .iter()
-            .filter(|(_, link)| link.arn == arn && link.owner == from && link.moving.is_some())
+            .filter(|(_, link)| {
+                link.arn == arn && link.owner == from && link.moving.is_some() && !link.paused
+            })
             .map(|(id, _)| *id)
             .collect();
         for link in left {
@@ -328,26 +343,29 @@ impl Router {
             return self.open_at(node, link_id, link, true).await;
         }
         let params = super::wire::OpenParams::new(&link.open);
-        let verdict = self.open_for(node, link_id, &params).await;
-        if let Verdict::Ok(text) = &verdict
-            && let Ok(conn) = text.parse::<u64>()
-        {
-            let kept = {
-                let mut links = lock(&self.links);
-                match links.get_mut(&link_id) {
-                    Some(found) => {
-                        found.owner = node.to_owned();
-                        found.conn = conn;
-                        true
-                    }
-                    None => false,
+        let accepted = match self.open_for(node, link_id, &params).await {
+            Ok(accepted) => accepted,
+            Err(verdict) => return Ok(verdict),
+        };
+        let conn = accepted.wire;
+        // The link first, then the connection up (see `establish`).
+        let kept = {
+            let mut links = lock(&self.links);
+            match links.get_mut(&link_id) {
+                Some(found) => {
+                    found.owner = node.to_owned();
+                    found.conn = conn;
+                    true
                 }
-            };
-            if !kept {
-                self.received(node, Msg::Closed { conn }).await;
+                None => false,
             }
+        };
+        if kept {
+            self.establish(&accepted).await;
+        } else {
+            self.received(node, Msg::Closed { conn }).await;
         }
-        Ok(verdict)
+        Ok(Verdict::Ok(conn.to_string()))
     }
 
     /// A moved socket: `replay` first, then what it sent while moving, to its new owner; its

@@ -118,6 +118,9 @@ pub(super) struct Link {
     /// While its channel moves: the frames its client sent meanwhile (with their reading
     /// times), to send to the next owner in order.
     pub(super) moving: Option<Vec<(String, u64)>>,
+    /// Held by its owner's pause (a hand-over), and not yet taken by a move: the owner's
+    /// `Moved`, or its death, takes it.
+    pub(super) paused: bool,
 }
 
 /// An open waiting for the owner's verdict.
@@ -703,6 +706,7 @@ impl Router {
                 open: open.clone(),
                 since: Instant::now(),
                 moving: None,
+                paused: false,
             };
             match self.open_at(&node, link_id, link, false).await {
                 // The link was recorded when the verdict was read, before any frame the

@@ -544,3 +544,88 @@ async fn what_a_socket_node_still_had_queued_for_a_dead_owner_is_replayed_too() 
         0
     );
 }
+
+#[tokio::test]
+async fn sockets_paused_by_an_owner_that_dies_during_its_hand_over_move_when_it_is_taken_for_dead()
+{
+    let (_dir, config) = short_grace();
+    let flags = ["--config", config.as_str()];
+    let redis = Redis::start();
+    // A connects as a user of its own, whose reads the test takes away: A then never hears
+    // B's answer to its pause, and waits for it, the time for the test to kill it.
+    let setuser = [
+        "ACL",
+        "SETUSER",
+        "slow",
+        "on",
+        ">slow-secret",
+        "~*",
+        "&*",
+        "+@all",
+    ];
+    assert_eq!(redis.cli(&setuser), "OK");
+    let mut a = Node::start_with(
+        &redis.url(),
+        "127.0.0.1",
+        &flags,
+        &[
+            ("KVS_REDIS_USERNAME", "slow"),
+            ("KVS_REDIS_PASSWORD", "slow-secret"),
+        ],
+    );
+    let b = Node::start(&redis, "127.0.0.2", &flags);
+    let c = Node::start(&redis, "127.0.0.3", &flags);
+    let arn = create(a.addr, "paused").await;
+    let mut master = connect(a.addr, &arn, None).await;
+    let v1 = connect(b.addr, &arn, Some("v1")).await;
+    let a_id = redis
+        .cli(&["ZRANGE", "kvs:nodes", "0", "-1"])
+        .lines()
+        .find(|id| id.contains(&format!("-{}-", a.pid())))
+        .unwrap()
+        .to_owned();
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "-xread"]), "OK");
+    // (The read already waiting in Redis is answered first: an empty entry ends it.)
+    let empty = r#"{"from":"elsewhere","seq":1,"msgs":[]}"#;
+    let inbox = format!("kvs:inbox:{a_id}");
+    redis.cli(&["XADD", &inbox, "*", "v", "1", "b", empty]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !a.log().contains("reading this node's inbox failed") {
+        assert!(Instant::now() < deadline, "A still reads");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // v1 sends a candidate every 150 ms from now on; A drains (SIGTERM): it closes its own
+    // client, the master, and pauses B's socket of the channel it hands over.
+    let sending = send_candidates(v1, 60, Duration::from_millis(150));
+    tokio::spawn(async move { while master.next().await.is_some() {} });
+    signal(a.pid(), "TERM");
+    // B holds v1's frames from the pause on: it writes nothing more to other nodes.
+    let written = "kvs_cluster_inbox_messages_written_total";
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut last = metric(b.addr, written).await;
+    let mut still = Instant::now();
+    while still.elapsed() < Duration::from_millis(500) {
+        assert!(Instant::now() < deadline, "B did not pause v1's socket");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = metric(b.addr, written).await;
+        if now != last {
+            last = now;
+            still = Instant::now();
+        }
+    }
+    // A dies before it tells B where the channel went.
+    a.kill();
+
+    // Once B takes A for dead, v1's socket moves, with what A never read and what B held.
+    let mut master = reconnect(c.addr, &arn, Duration::from_secs(20)).await;
+    let mut v1 = sending.await.unwrap();
+    let got = candidates_received(&mut master, Duration::from_secs(2)).await;
+    assert_eq!(got, (0..60).collect::<Vec<_>>(), "{}", b.log());
+    send(
+        &mut master,
+        r#"{"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"djE="}"#,
+    )
+    .await;
+    assert!(text(&mut v1).await.contains("djE="));
+}

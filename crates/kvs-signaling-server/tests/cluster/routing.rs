@@ -848,3 +848,62 @@ async fn a_batch_linger_gathers_what_comes_meanwhile_into_one_inbox_entry() {
     assert!(written >= 10, "{written} messages written");
     assert!(rounds <= 3, "{written} messages in {rounds} entries");
 }
+
+#[tokio::test]
+async fn what_was_held_reaches_viewers_connecting_through_another_node_at_once() {
+    // What was held for a viewer is sent as soon as its connection is up at the owner: it
+    // follows the owner's verdict to the viewer's node, which then knows the socket.
+    let dir = TempDir::new("held-at-once");
+    let config = dir.0.join("node.toml");
+    std::fs::write(&config, "[limits]\nconnects_per_second = 1000\n").unwrap();
+    let flags = ["--config", config.to_str().unwrap()];
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &flags);
+    let b = Node::start(&redis, "127.0.0.2", &flags);
+    const CHANNELS: usize = 40;
+    const VIEWERS: usize = 8;
+    let mut masters = Vec::new();
+    let mut arns = Vec::new();
+    for c in 0..CHANNELS {
+        let arn = create(a.addr, &format!("held-at-once-{c}")).await;
+        let mut master = connect(a.addr, &arn, None).await;
+        for v in 0..VIEWERS {
+            send(
+                &mut master,
+                &format!(
+                    r#"{{"action":"SDP_ANSWER","recipientClientId":"v{v}","messagePayload":"{c:02}{v:02}"}}"#
+                ),
+            )
+            .await;
+        }
+        masters.push(master);
+        arns.push(arn);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut viewers = Vec::new();
+    for (c, arn) in arns.iter().enumerate() {
+        for v in 0..VIEWERS {
+            let arn = arn.clone();
+            let addr = b.addr;
+            viewers.push(tokio::spawn(async move {
+                let mut viewer = connect(addr, &arn, Some(&format!("v{v}"))).await;
+                let got = next_text(&mut viewer, Duration::from_secs(5)).await;
+                (c, v, got)
+            }));
+        }
+    }
+    let mut missing = Vec::new();
+    for viewer in viewers {
+        let (c, v, got) = viewer.await.unwrap();
+        let expected = format!(r#"{{"messagePayload":"{c:02}{v:02}","messageType":"SDP_ANSWER"}}"#);
+        if got.as_deref() != Some(expected.as_str()) {
+            missing.push((c, v, got));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {}: {missing:?}",
+        missing.len(),
+        CHANNELS * VIEWERS
+    );
+}

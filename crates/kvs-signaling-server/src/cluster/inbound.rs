@@ -32,32 +32,7 @@ impl Router {
             BridgeEvent::Established(_) => {}
             BridgeEvent::Frame(conn, text, read_at) => {
                 let at = super::wire::unix_ms_of(read_at);
-                let to = {
-                    let mut links = lock(&self.links);
-                    let Some(link) = links.get_mut(&conn.to_raw()) else {
-                        return;
-                    };
-                    match &mut link.moving {
-                        Some(queue) if queue.len() < MOVING_QUEUE => {
-                            queue.push((text, at));
-                            return;
-                        }
-                        Some(_) => {
-                            self.stats.lost_moving.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
-                        None => (link.owner.clone(), link.conn),
-                    }
-                };
-                self.send(
-                    &to.0,
-                    Msg::Frame {
-                        conn: to.1,
-                        text,
-                        at,
-                    },
-                )
-                .await;
+                self.bridged_frame(conn.to_raw(), text, at).await;
             }
             BridgeEvent::Keepalive(conn) => {
                 let to = lock(&self.links)
@@ -71,10 +46,21 @@ impl Router {
             BridgeEvent::Closed(conn) => {
                 let link = lock(&self.links).remove(&conn.to_raw());
                 // A socket whose channel moves is not known at the next owner yet: its open
-                // there is closed when its verdict comes.
-                if let Some(link) = link.filter(|link| link.moving.is_none()) {
-                    self.send(&link.owner, Msg::Closed { conn: link.conn })
-                        .await;
+                // there is closed when its verdict comes. What it sent meanwhile is lost with
+                // it, and counted.
+                match link {
+                    Some(Link {
+                        moving: Some(held), ..
+                    }) => {
+                        self.stats
+                            .lost_moving
+                            .fetch_add(held.len() as u64, Ordering::Relaxed);
+                    }
+                    Some(link) => {
+                        self.send(&link.owner, Msg::Closed { conn: link.conn })
+                            .await;
+                    }
+                    None => {}
                 }
             }
             BridgeEvent::Acked {
@@ -150,6 +136,67 @@ impl Router {
             ),
         };
         self.send(from, Msg::Verdict { req, verdict }).await;
+    }
+
+    /// A frame of bridged socket `link_id`, read at `at`: to its owner, or, while its channel
+    /// moves, held. Room in the owner's queue is taken first, and the frame queued under the
+    /// lock that a move takes to hold the socket: a move that holds it later finds the frame
+    /// ahead of its flush or pause in that queue, never behind it.
+    async fn bridged_frame(&self, link_id: u64, text: String, at: u64) {
+        /// Room in the queue to one node.
+        enum Room<'a> {
+            Out(tokio::sync::mpsc::Permit<'a, super::wire::Outgoing>),
+            Loopback(tokio::sync::mpsc::Permit<'a, Msg>),
+        }
+        loop {
+            let owner = {
+                let mut links = lock(&self.links);
+                let Some(link) = links.get_mut(&link_id) else {
+                    return;
+                };
+                match &mut link.moving {
+                    Some(queue) if queue.len() < MOVING_QUEUE => {
+                        queue.push((text, at));
+                        return;
+                    }
+                    Some(_) => {
+                        self.stats.lost_moving.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    None => link.owner.clone(),
+                }
+            };
+            let room = if owner == self.cluster.node {
+                match self.loopback.reserve().await {
+                    Ok(permit) => Room::Loopback(permit),
+                    Err(_) => return,
+                }
+            } else {
+                match self.out.reserve().await {
+                    Ok(permit) => Room::Out(permit),
+                    Err(_) => return,
+                }
+            };
+            let mut links = lock(&self.links);
+            let Some(link) = links.get_mut(&link_id) else {
+                return;
+            };
+            if link.moving.is_some() || link.owner != owner {
+                // Held or moved meanwhile: as it is now.
+                continue;
+            }
+            let msg = Msg::Frame {
+                conn: link.conn,
+                text,
+                at,
+            };
+            tracing::trace!(to = %owner, ?msg, "to a node");
+            match room {
+                Room::Out(permit) => permit.send(super::wire::Outgoing::Msg(owner, msg)),
+                Room::Loopback(permit) => permit.send(msg),
+            }
+            return;
+        }
     }
 
     /// A message from node `from`.

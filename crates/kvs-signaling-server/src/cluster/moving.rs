@@ -331,6 +331,12 @@ impl Router {
         for link in left {
             self.close_link(link).await;
         }
+        // What the old owner never read of sockets that did not move (closed, by their
+        // clients or here) is lost with them.
+        let unsent: usize = replay.values().map(Vec::len).sum();
+        self.stats
+            .lost_moving
+            .fetch_add(unsent as u64, Ordering::Relaxed);
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.stats.last_move_us.store(took, Ordering::Relaxed);
         tracing::info!(%arn, from, took_ms = took / 1000, "a channel's sockets here moved");
@@ -405,8 +411,14 @@ impl Router {
 
     /// Closes a bridged socket with 1001: its client reconnects.
     async fn close_link(&self, link_id: u64) {
-        if lock(&self.links).remove(&link_id).is_some() {
+        let link = lock(&self.links).remove(&link_id);
+        if let Some(link) = link {
             self.stats.unmoved_links.fetch_add(1, Ordering::Relaxed);
+            // What its client sent while it waited to move is lost with it.
+            let held = link.moving.map_or(0, |held| held.len());
+            self.stats
+                .lost_moving
+                .fetch_add(held as u64, Ordering::Relaxed);
             let _ = self
                 .bridge
                 .close(
@@ -418,12 +430,19 @@ impl Router {
     }
 
     /// Closes every bridged socket of this node with 1001 and `reason`, telling their owners.
+    /// An owner that is this node hears it at once: after a lapse, the task that would
+    /// handle it waits for this recovery to end.
     async fn close_all_links(&self, reason: &'static str) {
         let links: Vec<(u64, Link)> = lock(&self.links).drain().collect();
         for (id, link) in links {
             if link.moving.is_none() {
-                self.send(&link.owner, Msg::Closed { conn: link.conn })
-                    .await;
+                let closed = Msg::Closed { conn: link.conn };
+                match self.me.upgrade() {
+                    Some(router) if link.owner == self.cluster.node => {
+                        super::route::handle_inline(&router, &link.owner, closed).await;
+                    }
+                    _ => self.send(&link.owner, closed).await,
+                }
             }
             let _ = self
                 .bridge

@@ -182,11 +182,26 @@ pub(crate) struct Router {
     /// over many channels at once (a peer died) loads their held messages a few at a time.
     claim_permits: tokio::sync::Semaphore,
     /// This router, for the tasks it spawns.
-    me: std::sync::Weak<Router>,
+    pub(super) me: std::sync::Weak<Router>,
     pub(super) next_req: AtomicU64,
     /// Set when this node shuts down: it takes no connects and claims no channel.
     pub(super) draining: AtomicBool,
     pub(crate) stats: super::status::Stats,
+}
+
+/// `router` handles `msg` from `from` now, in the calling task: a message this node sends
+/// itself, from the task that handles such messages (or waits on it).
+pub(super) fn handle_inline<'a>(
+    router: &'a Arc<Router>,
+    from: &'a str,
+    msg: Msg,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    Box::pin(router.received(from, msg))
+}
+
+tokio::task_local! {
+    /// Set in the task that handles what other nodes, and this one, send this node.
+    static INBOUND: ();
 }
 
 static MISSING: kvs_transport_tokio::LogLimiter =
@@ -387,7 +402,7 @@ impl Router {
             }
         });
         let weak = Arc::downgrade(&router);
-        tokio::spawn(async move {
+        tokio::spawn(INBOUND.scope((), async move {
             let mut recovered = recovered;
             // The last batch read from each node: one written twice is read once.
             let mut last: HashMap<String, u64> = HashMap::new();
@@ -464,7 +479,7 @@ impl Router {
                     router.received(&from, msg).await;
                 }
             }
-        });
+        }));
         let weak = Arc::downgrade(&router);
         let mut membership = router.cluster.liveness.watch();
         tokio::spawn(async move {
@@ -492,10 +507,22 @@ impl Router {
     }
 
     /// Sends `msg` to `node`: through its inbox, or, to this node, in order with its inbox.
+    /// The task that handles what this node sends itself never waits for room in that queue
+    /// (it alone empties it): when the queue is full, it handles its own message at once.
     pub(super) async fn send(&self, node: &str, msg: Msg) {
         tracing::trace!(to = node, ?msg, "to a node");
         if node == self.cluster.node {
-            let _ = self.loopback.send(msg).await;
+            let msg = match self.loopback.try_send(msg) {
+                Err(mpsc::error::TrySendError::Full(msg)) => msg,
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+            };
+            if INBOUND.try_with(|()| ()).is_ok()
+                && let Some(router) = self.me.upgrade()
+            {
+                handle_inline(&router, node, msg).await;
+            } else {
+                let _ = self.loopback.send(msg).await;
+            }
         } else {
             let _ = self
                 .out
@@ -757,10 +784,14 @@ impl Router {
             },
         )
         .await;
-        let verdict = tokio::time::timeout(VERDICT_TIMEOUT, rx).await;
-        lock(&self.opens).remove(&req);
+        let mut rx = rx;
+        let verdict = tokio::time::timeout(VERDICT_TIMEOUT, &mut rx).await;
+        let unanswered = lock(&self.opens).remove(&req).is_some();
         match verdict {
             Ok(Ok(verdict)) => Ok(verdict),
+            // The verdict came as the wait ended: it is being taken (the link recorded or
+            // moved), and is answered here, so that the caller acts on it.
+            Err(_) if !unanswered => rx.await.map_err(|_| ()),
             _ => Err(()),
         }
     }

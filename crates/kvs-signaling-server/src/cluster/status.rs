@@ -21,7 +21,8 @@ pub(crate) struct Stats {
     pub(crate) unmoved_links: AtomicU64,
     /// Frames sent again to a next owner from a dead owner's inbox.
     pub(crate) replayed: AtomicU64,
-    /// Frames dropped while their channel moved (a socket's queue was full).
+    /// Frames lost while their channel moved: a socket's queue was full, or the socket
+    /// closed, or could not move, with frames waiting.
     pub(crate) lost_moving: AtomicU64,
     /// The last move's duration, from the owner's loss to the last socket moved, in
     /// microseconds.
@@ -285,7 +286,8 @@ impl Router {
         metric(
             counter,
             "moving_messages_lost_total",
-            "Messages dropped while their channel moved.",
+            "Messages lost while their channel moved: a socket's queue was full, or the socket \
+             closed, or could not move, with messages waiting.",
             get(&stats.lost_moving) as f64,
         );
         metric(

@@ -578,6 +578,7 @@ async fn sockets_paused_by_an_owner_that_dies_during_its_hand_over_move_when_it_
     let arn = create(a.addr, "paused").await;
     let mut master = connect(a.addr, &arn, None).await;
     let v1 = connect(b.addr, &arn, Some("v1")).await;
+    let mut v2 = connect(b.addr, &arn, Some("v2")).await;
     let a_id = redis
         .cli(&["ZRANGE", "kvs:nodes", "0", "-1"])
         .lines()
@@ -614,6 +615,24 @@ async fn sockets_paused_by_an_owner_that_dies_during_its_hand_over_move_when_it_
             still = Instant::now();
         }
     }
+    // v2 sends 5 candidates, held with its socket, and leaves: they are lost, and counted.
+    for i in 0..5 {
+        send(
+            &mut v2,
+            &format!(r#"{{"action":"ICE_CANDIDATE","messagePayload":"9{i:03}"}}"#),
+        )
+        .await;
+    }
+    v2.close(None).await.unwrap();
+    let lost = "kvs_cluster_moving_messages_lost_total";
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while metric(b.addr, lost).await < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "v2's candidates not counted lost"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A dies before it tells B where the channel went.
     a.kill();
 
@@ -622,6 +641,7 @@ async fn sockets_paused_by_an_owner_that_dies_during_its_hand_over_move_when_it_
     let mut v1 = sending.await.unwrap();
     let got = candidates_received(&mut master, Duration::from_secs(2)).await;
     assert_eq!(got, (0..60).collect::<Vec<_>>(), "{}", b.log());
+    assert_eq!(metric(b.addr, lost).await, 5);
     send(
         &mut master,
         r#"{"action":"SDP_ANSWER","recipientClientId":"v1","messagePayload":"djE="}"#,

@@ -217,7 +217,17 @@ impl Router {
                     tokio::spawn(async move {
                         let opened = router.open_forgotten(&from, link, &open).await;
                         drop(permit);
-                        router.answer_open(&from, req, opened).await;
+                        // Off the task that hands the socket's frames to the hub: the
+                        // connection comes up before its node hears the verdict and sends
+                        // them, which the hub would otherwise drop.
+                        let verdict = match opened {
+                            Ok(accepted) => {
+                                router.establish(&accepted).await;
+                                Verdict::Ok(accepted.wire.to_string())
+                            }
+                            Err(verdict) => verdict,
+                        };
+                        router.send(&from, Msg::Verdict { req, verdict }).await;
                     });
                     return;
                 }
@@ -232,8 +242,26 @@ impl Router {
                 ttl,
                 rev,
             } => {
-                let verdict = self.alexa_for(&arn, &sender, payload, ttl, rev).await;
-                self.send(from, Msg::AlexaAnswer { req, verdict }).await;
+                // The offer waits for the master's answer, which comes through this very task
+                // when the master's socket is on another node: it waits on a task of its own,
+                // a bounded number at once.
+                let Ok(permit) = Arc::clone(&self.alexa_offers).try_acquire_owned() else {
+                    let verdict = Verdict::Refused {
+                        error: ErrorType::ClientLimitExceededException.name().to_owned(),
+                        message: "too many Alexa offers wait for their masters on this node; \
+                                  try again"
+                            .to_owned(),
+                    };
+                    self.send(from, Msg::AlexaAnswer { req, verdict }).await;
+                    return;
+                };
+                let router = Arc::clone(self);
+                let from = from.to_owned();
+                tokio::spawn(async move {
+                    let verdict = router.alexa_for(&arn, &sender, payload, ttl, rev).await;
+                    drop(permit);
+                    router.send(&from, Msg::AlexaAnswer { req, verdict }).await;
+                });
             }
             Msg::Verdict { req, verdict } => self.verdict(from, req, verdict).await,
             Msg::AlexaAnswer { req, verdict } => {

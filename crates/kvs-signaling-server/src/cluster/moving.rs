@@ -430,18 +430,17 @@ impl Router {
     }
 
     /// Closes every bridged socket of this node with 1001 and `reason`, telling their owners.
-    /// An owner that is this node hears it at once: after a lapse, the task that would
-    /// handle it waits for this recovery to end.
+    /// Telling this node never waits for room in its queue: after a lapse, the task that
+    /// empties it waits for this recovery to end.
     async fn close_all_links(&self, reason: &'static str) {
         let links: Vec<(u64, Link)> = lock(&self.links).drain().collect();
         for (id, link) in links {
             if link.moving.is_none() {
                 let closed = Msg::Closed { conn: link.conn };
-                match self.me.upgrade() {
-                    Some(router) if link.owner == self.cluster.node => {
-                        super::route::handle_inline(&router, &link.owner, closed).await;
-                    }
-                    _ => self.send(&link.owner, closed).await,
+                if link.owner == self.cluster.node {
+                    self.send_self_detached(closed);
+                } else {
+                    self.send(&link.owner, closed).await;
                 }
             }
             let _ = self

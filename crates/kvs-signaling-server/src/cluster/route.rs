@@ -75,6 +75,9 @@ return out
 /// Opens of channels a node does not own (sent there because Redis names it the owner) that
 /// it claims at once, at most.
 const FORGOTTEN_OPENS: usize = 64;
+/// Alexa offers from other nodes that wait for their masters at once, at most: each waits up
+/// to the hub's timeout (the service's rate, 5 a second per channel, bounds them per channel).
+const ALEXA_OFFERS: usize = 1024;
 
 /// How long a socket's node waits for the owner's verdict on an open: the C SDK waits 5 s
 /// for its upgrade.
@@ -162,6 +165,9 @@ pub(crate) struct Router {
     /// Opens sent here for channels this node does not own, claimed at once, at most
     /// [`FORGOTTEN_OPENS`].
     pub(super) forgotten_opens: Arc<tokio::sync::Semaphore>,
+    /// Alexa offers from other nodes waiting for their masters' answers, at most
+    /// [`ALEXA_OFFERS`].
+    pub(super) alexa_offers: Arc<tokio::sync::Semaphore>,
     /// Where the held-message writer takes whole rewrites (see `held::rewrite`).
     pub(super) held_rewrites: mpsc::Sender<super::held::Rewrite>,
     pub(super) opens: Mutex<HashMap<u64, PendingOpen>>,
@@ -190,8 +196,8 @@ pub(crate) struct Router {
 }
 
 /// `router` handles `msg` from `from` now, in the calling task: a message this node sends
-/// itself, from the task that handles such messages (or waits on it).
-pub(super) fn handle_inline<'a>(
+/// itself, from the task that handles such messages, when their queue is full.
+fn handle_inline<'a>(
     router: &'a Arc<Router>,
     from: &'a str,
     msg: Msg,
@@ -332,6 +338,7 @@ impl Router {
             asserted: Mutex::new(asserted),
             reasserting: tokio::sync::Mutex::new(()),
             forgotten_opens: Arc::new(tokio::sync::Semaphore::new(FORGOTTEN_OPENS)),
+            alexa_offers: Arc::new(tokio::sync::Semaphore::new(ALEXA_OFFERS)),
             held_rewrites,
             opens: Mutex::new(HashMap::new()),
             alexa: Mutex::new(HashMap::new()),
@@ -462,19 +469,21 @@ impl Router {
                     written_ms,
                     ..
                 } = batch;
-                // How long the batch waited in this node's inbox.
-                let waited = router
-                    .cluster
-                    .liveness
-                    .redis_now_ms()
-                    .saturating_sub(written_ms);
                 for msg in msgs {
                     if let Msg::Open { req, .. } = msg
                         && written_ms > 0
-                        && waited >= OPEN_MAX_AGE_MS
                     {
-                        router.stale_open(&from, req, waited).await;
-                        continue;
+                        // How long it waited in this node's inbox, and behind the messages
+                        // before it.
+                        let waited = router
+                            .cluster
+                            .liveness
+                            .redis_now_ms()
+                            .saturating_sub(written_ms);
+                        if waited >= OPEN_MAX_AGE_MS {
+                            router.stale_open(&from, req, waited).await;
+                            continue;
+                        }
                     }
                     router.received(&from, msg).await;
                 }
@@ -528,6 +537,20 @@ impl Router {
                 .out
                 .send(super::wire::Outgoing::Msg(node.to_owned(), msg))
                 .await;
+        }
+    }
+
+    /// Sends `msg` to this node without waiting: in order when its queue has room, else from
+    /// a task of its own, for a sender that the queue's only reader may be waiting on.
+    pub(super) fn send_self_detached(&self, msg: Msg) {
+        match self.loopback.try_send(msg) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                let loopback = self.loopback.clone();
+                tokio::spawn(async move {
+                    let _ = loopback.send(msg).await;
+                });
+            }
         }
     }
 

@@ -907,3 +907,39 @@ async fn what_was_held_reaches_viewers_connecting_through_another_node_at_once()
         CHANNELS * VIEWERS
     );
 }
+
+#[tokio::test]
+async fn an_alexa_offer_reaches_a_master_whose_socket_is_on_another_node_than_the_owner() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &[]);
+    let b = Node::start(&redis, "127.0.0.2", &[]);
+    let arn = create(a.addr, "alexa-remote-master").await;
+    // A viewer's connect through A makes A the owner; the master is on B.
+    let _viewer = connect(a.addr, &arn, Some("v1")).await;
+    let mut master = connect(b.addr, &arn, None).await;
+    // The offer, made through B, is served by A's hub, which hands it to the master on B and
+    // waits for the master's answer: that answer comes back to A through its inbox.
+    let body = format!(
+        r#"{{"ChannelARN":"{arn}","SenderClientId":"AWS_ALEXA","MessagePayload":"b2ZmZXI="}}"#
+    );
+    let started = std::time::Instant::now();
+    let (answer, ()) = tokio::join!(
+        call(b.addr, "/v1/send-alexa-offer-to-master", &body),
+        async {
+            let offer = text(&mut master).await;
+            assert!(offer.contains(r#""senderClientId":"AWS_ALEXA""#), "{offer}");
+            send(
+                &mut master,
+                r#"{"action":"SDP_ANSWER","recipientClientId":"AWS_ALEXA","messagePayload":"YW5zd2Vy"}"#,
+            )
+            .await;
+        }
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["Answer"], "YW5zd2Vy");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -5,19 +5,13 @@
 use std::time::{Duration, Instant};
 
 use super::harness::{
-    Node, Proxy, Redis, TempDir, call, closed, connect, connect_url, connect_with, create, get,
-    metric, next_text, send, signal, text,
+    Node, Proxy, Redis, SLOW_USER, SlowUser, TempDir, call, closed, connect, connect_url,
+    connect_with, create, get, metric, next_text, node_id_of, send, signal, text,
 };
 
-/// The id node `pid` joined the cluster with.
-fn node_id_of(redis: &Redis, pid: u32) -> String {
-    let marker = format!("-{pid}-");
-    redis
-        .cli(&["ZRANGE", "kvs:nodes", "0", "-1"])
-        .lines()
-        .find(|id| id.contains(&marker))
-        .unwrap_or_else(|| panic!("no node of process {pid}"))
-        .to_owned()
+/// ICE candidate `n`, its payload numbered.
+fn candidate(n: usize) -> String {
+    format!(r#"{{"action":"ICE_CANDIDATE","messagePayload":"Y2FuZA{n:04}"}}"#)
 }
 
 /// How long after a node's death its peers act on it: the heartbeat TTL (5 s), a heartbeat
@@ -727,8 +721,6 @@ async fn an_inbox_keeps_at_most_its_cap_and_its_node_counts_what_was_trimmed_unr
     let arn = create(a.addr, "capped").await;
     let mut master = connect(a.addr, &arn, None).await;
     let mut viewer = connect(b.addr, &arn, Some("v1")).await;
-    let candidate =
-        |n: usize| format!(r#"{{"action":"ICE_CANDIDATE","messagePayload":"Y2FuZA{n:04}"}}"#);
     send(&mut viewer, &candidate(0)).await;
     assert!(text(&mut master).await.contains("Y2FuZA0000"));
     let inbox = format!("kvs:inbox:{}", node_id_of(&redis, a.pid()));
@@ -783,17 +775,7 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
     let redis = Redis::start();
     // A connects as a user of its own, whose reads the test takes away: A then heartbeats on
     // while its inbox fills, as a node too slow to read it would.
-    let setuser = [
-        "ACL",
-        "SETUSER",
-        "slow",
-        "on",
-        ">slow-secret",
-        "~*",
-        "&*",
-        "+@all",
-    ];
-    assert_eq!(redis.cli(&setuser), "OK");
+    let slow = SlowUser::add(&redis);
     let dir = TempDir::new("behind");
     let config = dir.0.join("node.toml");
     std::fs::write(
@@ -803,21 +785,11 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
     )
     .unwrap();
     let flags = ["--config", config.to_str().unwrap()];
-    let a = Node::start_with(
-        &redis.url(),
-        "127.0.0.1",
-        &flags,
-        &[
-            ("KVS_REDIS_USERNAME", "slow"),
-            ("KVS_REDIS_PASSWORD", "slow-secret"),
-        ],
-    );
+    let a = Node::start_with(&redis.url(), "127.0.0.1", &flags, &SLOW_USER);
     let b = Node::start(&redis, "127.0.0.2", &flags);
     let arn = create(a.addr, "behind").await;
     let mut master = connect(a.addr, &arn, None).await;
     let mut viewer = connect(b.addr, &arn, Some("v1")).await;
-    let candidate =
-        |n: usize| format!(r#"{{"action":"ICE_CANDIDATE","messagePayload":"Y2FuZA{n:04}"}}"#);
     send(&mut viewer, &candidate(0)).await;
     assert!(text(&mut master).await.contains("Y2FuZA0000"));
     let a_id = node_id_of(&redis, a.pid());
@@ -827,15 +799,14 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
     // One heartbeat past the mark is no fall behind: A reads nothing for a moment while 5,000
     // empty entries come from elsewhere; once a heartbeat of A's has found them waiting, A
     // reads again and catches up before its next.
-    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "-xread"]), "OK");
+    slow.stop_reads(&a).await;
     let flood = "for i = 1, 5000 do redis.call('XADD', KEYS[1], '*', 'v', '1', 'b', \
                  '{\"from\":\"elsewhere\",\"seq\":' .. i .. ',\"msgs\":[]}') end \
                  return redis.call('XLEN', KEYS[1])";
     let queued: usize = redis.cli(&["EVAL", flood, "1", &inbox]).parse().unwrap();
     assert!(queued >= 5000, "{queued}");
     let deadline = Instant::now() + Duration::from_secs(5);
-    // (The read already waiting in Redis takes a few.)
-    while metric(a.addr, "kvs_cluster_inbox_unread_entries").await < 4900 {
+    while metric(a.addr, "kvs_cluster_inbox_unread_entries").await < 5000 {
         assert!(
             Instant::now() < deadline,
             "no heartbeat of A's saw its inbox"
@@ -843,7 +814,7 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(redis.cli(&["ZSCORE", "kvs:behind", &a_id]), "");
-    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "+xread"]), "OK");
+    slow.resume_reads();
     // (Heartbeats 3 s apart leave A's reader, back from its retry's back-off, time to catch
     // up.) A heartbeat of B's later, A is not behind, and the viewer's socket is still open.
     tokio::time::sleep(Duration::from_millis(3500)).await;
@@ -854,7 +825,7 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
     assert_eq!(metric(a.addr, "kvs_cluster_inbox_unread_entries").await, 0);
 
     // A reads nothing more (but heartbeats on); B's viewer sends 200 candidates again.
-    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "-xread"]), "OK");
+    slow.stop_reads(&a).await;
     for n in 1..=SENT {
         send(&mut viewer, &candidate(n)).await;
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -905,7 +876,7 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
 
     // A reads again: it relays what waited, in order, to its own socket (never closed),
     // catches up, and is no longer behind.
-    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "+xread"]), "OK");
+    slow.resume_reads();
     for n in 1..=SENT {
         let seen = text(&mut master).await;
         assert!(seen.contains(&format!("Y2FuZA{n:04}")), "{n}: {seen}");
@@ -936,42 +907,15 @@ async fn a_connect_that_waited_too_long_in_the_owners_inbox_is_refused_and_never
  {
     let redis = Redis::start();
     // A connects as a user of its own, whose reads the test takes away for a while.
-    let setuser = [
-        "ACL",
-        "SETUSER",
-        "slow",
-        "on",
-        ">slow-secret",
-        "~*",
-        "&*",
-        "+@all",
-    ];
-    assert_eq!(redis.cli(&setuser), "OK");
-    let a = Node::start_with(
-        &redis.url(),
-        "127.0.0.1",
-        &[],
-        &[
-            ("KVS_REDIS_USERNAME", "slow"),
-            ("KVS_REDIS_PASSWORD", "slow-secret"),
-        ],
-    );
+    let slow = SlowUser::add(&redis);
+    let a = Node::start_with(&redis.url(), "127.0.0.1", &[], &SLOW_USER);
     let b = Node::start(&redis, "127.0.0.2", &[]);
     let arn = create(a.addr, "late-open").await;
     let mut master = connect(a.addr, &arn, None).await;
 
     // A reads nothing: v1's connect through B waits for A's verdict, three times 2 s, and
     // fails; v1 then connects to A itself.
-    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "-xread"]), "OK");
-    // (The read already waiting in Redis is answered first: an empty entry ends it.)
-    let inbox = format!("kvs:inbox:{}", node_id_of(&redis, a.pid()));
-    let empty = r#"{"from":"elsewhere","seq":1,"msgs":[]}"#;
-    redis.cli(&["XADD", &inbox, "*", "v", "1", "b", empty]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !a.log().contains("reading this node's inbox failed") {
-        assert!(Instant::now() < deadline, "A still reads");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    slow.stop_reads(&a).await;
     let url = connect_url(b.addr, &arn, Some("v1"), &[]);
     let through_b = tokio::time::timeout(
         Duration::from_secs(15),
@@ -991,7 +935,7 @@ async fn a_connect_that_waited_too_long_in_the_owners_inbox_is_refused_and_never
     // so the newer v1 keeps its identity.
     let read = "kvs_cluster_inbox_entries_read_total";
     let read_before = metric(a.addr, read).await;
-    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "+xread"]), "OK");
+    slow.resume_reads();
     let deadline = Instant::now() + Duration::from_secs(5);
     while metric(a.addr, read).await < read_before + 3 {
         assert!(Instant::now() < deadline, "A did not read B's opens");

@@ -257,6 +257,67 @@ impl Captured {
     }
 }
 
+/// The id node `pid` joined the cluster on `redis` with (default prefix).
+pub(crate) fn node_id_of(redis: &Redis, pid: u32) -> String {
+    let marker = format!("-{pid}-");
+    redis
+        .cli(&["ZRANGE", "kvs:nodes", "0", "-1"])
+        .lines()
+        .find(|id| id.contains(&marker))
+        .unwrap_or_else(|| panic!("no node of process {pid}"))
+        .to_owned()
+}
+
+/// A node that connects to Redis as the ACL user `slow` ([`SlowUser`]), whose reads a test
+/// can take away.
+pub(crate) const SLOW_USER: [(&str, &str); 2] = [
+    ("KVS_REDIS_USERNAME", "slow"),
+    ("KVS_REDIS_PASSWORD", "slow-secret"),
+];
+
+/// The ACL user `slow` of a test's Redis: every right, until [`SlowUser::stop_reads`].
+pub(crate) struct SlowUser<'a>(&'a Redis);
+
+impl<'a> SlowUser<'a> {
+    /// Adds the user to `redis`.
+    pub(crate) fn add(redis: &'a Redis) -> Self {
+        let setuser = [
+            "ACL",
+            "SETUSER",
+            "slow",
+            "on",
+            ">slow-secret",
+            "~*",
+            "&*",
+            "+@all",
+        ];
+        assert_eq!(redis.cli(&setuser), "OK");
+        Self(redis)
+    }
+
+    /// Takes `XREAD` from the user, and waits until `node` (connected as it) finds its inbox
+    /// unreadable: the read it had waiting in Redis, which `XREAD` rights are not checked
+    /// for again, is ended by an empty entry from no node. (The node logs that at most once
+    /// in 10 s: a second call soon after waits for nothing more than the empty entry's
+    /// write, which is ahead of whatever the test writes next.)
+    pub(crate) async fn stop_reads(&self, node: &Node) {
+        assert_eq!(self.0.cli(&["ACL", "SETUSER", "slow", "-xread"]), "OK");
+        let inbox = format!("kvs:inbox:{}", node_id_of(self.0, node.pid()));
+        let empty = r#"{"from":"elsewhere","seq":1,"msgs":[]}"#;
+        self.0.cli(&["XADD", &inbox, "*", "v", "1", "b", empty]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !node.log().contains("reading this node's inbox failed") {
+            assert!(Instant::now() < deadline, "the node still reads its inbox");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Gives `XREAD` back.
+    pub(crate) fn resume_reads(&self) {
+        assert_eq!(self.0.cli(&["ACL", "SETUSER", "slow", "+xread"]), "OK");
+    }
+}
+
 /// A `kvs-signaling serve --cluster` process, killed on drop.
 pub(crate) struct Node {
     child: Option<Child>,

@@ -9,8 +9,8 @@ use futures_util::StreamExt as _;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::harness::{
-    Node, Redis, TempDir, Ws, call, closed, connect, connect_url, create, get, metric, next_text,
-    send, signal, text,
+    Node, Redis, SLOW_USER, SlowUser, TempDir, Ws, call, closed, connect, connect_url, create, get,
+    metric, next_text, send, signal, text,
 };
 
 /// The payload of candidate `i`: its number in four digits (which is base64).
@@ -553,48 +553,15 @@ async fn sockets_paused_by_an_owner_that_dies_during_its_hand_over_move_when_it_
     let redis = Redis::start();
     // A connects as a user of its own, whose reads the test takes away: A then never hears
     // B's answer to its pause, and waits for it, the time for the test to kill it.
-    let setuser = [
-        "ACL",
-        "SETUSER",
-        "slow",
-        "on",
-        ">slow-secret",
-        "~*",
-        "&*",
-        "+@all",
-    ];
-    assert_eq!(redis.cli(&setuser), "OK");
-    let mut a = Node::start_with(
-        &redis.url(),
-        "127.0.0.1",
-        &flags,
-        &[
-            ("KVS_REDIS_USERNAME", "slow"),
-            ("KVS_REDIS_PASSWORD", "slow-secret"),
-        ],
-    );
+    let slow = SlowUser::add(&redis);
+    let mut a = Node::start_with(&redis.url(), "127.0.0.1", &flags, &SLOW_USER);
     let b = Node::start(&redis, "127.0.0.2", &flags);
     let c = Node::start(&redis, "127.0.0.3", &flags);
     let arn = create(a.addr, "paused").await;
     let mut master = connect(a.addr, &arn, None).await;
     let v1 = connect(b.addr, &arn, Some("v1")).await;
     let mut v2 = connect(b.addr, &arn, Some("v2")).await;
-    let a_id = redis
-        .cli(&["ZRANGE", "kvs:nodes", "0", "-1"])
-        .lines()
-        .find(|id| id.contains(&format!("-{}-", a.pid())))
-        .unwrap()
-        .to_owned();
-    assert_eq!(redis.cli(&["ACL", "SETUSER", "slow", "-xread"]), "OK");
-    // (The read already waiting in Redis is answered first: an empty entry ends it.)
-    let empty = r#"{"from":"elsewhere","seq":1,"msgs":[]}"#;
-    let inbox = format!("kvs:inbox:{a_id}");
-    redis.cli(&["XADD", &inbox, "*", "v", "1", "b", empty]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !a.log().contains("reading this node's inbox failed") {
-        assert!(Instant::now() < deadline, "A still reads");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    slow.stop_reads(&a).await;
 
     // v1 sends a candidate every 150 ms from now on; A drains (SIGTERM): it closes its own
     // client, the master, and pauses B's socket of the channel it hands over.

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::harness::{
-    Node, Redis, TempDir, call, closed, connect, create, metric, next_text, send, text,
+    Node, Redis, TempDir, Ws, call, closed, connect, create, metric, next_text, send, text,
 };
 
 #[tokio::test]
@@ -398,7 +398,7 @@ async fn node_id(node: std::net::SocketAddr, token: &str) -> String {
 }
 
 /// An offer from `viewer`, which `master` gets.
-async fn offer_across(viewer: &mut super::harness::Ws, master: &mut super::harness::Ws) {
+async fn offer_across(viewer: &mut Ws, master: &mut Ws) {
     send(
         viewer,
         r#"{"action":"SDP_OFFER","messagePayload":"b2ZmZXI="}"#,
@@ -411,8 +411,8 @@ async fn offer_across(viewer: &mut super::harness::Ws, master: &mut super::harne
 /// within `within`; whether it did.
 async fn relays_seen(
     events: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
-    master: &mut super::harness::Ws,
-    viewer: &mut super::harness::Ws,
+    master: &mut Ws,
+    viewer: &mut Ws,
     from: &str,
     within: Duration,
     keep_alive: &impl Fn(),
@@ -647,6 +647,25 @@ async fn delivery_status_and_dead_socket_detection_hold_for_remote_connections()
     drop(ghost);
 }
 
+/// A SendAlexaOfferToMaster call through `node`, and `master` answering the offer it gets:
+/// the call answers with the master's answer.
+async fn alexa_answered_through(node: std::net::SocketAddr, arn: &str, master: &mut Ws) {
+    let body = format!(
+        r#"{{"ChannelARN":"{arn}","SenderClientId":"AWS_ALEXA","MessagePayload":"b2ZmZXI="}}"#
+    );
+    let (answer, ()) = tokio::join!(call(node, "/v1/send-alexa-offer-to-master", &body), async {
+        let offer = text(master).await;
+        assert!(offer.contains(r#""senderClientId":"AWS_ALEXA""#), "{offer}");
+        send(
+                master,
+                r#"{"action":"SDP_ANSWER","recipientClientId":"AWS_ALEXA","messagePayload":"YW5zd2Vy"}"#,
+            )
+            .await;
+    });
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["Answer"], "YW5zd2Vy");
+}
+
 #[tokio::test]
 async fn alexa_offers_and_message_rates_hold_across_nodes() {
     let redis = Redis::start();
@@ -656,23 +675,7 @@ async fn alexa_offers_and_message_rates_hold_across_nodes() {
     let mut master = connect(a.addr, &arn, None).await;
     // SendAlexaOfferToMaster through B: the owner's hub (on A) hands the offer to the master
     // and answers B's call with the master's answer.
-    let body = format!(
-        r#"{{"ChannelARN":"{arn}","SenderClientId":"AWS_ALEXA","MessagePayload":"b2ZmZXI="}}"#
-    );
-    let (answer, ()) = tokio::join!(
-        call(b.addr, "/v1/send-alexa-offer-to-master", &body),
-        async {
-            let offer = text(&mut master).await;
-            assert!(offer.contains(r#""senderClientId":"AWS_ALEXA""#), "{offer}");
-            send(
-                &mut master,
-                r#"{"action":"SDP_ANSWER","recipientClientId":"AWS_ALEXA","messagePayload":"YW5zd2Vy"}"#,
-            )
-            .await;
-        }
-    );
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.json()["Answer"], "YW5zd2Vy");
+    alexa_answered_through(b.addr, &arn, &mut master).await;
 
     // A viewer on B sending 25 candidates at once: the service's 20 a second pass to the
     // master, the rest are refused with a STATUS_RESPONSE, as on one server.
@@ -919,24 +922,8 @@ async fn an_alexa_offer_reaches_a_master_whose_socket_is_on_another_node_than_th
     let mut master = connect(b.addr, &arn, None).await;
     // The offer, made through B, is served by A's hub, which hands it to the master on B and
     // waits for the master's answer: that answer comes back to A through its inbox.
-    let body = format!(
-        r#"{{"ChannelARN":"{arn}","SenderClientId":"AWS_ALEXA","MessagePayload":"b2ZmZXI="}}"#
-    );
     let started = std::time::Instant::now();
-    let (answer, ()) = tokio::join!(
-        call(b.addr, "/v1/send-alexa-offer-to-master", &body),
-        async {
-            let offer = text(&mut master).await;
-            assert!(offer.contains(r#""senderClientId":"AWS_ALEXA""#), "{offer}");
-            send(
-                &mut master,
-                r#"{"action":"SDP_ANSWER","recipientClientId":"AWS_ALEXA","messagePayload":"YW5zd2Vy"}"#,
-            )
-            .await;
-        }
-    );
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.json()["Answer"], "YW5zd2Vy");
+    alexa_answered_through(b.addr, &arn, &mut master).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",

@@ -246,11 +246,23 @@ async fn serve_http<S>(
 {
     let header_read_timeout = app.config.header_read_timeout;
     let write_timeout = app.config.websocket.write_timeout;
+    // Set once the connection answers 101: it is handed to its WebSocket, whose drain closes
+    // it with a close frame; a graceful shutdown of the HTTP connection meanwhile would end
+    // it without one.
+    let upgraded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let upgrading = Arc::clone(&upgraded);
     let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
         let app = Arc::clone(&app);
         let slot = Arc::clone(&slot);
+        let upgrading = Arc::clone(&upgrading);
         request.extensions_mut().insert(PeerAddr(peer));
-        async move { Ok::<_, Infallible>(crate::app::handle(app, request, slot).await) }
+        async move {
+            let response = crate::app::handle(app, request, slot).await;
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                upgrading.store(true, std::sync::atomic::Ordering::Release);
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -268,9 +280,12 @@ async fn serve_http<S>(
         let _ = stop.wait_for(|stopping| *stopping).await;
     };
     let result = tokio::select! {
+        biased;
         result = connection.as_mut() => result,
         () = stopping => {
-            connection.as_mut().graceful_shutdown();
+            if !upgraded.load(std::sync::atomic::Ordering::Acquire) {
+                connection.as_mut().graceful_shutdown();
+            }
             connection.await
         }
     };

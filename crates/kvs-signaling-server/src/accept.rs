@@ -280,7 +280,6 @@ async fn serve_http<S>(
         let _ = stop.wait_for(|stopping| *stopping).await;
     };
     let result = tokio::select! {
-        biased;
         result = connection.as_mut() => result,
         () = stopping => {
             if !upgraded.load(std::sync::atomic::Ordering::Acquire) {

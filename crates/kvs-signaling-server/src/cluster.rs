@@ -83,9 +83,9 @@ pub struct ClusterConfig {
     /// bounds what one node can make Redis hold: size it above the entries a node receives
     /// in a TTL and a heartbeat (about one per message at low rates, far fewer at load).
     pub inbox_max_entries: usize,
-    /// The entries in a node's inbox past which it has fallen behind: 10,000 (0: never). A
-    /// node whose inbox holds this many at two heartbeats in a row (not one that catches up
-    /// after a pause) says so with its heartbeat, and the other nodes close, with 1008, the
+    /// The entries waiting unread in a node's inbox past which it has fallen behind: 10,000
+    /// (0: never). A node with this many unread at two heartbeats in a row (not one that
+    /// catches up after a pause) says so with its heartbeat, and the other nodes close, with 1008, the
     /// sockets they hold for channels it owns, instead of making it later still and, past
     /// [`ClusterConfig::inbox_max_entries`], losing messages; their clients connect again. At
     /// or above that cap, half the cap.

@@ -260,9 +260,9 @@ pub struct LimitsSection {
     /// Cluster mode: the entries a node's inbox keeps at most (what is trimmed past it is lost,
     /// and counted): 100,000.
     pub cluster_inbox_max_entries: Option<usize>,
-    /// Cluster mode: the entries in a node's inbox past which it has fallen behind (at two
-    /// heartbeats in a row), and the other nodes close the sockets they hold for its
-    /// channels (1008): 10,000, or half the cap if the cap is not above it (0: never).
+    /// Cluster mode: the entries waiting unread in a node's inbox past which it has fallen
+    /// behind (at two heartbeats in a row), and the other nodes close the sockets they hold
+    /// for its channels (1008): 10,000, or half the cap if the cap is not above it (0: never).
     pub cluster_inbox_high_water: Option<usize>,
     /// Cluster mode: milliseconds a node's writer waits, once it has a message for other
     /// nodes, for more to join it: 0 (at most 100). Fewer Redis commands per message, for

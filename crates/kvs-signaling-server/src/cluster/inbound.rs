@@ -128,13 +128,13 @@ impl Router {
                  behind)"
             );
         }
-        let verdict = Verdict::Refused {
-            error: ErrorType::InternalFailure.name().to_owned(),
-            message: format!(
+        let verdict = refusal(Refused::new(
+            ErrorType::InternalFailure,
+            format!(
                 "the connect waited {waited} ms for the channel's node, which is behind; \
                  connect again"
             ),
-        };
+        ));
         self.send(from, Msg::Verdict { req, verdict }).await;
     }
 
@@ -246,12 +246,10 @@ impl Router {
                 // when the master's socket is on another node: it waits on a task of its own,
                 // a bounded number at once.
                 let Ok(permit) = Arc::clone(&self.alexa_offers).try_acquire_owned() else {
-                    let verdict = Verdict::Refused {
-                        error: ErrorType::ClientLimitExceededException.name().to_owned(),
-                        message: "too many Alexa offers wait for their masters on this node; \
-                                  try again"
-                            .to_owned(),
-                    };
+                    let verdict = refusal(Refused::new(
+                        ErrorType::ClientLimitExceededException,
+                        "too many Alexa offers wait for their masters on this node; try again",
+                    ));
                     self.send(from, Msg::AlexaAnswer { req, verdict }).await;
                     return;
                 };

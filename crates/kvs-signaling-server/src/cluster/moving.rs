@@ -454,17 +454,9 @@ impl Router {
     /// sockets whose channels it owns are closed with 1008, telling it, so that it catches up
     /// instead of falling further behind; their clients connect again.
     pub(super) async fn shed(&self, node: &str) {
-        let shed: Vec<(u64, Link)> = {
-            let mut links = lock(&self.links);
-            let ids: Vec<u64> = links
-                .iter()
-                .filter(|(_, link)| link.owner == node && link.moving.is_none())
-                .map(|(id, _)| *id)
-                .collect();
-            ids.into_iter()
-                .filter_map(|id| links.remove(&id).map(|link| (id, link)))
-                .collect()
-        };
+        let shed: Vec<(u64, Link)> = lock(&self.links)
+            .extract_if(|_, link| link.owner == node && link.moving.is_none())
+            .collect();
         if shed.is_empty() {
             return;
         }

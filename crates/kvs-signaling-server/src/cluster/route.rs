@@ -734,14 +734,8 @@ impl Router {
                 }
                 Owner::Node(node) => node,
             };
-            // A node behind its inbox takes no more sockets of other nodes (those it had are
-            // closed, see `shed`): a connect would wait in its inbox, and add to it.
-            if self.cluster.liveness.is_behind(&node) {
-                self.stats.behind_refusals.fetch_add(1, Ordering::Relaxed);
-                return Ok(Err(Refused::new(
-                    ErrorType::InternalFailure,
-                    "the channel's node is overloaded; connect again",
-                )));
+            if let Some(refused) = self.refused_behind(&node) {
+                return Ok(Err(refused));
             }
             let registration = self
                 .bridge
@@ -775,6 +769,20 @@ impl Router {
         Err(Unrouted(format!(
             "the owner of channel {arn} did not take the connect; try again"
         )))
+    }
+
+    /// The refusal of a connect or Alexa offer for a channel `node` owns, while `node` is
+    /// behind its inbox: it takes no more work from other nodes (the sockets they held for
+    /// it are closed, see `shed`), which would wait in its inbox, and add to it.
+    fn refused_behind(&self, node: &str) -> Option<Refused> {
+        if !self.cluster.liveness.is_behind(node) {
+            return None;
+        }
+        self.stats.behind_refusals.fetch_add(1, Ordering::Relaxed);
+        Some(Refused::new(
+            ErrorType::InternalFailure,
+            "the channel's node is overloaded; try again",
+        ))
     }
 
     /// Asks `node` to open `link` (new, or `moving` from its previous owner), and waits for
@@ -840,13 +848,8 @@ impl Router {
                 }
                 Owner::Node(node) => node,
             };
-            // As for connects (see `open`).
-            if self.cluster.liveness.is_behind(&node) {
-                self.stats.behind_refusals.fetch_add(1, Ordering::Relaxed);
-                return Ok(Err(Refused::new(
-                    ErrorType::InternalFailure,
-                    "the channel's node is overloaded; try again",
-                )));
+            if let Some(refused) = self.refused_behind(&node) {
+                return Ok(Err(refused));
             }
             let req = self.next_req.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();

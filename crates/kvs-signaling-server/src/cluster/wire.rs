@@ -608,7 +608,7 @@ pub(crate) fn spawn_reader(
                 // What a refused trim leaves to trim, under whatever comes next.
                 let refused = trim.take().and_then(|after| {
                     let answer = answers.next().unwrap_or_else(|| Err(unanswered()));
-                    let done = unacked.position(&after);
+                    let done = position(&after);
                     let refused = trimmed(answer, after, &client, &stats);
                     if refused.is_none() {
                         unacked.trimmed(done);
@@ -674,7 +674,7 @@ pub(crate) fn spawn_reader(
                     // caught up, so that what it handles meanwhile is not replayed if it dies.
                     if let Some(after) = trim.take() {
                         let answer = xtrim(&inbox, &after).query_async(&mut conn).await;
-                        let done = unacked.position(&after);
+                        let done = position(&after);
                         trim = trimmed(answer, after, &client, &stats);
                         if trim.is_none() {
                             unacked.trimmed(done);
@@ -920,19 +920,19 @@ struct Unacked {
 /// entries then leave with the later's trim).
 const UNACKED_READS: usize = 1024;
 
-impl Unacked {
-    /// A stream id (`MS-SEQ`) as numbers, to compare; `(0, 0)` for what is not one.
-    fn position(&self, id: &str) -> (u64, u64) {
-        id.split_once('-')
-            .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)))
-            .unwrap_or((0, 0))
-    }
+/// A stream id (`MS-SEQ`) as numbers, to compare; `(0, 0)` for what is not one.
+fn position(id: &str) -> (u64, u64) {
+    id.split_once('-')
+        .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)))
+        .unwrap_or((0, 0))
+}
 
+impl Unacked {
     /// A read took `entries`, up to the trim position `after`.
     fn read(&mut self, after: &str, entries: usize) {
         let entries = entries as u64;
         self.total += entries;
-        self.reads.push_back((self.position(after), entries));
+        self.reads.push_back((position(after), entries));
         if self.reads.len() > UNACKED_READS
             && let Some((_, oldest)) = self.reads.pop_front()
             && let Some((_, next)) = self.reads.front_mut()
@@ -1176,12 +1176,12 @@ mod tests {
         unacked.read("7-0", 4);
         assert_eq!(unacked.total, 9);
         // A trim short of a read's position leaves it.
-        unacked.trimmed(unacked.position("5-3"));
+        unacked.trimmed(super::position("5-3"));
         assert_eq!(unacked.total, 6);
-        unacked.trimmed(unacked.position("6-0"));
+        unacked.trimmed(super::position("6-0"));
         assert_eq!(unacked.total, 4);
         assert_eq!(unacked.published.load(Ordering::Relaxed), 4);
-        unacked.trimmed(unacked.position("7-0"));
+        unacked.trimmed(super::position("7-0"));
         assert_eq!(unacked.total, 0);
         assert_eq!(unacked.published.load(Ordering::Relaxed), 0);
         // Past the reads it tells apart, the oldest merge: their entries stay counted, and
@@ -1191,9 +1191,9 @@ mod tests {
         }
         assert_eq!(unacked.reads.len(), UNACKED_READS);
         assert_eq!(unacked.total, UNACKED_READS as u64 + 1);
-        unacked.trimmed(unacked.position("10-0"));
+        unacked.trimmed(super::position("10-0"));
         assert_eq!(unacked.total, UNACKED_READS as u64 + 1);
-        unacked.trimmed(unacked.position("11-0"));
+        unacked.trimmed(super::position("11-0"));
         assert_eq!(unacked.total, UNACKED_READS as u64 - 1);
     }
 

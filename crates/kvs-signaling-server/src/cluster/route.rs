@@ -318,7 +318,7 @@ impl Router {
             cluster.node.clone(),
             batches_tx,
             Arc::clone(&wire),
-            cluster.liveness.read_untrimmed(),
+            Arc::clone(&cluster.liveness),
         );
         let (loopback, mut looped) = mpsc::channel(OUTBOUND_EVENTS);
         // A node owns nothing yet: its claims hold on the Redis it starts on.

@@ -17,13 +17,6 @@
 //! - 2 ([`EVENTS`]): an inbox entry may hold a node's console events (`Msg::Events`), which
 //!   a node of format 1 does not know (it would drop the whole entry). Held messages and
 //!   channel records are as in format 1, and say 1.
-//! - 3 ([`CURSOR`]): a node keeps where it stands in its inbox in Redis, as the last-delivered
-//!   id of the inbox's consumer group `read` (`XREADGROUP … NOACK`: each read moves it), and
-//!   may leave what it read in its inbox for a while (its trim waits, as for entries without
-//!   frames): whoever replays a dead node's inbox starts after that id. A node of format 2 or
-//!   older would replay the inbox from its start, and so deliver twice what its node read and
-//!   had not trimmed yet: a node leaves what it read in its inbox only while every live node
-//!   reads format 3. Entries, held messages and channel records are as in format 2.
 //!
 //! What a node cannot read (an entry of a newer release, after a downgrade or with a node of
 //! a newer release that wrote too soon) is set aside, counted
@@ -39,12 +32,10 @@ use serde::Deserialize;
 pub(crate) const FIRST: u32 = 1;
 /// The format that brought console events in inboxes.
 pub(crate) const EVENTS: u32 = 2;
-/// The format that brought inbox read positions kept in Redis (a consumer group's cursor).
-pub(crate) const CURSOR: u32 = 3;
 /// The oldest format this node reads.
 pub(crate) const OLDEST: u32 = FIRST;
 /// The newest format this node reads.
-pub(crate) const NEWEST: u32 = CURSOR;
+pub(crate) const NEWEST: u32 = EVENTS;
 
 /// The format of what was written before formats were stamped.
 pub(crate) const fn first() -> u32 {
@@ -192,13 +183,11 @@ mod tests {
     #[test]
     fn the_cluster_writes_the_newest_format_every_live_node_reads() {
         // Alone, or with nodes like this one: this node's newest.
-        assert_eq!(NEWEST, 3);
+        assert_eq!(NEWEST, 2);
         assert_eq!(in_effect(&nodes(&[])), Ok(NEWEST));
-        assert_eq!(in_effect(&nodes(&[("a", Some("1-3"))])), Ok(3));
-        // A node of the previous release: format 2.
         assert_eq!(in_effect(&nodes(&[("a", Some("1-2"))])), Ok(2));
-        // A node of a newer release that still reads format 3: format 3.
-        assert_eq!(in_effect(&nodes(&[("a", Some("3-4"))])), Ok(3));
+        // A node of a newer release that still reads format 2: format 2.
+        assert_eq!(in_effect(&nodes(&[("a", Some("2-3"))])), Ok(2));
         // A node that reads format 1 alone, or published nothing (a release from before
         // formats): format 1, whatever the others read.
         assert_eq!(
@@ -209,7 +198,7 @@ mod tests {
         // A node that no longer reads what this node writes: no format, and both named.
         let err = in_effect(&nodes(&[("a", Some("1-1")), ("b", Some("3-4"))])).unwrap_err();
         assert!(
-            err.contains("a 1-1") && err.contains("b 3-4") && err.contains("this node reads 1-3"),
+            err.contains("a 1-1") && err.contains("b 3-4") && err.contains("this node reads 1-2"),
             "{err}"
         );
     }
@@ -222,7 +211,7 @@ mod tests {
             assert_eq!(of_json(odd), Some(u32::MAX), "{odd}");
         }
         assert_eq!(of_json("3"), None);
-        assert!(readable(1) && readable(2) && readable(3));
+        assert!(readable(1) && readable(2));
         assert!(!readable(0) && !readable(NEWEST + 1));
     }
 }

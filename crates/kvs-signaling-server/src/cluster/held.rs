@@ -572,8 +572,8 @@ mod tests {
             format!(
                 r#"[{{"a":"SDP_OFFER","s":"v1","f":"old","x":{until}}},
                    {{"v":1,"a":"SDP_OFFER","s":"v2","f":"one","x":{until}}},
-                   {{"v":4,"what":"a newer layout"}},
-                   {{"v":"4"}}]"#
+                   {{"v":3,"what":"a newer layout"}},
+                   {{"v":"3"}}]"#
             ),
         ];
         let unknown = AtomicU64::new(0);

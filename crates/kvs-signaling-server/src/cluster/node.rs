@@ -436,16 +436,6 @@ impl Liveness {
             && membership.behind.contains(node)
     }
 
-    /// Whether every other live node read format `format`, as of this node's last heartbeat
-    /// (a node that published no formats, a release from before them, reads format 1 alone).
-    pub(crate) fn all_read(&self, format: u32) -> bool {
-        self.membership
-            .borrow()
-            .formats
-            .values()
-            .all(|range| range.map_or(format == super::format::FIRST, |range| range.reads(format)))
-    }
-
     /// Changes of what this node knows.
     pub(crate) fn watch(&self) -> watch::Receiver<Membership> {
         self.membership.subscribe()

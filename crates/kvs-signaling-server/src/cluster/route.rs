@@ -318,7 +318,7 @@ impl Router {
             cluster.node.clone(),
             batches_tx,
             Arc::clone(&wire),
-            Arc::clone(&cluster.liveness),
+            cluster.liveness.read_untrimmed(),
         );
         let (loopback, mut looped) = mpsc::channel(OUTBOUND_EVENTS);
         // A node owns nothing yet: its claims hold on the Redis it starts on.

@@ -366,7 +366,7 @@ impl Router {
         metric(
             counter,
             "inbox_trims_total",
-            "Trims of this node's inbox (XTRIM): what it read, about once a second (at once for reads that held frames while a node of an older release is alive).",
+            "Trims of this node's inbox (XTRIM): one per read that held frames; reads of other messages are trimmed together, about once a second.",
             get(&wire.trims) as f64,
         );
         metric(

@@ -295,17 +295,13 @@ impl<'a> SlowUser<'a> {
         Self(redis)
     }
 
-    /// Takes `XREAD` and `XREADGROUP` from the user, and waits until `node` (connected as it)
-    /// finds its inbox unreadable: the read it had waiting in Redis, which rights are not checked
+    /// Takes `XREAD` from the user, and waits until `node` (connected as it) finds its inbox
+    /// unreadable: the read it had waiting in Redis, which `XREAD` rights are not checked
     /// for again, is ended by an empty entry from no node. (The node logs that at most once
     /// in 10 s: a second call soon after waits for nothing more than the empty entry's
     /// write, which is ahead of whatever the test writes next.)
     pub(crate) async fn stop_reads(&self, node: &Node) {
-        assert_eq!(
-            self.0
-                .cli(&["ACL", "SETUSER", "slow", "-xread", "-xreadgroup"]),
-            "OK"
-        );
+        assert_eq!(self.0.cli(&["ACL", "SETUSER", "slow", "-xread"]), "OK");
         let inbox = format!("kvs:inbox:{}", node_id_of(self.0, node.pid()));
         let empty = r#"{"from":"elsewhere","seq":1,"msgs":[]}"#;
         self.0.cli(&["XADD", &inbox, "*", "v", "1", "b", empty]);
@@ -316,13 +312,9 @@ impl<'a> SlowUser<'a> {
         }
     }
 
-    /// Gives `XREAD` and `XREADGROUP` back.
+    /// Gives `XREAD` back.
     pub(crate) fn resume_reads(&self) {
-        assert_eq!(
-            self.0
-                .cli(&["ACL", "SETUSER", "slow", "+xread", "+xreadgroup"]),
-            "OK"
-        );
+        assert_eq!(self.0.cli(&["ACL", "SETUSER", "slow", "+xread"]), "OK");
     }
 }
 

@@ -177,10 +177,19 @@ async fn an_owner_paused_past_its_ttl_loses_its_channel_and_never_acts_on_it_aga
     let (owner_before, _) = owner_in_redis(&redis, &arn);
 
     signal(a.pid(), "STOP");
+    // What v1 sends the frozen owner is replayed to the next one: A's read, waiting in Redis,
+    // takes it, but its socket is frozen, and the entry stays in A's inbox.
+    send(
+        &mut v1,
+        r#"{"action":"SDP_OFFER","messagePayload":"ZnJvemVu"}"#,
+    )
+    .await;
     // Past the TTL, B takes A for dead and moves v1's socket: it claims the channel.
     let mut master = reconnect(c.addr, &arn, Duration::from_secs(20)).await;
     let (owner_during, epoch_during) = owner_in_redis(&redis, &arn);
     assert_ne!(owner_during, owner_before, "nobody claimed the channel");
+    let replayed = text(&mut master).await;
+    assert!(replayed.contains("ZnJvemVu"), "{replayed}");
     send(&mut v1, r#"{"action":"SDP_OFFER","messagePayload":"bmV3"}"#).await;
     assert!(text(&mut master).await.contains("bmV3"));
 

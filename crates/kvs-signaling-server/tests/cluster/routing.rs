@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use super::harness::{
-    Node, Redis, TempDir, Ws, call, closed, connect, create, metric, next_text, node_id_of, send,
-    text,
+    Node, Redis, TempDir, Ws, call, closed, connect, create, metric, next_text, send, text,
 };
 
 #[tokio::test]
@@ -716,7 +715,7 @@ fn inboxes(redis: &Redis) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn inboxes_keep_where_their_nodes_read_to_and_are_trimmed_of_what_they_read_within_seconds() {
+async fn inboxes_are_trimmed_of_frames_at_once_and_of_everything_else_within_seconds() {
     let redis = Redis::start();
     let a = Node::start(&redis, "127.0.0.1", &[]);
     let b = Node::start(&redis, "127.0.0.2", &[]);
@@ -724,9 +723,9 @@ async fn inboxes_keep_where_their_nodes_read_to_and_are_trimmed_of_what_they_rea
     // A owns the channel; the viewer's socket is on B.
     let mut master = connect(a.addr, &arn, None).await;
     let mut viewer = connect(b.addr, &arn, Some("v1")).await;
-    let a_inbox = format!("kvs:inbox:{}", node_id_of(&redis, a.pid()));
     for _ in 0..5 {
-        // Frames to the owner (A's inbox), and deliveries to the viewer's node (B's inbox).
+        // Frames to the owner (A's inbox: replayed if A dies, so trimmed as read), and
+        // deliveries to the viewer's node (B's inbox: never replayed).
         send(
             &mut viewer,
             r#"{"action":"ICE_CANDIDATE","messagePayload":"dg=="}"#,
@@ -740,20 +739,26 @@ async fn inboxes_keep_where_their_nodes_read_to_and_are_trimmed_of_what_they_rea
         .await;
         assert!(text(&mut viewer).await.contains("bQ=="));
     }
-    // The frames A read wait in its inbox for their trim, and its group says A read them all:
-    // whoever replays A's inbox if A dies starts after them.
-    let entries = redis.cli(&["XRANGE", &a_inbox, "-", "+"]);
-    assert!(entries.contains(r#""t":"Frame""#), "{entries}");
-    let newest = redis.cli(&["XREVRANGE", &a_inbox, "+", "-", "COUNT", "1"]);
-    let newest = newest.lines().next().unwrap_or_default().to_owned();
-    let groups = redis.cli(&["XINFO", "GROUPS", &a_inbox]);
-    let lines: Vec<&str> = groups.lines().collect();
-    let position = lines
-        .windows(2)
-        .find(|pair| pair[0] == "last-delivered-id")
-        .map(|pair| pair[1]);
-    assert_eq!(position, Some(newest.as_str()), "{groups}");
-    // Everything is trimmed within about two seconds of a quiet inbox.
+    // Every frame A read is out of its inbox at once (the trim goes with A's next read), well
+    // before a quiet inbox's trim (a second after the last read) would take it.
+    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+    let left = loop {
+        let all = inboxes(&redis);
+        if all
+            .iter()
+            .all(|(_, entries)| !entries.contains(r#""t":"Frame""#))
+            || std::time::Instant::now() > deadline
+        {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        left.iter()
+            .all(|(_, entries)| !entries.contains(r#""t":"Frame""#)),
+        "frames read by the owner are still in its inbox: {left:?}"
+    );
+    // Everything else is trimmed within about two seconds of a quiet inbox.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let all = inboxes(&redis);
@@ -766,24 +771,28 @@ async fn inboxes_keep_where_their_nodes_read_to_and_are_trimmed_of_what_they_rea
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Both nodes trimmed what they read together, not once a read (a trim is counted once
-    // its answer is in, which comes with that of the read it went with, a second later at
-    // most).
-    for node in [&a, &b] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        let (trims, reads) = loop {
-            let trims = metric(node.addr, "kvs_cluster_inbox_trims_total").await;
-            let reads = metric(node.addr, "kvs_cluster_inbox_entries_read_total").await;
-            if trims >= 1 || std::time::Instant::now() > deadline {
-                break (trims, reads);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert!(
-            reads >= 5 && trims >= 1 && trims < reads / 2,
-            "{trims} trims for {reads} entries read"
+    // A trimmed each read of frames; B, which only got deliveries, trimmed them together.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let (a_trims, b_trims, b_reads) = loop {
+        let counts = (
+            metric(a.addr, "kvs_cluster_inbox_trims_total").await,
+            metric(b.addr, "kvs_cluster_inbox_trims_total").await,
+            metric(b.addr, "kvs_cluster_inbox_entries_read_total").await,
         );
-    }
+        if (counts.0 >= 5 && counts.1 >= 1) || std::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // (Each frame was sent once the one before it was relayed: five reads of frames.)
+    assert!(
+        a_trims >= 5,
+        "the owner trimmed {a_trims} times for 5 reads of frames"
+    );
+    assert!(
+        b_reads >= 6 && b_trims >= 1 && b_trims < b_reads / 2,
+        "B trimmed {b_trims} times for {b_reads} entries read"
+    );
     // Both still relay.
     send(
         &mut viewer,

@@ -129,53 +129,26 @@ impl Bridge {
     }
 }
 
-/// Events of the owner's orders a bridge keeps, at most, while its events wait for room: past
-/// it, the bridge takes no more orders until they leave.
-const PENDING_MAX: usize = 4096;
-
-/// The bridge task. The caller may wait for room in the bridge's orders while the bridge waits
-/// for room in its events, which that caller's own queues may be what holds up (in a cluster
-/// node: the task that hands on what other nodes send writes to bridged sockets, and also reads
-/// what the node sends itself, which the task that forwards this bridge's events may be waiting
-/// to queue). So the bridge never stops taking orders because its events wait: what they emit
-/// waits in `pending` (up to [`PENDING_MAX`]) behind what is there already. A socket's command
-/// is taken only once nothing waits, so that the sockets' reads wait instead, and every event
-/// leaves in the order it was made.
 async fn run(
     mut inbound: mpsc::Receiver<Command>,
     mut orders: mpsc::Receiver<Order>,
     events: mpsc::Sender<BridgeEvent>,
 ) {
     let mut links: HashMap<ConnId, OutboxSender> = HashMap::new();
-    let mut pending: std::collections::VecDeque<BridgeEvent> = std::collections::VecDeque::new();
     loop {
-        tokio::select! {
-            permit = events.reserve(), if !pending.is_empty() => match permit {
-                Ok(permit) => {
-                    if let Some(event) = pending.pop_front() {
-                        permit.send(event);
-                    }
-                }
-                Err(_) => return,
-            },
-            command = inbound.recv(), if pending.is_empty() => match command {
-                Some(command) => pending.extend(from_socket(&mut links, command)),
+        let emitted = tokio::select! {
+            command = inbound.recv() => match command {
+                Some(command) => from_socket(&mut links, command),
                 None => break,
             },
-            order = orders.recv(), if pending.len() < PENDING_MAX => match order {
-                Some(order) => pending.extend(from_owner(&mut links, order)),
+            order = orders.recv() => match order {
+                Some(order) => from_owner(&mut links, order),
                 None => break,
             },
-        }
-        // What has room leaves at once.
-        while let Some(event) = pending.pop_front() {
-            match events.try_send(event) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(event)) => {
-                    pending.push_front(event);
-                    break;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
+        };
+        for event in emitted {
+            if events.send(event).await.is_err() {
+                return;
             }
         }
     }
@@ -267,63 +240,5 @@ fn from_owner(links: &mut HashMap<ConnId, OutboxSender>, order: Order) -> Vec<Br
             }
             Vec::new()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use kvs_signaling_core::Frame;
-    use tokio::sync::mpsc;
-
-    use super::{BridgeEvent, spawn_bridge};
-    use crate::shard::ShardConfig;
-    use crate::telemetry::Telemetry;
-
-    #[tokio::test]
-    async fn the_owners_orders_are_taken_while_nobody_reads_the_bridges_events() {
-        let config = ShardConfig::default().inbound_capacity(2);
-        let (events, mut read) = mpsc::channel(1);
-        let (bridge, _task) = spawn_bridge(config, Arc::new(Telemetry::default()), events);
-        let registration = bridge.register().await.unwrap();
-        let conn = registration.conn();
-        // The socket reads more than the events' queue and the bridge's own hold, and nobody
-        // reads the events.
-        let read_all = tokio::time::timeout(Duration::from_secs(5), async {
-            for n in 0..4 {
-                registration.shard.frame(conn, n.to_string()).await.unwrap();
-            }
-        });
-        assert!(
-            read_all.await.is_ok(),
-            "the bridge took too few of the socket's reads"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // The owner's orders are taken all the same (ten times what their queue holds).
-        let delivered = tokio::time::timeout(Duration::from_secs(5), async {
-            for n in 0..20 {
-                bridge
-                    .deliver(conn, Frame::from(format!("to the socket {n}")), Some(n))
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
-        assert!(
-            delivered.is_ok(),
-            "the bridge stopped taking orders while its events waited"
-        );
-        // Nothing was lost or reordered: the socket's frames, as read, once the events are.
-        let mut frames = Vec::new();
-        while frames.len() < 4 {
-            match tokio::time::timeout(Duration::from_secs(5), read.recv()).await {
-                Ok(Some(BridgeEvent::Frame(_, text, _))) => frames.push(text),
-                Ok(Some(_)) => {}
-                other => panic!("no event: {other:?}"),
-            }
-        }
-        assert_eq!(frames, ["0", "1", "2", "3"]);
     }
 }

@@ -127,6 +127,20 @@ impl Bridge {
             .await
             .map_err(|_| ShardStopped)
     }
+
+    /// [`Bridge::close`] without waiting, for a caller the bridge may be waiting on: at once
+    /// when the bridge's queue has room, else from a task of its own.
+    pub fn close_detached(&self, conn: ConnId, command: CloseCommand) {
+        match self.orders.try_send(Order::Close(conn, command)) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(order)) => {
+                let orders = self.orders.clone();
+                tokio::spawn(async move {
+                    let _ = orders.send(order).await;
+                });
+            }
+        }
+    }
 }
 
 async fn run(

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use kvs_signaling_core::{AlexaOffer, ConnId, Frame, Refused};
 use kvs_signaling_proto::{ChannelArn, ErrorType, MessagePayload, MessageTtlSeconds, PeerId};
 use kvs_transport_tokio::{BridgeEvent, CloseCommand, RemoteOutput, RemoteOutputKind, ShardHandle};
+use tokio::sync::mpsc;
 
 use super::remotes::Remote;
 use super::route::{Link, MOVING_QUEUE, Owner, Router, VERDICT_TIMEOUT, lock};
@@ -39,8 +40,9 @@ impl Router {
                     .get(&conn.to_raw())
                     .filter(|link| link.moving.is_none())
                     .map(|link| (link.owner.clone(), link.conn));
-                if let Some((owner, conn)) = to {
-                    self.send(&owner, Msg::Keepalive { conn }).await;
+                if let Some((owner, owner_conn)) = to {
+                    let msg = Msg::Keepalive { conn: owner_conn };
+                    self.to_owner(conn.to_raw(), &owner, msg).await;
                 }
             }
             BridgeEvent::Closed(conn) => {
@@ -55,6 +57,9 @@ impl Router {
                         self.stats
                             .lost_moving
                             .fetch_add(held.len() as u64, Ordering::Relaxed);
+                    }
+                    Some(link) if link.owner == self.cluster.node => {
+                        self.send_self_detached(Msg::Closed { conn: link.conn });
                     }
                     Some(link) => {
                         self.send(&link.owner, Msg::Closed { conn: link.conn })
@@ -75,7 +80,7 @@ impl Router {
                         token,
                         written,
                     };
-                    self.send(&link.owner, msg).await;
+                    self.to_owner(conn.to_raw(), &link.owner, msg).await;
                 }
             }
             _ => {}
@@ -138,6 +143,54 @@ impl Router {
         self.send(from, Msg::Verdict { req, verdict }).await;
     }
 
+    /// What bridged socket `link_id` tells its owner `owner`: as [`Router::send`] to another
+    /// node; to this node, never waiting for room in its queue to itself (see
+    /// [`Router::overloaded`]).
+    async fn to_owner(&self, link_id: u64, owner: &str, msg: Msg) {
+        if owner != self.cluster.node {
+            self.send(owner, msg).await;
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.loopback.try_send(msg) {
+            self.overloaded(link_id);
+        }
+    }
+
+    /// This node's queue to itself is full, with what bridged socket `link_id` has to send it
+    /// (a socket of one of this node's channels that a move left bridged). The task that
+    /// forwards what bridged sockets do never waits for room there: the one task that empties
+    /// that queue may be waiting for room in the bridge's orders (to write to a bridged
+    /// socket), and the bridge for room in its events, which this task forwards. The socket
+    /// is closed instead (1008: its client connects again, to a connection of this node's
+    /// own), and its connection here closed as if its client had closed it; counted with the
+    /// sockets shed for an overloaded owner.
+    fn overloaded(&self, link_id: u64) {
+        let Some(link) = lock(&self.links).remove(&link_id) else {
+            return;
+        };
+        self.stats.shed.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = OVERLOADED.check() {
+            tracing::warn!(
+                suppressed,
+                "this node's queue to itself is full: closing a socket of one of its channels \
+                 that a move left bridged"
+            );
+        }
+        match &link.moving {
+            // Not known at the next owner yet: what it holds is lost, and counted.
+            Some(held) => {
+                self.stats
+                    .lost_moving
+                    .fetch_add(held.len() as u64, Ordering::Relaxed);
+            }
+            None => self.send_self_detached(Msg::Closed { conn: link.conn }),
+        }
+        self.bridge.close_detached(
+            ConnId::from_raw(link_id),
+            CloseCommand::new(1008, "the channel's node is overloaded"),
+        );
+    }
+
     /// A frame of bridged socket `link_id`, read at `at`: to its owner, or, while its channel
     /// moves, held. Room in the owner's queue is taken first, and the frame queued under the
     /// lock that a move takes to hold the socket: a move that holds it later finds the frame
@@ -145,8 +198,8 @@ impl Router {
     async fn bridged_frame(&self, link_id: u64, text: String, at: u64) {
         /// Room in the queue to one node.
         enum Room<'a> {
-            Out(tokio::sync::mpsc::Permit<'a, super::wire::Outgoing>),
-            Loopback(tokio::sync::mpsc::Permit<'a, Msg>),
+            Out(mpsc::Permit<'a, super::wire::Outgoing>),
+            Loopback(mpsc::Permit<'a, Msg>),
         }
         loop {
             let owner = {
@@ -167,9 +220,13 @@ impl Router {
                 }
             };
             let room = if owner == self.cluster.node {
-                match self.loopback.reserve().await {
+                match self.loopback.try_reserve() {
                     Ok(permit) => Room::Loopback(permit),
-                    Err(_) => return,
+                    Err(mpsc::error::TrySendError::Full(())) => {
+                        self.overloaded(link_id);
+                        return;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(())) => return,
                 }
             } else {
                 match self.out.reserve().await {
@@ -677,5 +734,7 @@ fn close_reason(code: u16, reason: &str) -> &'static str {
     .unwrap_or(if code == 1001 { "going away" } else { "" })
 }
 
+static OVERLOADED: kvs_transport_tokio::LogLimiter =
+    kvs_transport_tokio::LogLimiter::new(std::time::Duration::from_secs(10));
 static STALE_OPEN: kvs_transport_tokio::LogLimiter =
     kvs_transport_tokio::LogLimiter::new(std::time::Duration::from_secs(10));

@@ -246,7 +246,7 @@ impl Router {
             counter,
             "shed_sockets_total",
             "Sockets of this node closed (1008) because their channel's owner fell behind its \
-             inbox.",
+             inbox, or because this node, their channel's owner, had its queue to itself full.",
             get(&stats.shed) as f64,
         );
         metric(

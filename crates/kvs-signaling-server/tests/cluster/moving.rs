@@ -625,3 +625,158 @@ async fn sockets_paused_by_an_owner_that_dies_during_its_hand_over_move_when_it_
     .await;
     assert!(text(&mut v1).await.contains("djE="));
 }
+
+/// Sends `count` frames from `ws`'s client, taking `frames` in turn, as fast as its socket
+/// takes them, while reading what comes until 3 s pass without any; returns the frames read,
+/// whether the socket was closed, and the socket.
+async fn flood(ws: Ws, frames: Vec<String>, count: usize) -> (usize, Option<String>, Ws) {
+    use futures_util::SinkExt as _;
+    let (mut sink, mut stream) = ws.split();
+    let reading = tokio::spawn(async move {
+        let mut read = 0;
+        let mut closed = None;
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_secs(3), stream.next()).await
+        {
+            match message {
+                Message::Text(_) => read += 1,
+                Message::Close(frame) => closed = Some(format!("{frame:?}")),
+                _ => {}
+            }
+        }
+        (read, closed, stream)
+    });
+    for n in 0..count {
+        let frame = frames[n % frames.len()].clone();
+        if sink.send(Message::Text(frame.into())).await.is_err() {
+            break;
+        }
+    }
+    let (read, closed, stream) = reading.await.unwrap();
+    (read, closed, stream.reunite(sink).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_flooded_by_its_own_bridged_sockets_and_by_another_node_never_wedges() {
+    const FLOOD: usize = 60_000;
+    const VIEWERS: usize = 8;
+    // Rates raised so that nothing is throttled: the floods fill the node's queues instead.
+    let dir = TempDir::new("flood");
+    let config = dir.0.join("node.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nice_candidates_per_second = 10000000\nsdp_per_second = 10000000\n",
+    )
+    .unwrap();
+    let flags = ["--config", config.to_str().unwrap()];
+    let redis = Redis::start();
+    let a = Node::start(&redis, "127.0.0.1", &flags);
+    let b = Node::start(&redis, "127.0.0.2", &flags);
+    let mut c = Node::start(&redis, "127.0.0.3", &flags);
+    // Y: C owns it, its master and viewer connect through A; C dies, A claims it, and both
+    // sockets stay bridged to A itself.
+    let y = create(c.addr, "own").await;
+    let first = connect(c.addr, &y, None).await;
+    let mut y_master = connect(a.addr, &y, None).await;
+    drop(first);
+    let mut y_viewer = connect(a.addr, &y, Some("v1")).await;
+    c.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        send(
+            &mut y_viewer,
+            r#"{"action":"SDP_OFFER","messagePayload":"cHJvYmU="}"#,
+        )
+        .await;
+        if next_text(&mut y_master, Duration::from_millis(500))
+            .await
+            .is_some_and(|text| text.contains("cHJvYmU="))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Y did not move to A");
+    }
+    // X: B owns it, its master on B, its viewers on A (several, so that what waits for each
+    // stays within what a socket's queue holds).
+    let x = create(b.addr, "other").await;
+    let x_master = connect(b.addr, &x, None).await;
+    let mut x_viewers = Vec::new();
+    for n in 0..VIEWERS {
+        x_viewers.push(connect(a.addr, &x, Some(&format!("v{n}"))).await);
+        // Within the channel's connect rate.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let to = |id: &str| {
+        format!(
+            r#"{{"action":"ICE_CANDIDATE","recipientClientId":"{id}","messagePayload":"bQ=="}}"#
+        )
+    };
+    // Both masters flood their viewers at once: A writes X's frames from its inbox to bridged
+    // sockets, and Y's go through its queue to itself.
+    let started = Instant::now();
+    let x_frames: Vec<String> = (0..VIEWERS).map(|n| to(&format!("v{n}"))).collect();
+    let mut tasks = vec![
+        tokio::spawn(flood(x_master, x_frames, FLOOD)),
+        tokio::spawn(flood(y_master, vec![to("v1")], FLOOD)),
+        tokio::spawn(flood(y_viewer, vec![], 0)),
+    ];
+    for viewer in x_viewers {
+        tasks.push(tokio::spawn(flood(viewer, vec![], 0)));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    let x_read: usize = results[3..].iter().map(|(read, _, _)| read).sum();
+    let closed: Vec<&String> = results
+        .iter()
+        .filter_map(|(_, closed, _)| closed.as_ref())
+        .collect();
+    eprintln!(
+        "flooded for {:?}: X's viewers read {x_read}, Y's {}, of {FLOOD} each; closed: {closed:?}",
+        started.elapsed(),
+        results[2].0
+    );
+    let mut results = results.into_iter();
+    let (_, _, mut x_master) = results.next().unwrap();
+    let (_, _, y_master) = results.next().unwrap();
+    let (_, _, y_viewer) = results.next().unwrap();
+    let (_, x_closed, mut x_viewer) = results.next().unwrap();
+    // A still relays what B sends it: an answer reaches X's viewer (connected again if A
+    // closed it as a slow consumer).
+    if x_closed.is_some() {
+        drop(x_viewer);
+        x_viewer = reconnect_as(a.addr, &x, Some("v0"), Duration::from_secs(10)).await;
+    }
+    let answer = r#"{"action":"SDP_ANSWER","recipientClientId":"v0","messagePayload":"ZW5k"}"#;
+    send(&mut x_master, answer).await;
+    let relayed = |mut ws: Ws| async move {
+        while let Some(text) = next_text(&mut ws, Duration::from_secs(10)).await {
+            if text.contains("ZW5k") {
+                return Some(ws);
+            }
+        }
+        None
+    };
+    assert!(
+        relayed(x_viewer).await.is_some(),
+        "A relays nothing more from B\n{}",
+        a.log()
+    );
+    // And Y's clients talk through it, connecting again (A may have closed the master that
+    // flooded it, for want of room in its queue to itself, and the viewer too, as a slow
+    // consumer).
+    drop((y_master, y_viewer));
+    let y_master = reconnect(a.addr, &y, Duration::from_secs(10)).await;
+    let mut y_viewer = reconnect_as(a.addr, &y, Some("v1"), Duration::from_secs(10)).await;
+    send(
+        &mut y_viewer,
+        r#"{"action":"SDP_OFFER","messagePayload":"ZW5k"}"#,
+    )
+    .await;
+    assert!(
+        relayed(y_master).await.is_some(),
+        "A relays nothing more of Y\n{}",
+        a.log()
+    );
+}

@@ -59,7 +59,7 @@ impl Router {
                             .fetch_add(held.len() as u64, Ordering::Relaxed);
                     }
                     Some(link) if link.owner == self.cluster.node => {
-                        self.send_self_detached(Msg::Closed { conn: link.conn });
+                        self.send_self_detached([Msg::Closed { conn: link.conn }]);
                     }
                     Some(link) => {
                         self.send(&link.owner, Msg::Closed { conn: link.conn })
@@ -151,8 +151,11 @@ impl Router {
             self.send(owner, msg).await;
             return;
         }
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.loopback.try_send(msg) {
-            self.overloaded(link_id);
+        if let Err(mpsc::error::TrySendError::Full(msg)) = self.loopback.try_send(msg) {
+            // A ping is not worth keeping; an ack is, ahead of the close (else its frame
+            // would be held again, and delivered twice).
+            let unsent = (!matches!(msg, Msg::Keepalive { .. })).then_some(msg);
+            self.overloaded(link_id, unsent);
         }
     }
 
@@ -162,9 +165,11 @@ impl Router {
     /// that queue may be waiting for room in the bridge's orders (to write to a bridged
     /// socket), and the bridge for room in its events, which this task forwards. The socket
     /// is closed instead (1008: its client connects again, to a connection of this node's
-    /// own), and its connection here closed as if its client had closed it; counted with the
-    /// sockets shed for an overloaded owner.
-    fn overloaded(&self, link_id: u64) {
+    /// own), and its connection here closed as if its client had closed it, after `unsent`
+    /// (what found the queue full: a frame, an ack); counted with the sockets shed for an
+    /// overloaded owner. Acks the socket's writes make after this are lost: the hub holds
+    /// their frames again, and delivers them again to the client's next connection.
+    fn overloaded(&self, link_id: u64, unsent: Option<Msg>) {
         let Some(link) = lock(&self.links).remove(&link_id) else {
             return;
         };
@@ -179,11 +184,15 @@ impl Router {
         match &link.moving {
             // Not known at the next owner yet: what it holds is lost, and counted.
             Some(held) => {
+                let frame = u64::from(matches!(unsent, Some(Msg::Frame { .. })));
                 self.stats
                     .lost_moving
-                    .fetch_add(held.len() as u64, Ordering::Relaxed);
+                    .fetch_add(held.len() as u64 + frame, Ordering::Relaxed);
             }
-            None => self.send_self_detached(Msg::Closed { conn: link.conn }),
+            None => {
+                let closed = Msg::Closed { conn: link.conn };
+                self.send_self_detached(unsent.into_iter().chain([closed]));
+            }
         }
         self.bridge.close_detached(
             ConnId::from_raw(link_id),
@@ -223,7 +232,9 @@ impl Router {
                 match self.loopback.try_reserve() {
                     Ok(permit) => Room::Loopback(permit),
                     Err(mpsc::error::TrySendError::Full(())) => {
-                        self.overloaded(link_id);
+                        let conn = lock(&self.links).get(&link_id).map(|link| link.conn);
+                        let unsent = conn.map(|conn| Msg::Frame { conn, text, at });
+                        self.overloaded(link_id, unsent);
                         return;
                     }
                     Err(mpsc::error::TrySendError::Closed(())) => return,

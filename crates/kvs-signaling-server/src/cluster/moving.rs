@@ -438,7 +438,7 @@ impl Router {
             if link.moving.is_none() {
                 let closed = Msg::Closed { conn: link.conn };
                 if link.owner == self.cluster.node {
-                    self.send_self_detached(closed);
+                    self.send_self_detached([closed]);
                 } else {
                     self.send(&link.owner, closed).await;
                 }

@@ -540,16 +540,27 @@ impl Router {
         }
     }
 
-    /// Sends `msg` to this node without waiting: in order when its queue has room, else from
-    /// a task of its own, for a sender that the queue's only reader may be waiting on.
-    pub(super) fn send_self_detached(&self, msg: Msg) {
-        match self.loopback.try_send(msg) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(msg)) => {
-                let loopback = self.loopback.clone();
-                tokio::spawn(async move {
-                    let _ = loopback.send(msg).await;
-                });
+    /// Sends `msgs` to this node without waiting, in order: while its queue has room, and
+    /// what is left from a task of its own, for a sender that the queue's only reader may be
+    /// waiting on.
+    pub(super) fn send_self_detached(&self, msgs: impl IntoIterator<Item = Msg>) {
+        let mut msgs = msgs.into_iter();
+        while let Some(msg) = msgs.next() {
+            match self.loopback.try_send(msg) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(msg)) => {
+                    let rest: Vec<Msg> = std::iter::once(msg).chain(msgs).collect();
+                    let loopback = self.loopback.clone();
+                    tokio::spawn(async move {
+                        for msg in rest {
+                            if loopback.send(msg).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    return;
+                }
             }
         }
     }

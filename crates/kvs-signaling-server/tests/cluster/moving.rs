@@ -723,9 +723,14 @@ async fn a_node_flooded_by_its_own_bridged_sockets_and_by_another_node_never_wed
     for viewer in x_viewers {
         tasks.push(tokio::spawn(flood(viewer, vec![], 0)));
     }
+    // Bounded: a node that stops reading a flooding socket without closing it leaves its
+    // sender waiting.
     let mut results = Vec::new();
     for task in tasks {
-        results.push(task.await.unwrap());
+        let result = tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("a flood did not end within 60 s");
+        results.push(result.unwrap());
     }
     let x_read: usize = results[3..].iter().map(|(read, _, _)| read).sum();
     let closed: Vec<&String> = results

@@ -58,13 +58,7 @@ impl Router {
                             .lost_moving
                             .fetch_add(held.len() as u64, Ordering::Relaxed);
                     }
-                    Some(link) if link.owner == self.cluster.node => {
-                        self.send_self_detached([Msg::Closed { conn: link.conn }]);
-                    }
-                    Some(link) => {
-                        self.send(&link.owner, Msg::Closed { conn: link.conn })
-                            .await;
-                    }
+                    Some(link) => self.closed_to_owner(&link).await,
                     None => {}
                 }
             }
@@ -143,6 +137,18 @@ impl Router {
         self.send(from, Msg::Verdict { req, verdict }).await;
     }
 
+    /// Tells the owner of `link`, taken out of the table, that its socket is closed; this
+    /// node without waiting for room in its queue to itself (the task that empties it may be
+    /// what the caller holds up).
+    pub(super) async fn closed_to_owner(&self, link: &Link) {
+        let closed = Msg::Closed { conn: link.conn };
+        if link.owner == self.cluster.node {
+            self.send_self_detached([closed]);
+        } else {
+            self.send(&link.owner, closed).await;
+        }
+    }
+
     /// What bridged socket `link_id` tells its owner `owner`: as [`Router::send`] to another
     /// node; to this node, never waiting for room in its queue to itself (see
     /// [`Router::overloaded`]).
@@ -211,7 +217,7 @@ impl Router {
             Loopback(mpsc::Permit<'a, Msg>),
         }
         loop {
-            let owner = {
+            let (owner, conn) = {
                 let mut links = lock(&self.links);
                 let Some(link) = links.get_mut(&link_id) else {
                     return;
@@ -225,16 +231,14 @@ impl Router {
                         self.stats.lost_moving.fetch_add(1, Ordering::Relaxed);
                         return;
                     }
-                    None => link.owner.clone(),
+                    None => (link.owner.clone(), link.conn),
                 }
             };
             let room = if owner == self.cluster.node {
                 match self.loopback.try_reserve() {
                     Ok(permit) => Room::Loopback(permit),
                     Err(mpsc::error::TrySendError::Full(())) => {
-                        let conn = lock(&self.links).get(&link_id).map(|link| link.conn);
-                        let unsent = conn.map(|conn| Msg::Frame { conn, text, at });
-                        self.overloaded(link_id, unsent);
+                        self.overloaded(link_id, Some(Msg::Frame { conn, text, at }));
                         return;
                     }
                     Err(mpsc::error::TrySendError::Closed(())) => return,

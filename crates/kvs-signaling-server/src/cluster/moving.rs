@@ -436,12 +436,7 @@ impl Router {
         let links: Vec<(u64, Link)> = lock(&self.links).drain().collect();
         for (id, link) in links {
             if link.moving.is_none() {
-                let closed = Msg::Closed { conn: link.conn };
-                if link.owner == self.cluster.node {
-                    self.send_self_detached([closed]);
-                } else {
-                    self.send(&link.owner, closed).await;
-                }
+                self.closed_to_owner(&link).await;
             }
             let _ = self
                 .bridge
@@ -473,8 +468,7 @@ impl Router {
             );
         }
         for (id, link) in shed {
-            self.send(&link.owner, Msg::Closed { conn: link.conn })
-                .await;
+            self.closed_to_owner(&link).await;
             let _ = self
                 .bridge
                 .close(
@@ -717,8 +711,7 @@ impl Router {
                     .bridge
                     .close(conn, CloseCommand::new(1001, "server going away"))
                     .await;
-                self.send(&link.owner, Msg::Closed { conn: link.conn })
-                    .await;
+                self.closed_to_owner(&link).await;
             }
         }
     }

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::harness::{
-    Node, Proxy, Redis, SLOW_USER, SlowUser, TempDir, call, closed, connect, connect_url,
-    connect_with, create, get, metric, next_text, node_id_of, send, signal, text,
+    Node, Proxy, Redis, SLOW_USER, SlowUser, call, closed, connect, connect_url, connect_with,
+    create, get, limits_config, metric, next_text, node_id_of, send, signal, text,
 };
 
 /// ICE candidate `n`, its payload numbered.
@@ -291,10 +291,8 @@ async fn comes_back_without_its_last_writes(away: Duration) {
 #[tokio::test]
 async fn a_node_drained_just_after_redis_lost_its_claim_still_hands_its_held_messages_over() {
     // No grace for clients on GO_AWAY: the hand-over follows the SIGTERM at once.
-    let dir = TempDir::new("no-grace");
-    let config = dir.0.join("node.toml");
-    std::fs::write(&config, "[limits]\ngo_away_grace_seconds = 0\n").unwrap();
-    let flags = ["--config", config.to_str().unwrap()];
+    let (_dir, config) = limits_config("no-grace", "go_away_grace_seconds = 0\n");
+    let flags = ["--config", config.as_str()];
     let mut redis = Redis::start();
     let a = Node::start(&redis, "127.0.0.1", &flags);
     let b = Node::start(&redis, "127.0.0.2", &flags);
@@ -712,14 +710,11 @@ async fn entries_that_never_reach_a_node_are_counted_by_it() {
 
 #[tokio::test]
 async fn an_inbox_keeps_at_most_its_cap_and_its_node_counts_what_was_trimmed_unread() {
-    let dir = TempDir::new("inbox-cap");
-    let config = dir.0.join("node.toml");
-    std::fs::write(
-        &config,
-        "[limits]\ncluster_inbox_max_entries = 100\nice_candidates_per_second = 100000\n",
-    )
-    .unwrap();
-    let flags = ["--config", config.to_str().unwrap()];
+    let (_dir, config) = limits_config(
+        "inbox-cap",
+        "cluster_inbox_max_entries = 100\nice_candidates_per_second = 100000\n",
+    );
+    let flags = ["--config", config.as_str()];
     let redis = Redis::start();
     let a = Node::start(&redis, "127.0.0.1", &flags);
     let b = Node::start(&redis, "127.0.0.2", &flags);
@@ -781,15 +776,12 @@ async fn a_node_fallen_behind_its_inbox_has_the_sockets_other_nodes_hold_for_it_
     // A connects as a user of its own, whose reads the test takes away: A then heartbeats on
     // while its inbox fills, as a node too slow to read it would.
     let slow = SlowUser::add(&redis);
-    let dir = TempDir::new("behind");
-    let config = dir.0.join("node.toml");
-    std::fs::write(
-        &config,
-        "[limits]\ncluster_inbox_high_water = 100\nice_candidates_per_second = 100000\n\
+    let (_dir, config) = limits_config(
+        "behind",
+        "cluster_inbox_high_water = 100\nice_candidates_per_second = 100000\n\
          cluster_heartbeat_seconds = 3\ncluster_node_ttl_seconds = 9\n",
-    )
-    .unwrap();
-    let flags = ["--config", config.to_str().unwrap()];
+    );
+    let flags = ["--config", config.as_str()];
     let a = Node::start_with(&redis.url(), "127.0.0.1", &flags, &SLOW_USER);
     let b = Node::start(&redis, "127.0.0.2", &flags);
     let arn = create(a.addr, "behind").await;

@@ -318,6 +318,16 @@ impl<'a> SlowUser<'a> {
     }
 }
 
+/// A config file of a test's nodes, in a directory of its own (`prefix`): `[limits]` with
+/// `limits` (TOML lines). Returns the directory, removed on drop, and the file's path.
+pub(crate) fn limits_config(prefix: &str, limits: &str) -> (TempDir, String) {
+    let dir = TempDir::new(prefix);
+    let path = dir.0.join("node.toml");
+    std::fs::write(&path, format!("[limits]\n{limits}")).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    (dir, path)
+}
+
 /// A `kvs-signaling serve --cluster` process, killed on drop.
 pub(crate) struct Node {
     child: Option<Child>,

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::harness::{
     Node, Redis, SLOW_USER, SlowUser, TempDir, Ws, call, closed, connect, connect_url, create, get,
-    metric, next_text, send, signal, text,
+    limits_config, metric, next_text, send, signal, text,
 };
 
 /// The payload of candidate `i`: its number in four digits (which is base64).
@@ -239,11 +239,7 @@ async fn an_owner_paused_past_its_ttl_loses_its_channel_and_never_acts_on_it_aga
 
 /// A config file shortening the GO_AWAY grace, so that a drain takes a second.
 fn short_grace() -> (TempDir, String) {
-    let dir = TempDir::new("grace");
-    let path = dir.0.join("node.toml");
-    std::fs::write(&path, "[limits]\ngo_away_grace_seconds = 1\n").unwrap();
-    let path = path.to_str().unwrap().to_owned();
-    (dir, path)
+    limits_config("grace", "go_away_grace_seconds = 1\n")
 }
 
 #[tokio::test]
@@ -661,14 +657,11 @@ async fn a_node_flooded_by_its_own_bridged_sockets_and_by_another_node_never_wed
     const FLOOD: usize = 60_000;
     const VIEWERS: usize = 8;
     // Rates raised so that nothing is throttled: the floods fill the node's queues instead.
-    let dir = TempDir::new("flood");
-    let config = dir.0.join("node.toml");
-    std::fs::write(
-        &config,
-        "[limits]\nice_candidates_per_second = 10000000\nsdp_per_second = 10000000\n",
-    )
-    .unwrap();
-    let flags = ["--config", config.to_str().unwrap()];
+    let (_dir, config) = limits_config(
+        "flood",
+        "ice_candidates_per_second = 10000000\nsdp_per_second = 10000000\n",
+    );
+    let flags = ["--config", config.as_str()];
     let redis = Redis::start();
     let a = Node::start(&redis, "127.0.0.1", &flags);
     let b = Node::start(&redis, "127.0.0.2", &flags);

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::harness::{
-    Node, Redis, TempDir, Ws, call, closed, connect, create, metric, next_text, send, text,
+    Node, Redis, Ws, call, closed, connect, create, limits_config, metric, next_text, send, text,
 };
 
 #[tokio::test]
@@ -91,10 +91,8 @@ async fn a_master_and_viewers_on_different_nodes_talk_as_on_one_node() {
 #[tokio::test]
 async fn the_newest_connection_of_a_client_id_wins_across_nodes() {
     // A linger of a second, so that the older connection's close is seen.
-    let dir = TempDir::new("linger");
-    let config = dir.0.join("node.toml");
-    std::fs::write(&config, "[limits]\nsuperseded_linger_seconds = 1\n").unwrap();
-    let flags = ["--config", config.to_str().unwrap()];
+    let (_dir, config) = limits_config("linger", "superseded_linger_seconds = 1\n");
+    let flags = ["--config", config.as_str()];
     let redis = Redis::start();
     let a = Node::start(&redis, "127.0.0.1", &flags);
     let b = Node::start(&redis, "127.0.0.2", &flags);
@@ -568,14 +566,11 @@ async fn the_console_event_stream_of_any_node_carries_every_nodes_events() {
 #[tokio::test]
 async fn delivery_status_and_dead_socket_detection_hold_for_remote_connections() {
     // Pings every second, and a second to answer.
-    let dir = TempDir::new("liveness");
-    let config = dir.0.join("node.toml");
-    std::fs::write(
-        &config,
-        "[limits]\nping_interval_seconds = 1\npong_timeout_seconds = 1\n",
-    )
-    .unwrap();
-    let flags = ["--config", config.to_str().unwrap()];
+    let (_dir, config) = limits_config(
+        "liveness",
+        "ping_interval_seconds = 1\npong_timeout_seconds = 1\n",
+    );
+    let flags = ["--config", config.as_str()];
     let redis = Redis::start();
     let a = Node::start(&redis, "127.0.0.1", &flags);
     let b = Node::start(&redis, "127.0.0.2", &flags);
@@ -804,14 +799,11 @@ async fn inboxes_are_trimmed_of_frames_at_once_and_of_everything_else_within_sec
 
 #[tokio::test]
 async fn a_batch_linger_gathers_what_comes_meanwhile_into_one_inbox_entry() {
-    let dir = TempDir::new("linger");
-    let config = dir.0.join("node.toml");
-    std::fs::write(
-        &config,
-        "[limits]\ncluster_batch_linger_ms = 50\nice_candidates_per_second = 100000\n",
-    )
-    .unwrap();
-    let flags = ["--config", config.to_str().unwrap()];
+    let (_dir, config) = limits_config(
+        "linger",
+        "cluster_batch_linger_ms = 50\nice_candidates_per_second = 100000\n",
+    );
+    let flags = ["--config", config.as_str()];
     let redis = Redis::start();
     let a = Node::start(&redis, "127.0.0.1", &flags);
     let b = Node::start(&redis, "127.0.0.2", &flags);
@@ -856,10 +848,8 @@ async fn a_batch_linger_gathers_what_comes_meanwhile_into_one_inbox_entry() {
 async fn what_was_held_reaches_viewers_connecting_through_another_node_at_once() {
     // What was held for a viewer is sent as soon as its connection is up at the owner: it
     // follows the owner's verdict to the viewer's node, which then knows the socket.
-    let dir = TempDir::new("held-at-once");
-    let config = dir.0.join("node.toml");
-    std::fs::write(&config, "[limits]\nconnects_per_second = 1000\n").unwrap();
-    let flags = ["--config", config.to_str().unwrap()];
+    let (_dir, config) = limits_config("held-at-once", "connects_per_second = 1000\n");
+    let flags = ["--config", config.as_str()];
     let redis = Redis::start();
     let a = Node::start(&redis, "127.0.0.1", &flags);
     let b = Node::start(&redis, "127.0.0.2", &flags);

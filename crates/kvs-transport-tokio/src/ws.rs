@@ -8,6 +8,7 @@
 //! bounded: a peer that stops reading, or never answers a close, costs its socket for a
 //! bounded time only.
 
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -15,14 +16,13 @@ use std::pin::Pin;
 use std::task::{Poll, ready};
 use std::time::Duration;
 
-use kvs_signaling_core::ConnId;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::time::Instant;
 
 use crate::codec::{
     CLOSE_NORMAL, Decoder, Event, OP_PING, OP_PONG, OP_TEXT, close_frame, encode, frame_header,
 };
-use crate::outbox::{Batch, Queued};
+use crate::outbox::{Ack, Batch, Queued};
 use crate::shard::{Command, Registration, ShardHandle};
 use crate::telemetry::Telemetry;
 
@@ -237,50 +237,46 @@ pub async fn serve_websocket<S>(
         .ping_interval
         .map(|interval| Heartbeat::new(interval, limits.pong_timeout, Instant::now()));
     let ending = loop {
-        if let Some(ending) = handle_events(&mut io, &shard, conn, &mut events, &limits).await {
+        if let Some(ending) = handle_events(
+            &mut io,
+            &shard,
+            &mut registration,
+            &mut events,
+            &telemetry,
+            &limits,
+        )
+        .await
+        {
             break ending;
         }
         tokio::select! {
-            batch = registration.next_batch(BATCH_FRAMES) => match batch {
-                Batch::Frames(mut frames) => {
-                    let contiguous = frames.make_contiguous();
-                    let written = write_frames(&mut io, contiguous, limits.write_timeout).await;
-                    if written.is_err() {
-                        // Tracked frames of a failed write go back to the hub unwritten.
-                        registration.outbound.give_back(frames);
-                        break Ending::Failed;
+            batch = registration.next_batch(BATCH_FRAMES) => {
+                let mut frames = match frames_of(batch) {
+                    Ok(frames) => frames,
+                    Err(ending) => break ending,
+                };
+                let written = write_frames(&mut io, frames.make_contiguous(), limits.write_timeout);
+                let receipts = match after_write(written.await, frames, &mut registration, &telemetry) {
+                    Ok(receipts) => receipts,
+                    Err(ending) => break ending,
+                };
+                if !receipts.is_empty() {
+                    // Rare (only senders that asked): boxed out of the task's state.
+                    let posted = Box::pin(post_writing(
+                        &mut io,
+                        &shard,
+                        Command::Written(receipts),
+                        &mut registration,
+                        &telemetry,
+                        &limits,
+                        false,
+                    ))
+                    .await;
+                    if let Err(ending) = posted {
+                        break ending;
                     }
-                    count_written(&telemetry, contiguous);
-                    if frames.iter().any(|(.., ack)| ack.is_some()) {
-                        let receipts = frames
-                            .into_iter()
-                            .filter_map(|(.., ack)| ack)
-                            .collect();
-                        // Rare (only senders that asked): boxed out of the task's state.
-                        if Box::pin(post(&shard, Command::Written(receipts))).await.is_err() {
-                            break Ending::Close {
-                                code: 1001,
-                                reason: "server going away",
-                                await_reply: true,
-                            };
-                        }
-                    }
                 }
-                Batch::Close(close) => {
-                    break Ending::Close {
-                        code: close.code,
-                        reason: close.reason,
-                        await_reply: true,
-                    };
-                }
-                Batch::End => {
-                    break Ending::Close {
-                        code: CLOSE_NORMAL,
-                        reason: "",
-                        await_reply: true,
-                    };
-                }
-            },
+            }
             read = read_some(&mut io, &mut decoder, &mut events, &telemetry) => match read {
                 Ok(true) => {
                     if let Some(heartbeat) = &mut heartbeat {
@@ -322,21 +318,118 @@ pub async fn serve_websocket<S>(
     Box::pin(finish(&mut io, &mut decoder, ending, &limits)).await;
 }
 
-/// Queues `command` for the shard, waiting only while its queue is full.
-async fn post(shard: &ShardHandle, command: Command) -> Result<(), crate::ShardStopped> {
-    match shard.try_post(command) {
-        Ok(None) => Ok(()),
-        Ok(Some(command)) => shard.send_slow(command).await,
-        Err(stopped) => Err(stopped),
+/// The end of a connection whose hub is gone.
+fn going_away() -> Ending {
+    Ending::Close {
+        code: 1001,
+        reason: "server going away",
+        await_reply: true,
     }
+}
+
+/// The frames of a batch the hub queued for the connection, or how the connection ends if the
+/// batch ends it.
+fn frames_of(batch: Batch) -> Result<VecDeque<Queued>, Ending> {
+    match batch {
+        Batch::Frames(frames) => Ok(frames),
+        Batch::Close(close) => Err(Ending::Close {
+            code: close.code,
+            reason: close.reason,
+            await_reply: true,
+        }),
+        Batch::End => Err(Ending::Close {
+            code: CLOSE_NORMAL,
+            reason: "",
+            await_reply: true,
+        }),
+    }
+}
+
+/// After `frames` were written (`written`): the receipts of the tracked ones, or, if the
+/// write failed, the end of the connection (the tracked frames go back to the hub
+/// unwritten).
+fn after_write(
+    written: io::Result<()>,
+    mut frames: VecDeque<Queued>,
+    registration: &mut Registration,
+    telemetry: &Telemetry,
+) -> Result<Vec<Ack>, Ending> {
+    if written.is_err() {
+        registration.outbound.give_back(frames);
+        return Err(Ending::Failed);
+    }
+    count_written(telemetry, frames.make_contiguous());
+    if frames.iter().any(|(.., ack)| ack.is_some()) {
+        Ok(frames.into_iter().filter_map(|(.., ack)| ack).collect())
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// Queues `command` for the hub, and while its queue is full writes what the hub sends the
+/// connection meanwhile: a socket whose reads wait for room in a busy hub's queue keeps
+/// draining its own, so that a client that reads all the time is never closed as a slow
+/// consumer for it. The receipts of tracked frames written during the wait follow `command`.
+/// If a batch ends the connection or a write fails, the wait still ends (and the receipts
+/// are still posted) before the ending is returned, so that no written frame is held again.
+/// After a failed write (`failed`), it only waits.
+async fn post_writing<S>(
+    io: &mut S,
+    shard: &ShardHandle,
+    command: Command,
+    registration: &mut Registration,
+    telemetry: &Telemetry,
+    limits: &WebSocketLimits,
+    failed: bool,
+) -> Result<(), Ending>
+where
+    S: AsyncWrite + Unpin,
+{
+    let mut next = Some(command);
+    let mut receipts = Vec::new();
+    let mut ending = failed.then_some(Ending::Failed);
+    while let Some(command) = next.take() {
+        let stopped = |ending: &mut Option<Ending>| ending.take().unwrap_or_else(going_away);
+        let Some(command) = shard.try_post(command).map_err(|_| stopped(&mut ending))? else {
+            next = (!receipts.is_empty()).then(|| Command::Written(std::mem::take(&mut receipts)));
+            continue;
+        };
+        let mut sending = shard.send_slow(command);
+        loop {
+            tokio::select! {
+                biased;
+                sent = &mut sending => {
+                    sent.map_err(|_| stopped(&mut ending))?;
+                    break;
+                }
+                batch = registration.next_batch(BATCH_FRAMES), if ending.is_none() => {
+                    let mut frames = match frames_of(batch) {
+                        Ok(frames) => frames,
+                        Err(end) => {
+                            ending = Some(end);
+                            continue;
+                        }
+                    };
+                    let written = write_frames(io, frames.make_contiguous(), limits.write_timeout);
+                    match after_write(written.await, frames, registration, telemetry) {
+                        Ok(written) => receipts.extend(written),
+                        Err(end) => ending = Some(end),
+                    }
+                }
+            }
+        }
+        next = (!receipts.is_empty()).then(|| Command::Written(std::mem::take(&mut receipts)));
+    }
+    ending.map_or(Ok(()), Err)
 }
 
 /// Acts on the decoded events; returns how the connection ends if one of them ends it.
 async fn handle_events<S>(
     io: &mut S,
     shard: &ShardHandle,
-    conn: ConnId,
+    registration: &mut Registration,
     events: &mut Vec<Event>,
+    telemetry: &Telemetry,
     limits: &WebSocketLimits,
 ) -> Option<Ending>
 where
@@ -345,7 +438,11 @@ where
     if events.is_empty() {
         return None;
     }
+    let conn = registration.conn;
     let read_at = std::time::Instant::now();
+    // A write that failed while the hub was busy ends the connection, but the messages read
+    // before it still go to the hub (without writing anything more).
+    let mut failed = false;
     for event in std::mem::take(events) {
         let command = match event {
             Event::Text(text) => {
@@ -355,6 +452,7 @@ where
             // Liveness (the heartbeat has it from the read), not activity: a client that only
             // answers the server's pings is idle.
             Event::Pong => continue,
+            Event::Ping(_) if failed => continue,
             Event::Ping(payload) => {
                 // Boxed, as rare: its state stays out of every idle connection's task.
                 let pong = encode(OP_PONG, &payload);
@@ -362,10 +460,12 @@ where
                     .await
                     .is_err()
                 {
-                    return Some(Ending::Failed);
+                    failed = true;
+                    continue;
                 }
                 Command::Keepalive(conn)
             }
+            Event::Close(_) | Event::Refuse(..) if failed => return Some(Ending::Failed),
             Event::Close(code) => return Some(Ending::PeerClosed(code)),
             Event::Refuse(code, reason) => {
                 return Some(Ending::Close {
@@ -375,20 +475,29 @@ where
                 });
             }
         };
-        let delivered = match shard.try_post(command) {
-            Ok(None) => Ok(()),
-            Ok(Some(command)) => shard.send_slow(command).await,
-            Err(stopped) => Err(stopped),
+        let command = match shard.try_post(command) {
+            Ok(None) => continue,
+            Ok(Some(command)) => command,
+            Err(_) if failed => return Some(Ending::Failed),
+            Err(_) => return Some(going_away()),
         };
-        if delivered.is_err() {
-            return Some(Ending::Close {
-                code: 1001,
-                reason: "server going away",
-                await_reply: true,
-            });
+        // The hub is busy: wait for room, writing meanwhile (boxed, as rare).
+        let posted = Box::pin(post_writing(
+            io,
+            shard,
+            command,
+            registration,
+            telemetry,
+            limits,
+            failed,
+        ));
+        match posted.await {
+            Ok(()) => {}
+            Err(Ending::Failed) => failed = true,
+            Err(ending) => return Some(ending),
         }
     }
-    None
+    failed.then_some(Ending::Failed)
 }
 
 /// Reads what the socket has, up to [`READS_PER_WAKEUP`] chunks, into a buffer on the stack of

@@ -51,10 +51,12 @@ async fn server_with(
                     return;
                 };
                 let ttl = MessageTtlSeconds::default();
-                // `?hold`: the client goes away between the hub's verdict and the 101.
-                let (path, hold) = match path.split_once('?') {
-                    Some((path, "hold")) => (path.to_owned(), true),
-                    _ => (path, false),
+                // `?hold`: the client goes away between the hub's verdict and the 101;
+                // `?tracked`: the connection asks for delivery status.
+                let (path, hold, tracked) = match path.split_once('?') {
+                    Some((path, "hold")) => (path.to_owned(), true, false),
+                    Some((path, "tracked")) => (path.to_owned(), false, true),
+                    _ => (path, false, false),
                 };
                 let open = match path.split('/').collect::<Vec<_>>().as_slice() {
                     ["", "master", channel] => OpenConnection::master(arn(channel), ttl),
@@ -63,7 +65,7 @@ async fn server_with(
                     }
                     _ => return,
                 };
-                let open = open.indications(true);
+                let open = open.indications(true).delivery_status(tracked);
                 let Ok(Ok(registration)) = shard.open(open).await else {
                     return;
                 };
@@ -541,4 +543,68 @@ async fn go_away_local_ends_this_process_sockets_and_keeps_taking_connects() {
             .is_err(),
         "the new connection was ended"
     );
+}
+
+/// A socket whose reads wait for room in a busy hub's queue still writes what the hub sends
+/// it. Before, it wrote nothing until every frame it had read was queued, so a client that
+/// sent a burst while its peer did the same had its outbox filled by the peer's burst and was
+/// closed as a slow consumer although it read all the time.
+#[tokio::test]
+async fn a_socket_waiting_on_a_busy_hub_still_writes_what_the_hub_sends_it() {
+    const BURST: usize = 300;
+    let fast = Rate::per_second(1_000_000);
+    let config = HubConfig::default()
+        .ice_candidate_rate(fast)
+        .master_ice_candidate_rate(fast);
+    // A hub queue of one, so every frame but the first waits for room, and outboxes of 8.
+    let shard_config = ShardConfig::default()
+        .inbound_capacity(1)
+        .outbound_capacity(8);
+    let (addr, shard) = server(config, shard_config).await;
+    let mut master = connect(addr, "/master/busy").await;
+    // The viewer asks for delivery status: receipts of what it is sent flow back meanwhile.
+    let mut viewer = connect(addr, "/viewer/busy/v?tracked").await;
+    while settle(&shard).await.opened < 2 {
+        tokio::task::yield_now().await;
+    }
+    // Each side's burst goes out in one write (loopback's buffers take both; the clients read
+    // after).
+    for i in 0..BURST {
+        let to_viewer = format!(
+            r#"{{"action":"ICE_CANDIDATE","recipientClientId":"v","messagePayload":"{}","correlationId":"m{i}"}}"#,
+            "QUFB".repeat(10)
+        );
+        master.feed(Message::Text(to_viewer.into())).await.unwrap();
+        let to_master = format!(
+            r#"{{"action":"ICE_CANDIDATE","messagePayload":"{}","correlationId":"v{i}"}}"#,
+            "QkJC".repeat(10)
+        );
+        viewer.feed(Message::Text(to_master.into())).await.unwrap();
+    }
+    let (master_flushed, viewer_flushed) = tokio::join!(master.flush(), viewer.flush());
+    master_flushed.unwrap();
+    viewer_flushed.unwrap();
+
+    /// Reads until `candidates` candidates and `statuses` DELIVERED statuses arrived.
+    async fn read(ws: &mut Client, want: usize, statuses: usize) -> (usize, usize) {
+        let (mut candidates, mut delivered) = (0, 0);
+        while candidates < want || delivered < statuses {
+            let text = next_text(ws).await;
+            if text.contains(r#""messageType":"ICE_CANDIDATE""#) {
+                candidates += 1;
+            } else if text.contains("DELIVERED") {
+                delivered += 1;
+            } else {
+                panic!("unexpected frame {text}");
+            }
+        }
+        (candidates, delivered)
+    }
+    // The viewer hears DELIVERED for each of its candidates, once the master's socket wrote it.
+    let (to_master, to_viewer) =
+        tokio::join!(read(&mut master, BURST, 0), read(&mut viewer, BURST, BURST));
+    assert_eq!((to_master, to_viewer), ((BURST, 0), (BURST, BURST)));
+    let counters = settle(&shard).await;
+    assert_eq!(counters.closed_by_hub, 0, "{counters:?}");
+    assert_eq!(counters.delivered, 2 * BURST as u64);
 }

@@ -604,6 +604,14 @@ async fn a_socket_waiting_on_a_busy_hub_still_writes_what_the_hub_sends_it() {
     let (to_master, to_viewer) =
         tokio::join!(read(&mut master, BURST, 0), read(&mut viewer, BURST, BURST));
     assert_eq!((to_master, to_viewer), ((BURST, 0), (BURST, BURST)));
+    // And nothing more: no candidate or status comes twice.
+    let quiet = Duration::from_millis(200);
+    let (master_more, viewer_more) = tokio::join!(
+        tokio::time::timeout(quiet, master.next()),
+        tokio::time::timeout(quiet, viewer.next())
+    );
+    assert!(master_more.is_err(), "{master_more:?}");
+    assert!(viewer_more.is_err(), "{viewer_more:?}");
     let counters = settle(&shard).await;
     assert_eq!(counters.closed_by_hub, 0, "{counters:?}");
     assert_eq!(counters.delivered, 2 * BURST as u64);
